@@ -1,0 +1,37 @@
+"""fuser: make trained CNNs faster by rewriting their ONNX graphs.
+
+Public API::
+
+    model, report = fuser.optimize("model.onnx")        # exact pipeline
+    fuser.save(model, "model.opt.onnx")
+    print(report.to_text())
+
+``import fuser`` never imports torch or TensorFlow; the frontends import them on use.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from fuser.api import optimize
+from fuser.errors import BadModelError, FuserError, PassError
+from fuser.graph import load, save
+from fuser.manager import PassManager
+from fuser.passes import DEFAULT_PIPELINE, REGISTRY, Pass, PassResult
+from fuser.report import Report
+
+__all__ = [
+    "DEFAULT_PIPELINE",
+    "REGISTRY",
+    "BadModelError",
+    "FuserError",
+    "Pass",
+    "PassError",
+    "PassManager",
+    "PassResult",
+    "Report",
+    "__version__",
+    "load",
+    "optimize",
+    "save",
+]

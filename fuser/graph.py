@@ -1,0 +1,388 @@
+"""The graph adapter: the only module that touches ONNX protobuf.
+
+It loads and saves models (with external data, so models over 2 GB work), converts between
+``onnx.ModelProto`` and the onnx-graphsurgeon ``gs.Graph`` that passes mutate, and offers the
+checker, shape inference and the model statistics (op histogram, parameters, MACs) that
+reports need.
+
+Large models: the checker and shape inference run on a *skeleton* of the model, a copy in
+which every large initializer is replaced by a reference to an empty external file. That
+copy is cheap, never exceeds protobuf's 2 GB limit, and still lets the checker verify every
+node, type and shape.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from fuser.errors import BadModelError, FuserError
+
+logger = logging.getLogger(__name__)
+
+#: Protobuf cannot serialize a message of 2 GiB or more; past this we write external data.
+PROTOBUF_LIMIT = 2**31 - 1
+#: Initializers at least this large are stripped from the checker's skeleton.
+_SKELETON_KEEP_BYTES = 1024
+
+ModelLike = onnx.ModelProto | str | os.PathLike
+
+
+# --------------------------------------------------------------------------- load and save
+
+
+def load(model: ModelLike) -> onnx.ModelProto:
+    """Load a model from a path (external data next to it is loaded too) or pass one through.
+
+    Raises:
+        BadModelError: the path is missing, a directory, or not an ONNX protobuf.
+    """
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.exists():
+        raise BadModelError(f"{path}: no such file")
+    if path.is_dir():
+        raise BadModelError(f"{path}: is a directory, not an ONNX file")
+    try:
+        proto = onnx.load(str(path), load_external_data=True)
+    except Exception as exc:  # protobuf raises DecodeError, onnx raises various
+        raise BadModelError(f"{path}: not a readable ONNX model ({_first_line(exc)})") from exc
+    if not proto.HasField("graph") or not proto.opset_import:
+        raise BadModelError(f"{path}: not an ONNX model (no graph or no opset_import)")
+    return proto
+
+
+def save(model: onnx.ModelProto, path: str | os.PathLike, *,
+         external_data: bool | None = None) -> None:
+    """Write ``model`` to ``path`` atomically: into a temporary folder beside it, then rename.
+
+    ``external_data=None`` writes the weights to ``<name>.data`` beside the model only when
+    the model would not fit in one protobuf; ``True`` always does so. ``model`` is unchanged
+    afterwards.
+    """
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise FuserError(f"{path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise FuserError(f"{path}: is a directory")
+    if external_data is None:
+        external_data = weights_nbytes(model) > PROTOBUF_LIMIT - 64 * 2**20
+    data_name = f"{path.name}.data"
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=folder) as tmp:
+        tmp_model = os.path.join(tmp, path.name)
+        if external_data:
+            onnx.save_model(model, tmp_model, save_as_external_data=True,
+                            all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
+            # save_model moved the weights out of the caller's model: read them back.
+            onnx.load_external_data_for_model(model, tmp)
+            os.replace(os.path.join(tmp, data_name), folder / data_name)
+        else:
+            with open(tmp_model, "wb") as f:
+                f.write(model.SerializeToString())
+        os.replace(tmp_model, path)
+
+
+def _all_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t
+            for sub in _subgraphs(attr):
+                yield from _all_initializers(sub)
+
+
+def _subgraphs(attr: onnx.AttributeProto) -> list[onnx.GraphProto]:
+    if attr.type == onnx.AttributeProto.GRAPH:
+        return [attr.g]
+    if attr.type == onnx.AttributeProto.GRAPHS:
+        return list(attr.graphs)
+    return []
+
+
+def weights_nbytes(model: onnx.ModelProto) -> int:
+    """Bytes held by the model's tensors (initializers and tensor attributes, subgraphs too)."""
+    total = 0
+    for tensor in _all_initializers(model.graph):
+        total += _tensor_nbytes(tensor)
+    return total
+
+
+def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
+    if tensor.HasField("raw_data"):
+        return len(tensor.raw_data)
+    count = math.prod(tensor.dims)
+    itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize \
+        if tensor.data_type not in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED) else 8
+    return count * itemsize
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+# --------------------------------------------------------------------------- gs conversion
+
+
+def to_graph(model: onnx.ModelProto) -> gs.Graph:
+    """Import a model into onnx-graphsurgeon (weights stay lazy until a pass reads them)."""
+    try:
+        return gs.import_onnx(model)
+    except Exception as exc:
+        raise BadModelError(f"cannot import the graph: {_first_line(exc)}") from exc
+
+
+def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None) -> onnx.ModelProto:
+    """Export a graph back to ONNX, keeping the template's opsets, IR version and metadata."""
+    kwargs = {}
+    if template is not None:
+        kwargs = {
+            "producer_name": template.producer_name,
+            "producer_version": template.producer_version,
+            "ir_version": template.ir_version,
+            "doc_string": template.doc_string,
+            "domain": template.domain,
+            "model_version": template.model_version,
+        }
+    model = gs.export_onnx(graph, do_type_check=False, **kwargs)
+    if template is not None:
+        model.ClearField("opset_import")
+        model.opset_import.extend(template.opset_import)
+        model.ClearField("metadata_props")
+        model.metadata_props.extend(template.metadata_props)
+        if template.functions and not model.functions:
+            model.functions.extend(template.functions)
+    return model
+
+
+def opset(model_or_graph: onnx.ModelProto | gs.Graph) -> int:
+    """The default-domain opset version."""
+    if isinstance(model_or_graph, gs.Graph):
+        return int(model_or_graph.opset)
+    for entry in model_or_graph.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return 1
+
+
+# --------------------------------------------------------------------------- checker, shapes
+
+
+def skeleton(model: onnx.ModelProto, location: str = "stripped.bin") -> onnx.ModelProto:
+    """A copy of ``model`` whose large initializers point at an (empty) external file.
+
+    Small tensors keep their data so that shape inference can read Reshape targets and the
+    like. The copy costs almost nothing, whatever the model's size.
+    """
+    out = _without_initializers(model)
+    for tensor in model.graph.initializer:
+        slim = out.graph.initializer.add()
+        if _tensor_nbytes(tensor) < _SKELETON_KEEP_BYTES and tensor.data_location != onnx.TensorProto.EXTERNAL:
+            slim.CopyFrom(tensor)
+            continue
+        slim.name = tensor.name
+        slim.data_type = tensor.data_type
+        slim.dims.extend(tensor.dims)
+        slim.data_location = onnx.TensorProto.EXTERNAL
+        entry = slim.external_data.add()
+        entry.key, entry.value = "location", location
+    return out
+
+
+def _without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Copy ``model`` field by field, leaving out the main graph's initializers."""
+    out = onnx.ModelProto()
+    _copy_fields(model, out, skip="graph")
+    _copy_fields(model.graph, out.graph, skip="initializer")
+    return out
+
+
+def _copy_fields(src, dst, skip: str) -> None:
+    for field, value in src.ListFields():
+        if field.name == skip:
+            continue
+        if field.is_repeated:
+            getattr(dst, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(dst, field.name).CopyFrom(value)
+        else:
+            setattr(dst, field.name, value)
+
+
+@contextlib.contextmanager
+def _skeleton_on_disk(model: onnx.ModelProto) -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="fuser-check-") as folder:
+        Path(folder, "stripped.bin").touch()
+        path = os.path.join(folder, "model.onnx")
+        with open(path, "wb") as f:
+            f.write(skeleton(model).SerializeToString())
+        yield path
+
+
+def check(model: onnx.ModelProto, *, full: bool = True) -> None:
+    """Run ``onnx.checker`` (with strict shape inference when ``full``) on any size of model.
+
+    Raises:
+        BadModelError: with the checker's first line.
+    """
+    with _skeleton_on_disk(model) as path:
+        try:
+            onnx.checker.check_model(path, full_check=full)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+            raise BadModelError(f"invalid model: {_first_line(exc)}") from exc
+
+
+Shapes = dict[str, tuple[int, tuple[int | str | None, ...]]]
+
+
+def infer_shapes(model: onnx.ModelProto) -> Shapes:
+    """``{tensor name: (onnx elem type, shape)}`` for every tensor inference can type.
+
+    Dims are ints, symbols (str) or None. Inference is best effort: a failure is logged and
+    only the declared inputs, outputs and initializers are returned.
+    """
+    try:
+        inferred = onnx.shape_inference.infer_shapes(skeleton(model), data_prop=True)
+    except Exception as exc:
+        logger.warning("shape inference failed: %s", _first_line(exc))
+        inferred = model
+    shapes: Shapes = {}
+    graph = inferred.graph
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        tensor_type = value.type.tensor_type
+        if not tensor_type.HasField("shape"):
+            continue
+        shapes[value.name] = (tensor_type.elem_type, tuple(
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+            for d in tensor_type.shape.dim))
+    for tensor in model.graph.initializer:
+        shapes[tensor.name] = (tensor.data_type, tuple(tensor.dims))
+    return shapes
+
+
+def annotate(graph: gs.Graph, shapes: Shapes) -> None:
+    """Give the graph's untyped variables the inferred dtype and shape (passes read ranks)."""
+    for name, tensor in graph.tensors().items():
+        if isinstance(tensor, gs.Variable) and tensor.shape is None and name in shapes:
+            elem_type, shape = shapes[name]
+            tensor.shape = list(shape)
+            if tensor.dtype is None and elem_type:
+                with contextlib.suppress(Exception):  # types numpy lacks stay untyped
+                    tensor.dtype = onnx.helper.tensor_dtype_to_np_dtype(elem_type)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def op_histogram(model: onnx.ModelProto) -> dict[str, int]:
+    """Count of nodes per op type in the main graph (custom domains as ``domain::Op``)."""
+    counts = collections.Counter(
+        f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+        for n in model.graph.node
+    )
+    return dict(sorted(counts.items()))
+
+
+def param_count(model: onnx.ModelProto) -> int:
+    """Number of elements in floating-point initializers (the model's trainable size)."""
+    total = 0
+    for tensor in model.graph.initializer:
+        if tensor.data_type in _FLOAT_TYPES:
+            total += math.prod(tensor.dims)
+    return total
+
+
+_FLOAT_TYPES = {
+    onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.BFLOAT16,
+}
+
+
+def mac_count(model: onnx.ModelProto, shapes: Shapes | None = None) -> int | None:
+    """Multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul for one inference.
+
+    Dynamic dimensions (a symbolic batch) count as 1, so the figure is per sample. Returns
+    ``None`` when no counted node has known shapes.
+    """
+    shapes = infer_shapes(model) if shapes is None else shapes
+    total, counted = 0, False
+    for node in model.graph.node:
+        macs = _node_macs(node, shapes)
+        if macs is not None:
+            total += macs
+            counted = True
+    return total if counted or not _has_counted_ops(model) else None
+
+
+def _has_counted_ops(model: onnx.ModelProto) -> bool:
+    return any(n.op_type in _MAC_OPS for n in model.graph.node)
+
+
+_MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+
+
+def _dims(shapes: Shapes, name: str) -> list[int] | None:
+    if name not in shapes:
+        return None
+    shape = shapes[name][1]
+    return [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+
+
+def _node_macs(node: onnx.NodeProto, shapes: Shapes) -> int | None:
+    if node.op_type not in _MAC_OPS or len(node.input) < 2:
+        return None
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    x, w, y = _dims(shapes, node.input[0]), _dims(shapes, node.input[1]), _dims(shapes, node.output[0])
+    if node.op_type == "Conv":
+        if w is None or y is None:
+            return None
+        return math.prod(y) * math.prod(w[1:])  # every output: C/group * kernel MACs
+    if node.op_type == "ConvTranspose":
+        if w is None or x is None:
+            return None
+        return math.prod(x) * math.prod(w[1:])  # every input pixel scatters M/group * kernel
+    if node.op_type == "Gemm":
+        if x is None or y is None:
+            return None
+        k = x[0] if attrs.get("transA", 0) else x[-1]
+        return math.prod(y) * k
+    if x is None or y is None:  # MatMul
+        return None
+    return math.prod(y) * x[-1]
+
+
+def float_weights(graph: gs.Graph) -> Iterator[gs.Constant]:
+    """Every floating-point constant of the graph (subgraphs included)."""
+    for tensor in graph.tensors().values():
+        if isinstance(tensor, gs.Constant) and np.dtype(_np_dtype(tensor)).kind == "f":
+            yield tensor
+
+
+def _np_dtype(tensor: gs.Constant) -> np.dtype:
+    dtype = tensor.dtype
+    if isinstance(dtype, int):  # an onnx enum for types numpy lacks (bfloat16, float8)
+        return np.dtype("V2")
+    return np.dtype(dtype)
+
+
+def constant_view(tensor: gs.Constant) -> np.ndarray:
+    """The constant's values without a copy where possible (a read-only view of raw data)."""
+    lazy = tensor._values
+    if isinstance(lazy, gs.ir.tensor.LazyValues) and lazy.tensor.HasField("raw_data") \
+            and isinstance(lazy.dtype, np.dtype | type) \
+            and lazy.tensor.data_location != onnx.TensorProto.EXTERNAL:
+        return np.frombuffer(lazy.tensor.raw_data, dtype=np.dtype(lazy.dtype)).reshape(lazy.shape)
+    return np.asarray(tensor.values)

@@ -1,0 +1,46 @@
+"""The passes: registry, default exact pipeline, and lookup by name."""
+
+from __future__ import annotations
+
+from fuser.errors import FuserError
+from fuser.passes import (  # noqa: F401  (importing registers the passes)
+    batchnorm_to_affine,
+    cancel_transposes,
+    eliminate_identity,
+    flush_denormals,
+    fold_affine,
+    fold_batchnorm,
+    fold_into_next,
+    inline_constants,
+)
+from fuser.passes.base import REGISTRY, Pass, PassResult, register
+
+#: The exact (output-preserving) pipeline, in order. Folding into a producer comes before
+#: folding into a consumer: ``Conv -> BN -> Conv`` should fold into the first Conv, where it is
+#: always exact, not into the second, where padding may forbid it.
+DEFAULT_PIPELINE: tuple[str, ...] = (
+    "inline-constants",
+    "eliminate-identity",
+    "cancel-transposes",
+    "fold-batchnorm",
+    "fold-affine",
+    "fold-into-next-conv",
+    "flush-denormals",
+)
+
+
+def get_pass(name: str, **options: object) -> Pass:
+    """An instance of the pass called ``name``.
+
+    Raises:
+        FuserError: unknown name (the message lists the known ones).
+    """
+    try:
+        cls = REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise FuserError(f"unknown pass {name!r} (known: {known})") from None
+    return cls(**options)
+
+
+__all__ = ["DEFAULT_PIPELINE", "REGISTRY", "Pass", "PassResult", "get_pass", "register"]

@@ -1,0 +1,167 @@
+"""Matching helpers and the safety checks that every rewrite needs, in one place.
+
+A matcher raises ``Skip(reason)`` to reject a candidate; the pass counts the reason. Reasons
+name the node (``BatchNormalization 'bn3'``) so that a report can say exactly what was left
+alone and why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+#: numpy dtypes whose weights passes may rewrite (bfloat16 and float8 have no numpy dtype).
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Skip(Exception):
+    """Raised by a matcher: the candidate is left alone for the reason in the message."""
+
+
+class NotCandidate(Skip):
+    """The node is not the pattern at all (a pass may leave such nodes out of its counts)."""
+
+
+def describe(node: gs.Node) -> str:
+    """``Conv 'name'``, or ``Conv -> 'output'`` for an unnamed node."""
+    if node.name:
+        return f"{node.op} '{node.name}'"
+    out = node.outputs[0].name if node.outputs else "?"
+    return f"{node.op} -> '{out}'"
+
+
+def producer(tensor: gs.Tensor) -> gs.Node | None:
+    """The node that computes ``tensor`` (None for graph inputs and constants)."""
+    return tensor.inputs[0] if len(tensor.inputs) == 1 else None
+
+
+def require_sole_consumer(tensor: gs.Tensor, graph: gs.Graph) -> None:
+    """The tensor feeds exactly one node and is not a graph output (else the rewrite would
+    change a value that someone else still reads)."""
+    if tensor in graph.outputs:
+        raise Skip(f"tensor '{tensor.name}' is a graph output")
+    if len(tensor.outputs) != 1:
+        raise Skip(f"tensor '{tensor.name}' has {len(tensor.outputs)} consumers")
+
+
+def constant(tensor: gs.Tensor, what: str, node: gs.Node) -> np.ndarray:
+    """The values of a constant floating-point input, as float64.
+
+    Raises Skip when the tensor is computed, a graph input, or not a supported float dtype.
+    """
+    if not isinstance(tensor, gs.Constant):
+        raise Skip(f"{what} '{tensor.name}' of {describe(node)} is not a constant")
+    dtype = tensor.dtype
+    if not isinstance(dtype, np.dtype | type) or np.dtype(dtype) not in FLOAT_DTYPES:
+        raise Skip(f"{what} '{tensor.name}' of {describe(node)} has dtype "
+                   f"{_dtype_name(dtype)}, not float16/32/64")
+    return np.asarray(tensor.values, dtype=np.float64)
+
+
+def _dtype_name(dtype: object) -> str:
+    if isinstance(dtype, int):
+        import onnx
+
+        return onnx.TensorProto.DataType.Name(dtype).lower()
+    return np.dtype(dtype).name  # type: ignore[arg-type]
+
+
+def weight_dtype(tensor: gs.Constant) -> np.dtype:
+    return np.dtype(tensor.dtype)
+
+
+def refuse_shared_weight(node: gs.Node) -> None:
+    """Skip when the node's weight is also read by another node (used with cloning off)."""
+    weight = node.inputs[1]
+    if len(weight.outputs) > 1:
+        raise Skip(f"weight '{weight.name}' of {describe(node)} is shared with "
+                   f"{len(weight.outputs) - 1} other node(s)")
+
+
+def batchnorm_affine(bn: gs.Node) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNormalization in inference mode as ``y = scale * x + shift`` per channel.
+
+    ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean * scale`` (float64).
+    Raises Skip for training mode, used optional outputs or non-constant parameters.
+    """
+    if bn.attrs.get("training_mode", 0):
+        raise Skip(f"{describe(bn)} has training_mode=1")
+    if len(bn.outputs) > 1 and any(t.outputs or t.name for t in bn.outputs[1:]):
+        raise Skip(f"{describe(bn)} has optional outputs (running mean/var)")
+    if bn.attrs.get("is_test", 1) == 0:  # opset <= 6 spelling of training mode
+        raise Skip(f"{describe(bn)} has is_test=0 (training mode)")
+    if len(bn.inputs) != 5:
+        raise Skip(f"{describe(bn)} has {len(bn.inputs)} inputs, not 5")
+    gamma, beta, mean, var = (
+        constant(t, what, bn)
+        for t, what in zip(bn.inputs[1:], ("scale", "bias", "mean", "var"), strict=True))
+    eps = float(bn.attrs.get("epsilon", 1e-5))
+    scale = gamma / np.sqrt(var + eps)
+    return scale, beta - mean * scale
+
+
+class Names:
+    """Fresh tensor names derived from the node being rewritten, never colliding."""
+
+    def __init__(self, graph: gs.Graph) -> None:
+        self._taken = set(graph.tensors().keys())
+        self._taken.update(n.name for n in graph.nodes)
+
+    def fresh(self, base: str) -> str:
+        name, i = base, 1
+        while name in self._taken:
+            name, i = f"{base}_{i}", i + 1
+        self._taken.add(name)
+        return name
+
+
+def cast_back(values: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
+    """Cast float64 results to the weight dtype, flushing denormals to zero.
+
+    Returns the array and how many denormals were flushed (weights with denormals run many
+    times slower on CPUs: onnxruntime issues #6865 and #7448).
+    """
+    out = np.ascontiguousarray(values.astype(dtype))
+    tiny = np.finfo(dtype).tiny
+    denormal = (out != 0) & (np.abs(out) < tiny)
+    flushed = int(np.count_nonzero(denormal))
+    if flushed:
+        out[denormal] = 0
+    return out, flushed
+
+
+def detach(node: gs.Node) -> None:
+    """Disconnect a node so that cleanup removes it and it confuses no consumer count."""
+    node.inputs.clear()
+    node.outputs.clear()
+
+
+def take_outputs(new_producer: gs.Node, old: gs.Node) -> None:
+    """Make ``new_producer`` compute what ``old`` computed (its output tensors keep their
+    names, so graph outputs stay intact), then detach ``old``."""
+    new_producer.outputs = [old.outputs[0]]
+    detach(old)
+
+
+def bypass(node: gs.Node, graph: gs.Graph) -> None:
+    """Remove a node whose first output equals its first input (Identity, Dropout, ...).
+
+    Consumers of the output read the input instead. When the output is a graph output, the
+    input's producer is made to compute the output tensor directly (keeping the graph's
+    output name); that needs an input that is computed, not a graph input/output.
+    """
+    x, y = node.inputs[0], node.outputs[0]
+    if y in graph.outputs:
+        source = producer(x)
+        if source is None or x in graph.outputs or x in graph.inputs:
+            raise Skip(f"{describe(node)} joins a graph input/constant or output to a graph "
+                       "output")
+        consumers = [c for c in x.outputs if c is not node]
+        detach(node)
+        for consumer in consumers:
+            consumer.inputs[:] = [y if t is x else t for t in consumer.inputs]
+        source.outputs[:] = [y if t is x else t for t in source.outputs]
+        return
+    for consumer in list(y.outputs):
+        consumer.inputs[:] = [x if t is y else t for t in consumer.inputs]
+    detach(node)

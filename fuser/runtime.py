@@ -1,0 +1,86 @@
+"""onnxruntime sessions and inputs: the one place that creates inference sessions.
+
+The reference for every numeric comparison runs with ``ORT_DISABLE_ALL``: at higher levels
+onnxruntime folds Conv+BatchNormalization itself when the session is created, which would hide
+a wrong fold in fuser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+
+from fuser import graph as graph_io
+
+LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+          "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+def session(model: onnx.ModelProto, *, level: str = "disable", threads: int | None = None,
+            providers: list[str] | None = None):
+    """An ``onnxruntime.InferenceSession`` for ``model`` at the given optimization level."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    serialized = model.SerializeToString() if graph_io.weights_nbytes(model) < \
+        graph_io.PROTOBUF_LIMIT - 2**26 else None
+    if serialized is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="fuser-ort-") as folder:
+            path = f"{folder}/model.onnx"
+            graph_io.save(model, path, external_data=True)
+            return ort.InferenceSession(path, options, providers=providers or
+                                        ["CPUExecutionProvider"])
+    return ort.InferenceSession(serialized, options,
+                                providers=providers or ["CPUExecutionProvider"])
+
+
+def run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], *,
+        level: str = "disable") -> dict[str, np.ndarray]:
+    """Outputs of ``model`` on ``feeds`` by name, on the CPU."""
+    sess = session(model, level=level)
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, dict(feeds)), strict=True))
+
+
+_NP_OF_ORT = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
+}
+
+
+def random_feeds(model: onnx.ModelProto, rng: np.random.Generator,
+                 shapes: Mapping[str, tuple[int, ...]] | None = None,
+                 dynamic: int = 1) -> dict[str, np.ndarray]:
+    """Seeded inputs for every graph input: standard normal floats, small non-negative ints.
+
+    Dynamic dimensions take ``shapes[name]`` when given, else ``dynamic``.
+    """
+    shapes = dict(shapes or {})
+    initializers = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor_type = value.type.tensor_type
+        if value.name in shapes:
+            shape = tuple(shapes[value.name])
+        else:
+            shape = tuple(d.dim_value if d.HasField("dim_value") else dynamic
+                          for d in tensor_type.shape.dim)
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
+        if np.dtype(dtype).kind == "f":
+            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+        elif np.dtype(dtype).kind == "b":
+            feeds[value.name] = rng.integers(0, 2, shape).astype(dtype)
+        else:
+            feeds[value.name] = rng.integers(0, 4, shape).astype(dtype)
+    return feeds
