@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 PROTOBUF_LIMIT = 2**31 - 1
 #: Initializers at least this large are stripped from the checker's skeleton.
 _SKELETON_KEEP_BYTES = 1024
+#: Constants at least this large are exported around onnx-graphsurgeon (see ``to_model``).
+_STAND_IN_BYTES = 256 * 2**20
+#: Initializers at least this large go to the external data file when saving with one.
+_EXTERNAL_MIN_BYTES = 1024
 
 ModelLike = onnx.ModelProto | str | os.PathLike
 
@@ -83,15 +87,43 @@ def save(model: onnx.ModelProto, path: str | os.PathLike, *,
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=folder) as tmp:
         tmp_model = os.path.join(tmp, path.name)
         if external_data:
-            onnx.save_model(model, tmp_model, save_as_external_data=True,
-                            all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
-            # save_model moved the weights out of the caller's model: read them back.
-            onnx.load_external_data_for_model(model, tmp)
-            os.replace(os.path.join(tmp, data_name), folder / data_name)
+            _write_external(model, tmp_model, os.path.join(tmp, data_name), data_name)
+            if os.path.exists(os.path.join(tmp, data_name)):
+                os.replace(os.path.join(tmp, data_name), folder / data_name)
         else:
             with open(tmp_model, "wb") as f:
                 f.write(model.SerializeToString())
         os.replace(tmp_model, path)
+
+
+def _write_external(model: onnx.ModelProto, model_path: str, data_path: str,
+                    location: str) -> None:
+    """Write the main graph's large initializers to ``data_path`` and the rest of the model,
+    pointing at them, to ``model_path``, without changing or copying ``model``'s weights."""
+    out = _without_initializers(model)
+    with open(data_path, "wb") as data:
+        for tensor in model.graph.initializer:
+            slim = out.graph.initializer.add()
+            if _tensor_nbytes(tensor) < _EXTERNAL_MIN_BYTES or \
+                    tensor.data_location == onnx.TensorProto.EXTERNAL:
+                slim.CopyFrom(tensor)
+                continue
+            raw = tensor.raw_data if tensor.HasField("raw_data") else \
+                onnx.numpy_helper.to_array(tensor).tobytes()
+            offset = data.tell()
+            data.write(raw)
+            data.write(b"\0" * (-len(raw) % 64))  # keep tensors aligned for memory mapping
+            slim.name, slim.data_type = tensor.name, tensor.data_type
+            slim.dims.extend(tensor.dims)
+            slim.data_location = onnx.TensorProto.EXTERNAL
+            for key, value in (("location", location), ("offset", str(offset)),
+                               ("length", str(len(raw)))):
+                entry = slim.external_data.add()
+                entry.key, entry.value = key, value
+    if os.path.getsize(data_path) == 0:
+        os.unlink(data_path)
+    with open(model_path, "wb") as f:
+        f.write(out.SerializeToString())
 
 
 def _all_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
@@ -121,12 +153,10 @@ def weights_nbytes(model: onnx.ModelProto) -> int:
 
 
 def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
-    if tensor.HasField("raw_data"):
-        return len(tensor.raw_data)
-    count = math.prod(tensor.dims)
-    itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize \
-        if tensor.data_type not in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED) else 8
-    return count * itemsize
+    """Size from dims and dtype (reading ``raw_data`` would copy the bytes)."""
+    if tensor.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        return 8 * math.prod(tensor.dims)
+    return math.prod(tensor.dims) * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
 
 
 def _first_line(exc: BaseException) -> str:
@@ -146,7 +176,12 @@ def to_graph(model: onnx.ModelProto) -> gs.Graph:
 
 
 def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None) -> onnx.ModelProto:
-    """Export a graph back to ONNX, keeping the template's opsets, IR version and metadata."""
+    """Export a graph back to ONNX, keeping the template's opsets, IR version and metadata.
+
+    Large constants bypass onnx-graphsurgeon's exporter (which copies tensors through
+    serialization and fails on one over 2 GB): they are exported as stand-ins and their
+    tensors copied into place afterwards.
+    """
     kwargs = {}
     if template is not None:
         kwargs = {
@@ -157,7 +192,11 @@ def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None) -> onnx.M
             "domain": template.domain,
             "model_version": template.model_version,
         }
-    model = gs.export_onnx(graph, do_type_check=False, **kwargs)
+    with _large_constants_as_stand_ins(graph) as large:
+        model = gs.export_onnx(graph, do_type_check=False, **kwargs)
+    for tensor in model.graph.initializer:
+        if tensor.name in large:
+            tensor.CopyFrom(large[tensor.name])
     if template is not None:
         model.ClearField("opset_import")
         model.opset_import.extend(template.opset_import)
@@ -166,6 +205,37 @@ def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None) -> onnx.M
         if template.functions and not model.functions:
             model.functions.extend(template.functions)
     return model
+
+
+@contextlib.contextmanager
+def _large_constants_as_stand_ins(graph: gs.Graph) -> Iterator[dict[str, onnx.TensorProto]]:
+    """Swap constants of ``_STAND_IN_BYTES`` or more for data-less stand-ins, then back."""
+    from onnx_graphsurgeon.ir.tensor import LazyValues
+
+    swapped: dict[str, tuple[gs.Constant, object]] = {}
+    tensors: dict[str, onnx.TensorProto] = {}
+    for tensor in graph.tensors().values():
+        if not isinstance(tensor, gs.Constant):
+            continue
+        values = tensor._values
+        nbytes = values.nbytes if isinstance(values, LazyValues | np.ndarray) else 0
+        if nbytes < _STAND_IN_BYTES:
+            continue
+        proto = values.tensor if isinstance(values, LazyValues) else \
+            onnx.numpy_helper.from_array(values, tensor.name)
+        stand_in = onnx.TensorProto(name=tensor.name, data_type=proto.data_type)
+        stand_in.dims.extend(proto.dims)
+        stand_in.data_location = onnx.TensorProto.EXTERNAL
+        entry = stand_in.external_data.add()
+        entry.key, entry.value = "location", "fuser-stand-in"
+        swapped[tensor.name] = (tensor, values)
+        tensors[tensor.name] = proto
+        tensor._values = LazyValues(stand_in)
+    try:
+        yield tensors
+    finally:
+        for tensor, values in swapped.values():
+            tensor._values = values
 
 
 def opset(model_or_graph: onnx.ModelProto | gs.Graph) -> int:

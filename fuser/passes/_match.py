@@ -159,9 +159,17 @@ def bypass(node: gs.Node, graph: gs.Graph) -> None:
         consumers = [c for c in x.outputs if c is not node]
         detach(node)
         for consumer in consumers:
-            consumer.inputs[:] = [y if t is x else t for t in consumer.inputs]
-        source.outputs[:] = [y if t is x else t for t in source.outputs]
+            _replace(consumer.inputs, x, y)
+        _replace(source.outputs, x, y)
         return
     for consumer in list(y.outputs):
-        consumer.inputs[:] = [x if t is y else t for t in consumer.inputs]
+        _replace(consumer.inputs, y, x)
     detach(node)
+
+
+def _replace(tensors: list[gs.Tensor], old: gs.Tensor, new: gs.Tensor) -> None:
+    """Swap ``old`` for ``new`` in a node's inputs or outputs, one item at a time: gs keeps
+    tensor <-> node links in sync on ``tensors[i] = ...`` but not on slice assignment."""
+    for i, tensor in enumerate(tensors):
+        if tensor is old:
+            tensors[i] = new

@@ -7,21 +7,24 @@ pipeline: on onnxruntime 1.31 CPU (2 threads) the BatchNormalization kernel was 
 Mul + Add on 1x64x56x56 and 8x64x56x56 and twice as fast on 1x256x14x14, at both
 ORT_DISABLE_ALL and ORT_ENABLE_ALL (``python benchmarks/standalone_batchnorm.py``). Use it
 for runtimes without a BatchNormalization kernel, or to let later passes see plain Mul/Add.
-Skips: the input rank is unknown, training mode, non-constant parameters.
+``s`` and ``t`` take the input's dtype (since opset 15 the parameters may have another one).
+Skips: the input rank is unknown, the input is not float16/32/64, training mode, non-constant
+parameters.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_graphsurgeon as gs
 
 from fuser.passes._match import (
+    FLOAT_DTYPES,
     Names,
     Skip,
     batchnorm_affine,
     cast_back,
     describe,
     detach,
-    weight_dtype,
 )
 from fuser.passes.base import Pass, PassResult, register
 
@@ -41,10 +44,13 @@ class BatchNormToAffine(Pass):
                 shape = getattr(bn.inputs[0], "shape", None)
                 if shape is None:
                     raise Skip(f"{describe(bn)}: input rank unknown")
+                dtype = bn.inputs[0].dtype
+                if not isinstance(dtype, np.dtype | type) or np.dtype(dtype) not in FLOAT_DTYPES:
+                    raise Skip(f"{describe(bn)}: input is not float16/32/64")
             except Skip as reason:
                 result.skip(str(reason))
                 continue
-            dtype = weight_dtype(bn.inputs[1])
+            dtype = np.dtype(dtype)  # not the scale's: Mul/Add need one type for both inputs
             trailing = (1,) * (len(shape) - 2)
             s_c, flushed_s = cast_back(s.reshape((-1, *trailing)), dtype)
             t_c, flushed_t = cast_back(t.reshape((-1, *trailing)), dtype)

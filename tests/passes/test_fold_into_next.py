@@ -1,0 +1,135 @@
+"""fold-into-next-conv: BN or per-channel Mul/Add right before a Conv folds into that Conv."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import apply, assert_same_outputs, check, make_model, ops, second_run_rewrites
+
+BN = "BatchNormalization(r, s, b, mean, var)"
+
+
+def bn_inits(c: int) -> dict:
+    return {"s": (c,), "b": (c,), "mean": (c,), "var": (c,)}
+
+
+def assert_folded(model, rng, expect_ops, rewrites=1):
+    out, result = apply(model, "fold-into-next-conv")
+    assert result.rewrites == rewrites, result.skipped
+    assert ops(out) == expect_ops
+    check(out)
+    assert_same_outputs(model, out, rng, rtol=1e-4, atol=1e-4)
+    assert second_run_rewrites(out, "fold-into-next-conv") == 0
+    return out, result
+
+
+@pytest.mark.parametrize("group", [1, 2, 4], ids=["dense", "grouped", "depthwise"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_bn_after_relu_folds_into_unpadded_next_conv(rng, group, bias):
+    inputs = "z, W, B" if bias else "z, W"
+    model = make_model(f"""
+        g (float[N,4,6,6] x) => (float[N,8,4,4] y) {{
+            r = Relu(x)
+            z = {BN}
+            y = Conv<group={group}, strides=[1,1]>({inputs})
+        }}""", rng, W=(8, 4 // group, 3, 3), **({"B": (8,)} if bias else {}), **bn_inits(4))
+    assert_folded(model, rng, {"Relu": 1, "Conv": 1})
+
+
+def test_pure_scale_folds_into_padded_conv(rng):
+    """A scale without shift keeps zero padding zero, so padding does not matter."""
+    model = make_model("""
+        g (float[N,4,6,6] x) => (float[N,8,6,6] y) {
+            z = Mul(x, k)
+            y = Conv<pads=[1,1,1,1]>(z, W)
+        }""", rng, W=(8, 4, 3, 3), k=(1, 4, 1, 1))
+    assert_folded(model, rng, {"Conv": 1})
+
+
+def test_input_normalization_folds_into_first_conv(rng):
+    """(x - mean) / std before an unpadded stem conv: two folds, exact."""
+    model = make_model("""
+        g (float[N,3,8,8] x) => (float[N,8,4,4] y) {
+            c = Sub(x, mean)
+            z = Div(c, std)
+            y = Conv<strides=[2,2], kernel_shape=[2,2]>(z, W)
+        }""", rng, W=(8, 3, 2, 2), mean=(3, 1, 1),
+        std=rng.uniform(0.5, 1.5, (3, 1, 1)).astype(np.float32))
+    out, result = apply(model, "fold-into-next-conv")
+    # Sub feeds Div, not the Conv: one fold per sweep (the manager repeats sweeps)
+    assert result.rewrites == 1
+    out2, result2 = apply(out, "fold-into-next-conv")
+    assert result2.rewrites == 1 and ops(out2) == {"Conv": 1}
+    check(out2)
+    assert_same_outputs(model, out2, rng, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- negative cases
+
+
+def assert_skipped(model, reason):
+    out, result = apply(model, "fold-into-next-conv")
+    assert result.rewrites == 0
+    assert dict(result.skipped) == {reason: 1}
+    assert ops(out) == ops(model)
+
+
+def test_shift_before_padded_conv_is_not_folded(rng):
+    model = make_model(f"""
+        g (float[N,4,6,6] x) => (float[N,8,6,6] y) {{
+            r = Relu(x)
+            z = {BN}
+            y = Conv<pads=[1,1,1,1]>(z, W)
+        }}""", rng, W=(8, 4, 3, 3), **bn_inits(4))
+    assert_skipped(model, "BatchNormalization -> 'z' shifts the input of padded Conv -> 'y' "
+                          "(the shift would leak into the zero padding)")
+
+
+def test_shift_before_same_autopad_conv_is_not_folded(rng):
+    model = make_model("""
+        g (float[N,4,6,6] x) => (float[N,8,6,6] y) {
+            z = Add(x, t)
+            y = Conv<auto_pad="SAME_UPPER", kernel_shape=[3,3]>(z, W)
+        }""", rng, W=(8, 4, 3, 3), t=(4, 1, 1))
+    assert_skipped(model, "Add -> 'z' shifts the input of padded Conv -> 'y' "
+                          "(the shift would leak into the zero padding)")
+
+
+def test_affine_output_that_is_a_graph_output_is_not_folded(rng):
+    model = make_model("""
+        g (float[N,4,6,6] x) => (float[N,8,6,6] y, float[N,4,6,6] z) {
+            z = Mul(x, k)
+            y = Conv(z, W)
+        }""", rng, W=(8, 4, 1, 1), k=(4, 1, 1))
+    assert_skipped(model, "tensor 'z' is a graph output")
+
+
+def test_affine_output_read_by_two_convs_is_left_alone(rng):
+    model = make_model("""
+        g (float[N,4,6,6] x) => (float[N,8,6,6] y, float[N,8,6,6] v) {
+            z = Mul(x, k)
+            y = Conv(z, W)
+            v = Conv(z, W)
+        }""", rng, W=(8, 4, 1, 1), k=(4, 1, 1))
+    out, result = apply(model, "fold-into-next-conv")
+    assert result.rewrites == 0 and ops(out) == ops(model)
+
+
+def test_spatially_varying_scale_is_not_folded(rng):
+    model = make_model("""
+        g (float[N,4,6,6] x) => (float[N,8,6,6] y) {
+            z = Mul(x, k)
+            y = Conv(z, W)
+        }""", rng, W=(8, 4, 1, 1), k=(4, 6, 6))
+    assert_skipped(model, "Mul -> 'z' operand of shape [4, 6, 6] is not per-channel on axis 1 "
+                          "(4 channels)")
+
+
+def test_non_constant_conv_weight_is_not_folded(rng):
+    model = make_model("""
+        g (float[N,4,6,6] x, float[8,4,1,1] W) => (float[N,8,6,6] y) {
+            z = Mul(x, k)
+            y = Conv(z, W)
+        }""", rng, k=(4, 1, 1))
+    assert_skipped(model, "weight 'W' of Conv -> 'y' is not a constant")
