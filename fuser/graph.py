@@ -435,10 +435,14 @@ def _node_macs(node: onnx.NodeProto, shapes: Shapes) -> int | None:
 
 
 def float_weights(graph: gs.Graph) -> Iterator[gs.Constant]:
-    """Every floating-point constant of the graph (subgraphs included)."""
-    for tensor in graph.tensors().values():
-        if isinstance(tensor, gs.Constant) and np.dtype(_np_dtype(tensor)).kind == "f":
-            yield tensor
+    """Every floating-point constant of the graph (subgraphs included), once each."""
+    seen: set[int] = set()
+    for g in (graph, *graph.subgraphs(recursive=True)):
+        for tensor in g.tensors().values():
+            if isinstance(tensor, gs.Constant) and id(tensor) not in seen \
+                    and np.dtype(_np_dtype(tensor)).kind == "f":
+                seen.add(id(tensor))
+                yield tensor
 
 
 def _np_dtype(tensor: gs.Constant) -> np.dtype:

@@ -39,18 +39,13 @@ class FlushDenormals(Pass):
 
     def run(self, graph: gs.Graph) -> PassResult:
         result = PassResult()
-        # float_weights only walks the graph it is given: visit every subgraph as well (a
-        # tensor seen twice through an outer-scope reference has nothing left to flush).
-        weights = (t for g in (graph, *graph.subgraphs(recursive=True)) for t in float_weights(g))
-        for tensor in weights:
+        for tensor in float_weights(graph):
             values = constant_view(tensor)
-            tiny = np.finfo(values.dtype).tiny
-            denormal = (np.abs(values) < tiny) & (values != 0)
-            count = int(np.count_nonzero(denormal))
+            count = count_denormals(values)
             if not count:
                 continue
             flushed = np.array(values)
-            flushed[denormal] = 0
+            flushed[_denormal(flushed)] = 0
             tensor.values = flushed
             result.stats["denormals flushed"] += count
             result.rewrote(f"{count} denormal(s) in '{tensor.name}' flushed to zero")

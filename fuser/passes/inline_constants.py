@@ -25,7 +25,10 @@ def constant_values(node: gs.Node) -> np.ndarray | object | None:
     """The Constant node's value (a numpy array or gs lazy values), None if unsupported."""
     attrs = node.attrs
     if isinstance(attrs.get("value"), gs.Constant):
-        return attrs["value"]._values  # keep lazily loaded weights lazy
+        value = attrs["value"]
+        if np.dtype(value.dtype).kind in "OSU":
+            return None  # string tensors
+        return value._values  # keep lazily loaded weights lazy
     for key, dtype in _SCALAR_ATTRS.items():
         if key in attrs:
             return np.array(attrs[key], dtype=dtype)
@@ -40,7 +43,7 @@ class InlineConstants(Pass):
 
     def run(self, graph: gs.Graph) -> PassResult:
         result = PassResult()
-        for node in [n for n in graph.nodes if n.op == "Constant" and n.domain in ("", None)]:
+        for node in [n for n in graph.nodes if n.op == "Constant" and n.domain in ("", "ai.onnx", None)]:
             if len(node.outputs) != 1:
                 continue
             out = node.outputs[0]
