@@ -142,7 +142,9 @@ def _passes(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from fuser import api, graph
+    import numpy as np
+
+    from fuser import api, graph, runtime
     from fuser.models.synthetic import resnet
 
     folder = Path(args.output_dir)
@@ -154,11 +156,18 @@ def _demo(args: argparse.Namespace) -> int:
     graph.save(model, folder / "resnet18-bn.opt.onnx")
     write_text_atomic(folder / "report.json", report.to_json() + "\n")
     print(report.to_text())
+    original = graph.load(source)
+    feeds = runtime.random_feeds(original, np.random.default_rng(0), dynamic=4)
+    want, got = runtime.run(original, feeds)["logits"], runtime.run(model, feeds)["logits"]
+    diff, scale = float(np.abs(want - got).max()), float(np.abs(want).max())
+    print(f"  logits max abs diff vs original (onnxruntime, optimizations off, batch 4): "
+          f"{diff:.2e} (max |logit| {scale:.1f})")
     print(f"wrote {folder / 'resnet18-bn.opt.onnx'} and {folder / 'report.json'}")
-    print(f"PASSED | {time.perf_counter() - started:.2f}s | BatchNormalization "
+    verdict = "PASSED" if diff <= 1e-4 * scale else "FAILED"
+    print(f"{verdict} | {time.perf_counter() - started:.2f}s | BatchNormalization "
           f"{report.before.ops.get('BatchNormalization', 0)} -> "
-          f"{report.after.ops.get('BatchNormalization', 0)}")
-    return 0
+          f"{report.after.ops.get('BatchNormalization', 0)} | relative diff {diff / scale:.1e}")
+    return 0 if verdict == "PASSED" else 1
 
 
 def write_text_atomic(path: Path, text: str) -> None:
