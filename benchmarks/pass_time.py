@@ -29,7 +29,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"fuser {fuser.__version__}, {platform.processor() or platform.machine()}, "
           f"median of {args.runs} runs, seconds")
-    print("| model | nodes before -> after | BN folded | load | import | passes | export | check | save |")
+    print("| model | nodes before -> after | BN folded | load | import | passes | export "
+          "| check | save |")
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for arch in args.arch:

@@ -88,8 +88,7 @@ def _pipeline(passes: Sequence[str | Pass] | None, skip: Sequence[str],
                 pipeline.append(get_pass(entry, **options.get(entry, {})))
             except TypeError as exc:
                 raise FuserError(f"bad options for pass {entry!r}: {exc}") from None
-    if pipeline and pipeline[0].name != "inline-constants" and \
-            all(p.name != "inline-constants" for p in pipeline) and "inline-constants" not in skip:
+    if "inline-constants" not in skip and all(p.name != "inline-constants" for p in pipeline):
         # Weights held in Constant nodes must be constants before any pass can read them.
         pipeline.insert(0, get_pass("inline-constants"))
     return pipeline

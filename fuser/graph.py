@@ -260,7 +260,8 @@ def skeleton(model: onnx.ModelProto, location: str = "stripped.bin") -> onnx.Mod
     out = _without_initializers(model)
     for tensor in model.graph.initializer:
         slim = out.graph.initializer.add()
-        if _tensor_nbytes(tensor) < _SKELETON_KEEP_BYTES and tensor.data_location != onnx.TensorProto.EXTERNAL:
+        small = _tensor_nbytes(tensor) < _SKELETON_KEEP_BYTES
+        if small and tensor.data_location != onnx.TensorProto.EXTERNAL:
             slim.CopyFrom(tensor)
             continue
         slim.name = tensor.name
@@ -415,7 +416,8 @@ def _node_macs(node: onnx.NodeProto, shapes: Shapes) -> int | None:
     if node.op_type not in _MAC_OPS or len(node.input) < 2:
         return None
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    x, w, y = _dims(shapes, node.input[0]), _dims(shapes, node.input[1]), _dims(shapes, node.output[0])
+    x, w = _dims(shapes, node.input[0]), _dims(shapes, node.input[1])
+    y = _dims(shapes, node.output[0])
     if node.op_type == "Conv":
         if w is None or y is None:
             return None

@@ -77,3 +77,27 @@ def constant_names(model: onnx.ModelProto) -> set[str]:
 
 __all__ = ["HEADER", "apply", "assert_same_outputs", "check", "constant_names", "gs",
            "make_model", "ops", "second_run_rewrites"]
+
+
+def assert_rewrites(name: str, model: onnx.ModelProto, rng: np.random.Generator,
+                    expect_ops: dict[str, int], *, rewrites: int = 1, rtol: float = 1e-4,
+                    atol: float = 1e-5, **options) -> tuple[onnx.ModelProto, PassResult]:
+    """Pass ``name`` rewrites ``rewrites`` times, leaves ``expect_ops``, keeps the outputs,
+    gives a valid model, and finds nothing more to do on a second run."""
+    out, result = apply(model, name, **options)
+    assert result.rewrites == rewrites, result.skipped
+    assert ops(out) == expect_ops
+    check(out)
+    assert_same_outputs(model, out, rng, rtol=rtol, atol=atol)
+    assert second_run_rewrites(out, name, **options) == 0
+    return out, result
+
+
+def assert_skipped(name: str, model: onnx.ModelProto, reason: str,
+                   **options) -> tuple[onnx.ModelProto, PassResult]:
+    """Pass ``name`` rewrites nothing, says why (one reason, once), and changes no op."""
+    out, result = apply(model, name, **options)
+    assert result.rewrites == 0
+    assert dict(result.skipped) == {reason: 1}
+    assert ops(out) == ops(model)
+    return out, result

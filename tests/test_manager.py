@@ -49,7 +49,8 @@ def test_report_records_every_pass_with_nodes_and_time(model):
     fold = next(r for r in first_sweep if r.name == "fold-batchnorm")
     assert fold.nodes_before == fold.nodes_after + 1 and fold.seconds >= 0
     assert fold.notes == ["BatchNormalization -> 'b' into Conv -> 'c'"]
-    assert report.before.ops["BatchNormalization"] == 1 and "BatchNormalization" not in report.after.ops
+    assert report.before.ops["BatchNormalization"] == 1
+    assert "BatchNormalization" not in report.after.ops
     assert report.before.macs == report.after.macs > 0
     data = report.to_dict()
     assert data["schema"] == 1 and data["summary"]["fold-batchnorm"]["rewrites"] == 1

@@ -149,7 +149,8 @@ def _matmul_under_add(add: gs.Node, graph: gs.Graph) -> gs.Node:
     """For ``Add(MatMul(x, W), b)`` return the MatMul; Skip for any other Add."""
     for i in (0, 1):
         matmul = producer(add.inputs[i])
-        if matmul is not None and matmul.op == "MatMul" and isinstance(add.inputs[1 - i], gs.Constant):
+        constant_bias = isinstance(add.inputs[1 - i], gs.Constant)
+        if matmul is not None and matmul.op == "MatMul" and constant_bias:
             require_sole_consumer(add.inputs[i], graph)
             return matmul
     raise NotCandidate(f"{describe(add)} is not a bias Add after a MatMul with a constant "

@@ -15,7 +15,6 @@ import onnx_graphsurgeon as gs
 from fuser.graph import constant_view, float_weights
 from fuser.passes.base import Pass, PassResult, register
 
-
 _CHUNK = 1 << 22
 
 

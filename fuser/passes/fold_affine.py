@@ -22,7 +22,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from fuser.passes._linear import linear_producer, per_channel
-from fuser.passes._match import NotCandidate, Names, Skip, constant, describe, take_outputs
+from fuser.passes._match import Names, NotCandidate, Skip, constant, describe, take_outputs
 from fuser.passes.base import Pass, PassResult, register
 
 AFFINE_OPS = ("Mul", "Add", "Sub", "Div")
@@ -40,7 +40,8 @@ def split_operands(node: gs.Node) -> tuple[gs.Tensor, gs.Constant, bool]:
     raise NotCandidate(f"{describe(node)} has no single constant operand")
 
 
-def affine_of(op: str, c: np.ndarray, c_first: bool, node: gs.Node) -> tuple[np.ndarray, np.ndarray]:
+def affine_of(op: str, c: np.ndarray, c_first: bool,
+              node: gs.Node) -> tuple[np.ndarray, np.ndarray]:
     """(s, t) with ``node(x) == s * x + t``, broadcast like ``c``."""
     one, zero = np.ones_like(c), np.zeros_like(c)
     if op == "Mul":

@@ -43,7 +43,9 @@ class InlineConstants(Pass):
 
     def run(self, graph: gs.Graph) -> PassResult:
         result = PassResult()
-        for node in [n for n in graph.nodes if n.op == "Constant" and n.domain in ("", "ai.onnx", None)]:
+        constants = [n for n in graph.nodes
+                     if n.op == "Constant" and n.domain in ("", "ai.onnx", None)]
+        for node in constants:
             if len(node.outputs) != 1:
                 continue
             out = node.outputs[0]

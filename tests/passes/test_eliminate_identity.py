@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
+from tests import helpers
 from tests.helpers import apply, assert_same_outputs, check, make_model, ops, second_run_rewrites
 
 
@@ -68,11 +71,7 @@ def test_inference_mode_dropout_is_removed(rng, line, inits):
 # ---------------------------------------------------------------- negative cases
 
 
-def assert_skipped(model, reason):
-    out, result = apply(model, "eliminate-identity")
-    assert result.rewrites == 0
-    assert dict(result.skipped) == {reason: 1}
-    assert ops(out) == ops(model)
+assert_skipped = functools.partial(helpers.assert_skipped, "eliminate-identity")
 
 
 JOINS = {

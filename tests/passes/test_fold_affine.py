@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
-from tests.helpers import apply, assert_same_outputs, check, make_model, ops, second_run_rewrites
+from tests import helpers
+from tests.helpers import apply, make_model, ops
 
 
 def assert_folded(model, rng, expect_ops, rewrites=1):
-    out, result = apply(model, "fold-affine")
-    assert result.rewrites == rewrites, result.skipped
-    assert ops(out) == expect_ops
-    check(out)
-    assert_same_outputs(model, out, rng, rtol=1e-4, atol=1e-5)
-    assert second_run_rewrites(out, "fold-affine") == 0
-    return out, result
+    return helpers.assert_rewrites("fold-affine", model, rng, expect_ops, rewrites=rewrites,
+                                   rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("op, c_first", [
@@ -77,11 +75,7 @@ def test_conv_transpose_then_mul_folds(rng):
 # ---------------------------------------------------------------- negative cases
 
 
-def assert_skipped(model, reason):
-    out, result = apply(model, "fold-affine")
-    assert result.rewrites == 0
-    assert dict(result.skipped) == {reason: 1}
-    assert ops(out) == ops(model)
+assert_skipped = functools.partial(helpers.assert_skipped, "fold-affine")
 
 
 def test_spatially_varying_operand_is_not_folded(rng):

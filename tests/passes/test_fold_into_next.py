@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
-from tests.helpers import apply, assert_same_outputs, check, make_model, ops, second_run_rewrites
+from tests import helpers
+from tests.helpers import apply, assert_same_outputs, check, make_model, ops
 
 BN = "BatchNormalization(r, s, b, mean, var)"
 
@@ -15,13 +18,8 @@ def bn_inits(c: int) -> dict:
 
 
 def assert_folded(model, rng, expect_ops, rewrites=1):
-    out, result = apply(model, "fold-into-next-conv")
-    assert result.rewrites == rewrites, result.skipped
-    assert ops(out) == expect_ops
-    check(out)
-    assert_same_outputs(model, out, rng, rtol=1e-4, atol=1e-4)
-    assert second_run_rewrites(out, "fold-into-next-conv") == 0
-    return out, result
+    return helpers.assert_rewrites("fold-into-next-conv", model, rng, expect_ops,
+                                   rewrites=rewrites, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("group", [1, 2, 4], ids=["dense", "grouped", "depthwise"])
@@ -68,11 +66,7 @@ def test_input_normalization_folds_into_first_conv(rng):
 # ---------------------------------------------------------------- negative cases
 
 
-def assert_skipped(model, reason):
-    out, result = apply(model, "fold-into-next-conv")
-    assert result.rewrites == 0
-    assert dict(result.skipped) == {reason: 1}
-    assert ops(out) == ops(model)
+assert_skipped = functools.partial(helpers.assert_skipped, "fold-into-next-conv")
 
 
 def test_shift_before_padded_conv_is_not_folded(rng):
