@@ -19,10 +19,15 @@ LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
 
 
 def session(model: onnx.ModelProto, *, level: str = "disable", threads: int | None = None,
-            providers: list[str] | None = None):
-    """An ``onnxruntime.InferenceSession`` for ``model`` at the given optimization level."""
+            providers: list[str] | None = None, provider_options: list[dict] | None = None):
+    """An ``onnxruntime.InferenceSession`` for ``model`` at the given optimization level.
+
+    ``providers`` defaults to the CPU; ``provider_options`` (one dict per provider) is passed
+    through. Which providers really loaded: ``session.get_providers()``.
+    """
     import onnxruntime as ort
 
+    providers = providers or ["CPUExecutionProvider"]
     options = ort.SessionOptions()
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
     options.log_severity_level = 3
@@ -36,10 +41,10 @@ def session(model: onnx.ModelProto, *, level: str = "disable", threads: int | No
         with tempfile.TemporaryDirectory(prefix="fuser-ort-") as folder:
             path = f"{folder}/model.onnx"
             graph_io.save(model, path, external_data=True)
-            return ort.InferenceSession(path, options, providers=providers or
-                                        ["CPUExecutionProvider"])
-    return ort.InferenceSession(serialized, options,
-                                providers=providers or ["CPUExecutionProvider"])
+            return ort.InferenceSession(path, options, providers=providers,
+                                        provider_options=provider_options)
+    return ort.InferenceSession(serialized, options, providers=providers,
+                                provider_options=provider_options)
 
 
 def run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], *,
