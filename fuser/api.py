@@ -1,7 +1,9 @@
-"""The Python API: ``optimize`` a model with a pipeline of passes and get a report."""
+"""The Python API: ``optimize`` a model with a pipeline of passes, validate the result, and
+find the culprit when it does not validate."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import time
 from collections.abc import Mapping, Sequence
@@ -10,20 +12,38 @@ from pathlib import Path
 import onnx
 
 from fuser import graph as graph_io
+from fuser import inputs as inputs_io
+from fuser import validate as validation
+from fuser.culprit import find_culprit, rollback
 from fuser.errors import FuserError
 from fuser.manager import PassManager
 from fuser.passes import DEFAULT_PIPELINE, REGISTRY, get_pass
 from fuser.passes.base import Pass
-from fuser.report import ModelStats, Report
+from fuser.report import ModelStats, PassRecord, Report
 
 _LIBRARIES = ("onnx", "onnx-graphsurgeon", "numpy", "protobuf", "onnxruntime",
               "onnxruntime-gpu")
+ON_FAILURE = ("bisect", "rollback", "none")
+
+
+@dataclasses.dataclass
+class Validation:
+    """How ``optimize`` validates its result (see ``fuser.validate.validate``)."""
+
+    inputs: str | None = None
+    input_shapes: Mapping[str, Sequence[int]] | None = None
+    batch: int = 1
+    count: int = 3
+    seed: int = 0
+    atol: validation.Tolerance = validation.EXACT_ATOL
+    rtol: validation.Tolerance = validation.EXACT_RTOL
 
 
 def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = None, *,
              skip: Sequence[str] = (), options: Mapping[str, Mapping[str, object]] | None = None,
              max_steps: int = 4, check: bool = True, check_each: bool = False,
-             dump_dir: str | Path | None = None) -> tuple[onnx.ModelProto, Report]:
+             dump_dir: str | Path | None = None, validate: bool | Validation = True,
+             on_failure: str = "bisect") -> tuple[onnx.ModelProto, Report]:
     """Run a pipeline of passes on a model; return the optimized model and a report.
 
     Args:
@@ -35,11 +55,18 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
         check: run the ONNX checker on the result.
         check_each: run it after every pass (slower; names the pass that broke the graph).
         dump_dir: write the model after every pass that changed it.
+        validate: compare the result with the original on onnxruntime (``True`` uses the
+            defaults of ``Validation``; ``False`` skips it).
+        on_failure: when validation fails, ``"bisect"`` names the culprit pass in the report,
+            ``"rollback"`` also re-runs without it (and any further culprit) and returns that
+            model, ``"none"`` does neither. Check ``report.passed``.
 
     Raises:
-        FuserError: bad input (unreadable model, unknown pass name, ...).
+        FuserError: bad input (unreadable model, unknown pass name, dynamic input dims, ...).
         PassError: a pass failed or produced an invalid graph.
     """
+    if on_failure not in ON_FAILURE:
+        raise FuserError(f"on_failure must be one of {', '.join(ON_FAILURE)}")
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     proto = graph_io.load(model)
@@ -49,28 +76,68 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
     start = time.perf_counter()
     shapes = graph_io.infer_shapes(proto)
     before = _stats(proto, shapes)
-    graph = graph_io.to_graph(proto)
-    graph_io.annotate(graph, shapes)
-    seconds["import"] = time.perf_counter() - start
+    seconds["analyze"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    records = PassManager(pipeline, max_steps=max_steps, check_each=check_each,
-                          dump_dir=dump_dir, template=proto).run(graph)
-    seconds["passes"] = time.perf_counter() - start
+    def run(steps: Sequence[Pass], limit: int | None = None,
+            timed: bool = False) -> tuple[onnx.ModelProto, list[PassRecord]]:
+        begin = time.perf_counter()
+        graph = graph_io.to_graph(proto)
+        graph_io.annotate(graph, shapes)
+        records = PassManager(steps, max_steps=max_steps, check_each=check_each,
+                              dump_dir=dump_dir if timed else None, template=proto,
+                              max_applications=limit).run(graph)
+        middle = time.perf_counter()
+        result = graph_io.to_model(graph, template=proto)
+        if timed:
+            seconds["passes"] = middle - begin
+            seconds["export"] = time.perf_counter() - middle
+        return result, records
 
-    start = time.perf_counter()
-    result = graph_io.to_model(graph, template=proto)
-    seconds["export"] = time.perf_counter() - start
+    result, records = run(pipeline, timed=True)
     if check:
         start = time.perf_counter()
         graph_io.check(result)
         seconds["check"] = time.perf_counter() - start
+
+    verdict, culprits, dropped = None, [], []
+    if validate:
+        settings = validate if isinstance(validate, Validation) else Validation()
+        start = time.perf_counter()
+        batches = _batches(proto, settings)
+
+        def compare(candidate: onnx.ModelProto) -> validation.ValidationResult:
+            return validation.validate(proto, candidate, batches=batches, atol=settings.atol,
+                                       rtol=settings.rtol)
+
+        verdict = compare(result)
+        verdict.inputs = settings.inputs or f"random inputs (seed {settings.seed}, " \
+            f"{inputs_io.describe_shapes({k: v.shape for k, v in batches[0].items()})})"
+        if not verdict.passed and on_failure != "none":
+            culprits.append(find_culprit(run, pipeline, records, lambda m: compare(m).passed))
+            if on_failure == "rollback":
+                good, good_records, culprits = rollback(
+                    run, pipeline, lambda m: compare(m).passed, culprits[0], records)
+                if good is not None:
+                    dropped = [c.name for c in culprits]
+                    result, records = good, good_records
+                    verdict = compare(result)
+                    verdict.inputs = f"{settings.inputs or 'random inputs'} (after rollback)"
+        seconds["validate"] = time.perf_counter() - start
+
     after = _stats(result, graph_io.infer_shapes(result))
     name = str(model) if not isinstance(model, onnx.ModelProto) else (proto.graph.name or "model")
     report = Report(model=name, pipeline=[p.name for p in pipeline], passes=records,
                     before=before, after=after, seconds=seconds, fuser_version=version(),
-                    libraries=library_versions())
+                    libraries=library_versions(), validation=verdict,
+                    culprits=[dataclasses.asdict(c) for c in culprits], rolled_back=dropped)
     return result, report
+
+
+def _batches(model: onnx.ModelProto, settings: Validation) -> list[dict]:
+    shapes = inputs_io.resolve_shapes(model, settings.input_shapes, settings.batch)
+    if settings.inputs is not None:
+        return inputs_io.load_batches(settings.inputs, model, shapes)
+    return inputs_io.random_batches(model, shapes, settings.count, settings.seed)
 
 
 def _pipeline(passes: Sequence[str | Pass] | None, skip: Sequence[str],

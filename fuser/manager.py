@@ -34,11 +34,14 @@ class PassManager:
         dump_dir: write the model after every pass that changed it, as
             ``<sweep>-<index>-<name>.onnx``.
         template: the original model, whose opsets and metadata exports keep.
+        max_applications: stop after this many pass applications (bisection replays a
+            prefix of a run: the passes are deterministic, so the prefix is the same).
     """
 
     def __init__(self, passes: Sequence[Pass], *, max_steps: int = 4, check_each: bool = False,
                  dump_dir: str | Path | None = None,
-                 template: onnx.ModelProto | None = None) -> None:
+                 template: onnx.ModelProto | None = None,
+                 max_applications: int | None = None) -> None:
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
         self.passes = list(passes)
@@ -46,6 +49,7 @@ class PassManager:
         self.check_each = check_each
         self.dump_dir = Path(dump_dir) if dump_dir is not None else None
         self.template = template
+        self.max_applications = max_applications
 
     def run(self, graph: gs.Graph) -> list[PassRecord]:
         """Apply the passes to ``graph`` in place; return one record per pass application."""
@@ -55,6 +59,8 @@ class PassManager:
         for sweep in range(1, self.max_steps + 1):
             changed = False
             for index, pass_ in enumerate(self.passes):
+                if self.max_applications is not None and len(records) >= self.max_applications:
+                    return records
                 record = self._apply(pass_, index, sweep, graph)
                 records.append(record)
                 changed |= record.rewrites > 0

@@ -1,8 +1,6 @@
-"""The report: what a run of fuser did, as dataclasses with a JSON form and a text table.
+"""The report: what a run of fuser did, as dataclasses with JSON, text and markdown forms.
 
-JSON schema (``schema`` = 1): ``{"schema", "fuser_version", "libraries", "model", "passes":
-[PassRecord...], "pipeline": [names], "before": ModelStats, "after": ModelStats,
-"seconds": {"load", "passes", "export", "check", "save"}, "notes": [str]}``.
+The JSON schema is documented in ``docs/report-schema.md`` (``schema`` = 2).
 """
 
 from __future__ import annotations
@@ -11,7 +9,9 @@ import dataclasses
 import json
 from typing import Any
 
-SCHEMA_VERSION = 1
+from fuser.validate import ValidationResult
+
+SCHEMA_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -55,8 +55,17 @@ class Report:
     seconds: dict[str, float]
     fuser_version: str
     libraries: dict[str, str]
+    validation: ValidationResult | None = None
+    culprits: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    rolled_back: list[str] = dataclasses.field(default_factory=list)
+    timings: dict[str, Any] | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
     schema: int = SCHEMA_VERSION
+
+    @property
+    def passed(self) -> bool:
+        """False only when validation ran and failed."""
+        return self.validation is None or self.validation.passed
 
     # ---------------------------------------------------------------- aggregates
     def rewrites(self, name: str | None = None) -> int:
@@ -114,7 +123,55 @@ class Report:
             lines.append(f"  shared weights cloned: {cloned}")
         secs = ", ".join(f"{k} {v:.3f}s" for k, v in self.seconds.items())
         lines.append(f"  time: {secs}")
+        if self.validation is not None:
+            lines.append(self.validation.to_text())
+        for culprit in self.culprits:
+            lines.append(f"  culprit: pass '{culprit['name']}' (sweep {culprit['sweep']}, "
+                         f"application {culprit['application']}) breaks the outputs")
+        if self.rolled_back:
+            lines.append(f"  rolled back: {', '.join(self.rolled_back)}")
+        if self.timings:
+            lines.append(_timings_text(self.timings))
         lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def summary_row(self) -> dict[str, Any]:
+        """The one-line-per-model figures (kito-style): layers, params, MACs, latency per
+        level, optimization time, output differences."""
+        row: dict[str, Any] = {
+            "model": self.model, "layers": f"{self.before.nodes} -> {self.after.nodes}",
+            "params": f"{self.before.params:,} -> {self.after.params:,}",
+            "MACs": f"{_fmt(self.before.macs)} -> {_fmt(self.after.macs)}",
+        }
+        for level, pair in _latency_pairs(self.timings).items():
+            row[f"latency ms ({level})"] = f"{pair[0]:.2f} -> {pair[1]:.2f}"
+        row["optimize s"] = f"{self.seconds.get('passes', 0.0):.3f}"
+        if self.validation is not None and self.validation.outputs:
+            row["max diff"] = f"{max(o.max_abs for o in self.validation.outputs):.1e}"
+            row["mean diff"] = f"{max(o.mean_abs for o in self.validation.outputs):.1e}"
+        return row
+
+    def to_markdown(self) -> str:
+        """A markdown report: summary row, passes, validation, timings."""
+        row = self.summary_row()
+        lines = ["# fuser report", "", _md_table([row]), "", "## Passes", ""]
+        lines.append(_md_table([{"pass": n, "rewrites": self.rewrites(n),
+                                 "skipped": "; ".join(f"{c}x {r}" for r, c in
+                                                      sorted(self.skipped(n).items()))}
+                                for n in self.pipeline]))
+        if self.validation is not None:
+            lines += ["", "## Validation", "", f"{self.validation.inputs}: "
+                      f"**{'PASSED' if self.validation.passed else 'FAILED'}**", ""]
+            lines.append(_md_table([{
+                "output": o.name, "max abs": f"{o.max_abs:.2e}", "max rel": f"{o.max_rel:.2e}",
+                "mean abs": f"{o.mean_abs:.2e}", "rel L2": f"{o.rel_l2:.2e}",
+                "cosine": f"{o.cosine:.6f}",
+                "top-1": "" if o.top1 is None else f"{o.top1:.2%}",
+                "verdict": "ok" if o.passed else o.message} for o in self.validation.outputs]))
+        if self.timings:
+            lines += ["", "## Timing", "", _timings_text(self.timings, markdown=True)]
+        lines += ["", f"fuser {self.fuser_version}; "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(self.libraries.items())), ""]
         return "\n".join(lines)
 
 
@@ -125,3 +182,48 @@ def _fmt(value: int | None) -> str:
         if value >= size:
             return f"{value / size:.2f}{unit}"
     return str(value)
+
+
+def _latency_pairs(timings: dict[str, Any] | None) -> dict[str, tuple[float, float]]:
+    """``{level: (original median ms, optimized median ms)}`` at the first batch size."""
+    if not timings:
+        return {}
+    rows = timings.get("timings", [])
+    if not rows:
+        return {}
+    batch = rows[0]["batch"]
+    pairs: dict[str, list[float]] = {}
+    for row in rows:
+        if row["batch"] == batch:
+            pairs.setdefault(row["level"], []).append(row["stats"]["median_ms"])
+    return {level: (v[0], v[-1]) for level, v in pairs.items() if len(v) >= 2}
+
+
+def _timings_text(timings: dict[str, Any], markdown: bool = False) -> str:
+    rows = [{"model": t["model"], "level": t["level"], "batch": t["batch"],
+             "median ms": f"{t['stats']['median_ms']:.3f}",
+             "p90 ms": f"{t['stats']['p90_ms']:.3f}",
+             "speed-up": "" if t.get("speedup") is None else (
+                 f"{t['speedup']:.3f}x" + (f" [{t['speedup_ci'][0]:.3f}, {t['speedup_ci'][1]:.3f}]"
+                                           if t.get("speedup_ci") else ""))}
+            for t in timings.get("timings", [])]
+    provider = timings.get("provider", {})
+    head = (f"timing: {provider.get('used', '?')} ({provider.get('reason', '')}), "
+            f"{timings.get('threads', '?')} threads, {timings.get('cpu', '')}")
+    if markdown:
+        return head + "\n\n" + _md_table(rows)
+    width = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]} if rows else {}
+    lines = [f"  {head}"]
+    if rows:
+        lines.append("  " + "  ".join(f"{k:<{width[k]}}" for k in rows[0]))
+        lines += ["  " + "  ".join(f"{str(r[k]):<{width[k]}}" for k in r) for r in rows]
+    return "\n".join(lines)
+
+
+def _md_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)

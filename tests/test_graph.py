@@ -125,7 +125,7 @@ def test_models_over_2gb_optimize_and_save_with_external_data(tmp_path, rng):
     source = tmp_path / "big.onnx"
     graph_io.save(model, source)
     assert (tmp_path / "big.onnx.data").stat().st_size > 2**31
-    out, report = fuser.optimize(source)
+    out, report = fuser.optimize(source, validate=False)
     assert report.after.ops == {"Add": 1, "Conv": 1, "Slice": 1}
     target = tmp_path / "big.opt.onnx"
     graph_io.save(out, target)

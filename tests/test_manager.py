@@ -53,7 +53,7 @@ def test_report_records_every_pass_with_nodes_and_time(model):
     assert "BatchNormalization" not in report.after.ops
     assert report.before.macs == report.after.macs > 0
     data = report.to_dict()
-    assert data["schema"] == 1 and data["summary"]["fold-batchnorm"]["rewrites"] == 1
+    assert data["schema"] == 2 and data["summary"]["fold-batchnorm"]["rewrites"] == 1
     assert "onnx" in data["libraries"]
 
 

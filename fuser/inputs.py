@@ -1,0 +1,238 @@
+"""Model inputs: their declared specs, concrete shapes, seeded random batches, and real data
+from a ``.npz`` file, ``.npy`` files (one per input) or a folder of images.
+
+Dynamic dimensions: a symbolic *first* dimension is the batch and takes ``batch`` (default
+1); any other dynamic dimension must be given with ``--input-shape name:1x3x224x224``, and a
+model that needs one is refused with a message naming the input and the dimension.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from fuser.errors import FuserError
+
+Feeds = dict[str, np.ndarray]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """A graph input as declared: name, numpy dtype, dims (ints, symbols or None)."""
+
+    name: str
+    dtype: np.dtype
+    dims: tuple[int | str | None, ...]
+
+
+def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
+    """The model's real inputs (initializers listed as inputs by old exporters excluded)."""
+    initializers = {t.name for t in model.graph.initializer}
+    specs = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor_type = value.type.tensor_type
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+        except Exception as exc:
+            raise FuserError(f"input '{value.name}' has an unsupported type") from exc
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                     for d in tensor_type.shape.dim)
+        specs.append(InputSpec(value.name, dtype, dims))
+    return specs
+
+
+def parse_input_shapes(values: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """``["x:1x3x224x224", ...]`` -> ``{"x": (1, 3, 224, 224)}``; FuserError on bad syntax."""
+    shapes = {}
+    for value in values:
+        name, sep, dims = value.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or any(d < 0 for d in shape):
+            raise FuserError(f"--input-shape {value!r}: expected NAME:DxDxD, e.g. "
+                             "input:1x3x224x224")
+        shapes[name] = shape
+    return shapes
+
+
+def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None,
+                   batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """Concrete shapes for every input, or FuserError naming what is missing or wrong."""
+    shapes = dict(shapes or {})
+    specs = input_specs(model)
+    names = {s.name for s in specs}
+    for name in shapes:
+        if name not in names:
+            raise FuserError(f"--input-shape names '{name}', but the model's inputs are: "
+                             f"{', '.join(sorted(names)) or '(none)'}")
+    resolved = {}
+    for spec in specs:
+        if spec.name in shapes:
+            shape = tuple(shapes[spec.name])
+            if spec.dims and len(shape) != len(spec.dims):
+                raise FuserError(f"--input-shape for '{spec.name}' has {len(shape)} dims, the "
+                                 f"model declares {len(spec.dims)}")
+            for axis, (given, declared) in enumerate(zip(shape, spec.dims, strict=False)):
+                if isinstance(declared, int) and declared > 0 and given != declared:
+                    raise FuserError(f"--input-shape for '{spec.name}': dimension {axis} is "
+                                     f"{given}, the model fixes it at {declared}")
+            resolved[spec.name] = shape
+            continue
+        shape = []
+        for axis, dim in enumerate(spec.dims):
+            if isinstance(dim, int) and dim > 0:
+                shape.append(dim)
+            elif axis == 0:
+                shape.append(batch)
+            else:
+                example = "x".join(str(d) if isinstance(d, int) and d > 0 else "?"
+                                   for d in spec.dims)
+                raise FuserError(f"input '{spec.name}' dimension {axis} ({dim or '?'}) is "
+                                 f"dynamic: give --input-shape {spec.name}:{example}")
+        resolved[spec.name] = tuple(shape)
+    return resolved
+
+
+def random_batches(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]],
+                   count: int, seed: int = 0) -> list[Feeds]:
+    """``count`` seeded batches: standard normal floats (no NaN/inf on either side for any
+    sane model), integers in [0, 4) (valid indices for any non-empty axis), random bools."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(count):
+        feeds = {}
+        for spec in input_specs(model):
+            shape = shapes[spec.name]
+            if spec.dtype.kind == "f":
+                feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+            elif spec.dtype.kind == "b":
+                feeds[spec.name] = rng.integers(0, 2, shape).astype(spec.dtype)
+            else:
+                feeds[spec.name] = rng.integers(0, 4, shape).astype(spec.dtype)
+        batches.append(feeds)
+    return batches
+
+
+def load_batches(source: str | Path, model: onnx.ModelProto,
+                 shapes: Mapping[str, tuple[int, ...]], max_batches: int = 8) -> list[Feeds]:
+    """Real inputs from a ``.npz``, ``name=file.npy[,name=file.npy]`` or an image folder,
+    cut into batches of the resolved batch size (at most ``max_batches``)."""
+    specs = input_specs(model)
+    text = str(source)
+    if "=" in text or text.endswith(".npy"):
+        arrays = _load_npy(text, specs)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise FuserError(f"{path}: no such file or folder")
+        arrays = _load_images(path, specs, shapes) if path.is_dir() else _load_npz(path, specs)
+    for spec in specs:
+        array = arrays[spec.name]
+        want = shapes[spec.name]
+        if array.ndim != len(want) or tuple(array.shape[1:]) != tuple(want[1:]):
+            raise FuserError(f"{source}: '{spec.name}' has shape {list(array.shape)}, the model "
+                             f"takes [{', '.join(['N', *map(str, want[1:])])}]")
+        if array.dtype != spec.dtype:
+            if array.dtype.kind != spec.dtype.kind:
+                raise FuserError(f"{source}: '{spec.name}' is {array.dtype}, the model takes "
+                                 f"{spec.dtype}")
+            arrays[spec.name] = array.astype(spec.dtype)
+    total = min(arrays[s.name].shape[0] for s in specs)
+    size = shapes[specs[0].name][0] if specs else 1
+    batches = []
+    for start in range(0, total - size + 1, size):
+        batches.append({s.name: arrays[s.name][start:start + size] for s in specs})
+        if len(batches) == max_batches:
+            break
+    if not batches:
+        raise FuserError(f"{source}: {total} sample(s), fewer than one batch of {size}")
+    return batches
+
+
+def _load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as exc:
+        raise FuserError(f"{path}: not a readable .npz file ({exc})") from exc
+    if len(specs) == 1 and len(arrays) == 1:
+        return {specs[0].name: next(iter(arrays.values()))}
+    missing = [s.name for s in specs if s.name not in arrays]
+    if missing:
+        raise FuserError(f"{path}: no array for input(s) {', '.join(missing)} (it holds "
+                         f"{', '.join(sorted(arrays)) or 'nothing'})")
+    return {s.name: arrays[s.name] for s in specs}
+
+
+def _load_npy(text: str, specs: list[InputSpec]) -> dict[str, np.ndarray]:
+    arrays = {}
+    for part in text.split(","):
+        name, sep, file = part.rpartition("=")
+        if not sep:
+            if len(specs) != 1:
+                raise FuserError(f"{part}: name the input (NAME=file.npy); the model has "
+                                 f"{len(specs)} inputs")
+            name = specs[0].name
+        try:
+            arrays[name] = np.load(file)
+        except Exception as exc:
+            raise FuserError(f"{file}: not a readable .npy file ({exc})") from exc
+    missing = [s.name for s in specs if s.name not in arrays]
+    if missing:
+        raise FuserError(f"no .npy file given for input(s) {', '.join(missing)}")
+    return arrays
+
+
+def _load_images(folder: Path, specs: list[InputSpec],
+                 shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Images resized to the input's size, scaled to [0, 1], laid out NCHW or NHWC."""
+    from PIL import Image
+
+    if len(specs) != 1:
+        raise FuserError(f"{folder}: an image folder feeds one input; the model has "
+                         f"{len(specs)}")
+    spec = specs[0]
+    shape = shapes[spec.name]
+    if len(shape) != 4 or spec.dtype.kind != "f":
+        raise FuserError(f"{folder}: images need a 4-D float input; '{spec.name}' is "
+                         f"{spec.dtype} {list(shape)}")
+    if shape[1] in (1, 3):
+        channels, (height, width), layout = shape[1], shape[2:], "NCHW"
+    elif shape[3] in (1, 3):
+        channels, (height, width), layout = shape[3], shape[1:3], "NHWC"
+    else:
+        raise FuserError(f"{folder}: input '{spec.name}' {list(shape)} has neither 1 nor 3 "
+                         "channels on axis 1 or 3")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FuserError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    images = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image = image.convert("L" if channels == 1 else "RGB")
+                image = image.resize((width, height), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image, dtype=np.float32) / 255.0
+        except OSError as exc:
+            raise FuserError(f"{file}: not a readable image ({exc})") from exc
+        pixels = pixels.reshape(height, width, channels)
+        images.append(pixels.transpose(2, 0, 1) if layout == "NCHW" else pixels)
+    return {spec.name: np.stack(images).astype(spec.dtype)}
+
+
+def describe_shapes(shapes: Mapping[str, tuple[int, ...]]) -> str:
+    return ", ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in shapes.items())
+
+
+def batch_size(shapes: Mapping[str, tuple[int, ...]]) -> int:
+    return math.prod(next(iter(shapes.values()))[:1]) if shapes else 1

@@ -1,0 +1,215 @@
+"""Numeric validation: does the candidate model compute what the reference computes?
+
+Both models run on onnxruntime's CPU provider with ``ORT_DISABLE_ALL`` (at higher levels
+onnxruntime folds BatchNormalization itself and would hide a wrong fold), on several seeded
+random batches or on real inputs. Per output it reports max abs, max rel, mean abs, relative
+L2 error, cosine similarity and NaN/inf counts, and, for class scores (last axis > 1), top-1
+and top-5 agreement.
+
+An output passes when shapes match, the candidate has no NaN/inf where the reference has
+none, and ``max |candidate - reference| <= atol + rtol * max |reference|`` (finite elements;
+positions that are NaN in both are ignored). The tolerance scales with the output's range,
+not element by element: folding re-associates float sums, so an element near zero may move
+by a few ulps of the output's scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from fuser import graph as graph_io
+from fuser import inputs as inputs_io
+from fuser import runtime
+from fuser.errors import FuserError
+
+#: Defaults for exact pipelines (float32): relative to the output's largest magnitude.
+EXACT_RTOL = 1e-4
+EXACT_ATOL = 1e-5
+
+
+@dataclasses.dataclass
+class OutputComparison:
+    """How one output of the candidate differs from the reference over all batches."""
+
+    name: str
+    shape: list[int]
+    max_abs: float
+    max_rel: float
+    mean_abs: float
+    rel_l2: float
+    cosine: float
+    nan_reference: int
+    nan_candidate: int
+    inf_reference: int
+    inf_candidate: int
+    atol: float
+    rtol: float
+    passed: bool
+    message: str
+    top1: float | None = None
+    top5: float | None = None
+
+
+@dataclasses.dataclass
+class ValidationResult:
+    """The verdict and the per-output figures of one validation."""
+
+    passed: bool
+    outputs: list[OutputComparison]
+    batches: int
+    samples: int
+    inputs: str
+
+    @property
+    def failures(self) -> list[str]:
+        return [o.message for o in self.outputs if not o.passed]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_text(self) -> str:
+        lines = [f"validation on {self.inputs} ({self.batches} batch(es), {self.samples} "
+                 f"sample(s)): {'PASSED' if self.passed else 'FAILED'}"]
+        for o in self.outputs:
+            agreement = "" if o.top1 is None else f"  top-1 {o.top1:.2%}  top-5 {o.top5:.2%}"
+            lines.append(f"  {o.name}: max abs {o.max_abs:.2e}  max rel {o.max_rel:.2e}  "
+                         f"mean abs {o.mean_abs:.2e}  rel L2 {o.rel_l2:.2e}  "
+                         f"cos {o.cosine:.6f}{agreement}  {'ok' if o.passed else o.message}")
+        return "\n".join(lines)
+
+
+Tolerance = float | Mapping[str, float]
+
+
+def parse_tolerances(values: Sequence[str], default: float) -> dict[str, float]:
+    """``["1e-3", "logits:1e-2"]`` -> ``{"": 1e-3, "logits": 1e-2}`` ("" is every output)."""
+    result = {"": default}
+    for value in values:
+        name, _, number = value.rpartition(":")
+        try:
+            result[name] = float(number)
+        except ValueError:
+            raise FuserError(f"tolerance {value!r}: expected a number or NAME:number") from None
+    return result
+
+
+def _tolerance(tolerance: Tolerance, name: str) -> float:
+    if isinstance(tolerance, Mapping):
+        return float(tolerance.get(name, tolerance.get("", 0.0)))
+    return float(tolerance)
+
+
+def validate(reference: graph_io.ModelLike, candidate: graph_io.ModelLike, *,
+             batches: Sequence[Mapping[str, np.ndarray]] | None = None,
+             inputs: str | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
+             batch: int = 1, count: int = 3, seed: int = 0,
+             atol: Tolerance = EXACT_ATOL, rtol: Tolerance = EXACT_RTOL) -> ValidationResult:
+    """Compare two models output by output on onnxruntime (CPU, optimizations off).
+
+    Inputs, in order of precedence: ``batches`` (feed dicts), ``inputs`` (a ``.npz``,
+    ``name=file.npy`` list or image folder), else ``count`` seeded random batches with
+    shapes from ``input_shapes`` (a symbolic first dimension takes ``batch``).
+    """
+    ref_model, cand_model = graph_io.load(reference), graph_io.load(candidate)
+    if batches is None:
+        shapes = inputs_io.resolve_shapes(ref_model, input_shapes, batch)
+        if inputs is not None:
+            batches = inputs_io.load_batches(inputs, ref_model, shapes)
+            source = str(inputs)
+        else:
+            batches = inputs_io.random_batches(ref_model, shapes, count, seed)
+            source = f"random inputs (seed {seed}, {inputs_io.describe_shapes(shapes)})"
+    else:
+        source = "given inputs"
+    ref_sess, cand_sess = runtime.session(ref_model), runtime.session(cand_model)
+    ref_names = [o.name for o in ref_sess.get_outputs()]
+    cand_names = {o.name for o in cand_sess.get_outputs()}
+    collected: dict[str, tuple[list, list]] = {n: ([], []) for n in ref_names}
+    for feeds in batches:
+        want = dict(zip(ref_names, ref_sess.run(ref_names, dict(feeds)), strict=True))
+        present = [n for n in ref_names if n in cand_names]
+        got = dict(zip(present, cand_sess.run(present, dict(feeds)), strict=True))
+        for name in ref_names:
+            collected[name][0].append(want[name])
+            if name in got:
+                collected[name][1].append(got[name])
+    outputs = []
+    for name in ref_names:
+        if name not in cand_names:
+            outputs.append(_missing(name, atol, rtol))
+            continue
+        ref, cand = collected[name]
+        outputs.append(compare(name, ref, cand, _tolerance(atol, name), _tolerance(rtol, name)))
+    samples = sum(next(iter(b.values())).shape[0] if b and next(iter(b.values())).ndim else 1
+                  for b in batches)
+    return ValidationResult(passed=all(o.passed for o in outputs), outputs=outputs,
+                            batches=len(batches), samples=samples, inputs=source)
+
+
+def _missing(name: str, atol: Tolerance, rtol: Tolerance) -> OutputComparison:
+    nan = float("nan")
+    return OutputComparison(name, [], nan, nan, nan, nan, nan, 0, 0, 0, 0,
+                            _tolerance(atol, name), _tolerance(rtol, name), False,
+                            f"output '{name}' is missing from the candidate")
+
+
+def compare(name: str, reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray],
+            atol: float, rtol: float) -> OutputComparison:
+    """Figures and verdict for one output given the per-batch arrays of both models."""
+    shapes_differ = any(r.shape != c.shape for r, c in zip(reference, candidate, strict=True))
+    shape = list(reference[0].shape)
+    if shapes_differ:
+        nan = float("nan")
+        got = [list(c.shape) for c in candidate][0]
+        return OutputComparison(name, shape, nan, nan, nan, nan, nan, 0, 0, 0, 0, atol, rtol,
+                                False, f"output '{name}' shape {got} != reference {shape}")
+    ref = np.concatenate([r.reshape(-1) for r in reference]).astype(np.float64)
+    cand = np.concatenate([c.reshape(-1) for c in candidate]).astype(np.float64)
+    nan_r, nan_c = np.isnan(ref), np.isnan(cand)
+    inf_r, inf_c = np.isinf(ref), np.isinf(cand)
+    finite = np.isfinite(ref) & np.isfinite(cand)
+    diff = np.abs(ref[finite] - cand[finite])
+    scale = float(np.abs(ref[finite]).max()) if finite.any() else 0.0
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = float((diff / np.maximum(np.abs(ref[finite]), 1e-12)).max()) if diff.size else 0.0
+    norm = float(np.linalg.norm(ref[finite]))
+    rel_l2 = float(np.linalg.norm(diff)) / norm if norm else float(np.linalg.norm(diff))
+    denom = norm * float(np.linalg.norm(cand[finite]))
+    cosine = float(ref[finite] @ cand[finite]) / denom if denom else 1.0
+    new_nan = int(np.count_nonzero(nan_c & ~nan_r))
+    new_inf = int(np.count_nonzero(inf_c & ~(inf_r & (np.sign(ref) == np.sign(cand)))))
+    limit = atol + rtol * scale
+    if new_nan or new_inf:
+        passed, message = False, (f"output '{name}' has {new_nan} NaN and {new_inf} inf where "
+                                  "the reference has none")
+    elif max_abs > limit:
+        passed, message = False, (f"output '{name}' max abs diff {max_abs:.3g} > {limit:.3g} "
+                                  f"(atol {atol:g} + rtol {rtol:g} x max |ref| {scale:.3g})")
+    else:
+        passed, message = True, "ok"
+    top1 = top5 = None
+    if len(shape) >= 2 and shape[-1] > 1:
+        top1, top5 = _agreement(reference, candidate)
+    return OutputComparison(
+        name, shape, max_abs, max_rel, float(diff.mean()) if diff.size else 0.0, rel_l2, cosine,
+        int(nan_r.sum()), int(nan_c.sum()), int(inf_r.sum()), int(inf_c.sum()), atol, rtol,
+        passed, message, top1, top5)
+
+
+def _agreement(reference: Sequence[np.ndarray],
+               candidate: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Top-1 agreement (same argmax) and top-5 agreement (reference's top-1 within the
+    candidate's top 5) over all samples, classes on the last axis."""
+    classes = reference[0].shape[-1]
+    ref = np.concatenate([r.reshape(-1, classes) for r in reference]).astype(np.float64)
+    cand = np.concatenate([c.reshape(-1, classes) for c in candidate]).astype(np.float64)
+    ref_top = ref.argmax(axis=1)
+    top1 = float(np.mean(cand.argmax(axis=1) == ref_top))
+    k = min(5, classes)
+    cand_top5 = np.argpartition(-cand, k - 1, axis=1)[:, :k]
+    top5 = float(np.mean((cand_top5 == ref_top[:, None]).any(axis=1)))
+    return top1, top5
+
