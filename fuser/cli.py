@@ -1,21 +1,17 @@
 """The ``onnx-fuser`` command: parse arguments, call the API, render the result.
 
-Exit codes: 0 success, 1 failure (a pass broke the model, validation failed), 2 bad input or
+Exit codes: 0 success, 1 failure (validation failed, a pass broke the model), 2 bad input or
 usage. A user error prints one line without a traceback (``-v`` shows it); a bug keeps its
 traceback. Human text goes to stdout, logs to stderr; the last line is PASSED or FAILED.
+Subcommand handlers live in ``fuser.commands``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from fuser.errors import FuserError, PassError
 
@@ -46,13 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from fuser import commands
+
     parser = argparse.ArgumentParser(
         prog="onnx-fuser", description="Make trained CNNs faster by rewriting their ONNX graphs.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    opt = sub.add_parser("optimize", help="run the exact pipeline (or chosen passes) on a model")
+    opt = sub.add_parser("optimize", help="run the exact pipeline (or chosen passes), validate "
+                                          "and time the result")
     opt.add_argument("model", help="input .onnx file (never modified)")
     opt.add_argument("-o", "--output", required=True, help="where to write the optimized model")
     opt.add_argument("--passes", help="comma-separated pass names, in order (default: the "
@@ -65,21 +64,93 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("--check-each", action="store_true",
                      help="run the ONNX checker after every pass")
     opt.add_argument("--dump-dir", help="write the model after every pass that changed it")
-    opt.add_argument("--report", help="write the report as JSON to this file")
-    opt.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    opt.add_argument("--no-validate", action="store_true", help="skip the numeric validation")
+    opt.add_argument("--force", action="store_true",
+                     help="write the output even when validation fails (exit code stays 1)")
+    opt.add_argument("--rollback", action="store_true",
+                     help="when validation fails, drop the culprit pass(es) and keep the rest")
+    opt.add_argument("--no-bench", action="store_true", help="skip the timing")
     opt.add_argument("--external-data", action="store_true",
                      help="write weights to OUTPUT.data (automatic past 2 GB)")
-    opt.set_defaults(handler=_optimize)
+    _input_options(opt)
+    _tolerance_options(opt)
+    _bench_options(opt, batch=False)
+    _report_options(opt)
+    opt.set_defaults(handler=commands.optimize)
+
+    val = sub.add_parser("validate", help="compare two models' outputs on onnxruntime")
+    val.add_argument("reference", help="the original model")
+    val.add_argument("candidate", help="the model to check against it")
+    _input_options(val)
+    _tolerance_options(val)
+    _report_options(val)
+    val.set_defaults(handler=commands.validate)
+
+    bench = sub.add_parser("bench", help="time one model, or two interleaved, on onnxruntime")
+    bench.add_argument("models", nargs="+", metavar="MODEL",
+                       help="one or two .onnx files (the first is the reference)")
+    _input_options(bench, batch=False)
+    _bench_options(bench, batch=True)
+    _report_options(bench)
+    bench.set_defaults(handler=commands.bench)
 
     lst = sub.add_parser("passes", help="list the passes")
     lst.add_argument("--json", action="store_true", help="print the list as JSON")
-    lst.set_defaults(handler=_passes)
+    lst.set_defaults(handler=commands.passes)
 
     demo = sub.add_parser("demo", help="build a ResNet-style model with BatchNorm and optimize it")
     demo.add_argument("-o", "--output-dir", default="fuser-demo",
                       help="folder for the models and the report (default: fuser-demo)")
-    demo.set_defaults(handler=_demo)
+    demo.set_defaults(handler=commands.demo)
     return parser
+
+
+def _input_options(parser: argparse.ArgumentParser, batch: bool = True) -> None:
+    group = parser.add_argument_group("inputs")
+    group.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
+                       help="shape of an input with dynamic dims, e.g. x:1x3x224x224 "
+                            "(repeatable)")
+    group.add_argument("--inputs", metavar="DATA",
+                       help="real inputs: a .npz, NAME=file.npy[,NAME=file.npy], or a folder "
+                            "of images")
+    if batch:
+        group.add_argument("--batch", type=int, default=1,
+                           help="size of a dynamic first dimension (default 1)")
+    group.add_argument("--batches", type=int, default=3,
+                       help="random batches to compare (default 3)")
+    group.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+
+
+def _tolerance_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("tolerances (|diff| <= atol + rtol * max|reference|)")
+    group.add_argument("--atol", action="append", default=[], metavar="[OUTPUT:]X",
+                       help="absolute tolerance, for all outputs or one (repeatable)")
+    group.add_argument("--rtol", action="append", default=[], metavar="[OUTPUT:]X",
+                       help="relative tolerance, for all outputs or one (repeatable)")
+
+
+def _bench_options(parser: argparse.ArgumentParser, batch: bool) -> None:
+    group = parser.add_argument_group("timing")
+    group.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="auto uses CUDA only when it really loads (default)")
+    group.add_argument("--level", choices=("disable", "basic", "all", "both"), default="both",
+                       help="onnxruntime graph optimization level; both = disable and all")
+    group.add_argument("--threads", type=int, help="intra-op threads (default: physical cores)")
+    group.add_argument("--warmup", type=int, default=5, help="warm-up runs per model")
+    group.add_argument("--rounds", type=int, default=50, help="interleaved rounds at most")
+    group.add_argument("--time-budget", type=float, default=5.0,
+                       help="seconds per level and batch size (default 5)")
+    group.add_argument("--cuda-graph", action="store_true",
+                       help="capture a CUDA graph (CUDA, static shapes)")
+    if batch:
+        group.add_argument("--batch", default="1",
+                           help="batch sizes for a dynamic first dimension, e.g. 1,8,64")
+
+
+def _report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report", metavar="FILE",
+                        help="write the report: .json, or .md for markdown")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
 
 def _configure_logging(level: int) -> None:
@@ -87,98 +158,3 @@ def _configure_logging(level: int) -> None:
         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
         level={-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
             max(-1, min(level, 2)), logging.DEBUG))
-
-
-def _split(values: Sequence[str]) -> list[str]:
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
-
-
-def _optimize(args: argparse.Namespace) -> int:
-    from fuser import api, graph
-
-    source, target = Path(args.model), Path(args.output)
-    if target.exists() and source.exists() and target.resolve() == source.resolve():
-        raise FuserError(f"{target}: output path is the input path; the input is never "
-                         "overwritten")
-    if not target.parent.is_dir():
-        raise FuserError(f"{target}: folder {target.parent} does not exist")
-    started = time.perf_counter()
-    options = {"fold-batchnorm": {"clone_shared": False}} if args.no_clone_shared else None
-    passes = _split([args.passes]) if args.passes else None
-    model, report = api.optimize(source, passes, skip=_split(args.skip), options=options,
-                                 max_steps=args.max_steps, check_each=args.check_each,
-                                 dump_dir=args.dump_dir)
-    save_start = time.perf_counter()
-    graph.save(model, target, external_data=True if args.external_data else None)
-    report.seconds["save"] = time.perf_counter() - save_start
-    if args.report:
-        write_text_atomic(Path(args.report), report.to_json() + "\n")
-    out = sys.stderr if args.json else sys.stdout
-    if args.json:
-        print(report.to_json())
-    print(report.to_text(), file=out)
-    print(f"wrote {target}", file=out)
-    bn_left = report.after.ops.get("BatchNormalization", 0)
-    print(f"PASSED | {time.perf_counter() - started:.2f}s | {report.rewrites()} rewrites, "
-          f"nodes {report.before.nodes} -> {report.after.nodes}, "
-          f"BatchNormalization left {bn_left}", file=out)
-    return 0
-
-
-def _passes(args: argparse.Namespace) -> int:
-    from fuser.passes import DEFAULT_PIPELINE, REGISTRY
-
-    rows = [{"name": name, "lossy": cls.lossy, "default": name in DEFAULT_PIPELINE,
-             "summary": cls.summary()} for name, cls in sorted(REGISTRY.items())]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    width = max(len(r["name"]) for r in rows)
-    for r in rows:
-        flags = "default" if r["default"] else ("lossy" if r["lossy"] else "opt-in")
-        print(f"{r['name']:<{width}}  {flags:<7}  {r['summary']}")
-    print(f"default pipeline: {', '.join(DEFAULT_PIPELINE)}")
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from fuser import api, graph, runtime
-    from fuser.models.synthetic import resnet
-
-    folder = Path(args.output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    source = folder / "resnet18-bn.onnx"
-    graph.save(resnet("resnet18", image_size=64, num_classes=10), source)
-    model, report = api.optimize(source)
-    graph.save(model, folder / "resnet18-bn.opt.onnx")
-    write_text_atomic(folder / "report.json", report.to_json() + "\n")
-    print(report.to_text())
-    original = graph.load(source)
-    feeds = runtime.random_feeds(original, np.random.default_rng(0), dynamic=4)
-    want, got = runtime.run(original, feeds)["logits"], runtime.run(model, feeds)["logits"]
-    diff, scale = float(np.abs(want - got).max()), float(np.abs(want).max())
-    print(f"  logits max abs diff vs original (onnxruntime, optimizations off, batch 4): "
-          f"{diff:.2e} (max |logit| {scale:.1f})")
-    print(f"wrote {folder / 'resnet18-bn.opt.onnx'} and {folder / 'report.json'}")
-    verdict = "PASSED" if diff <= 1e-4 * scale else "FAILED"
-    print(f"{verdict} | {time.perf_counter() - started:.2f}s | BatchNormalization "
-          f"{report.before.ops.get('BatchNormalization', 0)} -> "
-          f"{report.after.ops.get('BatchNormalization', 0)} | relative diff {diff / scale:.1e}")
-    return 0 if verdict == "PASSED" else 1
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    if not path.parent.is_dir():
-        raise FuserError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

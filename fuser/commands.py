@@ -1,0 +1,226 @@
+"""Handlers of the ``onnx-fuser`` subcommands: arguments in, API calls, text out, exit code.
+
+Every handler prints a human summary on stdout (on stderr with ``--json``, so stdout stays
+pure JSON) and ends with a PASSED or FAILED line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from fuser.errors import FuserError
+
+LEVELS = {"both": ("disable", "all"), "disable": ("disable",), "basic": ("basic",),
+          "all": ("all",)}
+
+
+def optimize(args: argparse.Namespace) -> int:
+    from fuser import api, graph
+
+    source, target = Path(args.model), Path(args.output)
+    if source.exists() and target.exists() and target.resolve() == source.resolve():
+        raise FuserError(f"{target}: output path is the input path; the input is never "
+                         "overwritten")
+    if not target.parent.is_dir():
+        raise FuserError(f"{target}: folder {target.parent} does not exist")
+    started = time.perf_counter()
+    options = {"fold-batchnorm": {"clone_shared": False}} if args.no_clone_shared else None
+    passes = _split([args.passes]) if args.passes else None
+    model, report = api.optimize(
+        source, passes, skip=_split(args.skip), options=options, max_steps=args.max_steps,
+        check_each=args.check_each, dump_dir=args.dump_dir,
+        validate=False if args.no_validate else _validation(args),
+        on_failure="rollback" if args.rollback else "bisect")
+    out = sys.stderr if args.json else sys.stdout
+    written = report.passed or args.force
+    if written:
+        save_start = time.perf_counter()
+        graph.save(model, target, external_data=True if args.external_data else None)
+        report.seconds["save"] = time.perf_counter() - save_start
+        if not args.no_bench:
+            original = graph.load(source)
+            shapes = _shapes(args, original, args.batch)
+            report.timings = _benchmark(args, {"original": original, "optimized": model},
+                                        {args.batch: _one_batch(original, shapes, args.seed)})
+    _emit(args, report.to_dict(), report.to_markdown(), out)
+    print(report.to_text(), file=out)
+    elapsed = time.perf_counter() - started
+    summary = (f"{report.rewrites()} rewrites, nodes {report.before.nodes} -> "
+               f"{report.after.nodes}, BatchNormalization left "
+               f"{report.after.ops.get('BatchNormalization', 0)}")
+    if report.validation is not None:
+        worst = max((o.max_abs for o in report.validation.outputs), default=0.0)
+        summary += f", max diff {worst:.1e}"
+    if not report.passed:
+        culprit = report.culprits[0]["name"] if report.culprits else "unknown"
+        print(f"{'wrote' if written else 'did not write'} {target}", file=out)
+        print(f"FAILED | {elapsed:.2f}s | validation failed; culprit pass: {culprit} "
+              f"(try --rollback or --skip {culprit})", file=out)
+        return 1
+    print(f"wrote {target}", file=out)
+    print(f"PASSED | {elapsed:.2f}s | {summary}", file=out)
+    return 0
+
+
+def validate(args: argparse.Namespace) -> int:
+    from fuser import graph, inputs, validate
+
+    reference, candidate = graph.load(args.reference), graph.load(args.candidate)
+    started = time.perf_counter()
+    shapes = inputs.resolve_shapes(reference, inputs.parse_input_shapes(args.input_shape),
+                                   args.batch)
+    settings = _validation(args)
+    result = validate.validate(reference, candidate, inputs=args.inputs, input_shapes=shapes,
+                               batch=args.batch, count=args.batches, seed=args.seed,
+                               atol=settings.atol, rtol=settings.rtol)
+    out = sys.stderr if args.json else sys.stdout
+    _emit(args, result.to_dict(), result.to_text(), out)
+    print(result.to_text(), file=out)
+    elapsed = time.perf_counter() - started
+    if result.passed:
+        worst = max((o.max_abs for o in result.outputs), default=0.0)
+        print(f"PASSED | {elapsed:.2f}s | {len(result.outputs)} output(s), max abs diff "
+              f"{worst:.2e}", file=out)
+        return 0
+    print(f"FAILED | {elapsed:.2f}s | {'; '.join(result.failures)}", file=out)
+    return 1
+
+
+def bench(args: argparse.Namespace) -> int:
+    from fuser import graph
+
+    if len(args.models) > 2:
+        raise FuserError("bench takes one or two models")
+    models = {}
+    for path in args.models:
+        name = Path(path).name
+        models[name if name not in models else f"{name} (2)"] = graph.load(path)
+    reference = next(iter(models.values()))
+    batches = [int(b) for b in _split([args.batch])] if args.batch else [1]
+    feeds = {b: _one_batch(reference, _shapes(args, reference, b), args.seed) for b in batches}
+    started = time.perf_counter()
+    timings = _benchmark(args, models, feeds)
+    out = sys.stderr if args.json else sys.stdout
+    from fuser.report import _timings_text
+
+    _emit(args, timings, _timings_text(timings, markdown=True), out)
+    print(_timings_text(timings), file=out)
+    ratios = [t for t in timings["timings"] if t.get("speedup") is not None
+              and t["model"] != timings["timings"][0]["model"]]
+    figure = ", ".join(f"{t['level']} b{t['batch']}: {t['speedup']:.3f}x" for t in ratios) \
+        or f"median {timings['timings'][0]['stats']['median_ms']:.3f} ms"
+    print(f"PASSED | {time.perf_counter() - started:.2f}s | {figure}", file=out)
+    return 0
+
+
+def passes(args: argparse.Namespace) -> int:
+    from fuser.passes import DEFAULT_PIPELINE, REGISTRY
+
+    rows = [{"name": name, "lossy": cls.lossy, "default": name in DEFAULT_PIPELINE,
+             "summary": cls.summary()} for name, cls in sorted(REGISTRY.items())]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        flags = "default" if r["default"] else ("lossy" if r["lossy"] else "opt-in")
+        print(f"{r['name']:<{width}}  {flags:<7}  {r['summary']}")
+    print(f"default pipeline: {', '.join(DEFAULT_PIPELINE)}")
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from fuser import api, graph
+    from fuser.models.synthetic import resnet
+
+    folder = Path(args.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    source = folder / "resnet18-bn.onnx"
+    graph.save(resnet("resnet18", image_size=64, num_classes=10), source)
+    model, report = api.optimize(source, validate=api.Validation(batch=4))
+    graph.save(model, folder / "resnet18-bn.opt.onnx")
+    write_text_atomic(folder / "report.json", report.to_json() + "\n")
+    write_text_atomic(folder / "report.md", report.to_markdown())
+    print(report.to_text())
+    print(f"wrote {folder / 'resnet18-bn.opt.onnx'}, {folder / 'report.json'} and "
+          f"{folder / 'report.md'}")
+    verdict = "PASSED" if report.passed else "FAILED"
+    worst = max((o.max_abs for o in report.validation.outputs), default=0.0)
+    print(f"{verdict} | {time.perf_counter() - started:.2f}s | BatchNormalization "
+          f"{report.before.ops.get('BatchNormalization', 0)} -> "
+          f"{report.after.ops.get('BatchNormalization', 0)} | max diff {worst:.1e}")
+    return 0 if report.passed else 1
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def _validation(args: argparse.Namespace):
+    from fuser import api, inputs, validate
+
+    return api.Validation(
+        inputs=args.inputs, input_shapes=inputs.parse_input_shapes(args.input_shape),
+        batch=args.batch, count=args.batches, seed=args.seed,
+        atol=validate.parse_tolerances(args.atol, validate.EXACT_ATOL),
+        rtol=validate.parse_tolerances(args.rtol, validate.EXACT_RTOL))
+
+
+def _shapes(args: argparse.Namespace, model: onnx.ModelProto, batch: int) -> dict:
+    from fuser import inputs
+
+    return inputs.resolve_shapes(model, inputs.parse_input_shapes(args.input_shape), batch)
+
+
+def _one_batch(model: onnx.ModelProto, shapes: dict, seed: int) -> dict:
+    from fuser import inputs
+
+    return inputs.random_batches(model, shapes, 1, seed)[0]
+
+
+def _benchmark(args: argparse.Namespace, models: dict, feeds: dict) -> dict[str, Any]:
+    from fuser import bench
+
+    result = bench.benchmark(models, feeds, levels=LEVELS[args.level], provider=args.provider,
+                             threads=args.threads, warmup=args.warmup, rounds=args.rounds,
+                             time_budget=args.time_budget, cuda_graph=args.cuda_graph)
+    return result.to_dict()
+
+
+def _emit(args: argparse.Namespace, data: dict, markdown: str, out) -> None:
+    """``--json`` prints ``data``; ``--report FILE`` writes JSON, or markdown for ``.md``."""
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    if args.report:
+        path = Path(args.report)
+        text = markdown if path.suffix.lower() in (".md", ".markdown") else \
+            json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+        write_text_atomic(path, text)
+        print(f"report: {path}", file=out)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    if not path.parent.is_dir():
+        raise FuserError(f"{path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
