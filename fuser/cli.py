@@ -27,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     _configure_logging(args.verbose - args.quiet)
     try:
+        if args.command in ("optimize", "validate", "bench", "demo"):
+            from fuser.commands import quiet_onnxruntime
+
+            quiet_onnxruntime(args.verbose - args.quiet)
         return int(args.handler(args))
     except FuserError as exc:
         if args.verbose:

@@ -165,6 +165,15 @@ def demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- helpers
 
 
+def quiet_onnxruntime(verbose: int) -> None:
+    """Keep onnxruntime's own logger (process-wide) to errors unless ``-v`` asked for more:
+    a CUDA probe on a machine without CUDA libraries otherwise prints a scary error line."""
+    if verbose < 1:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(4 if verbose < 0 else 3)
+
+
 def _split(values: list[str]) -> list[str]:
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 

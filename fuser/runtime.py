@@ -19,11 +19,13 @@ LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
 
 
 def session(model: onnx.ModelProto, *, level: str = "disable", threads: int | None = None,
-            providers: list[str] | None = None, provider_options: list[dict] | None = None):
+            providers: list[str] | None = None, provider_options: list[dict] | None = None,
+            config: Mapping[str, str] | None = None):
     """An ``onnxruntime.InferenceSession`` for ``model`` at the given optimization level.
 
     ``providers`` defaults to the CPU; ``provider_options`` (one dict per provider) is passed
-    through. Which providers really loaded: ``session.get_providers()``.
+    through; ``config`` entries go to ``SessionOptions.add_session_config_entry``. Which
+    providers really loaded: ``session.get_providers()``.
     """
     import onnxruntime as ort
 
@@ -33,6 +35,8 @@ def session(model: onnx.ModelProto, *, level: str = "disable", threads: int | No
     options.log_severity_level = 3
     if threads is not None:
         options.intra_op_num_threads = threads
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     serialized = model.SerializeToString() if graph_io.weights_nbytes(model) < \
         graph_io.PROTOBUF_LIMIT - 2**26 else None
     if serialized is None:

@@ -226,3 +226,23 @@ def test_cuda_choice_with_cpu_fallback_ignores_cuda_graphs(pair, caplog):
     assert result.provider.used == "cpu" and len(result.timings) == 2
     assert "CUDA graphs ignored" in caplog.text
     assert CUDA not in result.provider.providers
+
+
+def test_sessions_with_several_threads_do_not_spin(monkeypatch, rng):
+    """Spinning idle sessions distorted A/A comparisons by up to 1.65x with 2 threads."""
+    from fuser import runtime
+
+    seen = []
+    real = runtime.session
+
+    def spy(model, **kwargs):
+        seen.append((kwargs.get("threads"), kwargs.get("config")))
+        return real(model, **kwargs)
+
+    monkeypatch.setattr(runtime, "session", spy)
+    model = make_model("g (float[N,4] x) => (float[N,4] y) { y = Relu(x) }", rng)
+    feeds = {1: {"x": np.ones((1, 4), np.float32)}}
+    for threads in (1, 2):
+        bench.benchmark({"a": model}, feeds, provider="cpu", threads=threads, warmup=1,
+                        rounds=2, time_budget=None, levels=("disable",))
+    assert seen == [(1, None), (2, bench.NO_SPINNING)]

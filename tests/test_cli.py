@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 
 from fuser import graph as graph_io
@@ -31,7 +33,7 @@ def model_path(tmp_path, rng):
 def test_optimize_writes_the_model_and_the_report(model_path, tmp_path, capsys):
     before = model_path.read_bytes()
     code = main(["optimize", str(model_path), "-o", str(tmp_path / "out.onnx"),
-                 "--report", str(tmp_path / "r.json")])
+                 "--report", str(tmp_path / "r.json"), "--no-bench"])
     out = capsys.readouterr().out
     assert code == 0
     assert out.splitlines()[-1].startswith("PASSED | ")
@@ -45,7 +47,8 @@ def test_optimize_writes_the_model_and_the_report(model_path, tmp_path, capsys):
 
 
 def test_json_flag_prints_only_json_on_stdout(model_path, tmp_path, capsys):
-    assert main(["optimize", str(model_path), "-o", str(tmp_path / "o.onnx"), "--json"]) == 0
+    assert main(["optimize", str(model_path), "-o", str(tmp_path / "o.onnx"), "--json",
+                 "--no-bench"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["after"]["ops"] == {"Conv": 1}
     assert "PASSED" in captured.err
@@ -53,7 +56,7 @@ def test_json_flag_prints_only_json_on_stdout(model_path, tmp_path, capsys):
 
 def test_passes_and_skip_flags(model_path, tmp_path, capsys):
     assert main(["optimize", str(model_path), "-o", str(tmp_path / "o.onnx"),
-                 "--skip", "fold-batchnorm", "--json"]) == 0
+                 "--skip", "fold-batchnorm", "--json", "--no-bench"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert "fold-batchnorm" not in report["pipeline"]
     assert report["after"]["ops"]["BatchNormalization"] == 1
@@ -103,3 +106,116 @@ def test_console_script_and_module_run(model_path, tmp_path):
                                str(tmp_path / "o.onnx")], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[-1].startswith("PASSED")
+
+
+# ---------------------------------------------------------------- validation and timing
+
+FAST = ["--rounds", "3", "--warmup", "1", "--time-budget", "0.2", "--threads", "1"]
+
+
+def test_optimize_validates_and_times_by_default(model_path, tmp_path, capsys):
+    code = main(["optimize", str(model_path), "-o", str(tmp_path / "out.onnx"), "--json",
+                 *FAST])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["validation"]["passed"] and report["validation"]["batches"] == 3
+    levels = {(t["model"], t["level"]) for t in report["timings"]["timings"]}
+    assert levels == {(m, lv) for m in ("original", "optimized") for lv in ("disable", "all")}
+    assert report["timings"]["provider"]["used"] == "cpu"
+
+
+def test_markdown_report_by_extension(model_path, tmp_path, capsys):
+    assert main(["optimize", str(model_path), "-o", str(tmp_path / "out.onnx"),
+                 "--report", str(tmp_path / "r.md"), *FAST]) == 0
+    text = (tmp_path / "r.md").read_text()
+    assert text.startswith("# fuser report") and "## Validation" in text and "## Timing" in text
+    assert "latency ms (all)" in text
+
+
+@pytest.fixture
+def perturb_pass():
+    """A registered pass that breaks the outputs (scales a Conv weight by 1.01)."""
+    import onnx_graphsurgeon as gs
+
+    from fuser.passes.base import REGISTRY, Pass, PassResult, register
+
+    @register
+    class TestPerturb(Pass):
+        """Breaks the outputs (test only)."""
+
+        name = "test-perturb"
+
+        def run(self, graph):
+            result = PassResult()
+            conv = next(n for n in graph.nodes if n.op == "Conv")
+            if conv.name != "perturbed":
+                conv.name = "perturbed"
+                conv.inputs[1] = gs.Constant("W_perturbed", conv.inputs[1].values * 1.01)
+                result.rewrote("perturbed")
+            return result
+
+    yield "test-perturb"
+    del REGISTRY["test-perturb"]
+
+
+def test_failed_validation_exits_1_names_the_culprit_and_writes_nothing(
+        model_path, tmp_path, capsys, perturb_pass):
+    out = tmp_path / "out.onnx"
+    code = main(["optimize", str(model_path), "-o", str(out), "--no-bench",
+                 "--passes", f"fold-batchnorm,{perturb_pass}"])
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert code == 1 and not out.exists()
+    assert last.startswith("FAILED") and "culprit pass: test-perturb" in last
+
+
+def test_force_writes_despite_failed_validation(model_path, tmp_path, perturb_pass):
+    out = tmp_path / "out.onnx"
+    assert main(["optimize", str(model_path), "-o", str(out), "--no-bench", "--force",
+                 "--passes", f"fold-batchnorm,{perturb_pass}"]) == 1
+    assert out.exists()
+
+
+def test_rollback_keeps_the_good_passes(model_path, tmp_path, capsys, perturb_pass):
+    out = tmp_path / "out.onnx"
+    assert main(["optimize", str(model_path), "-o", str(out), "--no-bench", "--rollback",
+                 "--passes", f"fold-batchnorm,{perturb_pass}", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rolled_back"] == ["test-perturb"] and report["validation"]["passed"]
+    assert graph_io.op_histogram(graph_io.load(out)) == {"Conv": 1}
+
+
+def test_validate_command_exit_codes(model_path, tmp_path, capsys, rng):
+    optimized = tmp_path / "opt.onnx"
+    assert main(["optimize", str(model_path), "-o", str(optimized), "--no-bench"]) == 0
+    assert main(["validate", str(model_path), str(optimized)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("PASSED")
+    broken = graph_io.load(optimized)
+    weight = broken.graph.initializer[0]
+    values = onnx.numpy_helper.to_array(weight) + np.float32(1e-2)
+    weight.CopyFrom(onnx.numpy_helper.from_array(values, weight.name))
+    graph_io.save(broken, tmp_path / "broken.onnx")
+    assert main(["validate", str(model_path), str(tmp_path / "broken.onnx"), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert not json.loads(captured.out)["passed"]
+    assert "FAILED" in captured.err and "max abs diff" in captured.err
+    assert main(["validate", str(model_path), str(tmp_path / "missing.onnx")]) == 2
+
+
+def test_dynamic_dims_without_input_shape_exit_2(tmp_path, capsys, rng):
+    model = make_model("g (float[N,3,H,W] x) => (float[N,3,H,W] y) { y = Relu(x) }", rng)
+    graph_io.save(model, tmp_path / "dyn.onnx")
+    assert main(["validate", str(tmp_path / "dyn.onnx"), str(tmp_path / "dyn.onnx")]) == 2
+    assert "dimension 2 (H) is dynamic: give --input-shape x:" in capsys.readouterr().err
+    assert main(["validate", str(tmp_path / "dyn.onnx"), str(tmp_path / "dyn.onnx"),
+                 "--input-shape", "x:1x3x4x4"]) == 0
+
+
+def test_bench_one_and_two_models(model_path, tmp_path, capsys):
+    assert main(["bench", str(model_path), "--json", "--batch", "1,2", *FAST]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {(t["level"], t["batch"]) for t in result["timings"]} == {
+        (lv, b) for lv in ("disable", "all") for b in (1, 2)}
+    assert main(["bench", str(model_path), str(model_path), "--level", "all", *FAST]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("PASSED") and "all b1:" in lines[-1]
+    assert main(["bench", str(model_path), "--provider", "gpu"]) == 2
