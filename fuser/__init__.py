@@ -2,7 +2,7 @@
 
 Public API::
 
-    model, report = fuser.optimize("model.onnx")        # exact pipeline
+    model, report = fuser.optimize("model.onnx")        # exact pipeline, validated
     fuser.save(model, "model.opt.onnx")
     print(report.to_text())
 
@@ -13,12 +13,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from fuser.api import optimize
+from fuser.api import Validation, optimize
+from fuser.bench import benchmark
 from fuser.errors import BadModelError, FuserError, PassError
 from fuser.graph import load, save
 from fuser.manager import PassManager
 from fuser.passes import DEFAULT_PIPELINE, REGISTRY, Pass, PassResult
 from fuser.report import Report
+from fuser.validation import ValidationResult, validate
 
 __all__ = [
     "DEFAULT_PIPELINE",
@@ -30,8 +32,12 @@ __all__ = [
     "PassManager",
     "PassResult",
     "Report",
+    "Validation",
+    "ValidationResult",
     "__version__",
+    "benchmark",
     "load",
     "optimize",
     "save",
+    "validate",
 ]

@@ -13,7 +13,7 @@ import onnx
 
 from fuser import graph as graph_io
 from fuser import inputs as inputs_io
-from fuser import validate as validation
+from fuser import validation
 from fuser.culprit import find_culprit, rollback
 from fuser.errors import FuserError
 from fuser.manager import PassManager
@@ -28,7 +28,7 @@ ON_FAILURE = ("bisect", "rollback", "none")
 
 @dataclasses.dataclass
 class Validation:
-    """How ``optimize`` validates its result (see ``fuser.validate.validate``)."""
+    """How ``optimize`` validates its result (see ``fuser.validation.validate``)."""
 
     inputs: str | None = None
     input_shapes: Mapping[str, Sequence[int]] | None = None

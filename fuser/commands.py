@@ -18,6 +18,7 @@ from typing import Any
 import onnx
 
 from fuser.errors import FuserError
+from fuser.report import timings_text
 
 LEVELS = {"both": ("disable", "all"), "disable": ("disable",), "basic": ("basic",),
           "all": ("all",)}
@@ -51,8 +52,8 @@ def optimize(args: argparse.Namespace) -> int:
             shapes = _shapes(args, original, args.batch)
             report.timings = _benchmark(args, {"original": original, "optimized": model},
                                         {args.batch: _one_batch(original, shapes, args.seed)})
-    _emit(args, report.to_dict(), report.to_markdown(), out)
     print(report.to_text(), file=out)
+    _emit(args, report.to_dict(), report.to_markdown(), out)
     elapsed = time.perf_counter() - started
     summary = (f"{report.rewrites()} rewrites, nodes {report.before.nodes} -> "
                f"{report.after.nodes}, BatchNormalization left "
@@ -72,19 +73,19 @@ def optimize(args: argparse.Namespace) -> int:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from fuser import graph, inputs, validate
+    from fuser import graph, inputs, validation
 
     reference, candidate = graph.load(args.reference), graph.load(args.candidate)
     started = time.perf_counter()
     shapes = inputs.resolve_shapes(reference, inputs.parse_input_shapes(args.input_shape),
                                    args.batch)
     settings = _validation(args)
-    result = validate.validate(reference, candidate, inputs=args.inputs, input_shapes=shapes,
+    result = validation.validate(reference, candidate, inputs=args.inputs, input_shapes=shapes,
                                batch=args.batch, count=args.batches, seed=args.seed,
                                atol=settings.atol, rtol=settings.rtol)
     out = sys.stderr if args.json else sys.stdout
-    _emit(args, result.to_dict(), result.to_text(), out)
     print(result.to_text(), file=out)
+    _emit(args, result.to_dict(), result.to_text(), out)
     elapsed = time.perf_counter() - started
     if result.passed:
         worst = max((o.max_abs for o in result.outputs), default=0.0)
@@ -110,10 +111,8 @@ def bench(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     timings = _benchmark(args, models, feeds)
     out = sys.stderr if args.json else sys.stdout
-    from fuser.report import _timings_text
-
-    _emit(args, timings, _timings_text(timings, markdown=True), out)
-    print(_timings_text(timings), file=out)
+    print(timings_text(timings), file=out)
+    _emit(args, timings, timings_text(timings, markdown=True), out)
     ratios = [t for t in timings["timings"] if t.get("speedup") is not None
               and t["model"] != timings["timings"][0]["model"]]
     figure = ", ".join(f"{t['level']} b{t['batch']}: {t['speedup']:.3f}x" for t in ratios) \
@@ -166,12 +165,13 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def quiet_onnxruntime(verbose: int) -> None:
-    """Keep onnxruntime's own logger (process-wide) to errors unless ``-v`` asked for more:
-    a CUDA probe on a machine without CUDA libraries otherwise prints a scary error line."""
-    if verbose < 1:
-        import onnxruntime
+    """Keep onnxruntime's own logger (process-wide) to errors unless ``-v`` asked for more."""
+    from fuser import runtime
 
-        onnxruntime.set_default_logger_severity(4 if verbose < 0 else 3)
+    if verbose < 1:
+        runtime.set_log_severity(4 if verbose < 0 else 3)
+    else:
+        runtime.set_log_severity(1)
 
 
 def _split(values: list[str]) -> list[str]:
@@ -179,13 +179,13 @@ def _split(values: list[str]) -> list[str]:
 
 
 def _validation(args: argparse.Namespace):
-    from fuser import api, inputs, validate
+    from fuser import api, inputs, validation
 
     return api.Validation(
         inputs=args.inputs, input_shapes=inputs.parse_input_shapes(args.input_shape),
         batch=args.batch, count=args.batches, seed=args.seed,
-        atol=validate.parse_tolerances(args.atol, validate.EXACT_ATOL),
-        rtol=validate.parse_tolerances(args.rtol, validate.EXACT_RTOL))
+        atol=validation.parse_tolerances(args.atol, validation.EXACT_ATOL),
+        rtol=validation.parse_tolerances(args.rtol, validation.EXACT_RTOL))
 
 
 def _shapes(args: argparse.Namespace, model: onnx.ModelProto, batch: int) -> dict:

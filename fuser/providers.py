@@ -102,8 +102,9 @@ def _cpu(requested: str, reason: str) -> ProviderChoice:
 def _default_probe(model: onnx.ModelProto, providers: list[str], provider_options: list[dict]):
     from fuser import runtime
 
-    return runtime.session(model, level="disable", threads=1, providers=providers,
-                           provider_options=provider_options)
+    with runtime.expected_errors_silenced():
+        return runtime.session(model, level="disable", threads=1, providers=providers,
+                               provider_options=provider_options)
 
 
 def _first_line(exc: BaseException) -> str:

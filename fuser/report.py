@@ -9,7 +9,7 @@ import dataclasses
 import json
 from typing import Any
 
-from fuser.validate import ValidationResult
+from fuser.validation import ValidationResult
 
 SCHEMA_VERSION = 2
 
@@ -131,7 +131,7 @@ class Report:
         if self.rolled_back:
             lines.append(f"  rolled back: {', '.join(self.rolled_back)}")
         if self.timings:
-            lines.append(_timings_text(self.timings))
+            lines.append(timings_text(self.timings))
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -169,7 +169,7 @@ class Report:
                 "top-1": "" if o.top1 is None else f"{o.top1:.2%}",
                 "verdict": "ok" if o.passed else o.message} for o in self.validation.outputs]))
         if self.timings:
-            lines += ["", "## Timing", "", _timings_text(self.timings, markdown=True)]
+            lines += ["", "## Timing", "", timings_text(self.timings, markdown=True)]
         lines += ["", f"fuser {self.fuser_version}; "
                   + ", ".join(f"{k} {v}" for k, v in sorted(self.libraries.items())), ""]
         return "\n".join(lines)
@@ -199,7 +199,7 @@ def _latency_pairs(timings: dict[str, Any] | None) -> dict[str, tuple[float, flo
     return {level: (v[0], v[-1]) for level, v in pairs.items() if len(v) >= 2}
 
 
-def _timings_text(timings: dict[str, Any], markdown: bool = False) -> str:
+def timings_text(timings: dict[str, Any], markdown: bool = False) -> str:
     rows = [{"model": t["model"], "level": t["level"], "batch": t["batch"],
              "median ms": f"{t['stats']['median_ms']:.3f}",
              "p90 ms": f"{t['stats']['p90_ms']:.3f}",

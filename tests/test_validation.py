@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 import fuser
-from fuser import inputs, validate
+from fuser import inputs, validation
 from fuser.errors import FuserError
 from tests.helpers import make_model
 
@@ -41,7 +41,7 @@ def perturbed(model: onnx.ModelProto, name: str, delta: float) -> onnx.ModelProt
 
 def test_an_exact_fold_passes(conv_bn):
     optimized, _ = fuser.optimize(conv_bn, validate=False)
-    result = validate.validate(conv_bn, optimized, batch=2)
+    result = validation.validate(conv_bn, optimized, batch=2)
     assert result.passed and result.batches == 3 and result.samples == 6
     (out,) = result.outputs
     assert out.name == "y" and out.shape == [2, 4, 8, 8]
@@ -49,28 +49,28 @@ def test_an_exact_fold_passes(conv_bn):
 
 
 def test_one_weight_changed_by_1e_2_fails(conv_bn):
-    result = validate.validate(conv_bn, perturbed(conv_bn, "W", 1e-2))
+    result = validation.validate(conv_bn, perturbed(conv_bn, "W", 1e-2))
     assert not result.passed
     (message,) = result.failures
     assert message.startswith("output 'y' max abs diff")
 
 
 def test_per_output_tolerance_can_accept_it(conv_bn):
-    result = validate.validate(conv_bn, perturbed(conv_bn, "W", 1e-2), atol={"": 0, "y": 1.0})
+    result = validation.validate(conv_bn, perturbed(conv_bn, "W", 1e-2), atol={"": 0, "y": 1.0})
     assert result.passed
 
 
 def test_nan_in_both_models_is_not_a_failure(rng):
     text = "g (float[N,4] x) => (float[N,4] y) { y = Sqrt(x) }"
     model = make_model(text, rng)
-    result = validate.validate(model, model)
+    result = validation.validate(model, model)
     assert result.passed and result.outputs[0].nan_reference > 0
 
 
 def test_nan_where_the_reference_has_none_fails(rng):
     reference = make_model("g (float[N,4] x) => (float[N,4] y) { y = Relu(x) }", rng)
     candidate = make_model("g (float[N,4] x) => (float[N,4] y) { y = Sqrt(x) }", rng)
-    result = validate.validate(reference, candidate)
+    result = validation.validate(reference, candidate)
     assert not result.passed
     assert "NaN" in result.failures[0] and "where the reference has none" in result.failures[0]
 
@@ -78,16 +78,16 @@ def test_nan_where_the_reference_has_none_fails(rng):
 def test_a_missing_output_fails(rng):
     reference = make_model("g (float[N,4] x) => (float[N,4] y) { y = Relu(x) }", rng)
     candidate = make_model("g (float[N,4] x) => (float[N,4] z) { z = Relu(x) }", rng)
-    result = validate.validate(reference, candidate)
+    result = validation.validate(reference, candidate)
     assert result.failures == ["output 'y' is missing from the candidate"]
 
 
 def test_class_scores_report_top1_and_top5_agreement(rng):
     model = make_model(CLASSIFIER, rng, W=(10, 3, 3, 3))
-    result = validate.validate(model, perturbed(model, "W", 5.0), batch=8)
+    result = validation.validate(model, perturbed(model, "W", 5.0), batch=8)
     (out,) = result.outputs
     assert out.top1 is not None and 0 <= out.top1 <= out.top5 <= 1
-    same = validate.validate(model, model, batch=8).outputs[0]
+    same = validation.validate(model, model, batch=8).outputs[0]
     assert same.top1 == same.top5 == 1.0
 
 
@@ -95,24 +95,24 @@ def test_dynamic_dims_are_refused_with_the_input_and_dimension_named(rng):
     model = make_model("g (float[N,3,H,W] x) => (float[N,3,H,W] y) { y = Relu(x) }", rng)
     with pytest.raises(FuserError, match=r"input 'x' dimension 2 \(H\) is dynamic: give "
                                          r"--input-shape x:\?x3x\?x\?"):
-        validate.validate(model, model)
-    assert validate.validate(model, model, input_shapes={"x": (1, 3, 5, 5)}).passed
+        validation.validate(model, model)
+    assert validation.validate(model, model, input_shapes={"x": (1, 3, 5, 5)}).passed
 
 
 def test_an_input_shape_for_an_unknown_input_is_refused(conv_bn):
     with pytest.raises(FuserError, match="names 'image', but the model's inputs are: x"):
-        validate.validate(conv_bn, conv_bn, input_shapes={"image": (1, 3, 8, 8)})
+        validation.validate(conv_bn, conv_bn, input_shapes={"image": (1, 3, 8, 8)})
 
 
 def test_inputs_from_npz(tmp_path, conv_bn, rng):
     np.savez(tmp_path / "data.npz", x=rng.standard_normal((6, 3, 8, 8)).astype(np.float32))
-    result = validate.validate(conv_bn, conv_bn, inputs=str(tmp_path / "data.npz"), batch=2)
+    result = validation.validate(conv_bn, conv_bn, inputs=str(tmp_path / "data.npz"), batch=2)
     assert result.passed and result.batches == 3 and result.inputs.endswith("data.npz")
 
 
 def test_inputs_from_npy_named_per_input(tmp_path, conv_bn, rng):
     np.save(tmp_path / "x.npy", rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
-    result = validate.validate(conv_bn, conv_bn, inputs=f"x={tmp_path / 'x.npy'}")
+    result = validation.validate(conv_bn, conv_bn, inputs=f"x={tmp_path / 'x.npy'}")
     assert result.passed and result.batches == 2
 
 
@@ -120,13 +120,13 @@ def test_npz_with_wrong_shapes_is_refused(tmp_path, conv_bn, rng):
     np.savez(tmp_path / "bad.npz", x=rng.standard_normal((4, 3, 9, 9)).astype(np.float32))
     with pytest.raises(FuserError, match=r"'x' has shape \[4, 3, 9, 9\], the model takes "
                                          r"\[N, 3, 8, 8\]"):
-        validate.validate(conv_bn, conv_bn, inputs=str(tmp_path / "bad.npz"))
+        validation.validate(conv_bn, conv_bn, inputs=str(tmp_path / "bad.npz"))
 
 
 def test_npz_with_wrong_dtype_is_refused(tmp_path, conv_bn):
     np.savez(tmp_path / "bad.npz", x=np.zeros((2, 3, 8, 8), np.int64))
     with pytest.raises(FuserError, match="'x' is int64, the model takes float32"):
-        validate.validate(conv_bn, conv_bn, inputs=str(tmp_path / "bad.npz"))
+        validation.validate(conv_bn, conv_bn, inputs=str(tmp_path / "bad.npz"))
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -145,18 +145,18 @@ def test_inputs_from_an_image_folder(tmp_path, rng, layout):
     image = batches[0]["x"]
     assert image.shape == ((1, 3, 8, 8) if layout == "NCHW" else (1, 8, 8, 3))
     assert image.dtype == np.float32 and 0 <= image.min() and image.max() <= 1
-    assert validate.validate(model, model, inputs=str(tmp_path)).passed
+    assert validation.validate(model, model, inputs=str(tmp_path)).passed
 
 
 def test_an_empty_image_folder_is_refused(tmp_path, conv_bn):
     with pytest.raises(FuserError, match="no images"):
-        validate.validate(conv_bn, conv_bn, inputs=str(tmp_path))
+        validation.validate(conv_bn, conv_bn, inputs=str(tmp_path))
 
 
 def test_tolerance_flags_parse_per_output():
-    assert validate.parse_tolerances(["1e-3", "logits:0.5"], 1e-5) == {"": 1e-3, "logits": 0.5}
+    assert validation.parse_tolerances(["1e-3", "logits:0.5"], 1e-5) == {"": 1e-3, "logits": 0.5}
     with pytest.raises(FuserError, match="expected a number"):
-        validate.parse_tolerances(["logits:lots"], 1e-5)
+        validation.parse_tolerances(["logits:lots"], 1e-5)
 
 
 def test_input_shape_flags_parse():
