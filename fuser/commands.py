@@ -106,12 +106,26 @@ def bench(args: argparse.Namespace) -> int:
         name = Path(path).name
         models[name if name not in models else f"{name} (2)"] = graph.load(path)
     reference = next(iter(models.values()))
-    batches = [int(b) for b in _split([args.batch])] if args.batch else [1]
-    feeds = {b: _one_batch(reference, _shapes(args, reference, b), args.seed) for b in batches}
+    try:
+        batches = [int(b) for b in _split([args.batch])]
+    except ValueError:
+        raise FuserError(f"--batch {args.batch!r}: expected sizes like 1,8,64") from None
+    feeds = {}
+    for size in batches:
+        shapes = _shapes(args, reference, size)
+        first = next(iter(shapes.items()), None)
+        if first and first[1] and first[1][0] != size:
+            raise FuserError(f"--batch {size}: input '{first[0]}' has a fixed first dimension "
+                             f"{first[1][0]}")
+        feeds[size] = _one_batch(reference, shapes, args.seed)
     started = time.perf_counter()
     timings = _benchmark(args, models, feeds)
+    timings["models"] = {name: _model_size(model) for name, model in models.items()}
     out = sys.stderr if args.json else sys.stdout
     print(timings_text(timings), file=out)
+    for name, size in timings["models"].items():
+        print(f"  {name}: {size['nodes']} nodes, {size['params']:,} params, "
+              f"{_macs(size['macs'])} MACs per sample", file=out)
     _emit(args, timings, timings_text(timings, markdown=True), out)
     ratios = [t for t in timings["timings"] if t.get("speedup") is not None
               and t["model"] != timings["timings"][0]["model"]]
@@ -172,6 +186,17 @@ def quiet_onnxruntime(verbose: int) -> None:
         runtime.set_log_severity(4 if verbose < 0 else 3)
     else:
         runtime.set_log_severity(1)
+
+
+def _model_size(model: onnx.ModelProto) -> dict[str, Any]:
+    from fuser import graph
+
+    return {"nodes": len(model.graph.node), "params": graph.param_count(model),
+            "macs": graph.mac_count(model)}
+
+
+def _macs(value: int | None) -> str:
+    return "?" if value is None else f"{value / 1e6:.2f}M"
 
 
 def _split(values: list[str]) -> list[str]:

@@ -132,8 +132,17 @@ class Report:
             lines.append(f"  rolled back: {', '.join(self.rolled_back)}")
         if self.timings:
             lines.append(timings_text(self.timings))
+            lines.append(self._speed_versus_macs())
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+    def _speed_versus_macs(self) -> str:
+        """Realized speed-up per level next to the MAC ratio, at the first batch size."""
+        b, a = self.before.macs, self.after.macs
+        ratio = f"{b / a:.2f}x" if b and a else "?"
+        measured = ", ".join(f"{level} {pair[0] / pair[1]:.2f}x"
+                             for level, pair in _latency_pairs(self.timings).items())
+        return f"  MAC ratio {ratio}; measured speed-up {measured or '?'}"
 
     def summary_row(self) -> dict[str, Any]:
         """The one-line-per-model figures (kito-style): layers, params, MACs, latency per

@@ -219,3 +219,10 @@ def test_bench_one_and_two_models(model_path, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1].startswith("PASSED") and "all b1:" in lines[-1]
     assert main(["bench", str(model_path), "--provider", "gpu"]) == 2
+
+
+def test_bench_refuses_a_batch_size_the_model_fixes(tmp_path, capsys, rng):
+    model = make_model("g (float[1,4] x) => (float[1,4] y) { y = Relu(x) }", rng)
+    graph_io.save(model, tmp_path / "fixed.onnx")
+    assert main(["bench", str(tmp_path / "fixed.onnx"), "--batch", "8"]) == 2
+    assert "input 'x' has a fixed first dimension 1" in capsys.readouterr().err
