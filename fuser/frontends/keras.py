@@ -1,0 +1,210 @@
+"""Keras frontend: Keras 3 models (and legacy Keras 2 ``.h5`` files) to ONNX via tf2onnx.
+
+Where BatchNormalization goes. Keras 3 computes BN with plain TensorFlow ops (no
+FusedBatchNorm), so no ONNX BatchNormalization node can come out of it: BN reaches ONNX as a
+per-channel Mul and Add. By default three optimizers then fold them away before fuser sees
+them: TensorFlow grappler's constant folding (which pushes the Mul into Conv2D weights), and
+tf2onnx's transpose optimizer and back-to-back optimizer (which fold a Mul/Add that follows a
+Conv into its weights and bias). After a DepthwiseConv2D the Mul + Add survive either way.
+
+``keep_batchnorm=True`` (the default) switches those three off for the duration of the
+export: grappler runs without 'constfold', the transpose optimizer still removes the
+NHWC<->NCHW transposes but no longer absorbs Mul/Add into a Conv, and the back-to-back
+Conv+BN fusion is skipped. Every BN then arrives as ``Conv -> Mul -> Add``, which fuser folds
+(``fold-affine``) and reports. With ``keep_batchnorm=False`` the export is tf2onnx's own and
+the report says BN was folded by the exporter. This relies on tf2onnx internals (checked
+with tf2onnx 1.17); if they change, the export falls back to the default path and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from fuser.errors import FuserError, MissingDependencyError
+from fuser.frontends import ExportResult, count_batchnorm
+
+logger = logging.getLogger(__name__)
+
+
+def _frameworks():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import keras
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "exporting Keras models needs tensorflow and tf2onnx: "
+            "pip install 'onnx-fuser[keras]'") from exc
+    return keras, tf, tf2onnx
+
+
+def load_keras(path: str | Path) -> Any:
+    """A Keras model from ``.keras`` or a legacy Keras 2 ``.h5`` file."""
+    keras, _, _ = _frameworks()
+    path = Path(path)
+    if not path.exists():
+        raise FuserError(f"{path}: no such file")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:
+        raise FuserError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0]})") \
+            from exc
+
+
+def export(model: Any, path: str | Path | None = None, *, opset: int | None = None,
+           keep_batchnorm: bool = True, nchw: bool = False, check: bool = True,
+           seed: int = 0) -> ExportResult:
+    """Export a Keras 3 model (or a ``.keras``/``.h5`` path) to ONNX.
+
+    Args:
+        model: a ``keras.Model`` or a path to one.
+        path: also write the ONNX model there (atomically).
+        opset: ONNX opset (default 17).
+        keep_batchnorm: leave BatchNorm's Mul + Add for fuser (see the module docstring).
+        nchw: make the inputs NCHW (the model's NHWC layout is kept by default).
+        check: compare Keras's eager output with onnxruntime's (optimizations off).
+    """
+    keras, tf, tf2onnx = _frameworks()
+    from fuser import graph
+
+    if isinstance(model, str | Path):
+        model = load_keras(model)
+    if not isinstance(model, keras.Model):
+        raise FuserError(f"expected a keras.Model, got {type(model).__name__}")
+    specs = tuple(tf.TensorSpec((None, *tuple(t.shape)[1:]), t.dtype, name=f"input{i}" if
+                                len(model.inputs) > 1 else "input")
+                  for i, t in enumerate(model.inputs))
+
+    @tf.function(input_signature=specs)
+    def forward(*args: Any) -> Any:
+        return model(args[0] if len(args) == 1 else list(args), training=False)
+
+    notes = []
+    exporter = "tf2onnx.convert.from_function"
+    nchw_names = [s.name for s in specs] if nchw else None
+    with _exporter_folding_off(tf, tf2onnx, notes) if keep_batchnorm else \
+            contextlib.nullcontext():
+        onnx_model, _ = tf2onnx.convert.from_function(
+            forward, input_signature=specs, opset=opset or 17, inputs_as_nchw=nchw_names)
+    bn_layers = sum(isinstance(layer, keras.layers.BatchNormalization)
+                    for layer in _all_layers(model))
+    if bn_layers:
+        notes.append("Keras 3 has no fused BatchNormalization op: BN is exported as "
+                     "per-channel Mul + Add" + (" for fuser to fold" if keep_batchnorm else
+                                                ", folded by the exporter where it could"))
+    diff = scale = None
+    if check:
+        diff, scale = _difference(model, onnx_model, specs, nchw, seed)
+    if path is not None:
+        graph.save(onnx_model, path)
+    return ExportResult(onnx_model, "keras", exporter + (" (exporter folding off)"
+                                                         if keep_batchnorm else ""),
+                        bn_layers, count_batchnorm(onnx_model), diff, scale, notes)
+
+
+def _all_layers(model: Any) -> Iterator[Any]:
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):  # nested models
+            yield from _all_layers(layer)
+
+
+@contextlib.contextmanager
+def _exporter_folding_off(tf: Any, tf2onnx: Any, notes: list[str]) -> Iterator[None]:
+    """Run tf2onnx without the three optimizations that fold BatchNorm (module docstring)."""
+    try:
+        from tf2onnx import optimizer, tf_loader
+        from tf2onnx.optimizer.transpose_optimizer import TransposeOptimizer
+    except ImportError:
+        notes.append("tf2onnx internals changed: exported with its default folding")
+        yield
+        return
+    saved_optimizers = optimizer._optimizers.copy()
+    saved_grappler = tf_loader.tf_optimize_grappler
+
+    def grappler_without_constfold(input_names, output_names, graph_def):
+        from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
+        from tensorflow.python.grappler import tf_optimizer
+
+        config = config_pb2.ConfigProto()
+        config.graph_options.infer_shapes = True
+        rewrite = config.graph_options.rewrite_options
+        rewrite.optimizers[:] = ["function", "dependency"]
+        rewrite.experimental_disable_folding_quantization_emulation = True
+        meta_graph = tf.compat.v1.train.export_meta_graph(graph_def=graph_def)
+        fetch = meta_graph_pb2.CollectionDef()
+        fetch.node_list.value.extend(input_names + output_names)
+        meta_graph.collection_def["train_op"].CopyFrom(fetch)
+        return tf_optimizer.OptimizeGraph(config, meta_graph)
+
+    class TransposesOnly(TransposeOptimizer):
+        """Removes layout transposes but never folds a Mul/Add into a Conv."""
+
+        def _mul_handler(self, trans, node):
+            if trans.inputs[0].type in ("Conv", "ConvTranspose") and _is_per_channel(node, trans):
+                return self._push_down(trans, node)
+            return super()._mul_handler(trans, node)
+
+        def _add_handler(self, trans, node):
+            if trans.inputs[0].type in ("Conv", "ConvTranspose") and _is_per_channel(node, trans):
+                return self._push_down(trans, node)
+            return super()._add_handler(trans, node)
+
+        def _push_down(self, trans, node):
+            """Move the transpose below a per-channel op, reshaping its constant."""
+            const = next(i for i in node.inputs if i is not None and i.is_const())
+            values = const.get_tensor_value(as_list=False)
+            perm = list(trans.get_attr("perm").ints)
+            shape = np.ones(len(perm), dtype=np.int64)
+            shape[perm[-1]] = values.shape[-1]
+            if not self._nodes_has_single_consumer_node([const]):
+                const = self._g.copy_const(const)
+                index = [i for i, n in enumerate(node.inputs) if n is not None
+                         and n.is_const()][0]
+                self._g.replace_input(node, node.input[index], const.output[0], index)
+            const.set_tensor_value(values.reshape(shape))
+            return self._switch_transpose_and_node(node, trans)
+
+    try:
+        tf_loader.tf_optimize_grappler = grappler_without_constfold
+        optimizer._optimizers["optimize_transpose"] = TransposesOnly
+        optimizer._optimizers.pop("remove_back_to_back", None)
+        yield
+    finally:
+        tf_loader.tf_optimize_grappler = saved_grappler
+        optimizer._optimizers.clear()
+        optimizer._optimizers.update(saved_optimizers)
+
+
+def _is_per_channel(node: Any, trans: Any) -> bool:
+    """A Mul/Add whose constant varies along the last (channel) axis only."""
+    const = next((i for i in node.inputs if i is not None and i.is_const()), None)
+    if const is None or list(trans.get_attr("perm").ints) != [0, 2, 3, 1]:
+        return False
+    values = const.get_tensor_value(as_list=False)
+    return values.ndim >= 1 and int(np.prod(values.shape)) == values.shape[-1]
+
+
+def _difference(model: Any, onnx_model: onnx.ModelProto, specs: tuple, nchw: bool,
+                seed: int) -> tuple[float, float]:
+    from fuser import runtime
+
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal((2, *spec.shape[1:])).astype(np.float32) for spec in specs]
+    expected = model(arrays[0] if len(arrays) == 1 else arrays, training=False)
+    expected = [np.asarray(e) for e in (expected if isinstance(expected, list | tuple)
+                                        else [expected])]
+    feeds = {spec.name: (a.transpose(0, 3, 1, 2) if nchw and a.ndim == 4 else a)
+             for spec, a in zip(specs, arrays, strict=True)}
+    got = list(runtime.run(onnx_model, feeds).values())
+    diff = max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))
+    return diff, max(float(np.abs(e).max()) for e in expected)
