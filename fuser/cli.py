@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     _configure_logging(args.verbose - args.quiet)
     try:
-        if args.command in ("optimize", "validate", "bench", "demo"):
+        if args.command in ("optimize", "validate", "bench", "demo", "export"):
             from fuser.commands import quiet_onnxruntime
 
             quiet_onnxruntime(args.verbose - args.quiet)
@@ -102,9 +102,33 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("--json", action="store_true", help="print the list as JSON")
     lst.set_defaults(handler=commands.passes)
 
-    demo = sub.add_parser("demo", help="build a ResNet-style model with BatchNorm and optimize it")
+    export = sub.add_parser("export", help="export a PyTorch or Keras model to ONNX with "
+                                           "BatchNorm left for fuser")
+    export.add_argument("framework", choices=("torch", "keras"))
+    export.add_argument("spec", help="module:factory (a function returning the model, or "
+                                     "(model, example input) for torch), zoo:NAME (see "
+                                     "fuser.models.TINY), or for keras a .keras/.h5 file")
+    export.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    export.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
+                        help="torch: the example input's shape, e.g. input:1x3x224x224")
+    export.add_argument("--opset", type=int, default=17)
+    export.add_argument("--fold-in-exporter", action="store_true",
+                        help="let the exporter fold BatchNorm (fuser's folding is the default)")
+    export.add_argument("--nchw", action="store_true", help="keras: NCHW inputs")
+    export.add_argument("--static-batch", action="store_true",
+                        help="torch: keep the example's batch size fixed")
+    export.set_defaults(handler=commands.export)
+
+    demo = sub.add_parser("demo", help="the zoo in PyTorch and Keras: export, fold, validate, "
+                                       "time, and a table")
     demo.add_argument("-o", "--output-dir", default="fuser-demo",
                       help="folder for the models and the report (default: fuser-demo)")
+    size = demo.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="three tiny models (CI)")
+    size.add_argument("--full", action="store_true", help="full-size ImageNet models (slow)")
+    demo.add_argument("--frameworks", default="torch,keras", help="default: torch,keras")
+    demo.add_argument("--time-budget", type=float, default=1.0,
+                      help="seconds of timing per model and level (default 1)")
     demo.set_defaults(handler=commands.demo)
     return parser
 

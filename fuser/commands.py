@@ -152,27 +152,62 @@ def passes(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from fuser import api, graph
-    from fuser.models.synthetic import resnet
+    from fuser import demo
 
-    folder = Path(args.output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    setting = "quick" if args.quick else "full" if args.full else "default"
     started = time.perf_counter()
-    source = folder / "resnet18-bn.onnx"
-    graph.save(resnet("resnet18", image_size=64, num_classes=10), source)
-    model, report = api.optimize(source, validate=api.Validation(batch=4))
-    graph.save(model, folder / "resnet18-bn.opt.onnx")
-    write_text_atomic(folder / "report.json", report.to_json() + "\n")
-    write_text_atomic(folder / "report.md", report.to_markdown())
-    print(report.to_text())
-    print(f"wrote {folder / 'resnet18-bn.opt.onnx'}, {folder / 'report.json'} and "
-          f"{folder / 'report.md'}")
-    verdict = "PASSED" if report.passed else "FAILED"
-    worst = max((o.max_abs for o in report.validation.outputs), default=0.0)
-    print(f"{verdict} | {time.perf_counter() - started:.2f}s | BatchNormalization "
-          f"{report.before.ops.get('BatchNormalization', 0)} -> "
-          f"{report.after.ops.get('BatchNormalization', 0)} | max diff {worst:.1e}")
-    return 0 if report.passed else 1
+    folder = Path(args.output_dir)
+    print(f"onnx-fuser demo ({setting}): export, fold, validate and time the zoo; "
+          f"writing to {folder}/", file=sys.stderr)
+    rows = demo.run(folder, setting, tuple(_split([args.frameworks])), args.time_budget)
+    if not rows:
+        raise FuserError("no model could be built: install 'onnx-fuser[torch]' or '[keras]'")
+    print(demo.table(rows))
+    print(f"wrote {folder / 'demo.md'} and {folder / 'demo.json'}")
+    failed = [f"{r['model']} ({r['framework']})" for r in rows if not r["passed"]]
+    if failed:
+        print(f"FAILED | {time.perf_counter() - started:.0f}s | validation failed: "
+              f"{', '.join(failed)}")
+        return 1
+    print(f"PASSED | {time.perf_counter() - started:.0f}s | {len(rows)} models, every "
+          f"BatchNorm folded: {all(r['BN'].endswith('-> 0') for r in rows)}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from fuser.frontends import load_spec
+
+    target = Path(args.output)
+    if not target.parent.is_dir():
+        raise FuserError(f"{target}: folder {target.parent} does not exist")
+    started = time.perf_counter()
+    model, example = load_spec(args.framework, args.spec)
+    if args.framework == "torch":
+        from fuser import inputs
+        from fuser.frontends.torch import export as export_torch
+
+        shapes = inputs.parse_input_shapes(args.input_shape)
+        if example is None:
+            if len(shapes) != 1:
+                raise FuserError("torch export needs the example input's shape: "
+                                 "--input-shape input:1x3x224x224")
+            example = next(iter(shapes.values()))
+        result = export_torch(model, example, target, opset=args.opset,
+                              dynamic_batch=not args.static_batch,
+                              keep_batchnorm=not args.fold_in_exporter)
+    else:
+        from fuser.frontends.keras import export as export_keras
+
+        result = export_keras(model, target, opset=args.opset,
+                              keep_batchnorm=not args.fold_in_exporter, nchw=args.nchw)
+    print(result.summary())
+    print(f"wrote {target}")
+    ok = result.max_abs_diff is None or result.max_abs_diff <= 1e-4 * max(result.output_scale,
+                                                                           1.0)
+    print(f"{'PASSED' if ok else 'FAILED'} | {time.perf_counter() - started:.2f}s | "
+          f"{len(result.model.graph.node)} nodes, max abs diff vs {args.framework} "
+          f"{result.max_abs_diff:.1e}")
+    return 0 if ok else 1
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -53,11 +53,13 @@ VGG_CONFIGS = {
 }
 
 
-def vgg(b: Builder, depth: int = 16, width: int = 64, num_classes: int = 1000) -> T:
+def vgg(b: Builder, depth: int = 16, width: int = 64, num_classes: int = 1000,
+        stages: int = 5) -> T:
     """VGG with BN (Simonyan & Zisserman 2014): stages of 3x3 conv-BN-Relu, max pooling.
 
-    ``depth`` 11/13/16/19, or a tiny ``depth`` of 5 (one conv per stage, for tests)."""
-    per_stage = VGG_CONFIGS.get(depth, (1, 1, 1, 1, 1))
+    ``depth`` 11/13/16/19 (any other: one conv per stage); ``stages`` < 5 drops the last
+    stages (and their pooling) for small images."""
+    per_stage = VGG_CONFIGS.get(depth, (1, 1, 1, 1, 1))[:stages]
     x = b.input()
     for stage, convs in enumerate(per_stage):
         channels = width * min(2**stage, 8)
