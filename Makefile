@@ -7,10 +7,10 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 install: $(VENV)/bin/python
-	$(PIP) -e '.[torch]'
+	$(PIP) -e '.[torch,keras]'
 
 install-test: $(VENV)/bin/python
-	$(PIP) -e '.[torch,test]'
+	$(PIP) -e '.[torch,keras,test]'
 
 demo: install
 	$(VENV)/bin/onnx-fuser demo

@@ -92,13 +92,6 @@ def test_passes_lists_the_registry(capsys):
     assert not rows["batchnorm-to-affine"]["default"]
 
 
-def test_demo_runs_and_folds_every_batchnorm(tmp_path, capsys):
-    assert main(["demo", "-o", str(tmp_path / "demo")]) == 0
-    out = capsys.readouterr().out
-    assert out.splitlines()[-1].startswith("PASSED")
-    assert "BatchNormalization 20 -> 0" in out.splitlines()[-1]
-
-
 def test_console_script_and_module_run(model_path, tmp_path):
     script = Path(sys.executable).with_name("onnx-fuser")  # installed beside this Python
     for command in ([script], [sys.executable, "-m", "fuser"]):
