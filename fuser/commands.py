@@ -169,8 +169,11 @@ def demo(args: argparse.Namespace) -> int:
         print(f"FAILED | {time.perf_counter() - started:.0f}s | validation failed: "
               f"{', '.join(failed)}")
         return 1
-    print(f"PASSED | {time.perf_counter() - started:.0f}s | {len(rows)} models, every "
-          f"BatchNorm folded: {all(r['BN'].endswith('-> 0') for r in rows)}")
+    layers = sum(int(r["BN"].split(" -> ")[0]) for r in rows)
+    left = sum(int(r["BN"].split(" -> ")[1]) for r in rows)
+    print(f"PASSED | {time.perf_counter() - started:.0f}s | {len(rows)} models, "
+          f"{layers - left} of {layers} BatchNorms folded"
+          + (" (the rest sit after an Add, before a Relu: pre-activation)" if left else ""))
     return 0
 
 
