@@ -184,12 +184,13 @@ def export(args: argparse.Namespace) -> int:
     if not target.parent.is_dir():
         raise FuserError(f"{target}: folder {target.parent} does not exist")
     started = time.perf_counter()
+    from fuser import inputs
+
     model, example = load_spec(args.framework, args.spec)
+    shapes = inputs.parse_input_shapes(args.input_shape)
     if args.framework == "torch":
-        from fuser import inputs
         from fuser.frontends.torch import export as export_torch
 
-        shapes = inputs.parse_input_shapes(args.input_shape)
         if example is None:
             if len(shapes) != 1:
                 raise FuserError("torch export needs the example input's shape: "
@@ -201,8 +202,10 @@ def export(args: argparse.Namespace) -> int:
     else:
         from fuser.frontends.keras import export as export_keras
 
+        shape = next(iter(shapes.values()))[1:] if len(shapes) == 1 else None
         result = export_keras(model, target, opset=args.opset,
-                              keep_batchnorm=not args.fold_in_exporter, nchw=args.nchw)
+                              keep_batchnorm=not args.fold_in_exporter, nchw=args.nchw,
+                              input_shape=shape)
     print(result.summary())
     print(f"wrote {target}")
     ok = result.max_abs_diff is None or result.max_abs_diff <= 1e-4 * max(result.output_scale,

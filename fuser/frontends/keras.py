@@ -62,16 +62,18 @@ def load_keras(path: str | Path) -> Any:
 
 def export(model: Any, path: str | Path | None = None, *, opset: int | None = None,
            keep_batchnorm: bool = True, nchw: bool = False, check: bool = True,
-           seed: int = 0) -> ExportResult:
+           seed: int = 0, input_shape: tuple[int | None, ...] | None = None) -> ExportResult:
     """Export a Keras 3 model (or a ``.keras``/``.h5`` path) to ONNX.
 
     Args:
-        model: a ``keras.Model`` or a path to one.
+        model: a ``keras.Model`` (functional, Sequential or subclassed) or a path to one.
         path: also write the ONNX model there (atomically).
         opset: ONNX opset (default 17).
         keep_batchnorm: leave BatchNorm's Mul + Add for fuser (see the module docstring).
         nchw: make the inputs NCHW (the model's NHWC layout is kept by default).
         check: compare Keras's eager output with onnxruntime's (optimizations off).
+        input_shape: the input's shape without the batch, e.g. ``(32, 32, 3)``; needed only
+            for a subclassed model that has not been called yet.
     """
     keras, tf, tf2onnx = _frameworks()
     from fuser import graph
@@ -80,9 +82,7 @@ def export(model: Any, path: str | Path | None = None, *, opset: int | None = No
         model = load_keras(model)
     if not isinstance(model, keras.Model):
         raise FuserError(f"expected a keras.Model, got {type(model).__name__}")
-    specs = tuple(tf.TensorSpec((None, *tuple(t.shape)[1:]), t.dtype, name=f"input{i}" if
-                                len(model.inputs) > 1 else "input")
-                  for i, t in enumerate(model.inputs))
+    specs = _input_specs(tf, model, input_shape)
 
     @tf.function(input_signature=specs)
     def forward(*args: Any) -> Any:
@@ -109,6 +109,22 @@ def export(model: Any, path: str | Path | None = None, *, opset: int | None = No
     return ExportResult(onnx_model, "keras", exporter + (" (exporter folding off)"
                                                          if keep_batchnorm else ""),
                         bn_layers, count_batchnorm(onnx_model), diff, scale, notes)
+
+
+def _input_specs(tf: Any, model: Any, input_shape: tuple | None) -> tuple:
+    """One ``tf.TensorSpec`` per model input, batch dimension left open."""
+    if input_shape is not None:
+        return (tf.TensorSpec((None, *input_shape), tf.float32, name="input"),)
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise FuserError(f"model {model.name!r} has no defined inputs (a subclassed model "
+                         "never called): give input_shape, e.g. (224, 224, 3)")
+    return tuple(tf.TensorSpec((None, *tuple(t.shape)[1:]), t.dtype,
+                               name=f"input{i}" if len(inputs) > 1 else "input")
+                 for i, t in enumerate(inputs))
 
 
 def _all_layers(model: Any) -> Iterator[Any]:

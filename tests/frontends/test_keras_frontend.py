@@ -103,3 +103,36 @@ def test_cross_framework_parity_after_fuser(name, rng):
         optimized, _ = fuser.optimize(model, validate=False)
         outputs.append(next(iter(runtime.run(optimized, {"input": x}).values())))
     np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+
+
+def test_sequential_model(rng):
+    model = keras.Sequential([
+        keras.Input((12, 12, 3)), keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
+        keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5)])
+    result = keras_frontend.export(model)
+    assert result.batchnorm_layers == 1 and result.max_abs_diff < 1e-5
+    optimized, report = fuser.optimize(result.model, validate=fuser.Validation(batch=2))
+    assert report.passed and report.rewrites("fold-affine") == 2
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv = keras.layers.Conv2D(4, 3)
+        self.bn = keras.layers.BatchNormalization()
+        self.head = keras.layers.Dense(5)
+
+    def call(self, x):
+        y = keras.ops.relu(self.bn(self.conv(x)))
+        return self.head(keras.ops.mean(y, axis=(1, 2)))
+
+
+def test_subclassed_model_needs_and_takes_an_input_shape():
+    from fuser.errors import FuserError
+
+    with pytest.raises(FuserError, match="give input_shape"):
+        keras_frontend.export(Subclassed())
+    result = keras_frontend.export(Subclassed(), input_shape=(12, 12, 3))
+    assert result.max_abs_diff < 1e-5 and result.batchnorm_layers == 1
+    optimized, report = fuser.optimize(result.model, validate=fuser.Validation(batch=2))
+    assert report.passed and report.rewrites("fold-affine") == 2
