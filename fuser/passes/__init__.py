@@ -13,6 +13,7 @@ from fuser.passes import (  # noqa: F401  (importing registers the passes)
     fold_into_next,
     inline_constants,
 )
+from fuser.passes.lowrank import weight_only  # noqa: F401
 from fuser.passes.base import REGISTRY, Pass, PassResult, register
 
 #: The exact (output-preserving) pipeline, in order. Folding into a producer comes before

@@ -1,0 +1,174 @@
+"""Weight-only low-rank passes: one lossy pass per factorization, ranks from the weights.
+
+These need no data, so their accuracy cost is unverified: on trained nets weight spectra are
+flat and a rank that keeps most weight energy can still hurt accuracy (``lowrank`` with
+calibration data is the recommended path). Each layer's rank is the largest whose MACs are
+at most ``fraction`` of the dense layer's, or, with ``energy``, the smallest that keeps that
+fraction of the weight spectrum's energy. A layer is left alone when the form would not cut
+its MACs by at least ``min_saving``.
+
+| pass               | rewrites                                  | factorization (``factorize``) |
+|--------------------|-------------------------------------------|-------------------------------|
+| lowrank-svd        | Gemm, MatMul with a constant weight, 1x1 Conv | truncated SVD             |
+| lowrank-spatial    | k x k Conv (k > 1)                        | spatial SVD (Jaderberg 2014)  |
+| lowrank-channel    | k x k Conv                                | channel SVD                   |
+| lowrank-tucker2    | k x k Conv                                | Tucker-2 (Kim 2016)           |
+| lowrank-cp         | k x k Conv                                | CP-ALS (Lebedev 2015)         |
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from fuser.passes._match import Names, Skip, describe
+from fuser.passes.base import Pass, PassResult, register
+from fuser.passes.lowrank import factorize
+from fuser.passes.lowrank.layers import Layer, candidates
+from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
+
+
+def _energy_rank(values: np.ndarray, energy: float) -> int:
+    cumulative = np.cumsum(values**2) / max(float(np.sum(values**2)), 1e-300)
+    return int(np.searchsorted(cumulative, energy - 1e-12) + 1)
+
+
+class WeightOnlyLowRank(Pass):
+    """Base of the weight-only passes; ``method`` names the factorization."""
+
+    lossy = True
+    method: ClassVar[str]
+
+    def __init__(self, fraction: float = 0.5, energy: float | None = None,
+                 min_saving: float = 0.1) -> None:
+        if not 0 < fraction <= 1 or (energy is not None and not 0 < energy <= 1):
+            raise ValueError("fraction and energy must be in (0, 1]")
+        self.fraction, self.energy, self.min_saving = fraction, energy, min_saving
+
+    def run(self, graph: gs.Graph) -> PassResult:
+        result = PassResult()
+        names = Names(graph)
+        layers, skipped = candidates(graph)
+        for reason, count in skipped.items():
+            result.skipped[reason] += count
+        for layer in layers:
+            try:
+                self._applies(layer)
+                rank = self._rank(layer)
+                factors = self._factors(layer, rank)
+            except Skip as reason:
+                result.skip(str(reason))
+                continue
+            dense, low = layer.macs(), layer.macs(self.method_for(layer), factors.rank)
+            if low > (1 - self.min_saving) * dense:
+                result.skip(f"{describe(layer.node)}: rank {factors.rank} saves "
+                            f"{1 - low / dense:.0%} of MACs, less than {self.min_saving:.0%}")
+                continue
+            flushed = self._replace(graph, layer, factors, names)
+            result.stats["denormals flushed"] += flushed
+            result.rewrote(f"{describe(layer.node)}: {self.method_for(layer)} rank "
+                           f"{factors.rank}, MACs {dense:,} -> {low:,}, weight energy "
+                           f"{factors.energy:.3f}")
+        return result
+
+    def method_for(self, layer: Layer) -> str:
+        return self.method
+
+    def _applies(self, layer: Layer) -> None:
+        if not layer.is_conv or layer.weight.shape[2:] == (1, 1):
+            raise Skip(f"{describe(layer.node)} is not a k x k Conv ({self.name})")
+
+    def _rank(self, layer: Layer) -> int | tuple[int, int]:
+        method = self.method_for(layer)
+        if self.energy is not None and method != "cp":
+            spectrum = _spectrum(layer, method)
+            if method == "tucker2":
+                return tuple(_energy_rank(s, self.energy) for s in spectrum)
+            return _energy_rank(spectrum, self.energy)
+        rank = layer.rank_for(method, self.fraction)
+        if rank < 1:
+            raise Skip(f"{describe(layer.node)}: no rank of {method} fits "
+                       f"{self.fraction:.0%} of its MACs")
+        return (rank, rank) if method == "tucker2" else rank
+
+    def _factors(self, layer: Layer, rank: int | tuple[int, int]) -> factorize.Factors:
+        method, w = self.method_for(layer), layer.weight
+        if method == "svd":
+            return factorize.svd_matrix(w.reshape(w.shape[0], -1), rank)
+        if method == "spatial":
+            return factorize.spatial_svd(w, rank)
+        if method == "channel":
+            return factorize.channel_svd(w, rank)
+        if method == "tucker2":
+            return factorize.tucker2(w, *rank)
+        return factorize.cp(w, rank)
+
+    def _replace(self, graph: gs.Graph, layer: Layer, factors: factorize.Factors,
+                 names: Names) -> int:
+        bias = layer.bias
+        if layer.is_conv:
+            return replace_conv(graph, layer.node, self.method_for(layer), factors.weights,
+                                bias, layer.geometry, names)
+        a, b = factors.weights
+        return replace_matmul(graph, layer.node, a, b, bias, names, layer.weight_on_left)
+
+
+def _spectrum(layer: Layer, method: str) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    w = layer.weight
+    if method == "spatial":
+        n, c, kh, kw = w.shape
+        return np.linalg.svd(w.transpose(1, 2, 0, 3).reshape(c * kh, n * kw), compute_uv=False)
+    if method == "tucker2":
+        n, c = w.shape[:2]
+        return (np.linalg.svd(w.transpose(1, 0, 2, 3).reshape(c, -1), compute_uv=False),
+                np.linalg.svd(w.reshape(n, -1), compute_uv=False))
+    return np.linalg.svd(w.reshape(w.shape[0], -1), compute_uv=False)
+
+
+@register
+class LowRankSVD(WeightOnlyLowRank):
+    """Truncated SVD of Gemm, MatMul (constant weight) and 1x1 Conv (lossy, weight-only)."""
+
+    name = "lowrank-svd"
+    method = "svd"
+
+    def _applies(self, layer: Layer) -> None:
+        if layer.is_conv and layer.weight.shape[2:] != (1, 1):
+            raise Skip(f"{describe(layer.node)} is a k x k Conv ({self.name} takes 1x1)")
+
+    def method_for(self, layer: Layer) -> str:
+        return "channel" if layer.is_conv else "svd"
+
+
+@register
+class LowRankSpatial(WeightOnlyLowRank):
+    """Spatial SVD of k x k Conv: k x 1 then 1 x k (lossy, weight-only)."""
+
+    name = "lowrank-spatial"
+    method = "spatial"
+
+
+@register
+class LowRankChannel(WeightOnlyLowRank):
+    """Channel SVD of k x k Conv: k x k with fewer filters, then 1 x 1 (lossy, weight-only)."""
+
+    name = "lowrank-channel"
+    method = "channel"
+
+
+@register
+class LowRankTucker2(WeightOnlyLowRank):
+    """Tucker-2 of k x k Conv: 1 x 1, k x k core, 1 x 1 (lossy, weight-only)."""
+
+    name = "lowrank-tucker2"
+    method = "tucker2"
+
+
+@register
+class LowRankCP(WeightOnlyLowRank):
+    """CP of k x k Conv: 1 x 1, depthwise k x 1, depthwise 1 x k, 1 x 1 (lossy, weight-only)."""
+
+    name = "lowrank-cp"
+    method = "cp"

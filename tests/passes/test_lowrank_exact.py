@@ -1,0 +1,161 @@
+"""Low-rank rewrites at full rank reproduce the original (onnxruntime, optimizations off),
+over random shapes, strides, pads and dilations; the cost model matches shape inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from fuser import graph as graph_io
+from fuser.passes._match import Names
+from fuser.passes.lowrank import factorize
+from fuser.passes.lowrank.layers import candidates
+from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
+from tests.helpers import assert_same_outputs, check, make_model, ops
+
+SETTINGS = settings(max_examples=30, deadline=None)
+
+
+def rewrite_first(model, build_factors, method=None):
+    """Factorize the first candidate layer with ``build_factors(layer)``; return the model
+    and the layer's predicted MACs for the form."""
+    graph = graph_io.to_graph(model)
+    graph_io.annotate(graph, graph_io.infer_shapes(model))
+    (layer, *_), _ = candidates(graph)
+    factors = build_factors(layer)
+    bias = layer.bias
+    if factors.bias_shift is not None:
+        bias = (bias if bias is not None else 0) + factors.bias_shift
+    names = Names(graph)
+    if layer.is_conv:
+        replace_conv(graph, layer.node, method, factors.weights, bias, layer.geometry, names)
+        predicted = layer.macs(method, factors.rank)
+    else:
+        a, b = factors.weights
+        replace_matmul(graph, layer.node, a, b, bias, names, layer.weight_on_left)
+        predicted = layer.macs("svd", factors.rank)
+    graph.cleanup().toposort()
+    return graph_io.to_model(graph, model), predicted
+
+
+@st.composite
+def conv(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    g = dict(cin=draw(st.integers(1, 5)), cout=draw(st.integers(1, 6)), kh=kh, kw=kw,
+             sh=draw(st.integers(1, 3)), sw=draw(st.integers(1, 3)),
+             dh=draw(st.integers(1, 2)), dw=draw(st.integers(1, 2)),
+             pads=[draw(st.integers(0, k - 1)) for k in (kh, kw, kh, kw)],
+             bias=draw(st.booleans()), seed=draw(st.integers(0, 2**16)),
+             auto_pad=draw(st.sampled_from(["NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER"])))
+    if g["auto_pad"] != "NOTSET":  # onnxruntime has no dilated SAME padding
+        g["dh"] = g["dw"] = 1
+    return g
+
+
+def conv_model(g, weight=None):
+    rng = np.random.default_rng(g["seed"])
+    inputs = "x, W, B" if g["bias"] else "x, W"
+    pad = (f'auto_pad="{g["auto_pad"]}"' if g["auto_pad"] != "NOTSET"
+           else f"pads={g['pads']}")
+    model = make_model(f"""
+        g (float[N,{g['cin']},11,12] x) => (float[N,{g['cout']},?,?] y) {{
+            y = Conv<kernel_shape=[{g['kh']},{g['kw']}], strides=[{g['sh']},{g['sw']}],
+                     dilations=[{g['dh']},{g['dw']}], {pad}>({inputs})
+        }}""", rng, W=weight if weight is not None else (g["cout"], g["cin"], g["kh"], g["kw"]),
+        **({"B": (g["cout"],)} if g["bias"] else {}))
+    return model, rng
+
+
+def assert_exact(model, out, predicted, expect_convs, rng):
+    check(out)
+    assert ops(out) == {"Conv": expect_convs}
+    assert_same_outputs(model, out, rng, rtol=1e-4, atol=1e-4)
+    assert predicted == graph_io.mac_count(out)  # the cost model is shape inference's count
+
+
+@given(conv())
+@SETTINGS
+def test_spatial_svd_at_full_rank_is_exact(g):
+    model, rng = conv_model(g)
+    out, macs = rewrite_first(model, lambda la: factorize.spatial_svd(
+        la.weight, la.max_rank("spatial")), "spatial")
+    assert_exact(model, out, macs, 2, rng)
+
+
+@given(conv())
+@SETTINGS
+def test_channel_svd_at_full_rank_is_exact(g):
+    model, rng = conv_model(g)
+    out, macs = rewrite_first(model, lambda la: factorize.channel_svd(
+        la.weight, la.max_rank("channel")), "channel")
+    assert_exact(model, out, macs, 2, rng)
+
+
+@given(conv())
+@SETTINGS
+def test_tucker2_at_full_rank_is_exact(g):
+    model, rng = conv_model(g)
+    out, macs = rewrite_first(model, lambda la: factorize.tucker2(
+        la.weight, la.weight.shape[1], la.weight.shape[0]), "tucker2")
+    assert_exact(model, out, macs, 3, rng)
+
+
+@given(conv(), st.integers(1, 3))
+@SETTINGS
+def test_cp_recovers_a_weight_of_exact_cp_rank(g, rank):
+    """Where the CP decomposition is unique (Kruskal's condition), ALS finds it; beyond it
+    (rank above some dimension) the best rank-R fit may not exist (CP degeneracy)."""
+    dims = (g["cout"], g["cin"], g["kh"], g["kw"])
+    assume(min(g["kh"], g["kw"]) >= 2)  # the convs CP is for (k x k, k > 1)
+    assume(sum(min(d, rank) for d in dims) >= 2 * rank + 4)  # comfortably unique
+    rng = np.random.default_rng(g["seed"])
+    parts = [rng.standard_normal((d, rank)) for d in (g["cout"], g["cin"], g["kh"], g["kw"])]
+    weight = np.einsum("ar,br,cr,dr->abcd", *parts).astype(np.float32)
+    model, rng = conv_model(g, weight)
+    out, macs = rewrite_first(model, lambda la: factorize.cp(
+        la.weight, rank, iterations=500, tolerance=1e-12, restarts=4), "cp")
+    assert_exact(model, out, macs, 4, rng)
+
+
+@pytest.mark.parametrize("method", ["pca", "asymmetric"])
+def test_data_aware_conv_at_full_rank_is_exact(method, rng):
+    g = dict(cin=3, cout=5, kh=3, kw=3, sh=1, sw=1, dh=1, dw=1, pads=[1, 1, 1, 1], bias=True,
+             seed=1, auto_pad="NOTSET")
+    model, rng = conv_model(g)
+    responses = rng.standard_normal((5, 400))
+    if method == "pca":
+        build = lambda la: factorize.response_pca(la.weight, responses, 5)  # noqa: E731
+    else:
+        build = lambda la: factorize.asymmetric(la.weight, responses, responses, 5)  # noqa: E731
+    out, macs = rewrite_first(model, build, "channel")
+    assert_exact(model, out, macs, 2, rng)
+
+
+@pytest.mark.parametrize("trans_a, trans_b, bias", [(0, 0, True), (0, 1, False), (1, 1, True)])
+def test_gemm_svd_at_full_rank_is_exact(rng, trans_a, trans_b, bias):
+    a_shape = "7,N" if trans_a else "N,7"
+    inputs = "x, W, C" if bias else "x, W"
+    model = make_model(f"""
+        g (float[{a_shape}] x) => (float[N,5] y) {{
+            y = Gemm<transA={trans_a}, transB={trans_b}, alpha=0.5, beta=2.0>({inputs})
+        }}""", rng, W=(5, 7) if trans_b else (7, 5), **({"C": (5,)} if bias else {}))
+    model.graph.input[0].type.tensor_type.shape.dim[1 - trans_a].dim_value = 3
+    out, macs = rewrite_first(model, lambda la: factorize.svd_matrix(la.weight, 5))
+    check(out)
+    assert ops(out) == {"Gemm": 2}
+    assert_same_outputs(model, out, rng, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("left", [False, True])
+def test_matmul_svd_at_full_rank_is_exact_with_nd_inputs(rng, left):
+    text = ("g (float[2,3,7,4] x) => (float[2,3,5,4] y) { y = MatMul(W, x) }" if left else
+            "g (float[2,3,4,7] x) => (float[2,3,4,5] y) { y = MatMul(x, W) }")
+    model = make_model(text, rng, W=(5, 7) if left else (7, 5))
+    inputs = rng.standard_normal((7, 300))
+    out, macs = rewrite_first(model, lambda la: factorize.whitened_svd(la.weight, inputs, 5))
+    check(out)
+    assert ops(out) == {"MatMul": 2}
+    assert_same_outputs(model, out, rng, rtol=1e-4, atol=1e-4)
+    assert macs == graph_io.mac_count(out) // 2  # per sample; the model's batch is 2
