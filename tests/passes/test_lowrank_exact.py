@@ -103,13 +103,13 @@ def test_tucker2_at_full_rank_is_exact(g):
 
 
 @given(conv(), st.integers(1, 3))
-@SETTINGS
+@settings(max_examples=15, deadline=None)
 def test_cp_recovers_a_weight_of_exact_cp_rank(g, rank):
     """Where the CP decomposition is unique (Kruskal's condition), ALS finds it; beyond it
     (rank above some dimension) the best rank-R fit may not exist (CP degeneracy)."""
     dims = (g["cout"], g["cin"], g["kh"], g["kw"])
     assume(min(g["kh"], g["kw"]) >= 2)  # the convs CP is for (k x k, k > 1)
-    assume(sum(min(d, rank) for d in dims) >= 2 * rank + 4)  # comfortably unique
+    assume(min(dims) >= rank)  # every factor of full column rank: unique, well conditioned
     rng = np.random.default_rng(g["seed"])
     parts = [rng.standard_normal((d, rank)) for d in (g["cout"], g["cin"], g["kh"], g["kw"])]
     weight = np.einsum("ar,br,cr,dr->abcd", *parts).astype(np.float32)
@@ -141,7 +141,6 @@ def test_gemm_svd_at_full_rank_is_exact(rng, trans_a, trans_b, bias):
         g (float[{a_shape}] x) => (float[N,5] y) {{
             y = Gemm<transA={trans_a}, transB={trans_b}, alpha=0.5, beta=2.0>({inputs})
         }}""", rng, W=(5, 7) if trans_b else (7, 5), **({"C": (5,)} if bias else {}))
-    model.graph.input[0].type.tensor_type.shape.dim[1 - trans_a].dim_value = 3
     out, macs = rewrite_first(model, lambda la: factorize.svd_matrix(la.weight, 5))
     check(out)
     assert ops(out) == {"Gemm": 2}

@@ -1,0 +1,88 @@
+"""The weight-only lossy low-rank passes: structure, MACs, validity, and their skips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fuser import graph as graph_io
+from fuser import runtime
+from fuser.passes import DEFAULT_PIPELINE, REGISTRY
+from tests.helpers import apply, check, make_model, ops
+
+CONV = """
+    g (float[N,16,10,10] x) => (float[N,16,10,10] y) {
+        y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W, B)
+    }"""
+NODES = {"lowrank-spatial": 2, "lowrank-channel": 2, "lowrank-tucker2": 3, "lowrank-cp": 4}
+
+
+@pytest.fixture
+def conv(rng):
+    return make_model(CONV, rng, W=(16, 16, 3, 3), B=(16,))
+
+
+def test_lowrank_passes_are_lossy_and_not_default():
+    for name in [*NODES, "lowrank-svd"]:
+        assert REGISTRY[name].lossy and name not in DEFAULT_PIPELINE
+
+
+@pytest.mark.parametrize("name", list(NODES))
+def test_conv_is_factorized_within_the_mac_fraction(conv, rng, name):
+    out, result = apply(conv, name, fraction=0.5)
+    assert result.rewrites == 1, result.skipped
+    assert ops(out) == {"Conv": NODES[name]}
+    check(out)
+    assert graph_io.mac_count(out) <= 0.5 * graph_io.mac_count(conv)
+    assert "MACs 230,400 ->" in result.notes[0]
+    feeds = runtime.random_feeds(conv, rng, dynamic=2)
+    want, got = runtime.run(conv, feeds)["y"], runtime.run(out, feeds)["y"]
+    assert got.shape == want.shape and np.isfinite(got).all()
+    error = np.linalg.norm(got - want) / np.linalg.norm(want)
+    assert 0 < error < 1  # lossy, but an approximation (random weights: flat spectra)
+
+
+def test_energy_one_keeps_everything_and_so_saves_nothing(conv):
+    out, result = apply(conv, "lowrank-channel", energy=1.0)
+    assert result.rewrites == 0 and ops(out) == {"Conv": 1}
+    (reason,) = result.skipped
+    assert "less than 10%" in reason
+
+
+def test_svd_pass_factorizes_gemm_and_1x1_conv(rng):
+    model = make_model("""
+        g (float[N,64,4,4] x) => (float[N,48] y) {
+            c = Conv(x, W1)
+            p = GlobalAveragePool(c)
+            f = Flatten(p)
+            y = Gemm<transB=1>(f, W2, B2)
+        }""", rng, W1=(64, 64, 1, 1), W2=(48, 64), B2=(48,))
+    out, result = apply(model, "lowrank-svd", fraction=0.4)
+    assert result.rewrites == 2
+    assert ops(out) == {"Conv": 2, "Gemm": 2, "GlobalAveragePool": 1, "Flatten": 1}
+    check(out)
+    assert graph_io.mac_count(out) <= 0.4 * graph_io.mac_count(model)
+
+
+@pytest.mark.parametrize("text, init, reason", [
+    ("y = Conv<kernel_shape=[3,3], pads=[1,1,1,1], group=2>(x, W)", {"W": (16, 8, 3, 3)},
+     "has group=2 (not factorized)"),
+    ("y = Conv<kernel_shape=[1,1]>(x, W)", {"W": (16, 16, 1, 1)}, "is not a k x k Conv"),
+])
+def test_skips_are_named(rng, text, init, reason):
+    model = make_model(f"g (float[N,16,10,10] x) => (float[N,16,10,10] y) {{ {text} }}", rng,
+                       **init)
+    out, result = apply(model, "lowrank-spatial")
+    assert result.rewrites == 0 and ops(out) == ops(model)
+    assert any(reason in r for r in result.skipped)
+
+
+def test_shared_weight_is_not_factorized(rng):
+    model = make_model("""
+        g (float[N,16,10,10] x) => (float[N,16,10,10] y, float[N,16,10,10] z) {
+            y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W)
+            z = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W)
+        }""", rng, W=(16, 16, 3, 3))
+    out, result = apply(model, "lowrank-channel")
+    assert result.rewrites == 0 and result.skipped == {
+        "weight 'W' of Conv -> 'y' is shared": 1, "weight 'W' of Conv -> 'z' is shared": 1}
