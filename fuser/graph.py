@@ -462,3 +462,14 @@ def constant_view(tensor: gs.Constant) -> np.ndarray:
             and lazy.tensor.data_location != onnx.TensorProto.EXTERNAL:
         return np.frombuffer(lazy.tensor.raw_data, dtype=np.dtype(lazy.dtype)).reshape(lazy.shape)
     return np.asarray(tensor.values)
+
+
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` that also outputs the tensors ``names`` (for calibration)."""
+    out = _without_initializers(model)
+    out.graph.initializer.extend(model.graph.initializer)
+    present = {o.name for o in out.graph.output}
+    for name in names:
+        if name not in present:
+            out.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    return out

@@ -43,6 +43,7 @@ class Factors:
     rank: int | tuple[int, int]
     energy: float  # fraction of the spectrum's energy kept (1.0 at full rank)
     bias_shift: np.ndarray | None = None  # added to the last factor's bias (data-aware)
+    mixing: np.ndarray | None = None  # data-aware: the (d x N) map applied to responses
 
 
 def _split(u: np.ndarray, s: np.ndarray, vt: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -192,7 +193,7 @@ def response_pca(w: np.ndarray, responses: np.ndarray, d: int) -> Factors:
     first = np.tensordot(q.T, w, axes=1)  # Q^T W: (d, C, kh, kw) or (d, K)
     shift = mean - q @ (q.T @ mean)
     energy = float(eigenvalues[:d].sum() / eigenvalues.sum()) if eigenvalues.sum() else 1.0
-    return Factors([first, _pointwise(q, w)], d, energy, bias_shift=shift)
+    return Factors([first, _pointwise(q, w)], d, energy, bias_shift=shift, mixing=q.T)
 
 
 def asymmetric(w: np.ndarray, target: np.ndarray, approx: np.ndarray, d: int,
@@ -213,7 +214,7 @@ def asymmetric(w: np.ndarray, target: np.ndarray, approx: np.ndarray, d: int,
     first = np.tensordot(projector, w, axes=1)
     shift = t_mean - u @ (projector @ a_mean)
     energy = float(eigenvalues[:d].sum() / eigenvalues.sum()) if eigenvalues.sum() else 1.0
-    return Factors([first, _pointwise(u, w)], d, energy, bias_shift=shift)
+    return Factors([first, _pointwise(u, w)], d, energy, bias_shift=shift, mixing=projector)
 
 
 def _pointwise(q: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -1,0 +1,136 @@
+"""Per-layer latency table: what a rewrite really costs on onnxruntime.
+
+Each candidate (a layer, dense or factorized at a rank) is timed alone: a one-layer model
+with the layer's real input shape, on the target provider, threads and batch size, at
+ORT_ENABLE_ALL (what users run). Weights are seeded random: the time does not depend on
+their values. Results are cached on disk (``~/.cache/fuser/latency.json``, or
+``$FUSER_CACHE``) by a signature of everything that matters, so a second search is fast.
+Latency between two measured ranks is interpolated linearly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from fuser import graph as graph_io
+from fuser import runtime
+from fuser.passes._match import Names
+from fuser.passes.lowrank import factorize
+from fuser.passes.lowrank.layers import Layer
+from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
+
+logger = logging.getLogger(__name__)
+
+
+def cache_path() -> Path:
+    root = os.environ.get("FUSER_CACHE") or Path.home() / ".cache" / "fuser"
+    return Path(root) / "latency.json"
+
+
+class LatencyTable:
+    """Measured milliseconds per (layer signature, method, rank), with a disk cache."""
+
+    def __init__(self, *, batch: int = 1, threads: int = 1, rounds: int = 30,
+                 path: Path | None = None) -> None:
+        self.batch, self.threads, self.rounds = batch, threads, rounds
+        self.path = path or cache_path()
+        self.measured = 0
+        try:
+            self._cache = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self._cache = {}
+
+    def signature(self, layer: Layer, method: str, rank: int) -> str:
+        import onnxruntime
+
+        geometry = layer.geometry.__dict__ if layer.geometry else None
+        return json.dumps([layer.node.op, list(layer.weight.shape), geometry, method, rank,
+                           self.batch, self.threads, layer.positions, layer.weight_on_left,
+                           onnxruntime.__version__], sort_keys=True, default=str)
+
+    def ms(self, layer: Layer, method: str = "dense", rank: int = 0) -> float:
+        """Median milliseconds of the layer (dense) or of its factorized form."""
+        key = self.signature(layer, method, rank)
+        if key not in self._cache:
+            self._cache[key] = self._time(_isolated(layer, method, rank, self.batch))
+            self.measured += 1
+        return self._cache[key]
+
+    def interpolate(self, layer: Layer, method: str, rank: int, grid: list[int]) -> float:
+        """Latency at ``rank`` from the measured ``grid`` ranks (linear in between)."""
+        points = sorted(set(grid))
+        if rank in points:
+            return self.ms(layer, method, rank)
+        below = max((p for p in points if p < rank), default=points[0])
+        above = min((p for p in points if p > rank), default=points[-1])
+        low, high = self.ms(layer, method, below), self.ms(layer, method, above)
+        if above == below:
+            return low
+        return low + (high - low) * (rank - below) / (above - below)
+
+    def save(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._cache, sort_keys=True))
+            os.replace(tmp, self.path)
+        except OSError as exc:  # a cache that cannot be written only costs time
+            logger.warning("latency cache not saved: %s", exc)
+
+    def _time(self, model: onnx.ModelProto) -> float:
+        sess = runtime.session(model, level="all", threads=self.threads,
+                               config={"session.intra_op.allow_spinning": "0"})
+        feeds = runtime.random_feeds(model, np.random.default_rng(0))
+        for _ in range(3):
+            sess.run(None, feeds)
+        times = []
+        for _ in range(self.rounds):
+            start = time.perf_counter()
+            sess.run(None, feeds)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times) * 1e3)
+
+
+def _isolated(layer: Layer, method: str, rank: int, batch: int) -> onnx.ModelProto:
+    """A one-layer model: the layer's input shape (batch ``batch``) -> dense or factorized."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(layer.weight.shape).astype(np.float32)
+    if layer.is_conv:
+        c = w.shape[1]
+        h, width = layer.geometry.in_hw
+        x = gs.Variable("x", np.float32, [batch, c, h, width])
+        y = gs.Variable("y", np.float32)
+        g = layer.geometry
+        node = gs.Node("Conv", "layer", attrs={
+            "kernel_shape": list(g.kernel), "strides": list(g.strides),
+            "dilations": list(g.dilations), "pads": list(g.pads)},
+            inputs=[x, gs.Constant("W", w)], outputs=[y])
+    else:
+        n, k = w.shape
+        rows = max(layer.positions, 1)
+        x = gs.Variable("x", np.float32, [batch * rows, k])
+        y = gs.Variable("y", np.float32)
+        node = gs.Node("Gemm", "layer", attrs={"transB": 1},
+                       inputs=[x, gs.Constant("W", w)], outputs=[y])
+    graph = gs.Graph(nodes=[node], inputs=[x], outputs=[y], opset=17)
+    if method != "dense":
+        names = Names(graph)
+        if layer.is_conv:
+            factors = {"channel": factorize.channel_svd, "spatial": factorize.spatial_svd
+                       }[method](w.astype(np.float64), rank)
+            replace_conv(graph, node, method, factors.weights, None, layer.geometry, names)
+        else:
+            factors = factorize.svd_matrix(w.astype(np.float64), rank)
+            replace_matmul(graph, node, *factors.weights, None, names)
+        graph.cleanup().toposort()
+    model = graph_io.to_model(graph)
+    model.ir_version = 8
+    return model

@@ -1,0 +1,281 @@
+"""Data-aware low-rank compression of a whole model under a budget.
+
+1. Candidate layers: group-1 Conv, Gemm, MatMul with a constant right-hand weight.
+2. Calibration: the original network's responses at every candidate (``calibrate``); the
+   response-PCA eigenvalues are each layer's spectrum.
+3. Costs: MACs of each form from exact shapes, and onnxruntime latency of each layer alone,
+   dense and factorized, from the cached ``LatencyTable``.
+4. Ranks: global greedy allocation (``ranks.allocate``) under ``macs=F`` or ``latency=F``
+   (fractions of the whole model); a factorization is chosen only where it is cheaper, and
+   then kept only where the latency table says it is faster than the dense layer.
+5. Factors: layer by layer in network order, Zhang's asymmetric reconstruction (each layer
+   fitted to the original responses given the already-approximated inputs), or the linear
+   response-PCA solution; ONNX form: k x k conv with d filters, then 1 x 1 (``channel``),
+   or two Gemm/MatMul.
+6. Verification on held-out calibration batches (top-1 agreement with the original, or
+   accuracy with labels); with ``max_accuracy_drop``, the layer with the largest response
+   error goes back to dense until the drop is within bounds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from fuser import graph as graph_io
+from fuser import runtime
+from fuser.errors import FuserError
+from fuser.passes._match import Names
+from fuser.passes.lowrank import factorize
+from fuser.passes.lowrank.calibrate import layer_outputs, responses
+from fuser.passes.lowrank.latency import LatencyTable
+from fuser.passes.lowrank.layers import Layer, candidates
+from fuser.passes.lowrank.ranks import DENSE, allocate, retained
+from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
+
+logger = logging.getLogger(__name__)
+Feeds = Mapping[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class LayerChoice:
+    """What happened to one candidate layer."""
+
+    layer: str
+    op: str
+    method: str  # "dense" or the factorized form
+    rank: int
+    macs_before: int
+    macs_after: int
+    ms_before: float
+    ms_after: float
+    energy: float  # retained response energy
+    response_error: float | None = None  # relative, on the calibration responses
+    note: str = ""
+
+
+@dataclasses.dataclass
+class Compression:
+    """The result of a search: per-layer choices and end-to-end figures."""
+
+    budget: str
+    layers: list[LayerChoice]
+    macs_before: int
+    macs_after: int
+    top1_agreement: float | None
+    relative_error: float
+    accuracy_before: float | None = None
+    accuracy_after: float | None = None
+    backed_off: list[str] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def parse_budget(text: str) -> tuple[str, float]:
+    """``"latency=0.5"`` or ``"macs=0.3"`` -> ``(kind, fraction)``."""
+    kind, _, value = text.partition("=")
+    try:
+        fraction = float(value)
+    except ValueError:
+        fraction = -1.0
+    if kind not in ("latency", "macs") or not 0 < fraction <= 1:
+        raise FuserError(f"--budget {text!r}: expected latency=F or macs=F with 0 < F <= 1")
+    return kind, fraction
+
+
+def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: str = "macs=0.5",
+             max_accuracy_drop: float | None = None, labels: np.ndarray | None = None,
+             reconstruction: str = "asymmetric", samples: int = 64, batch: int = 1,
+             threads: int = 1, seed: int = 0, table: LatencyTable | None = None,
+             speed_margin: float = 0.05) -> tuple[onnx.ModelProto, Compression]:
+    """Compress ``model`` with low-rank rewrites chosen from calibration data.
+
+    Args:
+        calibration: feed dicts; the last quarter (at least one batch when there are two or
+            more) is held out for the end-to-end check.
+        budget: ``macs=F`` or ``latency=F``: the whole model's MACs or onnxruntime latency
+            as a fraction of the original.
+        max_accuracy_drop: back off layers until the held-out top-1 agreement (or accuracy,
+            with ``labels`` for the held-out samples) drops by at most this much.
+        reconstruction: ``asymmetric`` (default) or ``pca``.
+        speed_margin: keep a rewrite only if its measured layer latency is at least this
+            fraction below the dense layer's.
+    """
+    started = time.perf_counter()
+    kind, fraction = parse_budget(budget)
+    if reconstruction not in ("asymmetric", "pca"):
+        raise FuserError(f"reconstruction must be asymmetric or pca, not {reconstruction!r}")
+    if not calibration:
+        raise FuserError("low-rank compression needs calibration data")
+    split = max(1, len(calibration) * 3 // 4) if len(calibration) > 1 else 1
+    fit, held = list(calibration[:split]), list(calibration[split:]) or list(calibration)
+    table = table or LatencyTable(batch=batch, threads=threads)
+    layers = _layers(model)
+    keys = [layer.node.outputs[0].name for layer in layers]
+    original = layer_outputs(model, keys, fit)
+    targets = [responses(layer, original[k], samples, seed + i)
+               for i, (layer, k) in enumerate(zip(layers, keys, strict=True))]
+    spectra = [_spectrum(y) for y in targets]
+    total_macs = graph_io.mac_count(model) or 0
+    dense_ms = [table.ms(layer) for layer in layers]
+    grids = [_grid(layer) for layer in layers]
+
+    def factor_cost(index: int, rank: int) -> float:
+        layer = layers[index]
+        if kind == "macs":
+            return layer.macs(_method(layer), rank)
+        return table.interpolate(layer, _method(layer), rank, grids[index])
+
+    if kind == "macs":
+        dense = [layer.macs() for layer in layers]
+        target, fixed = fraction * total_macs, total_macs - sum(dense)
+    else:
+        whole = _model_ms(model, fit[0], threads)
+        dense, target, fixed = dense_ms, fraction * whole, max(whole - sum(dense_ms), 0.0)
+    options = [list(range(layer.max_rank(_method(layer)), 0, -max(1, layer.out_channels // 64)))
+               for layer in layers]
+    ranks = allocate(spectra, factor_cost, dense, options, target, fixed)
+    choices = _gate(layers, ranks, table, grids, speed_margin)
+    table.save()
+
+    notes, backed_off = [], []
+    while True:
+        result, errors = _build(model, layers, keys, ranks, targets, fit, samples, seed,
+                                reconstruction)
+        agreement, relative, acc_before, acc_after = _verify(model, result, held, labels)
+        drop = (acc_before - acc_after) if labels is not None else 1.0 - (agreement or 1.0)
+        if max_accuracy_drop is None or drop <= max_accuracy_drop or not any(ranks):
+            break
+        worst = max((e, i) for i, e in enumerate(errors) if ranks[i] != DENSE)[1]
+        backed_off.append(keys[worst])
+        ranks[worst] = DENSE
+        notes.append(f"backed off {keys[worst]} (response error {errors[worst]:.3f})")
+    layer_choices = []
+    for i, layer in enumerate(layers):
+        method = _method(layer) if ranks[i] != DENSE else "dense"
+        macs_after = layer.macs(method, ranks[i]) if ranks[i] != DENSE else layer.macs()
+        ms_after = table.interpolate(layer, method, ranks[i], grids[i]) \
+            if ranks[i] != DENSE else dense_ms[i]
+        layer_choices.append(LayerChoice(
+            keys[i], layer.node.op, method, ranks[i], layer.macs(), macs_after, dense_ms[i],
+            ms_after, retained(spectra[i], ranks[i]) if ranks[i] != DENSE else 1.0,
+            errors[i], choices.get(i, "")))
+    return result, Compression(
+        budget, layer_choices, total_macs, graph_io.mac_count(result) or 0, agreement,
+        relative, acc_before, acc_after, backed_off, time.perf_counter() - started, notes)
+
+
+def _layers(model: onnx.ModelProto) -> list[Layer]:
+    graph = graph_io.to_graph(model)
+    graph_io.annotate(graph, graph_io.infer_shapes(model))
+    layers, _ = candidates(graph)
+    return [layer for layer in layers if not layer.weight_on_left]
+
+
+def _method(layer: Layer) -> str:
+    return "channel" if layer.is_conv else "svd"
+
+
+def _spectrum(y: np.ndarray) -> np.ndarray:
+    centered = y - y.mean(axis=1, keepdims=True)
+    values = np.linalg.eigvalsh(centered @ centered.T / max(y.shape[1], 1))
+    return np.clip(values[::-1], 0, None)
+
+
+def _grid(layer: Layer) -> list[int]:
+    """Ranks at which the latency table is measured (interpolated in between)."""
+    method = _method(layer)
+    ranks = {layer.rank_for(method, f) for f in (0.1, 0.2, 0.35, 0.5, 0.7, 0.9)}
+    ranks.add(1)
+    return sorted(r for r in ranks if r >= 1)
+
+
+def _gate(layers: list[Layer], ranks: list[int], table: LatencyTable, grids: list[list[int]],
+          margin: float) -> dict[int, str]:
+    """Send back to dense every rewrite that is not measurably faster; say why."""
+    notes = {}
+    for i, layer in enumerate(layers):
+        if ranks[i] == DENSE:
+            continue
+        dense = table.ms(layer)
+        low = table.interpolate(layer, _method(layer), ranks[i], grids[i])
+        if low > (1 - margin) * dense:
+            notes[i] = f"rank {ranks[i]} not faster ({low:.3f} ms vs {dense:.3f} ms dense)"
+            ranks[i] = DENSE
+    return notes
+
+
+def _build(model: onnx.ModelProto, layers: list[Layer], keys: list[str], ranks: list[int],
+           targets: list[np.ndarray], fit: list[Feeds], samples: int, seed: int,
+           reconstruction: str) -> tuple[onnx.ModelProto, list[float | None]]:
+    """Rewrite the chosen layers in network order; return the model and response errors."""
+    current, errors = model, [None] * len(layers)
+    for i, key in enumerate(keys):
+        if ranks[i] == DENSE:
+            continue
+        graph = graph_io.to_graph(current)
+        graph_io.annotate(graph, graph_io.infer_shapes(current))
+        layer = next(la for la in candidates(graph)[0] if la.node.outputs[0].name == key)
+        if reconstruction == "asymmetric":
+            seen = layer_outputs(current, [key], fit)[key]
+            inputs = responses(layer, seen, samples, seed + i)
+            factors = factorize.asymmetric(layer.weight, targets[i], inputs, ranks[i])
+        else:
+            inputs = targets[i]
+            factors = factorize.response_pca(layer.weight, inputs, ranks[i])
+        second = factors.weights[1].reshape(len(inputs), -1)
+        fitted = second @ (factors.mixing @ inputs) + factors.bias_shift[:, None]
+        errors[i] = float(np.linalg.norm(fitted - targets[i]) / max(np.linalg.norm(targets[i]),
+                                                                    1e-30))
+        bias = factors.bias_shift + (layer.bias if layer.bias is not None else 0.0)
+        names = Names(graph)
+        if layer.is_conv:
+            replace_conv(graph, layer.node, "channel", factors.weights, bias, layer.geometry,
+                         names)
+        else:
+            replace_matmul(graph, layer.node, *factors.weights, bias, names)
+        graph.cleanup().toposort()
+        current = graph_io.to_model(graph, template=model)
+    return current, errors
+
+
+def _verify(model: onnx.ModelProto, result: onnx.ModelProto, held: list[Feeds],
+            labels: np.ndarray | None) -> tuple[float | None, float, float | None, float | None]:
+    """Top-1 agreement, relative L2 error, accuracy before/after (with labels)."""
+    ref_sess, new_sess = runtime.session(model), runtime.session(result)
+    refs, news = [], []
+    for feeds in held:
+        refs.append(ref_sess.run(None, dict(feeds))[0])
+        news.append(new_sess.run(None, dict(feeds))[0])
+    ref, new = np.concatenate(refs), np.concatenate(news)
+    relative = float(np.linalg.norm(new - ref) / max(np.linalg.norm(ref), 1e-30))
+    if ref.ndim < 2 or ref.shape[-1] < 2:
+        return None, relative, None, None
+    ref_top, new_top = ref.reshape(-1, ref.shape[-1]).argmax(1), new.reshape(
+        -1, new.shape[-1]).argmax(1)
+    agreement = float(np.mean(ref_top == new_top))
+    if labels is None:
+        return agreement, relative, None, None
+    return agreement, relative, float(np.mean(ref_top == labels)), float(
+        np.mean(new_top == labels))
+
+
+def _model_ms(model: onnx.ModelProto, feeds: Feeds, threads: int, rounds: int = 20) -> float:
+    sess = runtime.session(model, level="all", threads=threads,
+                           config={"session.intra_op.allow_spinning": "0"})
+    for _ in range(3):
+        sess.run(None, dict(feeds))
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        sess.run(None, dict(feeds))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
