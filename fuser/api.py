@@ -39,11 +39,29 @@ class Validation:
     rtol: validation.Tolerance = validation.EXACT_RTOL
 
 
+@dataclasses.dataclass
+class LowRank:
+    """The lossy low-rank stage of ``optimize`` (see ``fuser.passes.lowrank.search``).
+
+    ``calibration``: feed dicts (unlabeled inputs; the last quarter is held out).
+    ``labels``: labels of the held-out samples, to measure accuracy instead of agreement.
+    """
+
+    calibration: Sequence[Mapping]
+    budget: str = "latency=0.5"
+    max_accuracy_drop: float | None = None
+    labels: object = None
+    reconstruction: str = "asymmetric"
+    batch: int = 1
+    threads: int = 1
+
+
 def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = None, *,
              skip: Sequence[str] = (), options: Mapping[str, Mapping[str, object]] | None = None,
              max_steps: int = 4, check: bool = True, check_each: bool = False,
              dump_dir: str | Path | None = None, validate: bool | Validation = True,
-             on_failure: str = "bisect") -> tuple[onnx.ModelProto, Report]:
+             on_failure: str = "bisect",
+             lossy: LowRank | None = None) -> tuple[onnx.ModelProto, Report]:
     """Run a pipeline of passes on a model; return the optimized model and a report.
 
     Args:
@@ -60,6 +78,10 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
         on_failure: when validation fails, ``"bisect"`` names the culprit pass in the report,
             ``"rollback"`` also re-runs without it (and any further culprit) and returns that
             model, ``"none"`` does neither. Check ``report.passed``.
+        lossy: after the exact pipeline (validated with exact tolerances), compress with
+            low-rank rewrites chosen from calibration data; the report's ``lowrank`` holds
+            the per-layer table and the task-level check (top-1 agreement), never exact
+            tolerances.
 
     Raises:
         FuserError: bad input (unreadable model, unknown pass name, dynamic input dims, ...).
@@ -124,13 +146,34 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
                     verdict.inputs = f"{settings.inputs or 'random inputs'} (after rollback)"
         seconds["validate"] = time.perf_counter() - start
 
+    compression = None
+    if lossy is not None:
+        from fuser.passes.lowrank.search import compress
+
+        start = time.perf_counter()
+        result, compression = compress(
+            result, list(lossy.calibration), budget=lossy.budget,
+            max_accuracy_drop=lossy.max_accuracy_drop, labels=lossy.labels,
+            reconstruction=lossy.reconstruction, batch=lossy.batch, threads=lossy.threads)
+        seconds["lowrank"] = time.perf_counter() - start
+        if check:
+            graph_io.check(result)
     after = _stats(result, graph_io.infer_shapes(result))
     name = str(model) if not isinstance(model, onnx.ModelProto) else (proto.graph.name or "model")
     report = Report(model=name, pipeline=[p.name for p in pipeline], passes=records,
                     before=before, after=after, seconds=seconds, fuser_version=version(),
                     libraries=library_versions(), validation=verdict,
-                    culprits=[dataclasses.asdict(c) for c in culprits], rolled_back=dropped)
+                    culprits=[dataclasses.asdict(c) for c in culprits], rolled_back=dropped,
+                    lowrank=compression.to_dict() if compression is not None else None)
+    if compression is not None and lossy.max_accuracy_drop is not None:
+        report.lowrank["passed"] = _within(compression, lossy.max_accuracy_drop)
     return result, report
+
+
+def _within(compression: object, allowed: float) -> bool:
+    if compression.accuracy_before is not None:
+        return compression.accuracy_before - compression.accuracy_after <= allowed
+    return 1.0 - (compression.top1_agreement or 1.0) <= allowed
 
 
 def _batches(model: onnx.ModelProto, settings: Validation) -> list[dict]:

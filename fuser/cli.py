@@ -74,6 +74,19 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("--rollback", action="store_true",
                      help="when validation fails, drop the culprit pass(es) and keep the rest")
     opt.add_argument("--no-bench", action="store_true", help="skip the timing")
+    lossy = opt.add_argument_group("lossy low-rank stage (after the exact pipeline)")
+    lossy.add_argument("--lossy", choices=("lowrank",), help="run the low-rank search")
+    lossy.add_argument("--calibration", metavar="DATA",
+                       help="unlabeled inputs: a .npz, NAME=file.npy, or a folder of images")
+    lossy.add_argument("--calibration-batch", type=int, default=16,
+                       help="samples per calibration batch (default 16)")
+    lossy.add_argument("--calibration-samples", type=int, default=256,
+                       help="calibration samples used at most (default 256)")
+    lossy.add_argument("--budget", default="latency=0.5",
+                       help="latency=F or macs=F: the whole model's cost as a fraction")
+    lossy.add_argument("--max-accuracy-drop", type=float,
+                       help="back off layers until held-out top-1 agreement drops <= this")
+    lossy.add_argument("--reconstruction", choices=("asymmetric", "pca"), default="asymmetric")
     opt.add_argument("--external-data", action="store_true",
                      help="write weights to OUTPUT.data (automatic past 2 GB)")
     _input_options(opt)

@@ -40,7 +40,7 @@ def optimize(args: argparse.Namespace) -> int:
         source, passes, skip=_split(args.skip), options=options, max_steps=args.max_steps,
         check_each=args.check_each, dump_dir=args.dump_dir,
         validate=False if args.no_validate else _validation(args),
-        on_failure="rollback" if args.rollback else "bisect")
+        on_failure="rollback" if args.rollback else "bisect", lossy=_lossy(args, source))
     out = sys.stderr if args.json else sys.stdout
     written = report.passed or args.force
     if written:
@@ -252,6 +252,31 @@ def _validation(args: argparse.Namespace):
         batch=args.batch, count=args.batches, seed=args.seed,
         atol=validation.parse_tolerances(args.atol, validation.EXACT_ATOL),
         rtol=validation.parse_tolerances(args.rtol, validation.EXACT_RTOL))
+
+
+def _lossy(args: argparse.Namespace, source: Path):
+    """The low-rank stage's settings, with calibration batches loaded from ``--calibration``."""
+    from fuser import api, graph, inputs
+    from fuser.passes.lowrank.search import parse_budget
+
+    if args.lossy is None:
+        for flag in ("calibration", "max_accuracy_drop"):
+            if getattr(args, flag) is not None:
+                raise FuserError(f"--{flag.replace('_', '-')} needs --lossy lowrank")
+        return None
+    if not args.calibration:
+        raise FuserError("--lossy lowrank needs --calibration DATA (unlabeled inputs)")
+    parse_budget(args.budget)
+    model = graph.load(source)
+    shapes = inputs.resolve_shapes(model, inputs.parse_input_shapes(args.input_shape),
+                                   args.calibration_batch)
+    count = max(2, -(-args.calibration_samples // args.calibration_batch))
+    batches = inputs.load_batches(args.calibration, model, shapes, max_batches=count)
+    from fuser.providers import physical_cores
+
+    return api.LowRank(batches, budget=args.budget, max_accuracy_drop=args.max_accuracy_drop,
+                       reconstruction=args.reconstruction,
+                       threads=args.threads or physical_cores())
 
 
 def _shapes(args: argparse.Namespace, model: onnx.ModelProto, batch: int) -> dict:

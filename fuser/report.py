@@ -59,13 +59,15 @@ class Report:
     culprits: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     rolled_back: list[str] = dataclasses.field(default_factory=list)
     timings: dict[str, Any] | None = None
+    lowrank: dict[str, Any] | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
     schema: int = SCHEMA_VERSION
 
     @property
     def passed(self) -> bool:
-        """False only when validation ran and failed."""
-        return self.validation is None or self.validation.passed
+        """False when validation ran and failed, or a lossy stage missed its accuracy bound."""
+        exact = self.validation is None or self.validation.passed
+        return exact and (self.lowrank or {}).get("passed", True)
 
     # ---------------------------------------------------------------- aggregates
     def rewrites(self, name: str | None = None) -> int:
@@ -130,6 +132,8 @@ class Report:
                          f"application {culprit['application']}) breaks the outputs")
         if self.rolled_back:
             lines.append(f"  rolled back: {', '.join(self.rolled_back)}")
+        if self.lowrank:
+            lines.append(lowrank_text(self.lowrank))
         if self.timings:
             lines.append(timings_text(self.timings))
             lines.append(self._speed_versus_macs())
@@ -177,6 +181,8 @@ class Report:
                 "cosine": f"{o.cosine:.6f}",
                 "top-1": "" if o.top1 is None else f"{o.top1:.2%}",
                 "verdict": "ok" if o.passed else o.message} for o in self.validation.outputs]))
+        if self.lowrank:
+            lines += ["", "## Low-rank", "", lowrank_text(self.lowrank, markdown=True)]
         if self.timings:
             lines += ["", "## Timing", "", timings_text(self.timings, markdown=True)]
         lines += ["", f"fuser {self.fuser_version}; "
@@ -226,6 +232,34 @@ def timings_text(timings: dict[str, Any], markdown: bool = False) -> str:
     if rows:
         lines.append("  " + "  ".join(f"{k:<{width[k]}}" for k in rows[0]))
         lines += ["  " + "  ".join(f"{str(r[k]):<{width[k]}}" for k in r) for r in rows]
+    return "\n".join(lines)
+
+
+def lowrank_text(lowrank: dict[str, Any], markdown: bool = False) -> str:
+    """The per-layer table of a low-rank search and its end-to-end figures."""
+    rows = [{"layer": c["layer"], "op": c["op"], "method": c["method"],
+             "rank": c["rank"] or "-",
+             "MACs": f"{_fmt(c['macs_before'])} -> {_fmt(c['macs_after'])}",
+             "layer ms": f"{c['ms_before']:.3f} -> {c['ms_after']:.3f}",
+             "speed-up": f"{c['ms_before'] / c['ms_after']:.2f}x" if c["ms_after"] else "",
+             "energy": f"{c['energy']:.3f}",
+             "response err": "" if c["response_error"] is None else
+             f"{c['response_error']:.3f}", "note": c["note"]} for c in lowrank["layers"]]
+    agreement = lowrank.get("top1_agreement")
+    head = (f"low-rank ({lowrank['budget']}): MACs {_fmt(lowrank['macs_before'])} -> "
+            f"{_fmt(lowrank['macs_after'])}, held-out top-1 agreement "
+            f"{'?' if agreement is None else f'{agreement:.2%}'}, relative output error "
+            f"{lowrank['relative_error']:.3f}")
+    if lowrank.get("accuracy_before") is not None:
+        head += f", accuracy {lowrank['accuracy_before']:.2%} -> {lowrank['accuracy_after']:.2%}"
+    if markdown:
+        return head + "\n\n" + _md_table(rows)
+    width = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]} if rows else {}
+    lines = [f"  {head}"]
+    if rows:
+        lines.append("  " + "  ".join(f"{k:<{width[k]}}" for k in rows[0]))
+        lines += ["  " + "  ".join(f"{str(r[k]):<{width[k]}}" for k in r) for r in rows]
+    lines += [f"  note: {n}" for n in lowrank.get("notes", [])]
     return "\n".join(lines)
 
 

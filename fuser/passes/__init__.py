@@ -13,8 +13,8 @@ from fuser.passes import (  # noqa: F401  (importing registers the passes)
     fold_into_next,
     inline_constants,
 )
-from fuser.passes.lowrank import weight_only  # noqa: F401
 from fuser.passes.base import REGISTRY, Pass, PassResult, register
+from fuser.passes.lowrank import weight_only  # noqa: F401
 
 #: The exact (output-preserving) pipeline, in order. Folding into a producer comes before
 #: folding into a consumer: ``Conv -> BN -> Conv`` should fold into the first Conv, where it is

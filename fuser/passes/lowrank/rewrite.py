@@ -6,7 +6,7 @@ padding is explicit (``auto_pad`` resolved first); factors are cast back to the 
 
 | method   | nodes (Conv weight shapes, M x C/group x kh x kw)                                  |
 |----------|-------------------------------------------------------------------------------------|
-| spatial  | V[R,C,kh,1] (strides [sh,1], pads [t,0,b,0]) -> H[N,R,1,kw] (strides [1,sw], pads [0,l,0,r]) |
+| spatial  | V[R,C,kh,1] (strides [sh,1], pads [t,0,b,0]) -> H[N,R,1,kw] ([1,sw], [0,l,0,r])   |
 | channel  | W'[R,C,kh,kw] (original spatial attributes) -> P[N,R,1,1]                           |
 | tucker2  | U[R3,C,1,1] -> G[R4,R3,kh,kw] (original spatial attributes) -> O[N,R4,1,1]          |
 | cp       | [R,C,1,1] -> [R,1,kh,1] group=R -> [R,1,1,kw] group=R -> [N,R,1,1]                  |

@@ -1,0 +1,118 @@
+"""The data-aware low-rank search: allocation under a budget, the faster-only gate, and an
+end-to-end run on a trained model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fuser
+from fuser import graph as graph_io
+from fuser.errors import FuserError
+from fuser.passes.lowrank.latency import LatencyTable
+from fuser.passes.lowrank.ranks import DENSE, allocate
+from fuser.passes.lowrank.search import compress, parse_budget
+from tests.helpers import check, make_model
+
+
+def test_allocation_respects_the_budget_and_prefers_compressible_layers():
+    steep = np.array([100.0, 10, 1, 0.1, 0.01, 0.001])
+    flat = np.ones(6)
+    spectra = [steep, flat]
+    cost = lambda layer, rank: 2.0 * rank  # noqa: E731
+    options = [list(range(6, 0, -1))] * 2
+    for budget in (20, 14, 8, 5):
+        ranks = allocate(spectra, cost, [12.0, 12.0], options, budget)
+        spent = sum(12.0 if r == DENSE else cost(i, r) for i, r in enumerate(ranks))
+        assert spent <= budget
+    ranks = allocate(spectra, cost, [12.0, 12.0], options, 8)
+    assert ranks[0] < ranks[1]  # the steep spectrum gives up rank first
+
+
+def test_allocation_is_best_effort_when_the_budget_is_out_of_reach():
+    ranks = allocate([np.ones(3)], lambda layer, rank: 5.0, [4.0], [[3, 2, 1]], 1.0)
+    assert ranks == [DENSE]  # no rank is cheaper than dense: nothing to do
+
+
+@pytest.mark.parametrize("text", ["latency", "macs=0", "macs=1.5", "speed=0.5", "macs=abc"])
+def test_bad_budgets_are_refused(text):
+    with pytest.raises(FuserError, match="expected latency=F or macs=F"):
+        parse_budget(text)
+
+
+class PlantedTable(LatencyTable):
+    """A latency table where factorizing the first layer is slower than keeping it dense."""
+
+    def __init__(self, slow: str):
+        super().__init__(path=None)
+        self.slow = slow
+        self._cache = {}
+
+    def ms(self, layer, method="dense", rank=0):
+        if method == "dense":
+            return 1.0
+        return 2.0 if layer.node.outputs[0].name == self.slow else 0.1 + rank / 1000
+
+    def save(self):
+        pass
+
+
+def test_a_planted_slow_rewrite_is_never_chosen(rng):
+    model = make_model("""
+        g (float[N,16,8,8] x) => (float[N,16,8,8] y) {
+            a = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W1)
+            r = Relu(a)
+            y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(r, W2)
+        }""", rng, W1=(16, 16, 3, 3), W2=(16, 16, 3, 3))
+    calibration = [{"x": rng.standard_normal((4, 16, 8, 8)).astype(np.float32)}
+                   for _ in range(4)]
+    out, result = compress(model, calibration, budget="macs=0.5", table=PlantedTable("a"))
+    by_layer = {c.layer: c for c in result.layers}
+    assert by_layer["a"].method == "dense"
+    assert by_layer["a"].note == "no rank is faster than the dense layer"
+    assert by_layer["y"].method == "channel" and by_layer["y"].rank > 0
+    check(out)
+    assert graph_io.op_histogram(out) == {"Conv": 3, "Relu": 1}
+
+
+@pytest.fixture(scope="module")
+def trained_vgg():
+    pytest.importorskip("torch")
+    from fuser.frontends import torch as torch_frontend
+    from fuser.models import digits
+
+    data = digits.load(32)
+    model = torch_frontend.export(digits.load_trained("digits_vgg"), (1, 1, 32, 32)).model
+    return model, data
+
+
+@pytest.mark.parametrize("reconstruction", ["asymmetric", "pca"])
+def test_a_modest_budget_keeps_the_trained_models_predictions(trained_vgg, reconstruction,
+                                                               tmp_path, monkeypatch):
+    monkeypatch.setenv("FUSER_CACHE", str(tmp_path))
+    model, data = trained_vgg
+    calibration = [{"input": data.train_x[i:i + 32]} for i in range(0, 192, 32)]
+    lossy = fuser.api.LowRank(calibration, budget="macs=0.6", reconstruction=reconstruction)
+    out, report = fuser.optimize(model, lossy=lossy)
+    lowrank = report.lowrank
+    assert lowrank["macs_after"] <= 0.6 * lowrank["macs_before"]
+    assert lowrank["top1_agreement"] >= 0.97
+    assert any(c["method"] == "channel" for c in lowrank["layers"])
+    check(out)
+    from fuser import runtime
+
+    logits = runtime.run(out, {"input": data.test_x})["output"]
+    assert np.mean(logits.argmax(1) == data.test_y) >= 0.97  # the original: 100 %
+    assert (tmp_path / "latency.json").exists()  # the latency table is cached
+
+
+def test_cli_needs_calibration_for_lossy(tmp_path, capsys, rng):
+    from fuser.cli import main
+
+    model = make_model("g (float[N,4] x) => (float[N,4] y) { y = Relu(x) }", rng)
+    graph_io.save(model, tmp_path / "m.onnx")
+    args = ["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"), "--no-bench"]
+    assert main([*args, "--lossy", "lowrank"]) == 2
+    assert "needs --calibration" in capsys.readouterr().err
+    assert main([*args, "--calibration", "x.npz"]) == 2
+    assert "needs --lossy lowrank" in capsys.readouterr().err
