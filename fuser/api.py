@@ -49,7 +49,7 @@ class LowRank:
 
     calibration: Sequence[Mapping]
     budget: str = "latency=0.5"
-    max_accuracy_drop: float | None = None
+    max_accuracy_drop: float | None = 0.01
     labels: object = None
     reconstruction: str = "asymmetric"
     batch: int = 1

@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     lossy.add_argument("--budget", default="latency=0.5",
                        help="latency=F or macs=F: the whole model's cost as a fraction")
     lossy.add_argument("--max-accuracy-drop", type=float,
-                       help="back off layers until held-out top-1 agreement drops <= this")
+                       help="back off layers until the held-out top-1 agreement drops by at "
+                            "most this (default 0.01 with --lossy; 1 turns the check off)")
     lossy.add_argument("--reconstruction", choices=("asymmetric", "pca"), default="asymmetric")
     opt.add_argument("--external-data", action="store_true",
                      help="write weights to OUTPUT.data (automatic past 2 GB)")

@@ -274,7 +274,8 @@ def _lossy(args: argparse.Namespace, source: Path):
     batches = inputs.load_batches(args.calibration, model, shapes, max_batches=count)
     from fuser.providers import physical_cores
 
-    return api.LowRank(batches, budget=args.budget, max_accuracy_drop=args.max_accuracy_drop,
+    drop = 0.01 if args.max_accuracy_drop is None else args.max_accuracy_drop
+    return api.LowRank(batches, budget=args.budget, max_accuracy_drop=drop,
                        reconstruction=args.reconstruction,
                        threads=args.threads or physical_cores())
 

@@ -1,7 +1,8 @@
 """PassManager: runs an ordered list of passes to a fixed point, with checks and dumps.
 
 One *sweep* runs every pass once, in order. Sweeps repeat until one rewrites nothing (the
-fixed point) or ``max_steps`` sweeps ran. After a pass that changed the graph, dead nodes are
+fixed point) or ``max_steps`` sweeps ran. Lossy passes run in the first sweep only: run again,
+they would factorize their own factors. After a pass that changed the graph, dead nodes are
 removed and the nodes re-sorted (``cleanup().toposort()``). With ``check_each`` the model is
 exported and checked after every pass, so a broken graph is blamed on the pass that broke it.
 """
@@ -61,6 +62,8 @@ class PassManager:
             for index, pass_ in enumerate(self.passes):
                 if self.max_applications is not None and len(records) >= self.max_applications:
                     return records
+                if pass_.lossy and sweep > 1:
+                    continue  # a lossy pass runs once: again, it would compress its own output
                 record = self._apply(pass_, index, sweep, graph)
                 records.append(record)
                 changed |= record.rewrites > 0

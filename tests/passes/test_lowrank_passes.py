@@ -86,3 +86,13 @@ def test_shared_weight_is_not_factorized(rng):
     out, result = apply(model, "lowrank-channel")
     assert result.rewrites == 0 and result.skipped == {
         "weight 'W' of Conv -> 'y' is shared": 1, "weight 'W' of Conv -> 'z' is shared": 1}
+
+
+def test_a_lossy_pass_runs_once_in_the_pipeline(conv):
+    """Re-running it would factorize its own factors (MACs shrinking sweep after sweep)."""
+    import fuser
+
+    out, report = fuser.optimize(conv, ["lowrank-channel"], validate=False)
+    assert report.rewrites("lowrank-channel") == 1
+    assert {r.sweep for r in report.passes if r.name == "lowrank-channel"} == {1}
+    assert ops(out) == {"Conv": 2}

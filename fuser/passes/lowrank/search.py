@@ -15,7 +15,8 @@
    or two Gemm/MatMul.
 6. Verification on held-out calibration batches (top-1 agreement with the original, or
    accuracy with labels); with ``max_accuracy_drop``, the layer with the largest response
-   error goes back to dense until the drop is within bounds.
+   error gets twice its rank (or goes back to dense) until the drop is within bounds. The
+   budget is then a target, not a promise: the report shows what was reached.
 """
 
 from __future__ import annotations
@@ -162,9 +163,11 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
         if max_accuracy_drop is None or drop <= max_accuracy_drop or not any(ranks):
             break
         worst = max((e, i) for i, e in enumerate(errors) if ranks[i] != DENSE)[1]
-        backed_off.append(keys[worst])
-        ranks[worst] = DENSE
-        notes.append(f"backed off {keys[worst]} (response error {errors[worst]:.3f})")
+        before, ranks[worst] = ranks[worst], _back_off(ranks[worst], options[worst])
+        backed_off.append(layers[worst].name)
+        notes.append(f"backed off {layers[worst].name}: rank {before} -> "
+                     f"{ranks[worst] or 'dense'} (response error {errors[worst]:.3f}, "
+                     f"accuracy drop {drop:.3f})")
     layer_choices = []
     for i, layer in enumerate(layers):
         method = _method(layer) if ranks[i] != DENSE else "dense"
@@ -178,6 +181,12 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     return result, Compression(
         budget, layer_choices, total_macs, graph_io.mac_count(result) or 0, agreement,
         relative, acc_before, acc_after, backed_off, time.perf_counter() - started, notes)
+
+
+def _back_off(rank: int, options: list[int]) -> int:
+    """Double the rank, within the ranks that stay faster than dense; else keep it dense."""
+    larger = [r for r in options if r >= 2 * rank]
+    return min(larger) if larger else DENSE
 
 
 def _layers(model: onnx.ModelProto) -> list[Layer]:
