@@ -10,7 +10,7 @@ install: $(VENV)/bin/python
 	$(PIP) -e '.[torch,keras]'
 
 install-test: $(VENV)/bin/python
-	$(PIP) -e '.[torch,keras,test]'
+	$(PIP) -e '.[torch,keras,test,bench]'
 
 demo: install
 	$(VENV)/bin/onnx-fuser demo
