@@ -8,7 +8,7 @@ ORT_ENABLE_ALL measured against the original in the same interleaved run (batch 
 accuracy on the held-out and the jittered split, top-1 agreement with the original, search
 time. Writes benchmarks/LOWRANK.md and benchmarks/lowrank_pareto.png.
 
-Methods: ``asymmetric`` and ``pca`` are the data-aware search (calibration: 256 training
+Methods: ``asymmetric`` and ``pca`` are the data-aware search (calibration: 512 training
 images, unlabeled, the last 128 held out) under a MAC or latency budget, with the default
 accuracy guard (held-out top-1 agreement drop at most 1 %); ``spatial`` and ``channel`` are the
 weight-only passes at a per-layer MAC fraction (no data).

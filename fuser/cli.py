@@ -77,13 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     lossy = opt.add_argument_group("lossy low-rank stage (after the exact pipeline)")
     lossy.add_argument("--lossy", choices=("lowrank",), help="run the low-rank search")
     lossy.add_argument("--calibration", metavar="DATA",
-                       help="unlabeled inputs: a .npz, NAME=file.npy, or a folder of images")
+                       help="inputs: a .npz (an optional 'labels' array turns the agreement "
+                            "check into an accuracy check), NAME=file.npy, or an image folder")
     lossy.add_argument("--calibration-batch", type=int, default=16,
                        help="samples per calibration batch (default 16)")
     lossy.add_argument("--calibration-samples", type=int, default=256,
                        help="calibration samples used at most (default 256)")
     lossy.add_argument("--budget", default="latency=0.5",
-                       help="latency=F or macs=F: the whole model's cost as a fraction")
+                       help="latency=F or macs=F (the whole model's cost as a fraction), or "
+                            "accuracy=D (as fast as a top-1 drop of at most D allows)")
     lossy.add_argument("--max-accuracy-drop", type=float,
                        help="back off layers until the held-out top-1 agreement drops by at "
                             "most this (default 0.01 with --lossy; 1 turns the check off)")

@@ -275,9 +275,26 @@ def _lossy(args: argparse.Namespace, source: Path):
     from fuser.providers import physical_cores
 
     drop = 0.01 if args.max_accuracy_drop is None else args.max_accuracy_drop
-    return api.LowRank(batches, budget=args.budget, max_accuracy_drop=drop,
+    labels = _calibration_labels(args.calibration, sum(len(next(iter(b.values())))
+                                                      for b in batches))
+    return api.LowRank(batches, budget=args.budget, max_accuracy_drop=drop, labels=labels,
                        reconstruction=args.reconstruction,
                        threads=args.threads or physical_cores())
+
+
+def _calibration_labels(path: str, count: int):
+    """A ``labels`` array stored in a calibration ``.npz`` (one per sample), if any."""
+    import numpy as np
+
+    if not str(path).endswith(".npz"):
+        return None
+    with np.load(path) as data:
+        if "labels" not in data.files:
+            return None
+        labels = data["labels"]
+    if labels.ndim != 1 or len(labels) < count:
+        raise FuserError(f"{path}: 'labels' must hold one label per sample ({count} used)")
+    return labels[:count]
 
 
 def _shapes(args: argparse.Namespace, model: onnx.ModelProto, batch: int) -> dict:

@@ -165,6 +165,8 @@ def _load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
             arrays = {k: data[k] for k in data.files}
     except Exception as exc:
         raise FuserError(f"{path}: not a readable .npz file ({exc})") from exc
+    if "labels" in arrays and all(s.name != "labels" for s in specs):
+        del arrays["labels"]  # labels ride along in calibration files (low-rank check)
     if len(specs) == 1 and len(arrays) == 1:
         return {specs[0].name: next(iter(arrays.values()))}
     missing = [s.name for s in specs if s.name not in arrays]

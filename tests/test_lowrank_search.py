@@ -3,6 +3,8 @@ end-to-end run on a trained model."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -36,7 +38,7 @@ def test_allocation_is_best_effort_when_the_budget_is_out_of_reach():
 
 @pytest.mark.parametrize("text", ["latency", "macs=0", "macs=1.5", "speed=0.5", "macs=abc"])
 def test_bad_budgets_are_refused(text):
-    with pytest.raises(FuserError, match="expected latency=F or macs=F"):
+    with pytest.raises(FuserError, match="expected latency=F, macs=F or accuracy=D"):
         parse_budget(text)
 
 
@@ -116,3 +118,20 @@ def test_cli_needs_calibration_for_lossy(tmp_path, capsys, rng):
     assert "needs --calibration" in capsys.readouterr().err
     assert main([*args, "--calibration", "x.npz"]) == 2
     assert "needs --lossy lowrank" in capsys.readouterr().err
+
+
+def test_cli_lowrank_with_labels_and_an_accuracy_budget(trained_vgg, tmp_path, capsys):
+    from fuser.cli import main
+
+    model, data = trained_vgg
+    graph_io.save(model, tmp_path / "vgg.onnx")
+    np.savez(tmp_path / "calib.npz", input=data.train_x[:256], labels=data.train_y[:256])
+    code = main(["optimize", str(tmp_path / "vgg.onnx"), "-o", str(tmp_path / "out.onnx"),
+                 "--no-bench", "--lossy", "lowrank", "--calibration",
+                 str(tmp_path / "calib.npz"), "--budget", "accuracy=0.01", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["lowrank"]["passed"]
+    lowrank = report["lowrank"]
+    assert lowrank["accuracy_before"] - lowrank["accuracy_after"] <= 0.01
+    assert lowrank["macs_after"] < lowrank["macs_before"]
+    assert any(c["method"] == "channel" for c in lowrank["layers"])

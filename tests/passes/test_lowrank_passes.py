@@ -29,7 +29,7 @@ def test_lowrank_passes_are_lossy_and_not_default():
 
 @pytest.mark.parametrize("name", list(NODES))
 def test_conv_is_factorized_within_the_mac_fraction(conv, rng, name):
-    out, result = apply(conv, name, fraction=0.5)
+    out, result = apply(conv, name, fraction=0.5, measure=False)
     assert result.rewrites == 1, result.skipped
     assert ops(out) == {"Conv": NODES[name]}
     check(out)
@@ -43,7 +43,7 @@ def test_conv_is_factorized_within_the_mac_fraction(conv, rng, name):
 
 
 def test_energy_one_keeps_everything_and_so_saves_nothing(conv):
-    out, result = apply(conv, "lowrank-channel", energy=1.0)
+    out, result = apply(conv, "lowrank-channel", energy=1.0, measure=False)
     assert result.rewrites == 0 and ops(out) == {"Conv": 1}
     (reason,) = result.skipped
     assert "less than 10%" in reason
@@ -57,7 +57,7 @@ def test_svd_pass_factorizes_gemm_and_1x1_conv(rng):
             f = Flatten(p)
             y = Gemm<transB=1>(f, W2, B2)
         }""", rng, W1=(64, 64, 1, 1), W2=(48, 64), B2=(48,))
-    out, result = apply(model, "lowrank-svd", fraction=0.4)
+    out, result = apply(model, "lowrank-svd", fraction=0.4, measure=False)
     assert result.rewrites == 2
     assert ops(out) == {"Conv": 2, "Gemm": 2, "GlobalAveragePool": 1, "Flatten": 1}
     check(out)
@@ -92,7 +92,43 @@ def test_a_lossy_pass_runs_once_in_the_pipeline(conv):
     """Re-running it would factorize its own factors (MACs shrinking sweep after sweep)."""
     import fuser
 
-    out, report = fuser.optimize(conv, ["lowrank-channel"], validate=False)
+    out, report = fuser.optimize(conv, ["lowrank-channel"], validate=False,
+                                 options={"lowrank-channel": {"measure": False}})
     assert report.rewrites("lowrank-channel") == 1
     assert {r.sweep for r in report.passes if r.name == "lowrank-channel"} == {1}
     assert ops(out) == {"Conv": 2}
+
+
+def test_a_rewrite_that_onnxruntime_runs_slower_is_not_made(conv, monkeypatch):
+    from fuser.passes.lowrank import latency
+
+    monkeypatch.setattr(latency.LatencyTable, "ms",
+                        lambda self, layer, method="dense", rank=0: 1.0 if method == "dense"
+                        else 1.5)
+    out, result = apply(conv, "lowrank-cp", fraction=0.5)
+    assert result.rewrites == 0 and ops(out) == {"Conv": 1}
+    (reason,) = result.skipped
+    assert "is not faster on onnxruntime (1.500 ms vs 1.000 ms)" in reason
+
+
+def test_measured_rewrites_on_a_large_layer(rng):
+    """A VGG-sized layer: the factorized form really is faster, and the pass says so."""
+    model = make_model("""
+        g (float[1,128,28,28] x) => (float[1,128,28,28] y) {
+            y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W)
+        }""", rng, W=(128, 128, 3, 3))
+    out, result = apply(model, "lowrank-spatial", fraction=0.3)
+    assert result.rewrites == 1 and ops(out) == {"Conv": 2}
+    assert "accuracy unverified" in result.notes[-1]
+
+
+def test_vbmf_picks_the_rank_of_a_low_rank_weight(rng):
+    from fuser.passes.lowrank.vbmf import vbmf_rank
+
+    left, right = rng.standard_normal((16, 4)), rng.standard_normal((4, 144))
+    weight = (left @ right * 3 + rng.standard_normal((16, 144)) * 0.1).reshape(16, 16, 3, 3)
+    model = make_model(CONV, rng, W=weight.astype(np.float32), B=(16,))
+    out, result = apply(model, "lowrank-channel", vbmf=True, measure=False)
+    assert vbmf_rank(weight.reshape(16, -1)) == 4
+    assert result.rewrites == 1 and "channel rank 4," in result.notes[0]
+    assert vbmf_rank(rng.standard_normal((30, 40))) == 0  # pure noise has no signal rank

@@ -23,7 +23,6 @@ import onnx_graphsurgeon as gs
 from fuser import graph as graph_io
 from fuser import runtime
 from fuser.passes._match import Names
-from fuser.passes.lowrank import factorize
 from fuser.passes.lowrank.layers import Layer
 from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
 
@@ -99,6 +98,23 @@ class LatencyTable:
         return float(np.median(times) * 1e3)
 
 
+def factor_shapes(method: str, shape: tuple[int, ...],
+                  rank: int | tuple[int, int]) -> list[tuple[int, ...]]:
+    """Weight shapes of a factorized form (see ``rewrite``)."""
+    if len(shape) == 2:
+        n, k = shape
+        return [(rank, k), (n, rank)]
+    n, c, kh, kw = shape
+    if method == "channel":
+        return [(rank, c, kh, kw), (n, rank, 1, 1)]
+    if method == "spatial":
+        return [(rank, c, kh, 1), (n, rank, 1, kw)]
+    if method == "tucker2":
+        r_in, r_out = rank
+        return [(r_in, c, 1, 1), (r_out, r_in, kh, kw), (n, r_out, 1, 1)]
+    return [(rank, c, 1, 1), (rank, 1, kh, 1), (rank, 1, 1, kw), (n, rank, 1, 1)]  # cp
+
+
 def _isolated(layer: Layer, method: str, rank: int, batch: int) -> onnx.ModelProto:
     """A one-layer model: the layer's input shape (batch ``batch``) -> dense or factorized."""
     rng = np.random.default_rng(0)
@@ -123,13 +139,12 @@ def _isolated(layer: Layer, method: str, rank: int, batch: int) -> onnx.ModelPro
     graph = gs.Graph(nodes=[node], inputs=[x], outputs=[y], opset=17)
     if method != "dense":
         names = Names(graph)
+        shapes = factor_shapes(method, w.shape, rank)
+        factors = [rng.standard_normal(shape) for shape in shapes]  # values do not matter
         if layer.is_conv:
-            factors = {"channel": factorize.channel_svd, "spatial": factorize.spatial_svd
-                       }[method](w.astype(np.float64), rank)
-            replace_conv(graph, node, method, factors.weights, None, layer.geometry, names)
+            replace_conv(graph, node, method, factors, None, layer.geometry, names)
         else:
-            factors = factorize.svd_matrix(w.astype(np.float64), rank)
-            replace_matmul(graph, node, *factors.weights, None, names)
+            replace_matmul(graph, node, *factors, None, names)
         graph.cleanup().toposort()
     model = graph_io.to_model(graph)
     model.ir_version = 8

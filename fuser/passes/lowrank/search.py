@@ -81,15 +81,20 @@ class Compression:
         return dataclasses.asdict(self)
 
 
+#: ``accuracy=D`` aims at this latency fraction and backs off until the drop is at most D.
+ACCURACY_TARGET = 0.3
+
+
 def parse_budget(text: str) -> tuple[str, float]:
-    """``"latency=0.5"`` or ``"macs=0.3"`` -> ``(kind, fraction)``."""
+    """``"latency=0.5"``, ``"macs=0.3"`` or ``"accuracy=0.01"`` -> ``(kind, value)``."""
     kind, _, value = text.partition("=")
     try:
         fraction = float(value)
     except ValueError:
         fraction = -1.0
-    if kind not in ("latency", "macs") or not 0 < fraction <= 1:
-        raise FuserError(f"--budget {text!r}: expected latency=F or macs=F with 0 < F <= 1")
+    if kind not in ("latency", "macs", "accuracy") or not 0 < fraction <= 1:
+        raise FuserError(f"--budget {text!r}: expected latency=F, macs=F or accuracy=D "
+                         "with 0 < F, D <= 1")
     return kind, fraction
 
 
@@ -104,21 +109,29 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
         calibration: feed dicts; the last quarter (at least one batch when there are two or
             more) is held out for the end-to-end check.
         budget: ``macs=F`` or ``latency=F``: the whole model's MACs or onnxruntime latency
-            as a fraction of the original.
+            as a fraction of the original; ``accuracy=D``: aim at latency
+            ``ACCURACY_TARGET`` and back off until the drop is at most D.
         max_accuracy_drop: back off layers until the held-out top-1 agreement (or accuracy,
-            with ``labels`` for the held-out samples) drops by at most this much.
+            with ``labels``) drops by at most this much.
+        labels: one label per calibration sample, in order (the held-out ones are used).
         reconstruction: ``asymmetric`` (default) or ``pca``.
         speed_margin: keep a rewrite only if its measured layer latency is at least this
             fraction below the dense layer's.
     """
     started = time.perf_counter()
     kind, fraction = parse_budget(budget)
+    if kind == "accuracy":  # as fast as the accuracy allows: aim low, back off
+        kind, fraction, max_accuracy_drop = "latency", ACCURACY_TARGET, fraction
     if reconstruction not in ("asymmetric", "pca"):
         raise FuserError(f"reconstruction must be asymmetric or pca, not {reconstruction!r}")
     if not calibration:
         raise FuserError("low-rank compression needs calibration data")
     split = max(1, len(calibration) * 3 // 4) if len(calibration) > 1 else 1
     fit, held = list(calibration[:split]), list(calibration[split:]) or list(calibration)
+    if labels is not None:
+        sizes = [len(next(iter(b.values()))) for b in calibration]
+        labels = np.asarray(labels)[sum(sizes[:split]) if len(calibration) > 1 else 0:
+                                    sum(sizes)]
     table = table or LatencyTable(batch=batch, threads=threads)
     layers = _layers(model)
     keys = [layer.node.outputs[0].name for layer in layers]

@@ -3,9 +3,12 @@
 These need no data, so their accuracy cost is unverified: on trained nets weight spectra are
 flat and a rank that keeps most weight energy can still hurt accuracy (``lowrank`` with
 calibration data is the recommended path). Each layer's rank is the largest whose MACs are
-at most ``fraction`` of the dense layer's, or, with ``energy``, the smallest that keeps that
-fraction of the weight spectrum's energy. A layer is left alone when the form would not cut
-its MACs by at least ``min_saving``.
+at most ``fraction`` of the dense layer's; with ``energy``, the smallest that keeps that
+fraction of the weight spectrum's energy; with ``vbmf``, the EVBMF estimate (``vbmf``). A
+layer is left alone when the form would not cut its MACs by at least ``min_saving``, or when
+(``measure``, the default) onnxruntime does not run the factorized layer at least
+``speed_margin`` faster than the dense one (``latency.LatencyTable``): a rewrite, CP's
+depthwise form included, is never made where it is slower.
 
 | pass               | rewrites                                  | factorization (``factorize``) |
 |--------------------|-------------------------------------------|-------------------------------|
@@ -26,8 +29,10 @@ import onnx_graphsurgeon as gs
 from fuser.passes._match import Names, Skip, describe
 from fuser.passes.base import Pass, PassResult, register
 from fuser.passes.lowrank import factorize
+from fuser.passes.lowrank.latency import LatencyTable
 from fuser.passes.lowrank.layers import Layer, candidates
 from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
+from fuser.passes.lowrank.vbmf import vbmf_rank
 
 
 def _energy_rank(values: np.ndarray, energy: float) -> int:
@@ -42,10 +47,12 @@ class WeightOnlyLowRank(Pass):
     method: ClassVar[str]
 
     def __init__(self, fraction: float = 0.5, energy: float | None = None,
-                 min_saving: float = 0.1) -> None:
+                 vbmf: bool = False, min_saving: float = 0.1, measure: bool = True,
+                 speed_margin: float = 0.05) -> None:
         if not 0 < fraction <= 1 or (energy is not None and not 0 < energy <= 1):
             raise ValueError("fraction and energy must be in (0, 1]")
-        self.fraction, self.energy, self.min_saving = fraction, energy, min_saving
+        self.fraction, self.energy, self.vbmf = fraction, energy, vbmf
+        self.min_saving, self.measure, self.speed_margin = min_saving, measure, speed_margin
 
     def run(self, graph: gs.Graph) -> PassResult:
         result = PassResult()
@@ -53,6 +60,7 @@ class WeightOnlyLowRank(Pass):
         layers, skipped = candidates(graph)
         for reason, count in skipped.items():
             result.skipped[reason] += count
+        table = LatencyTable() if self.measure else None
         for layer in layers:
             try:
                 self._applies(layer)
@@ -61,16 +69,28 @@ class WeightOnlyLowRank(Pass):
             except Skip as reason:
                 result.skip(str(reason))
                 continue
-            dense, low = layer.macs(), layer.macs(self.method_for(layer), factors.rank)
+            method = self.method_for(layer)
+            dense, low = layer.macs(), layer.macs(method, factors.rank)
             if low > (1 - self.min_saving) * dense:
                 result.skip(f"{describe(layer.node)}: rank {factors.rank} saves "
                             f"{1 - low / dense:.0%} of MACs, less than {self.min_saving:.0%}")
                 continue
+            if table is not None:
+                fast, slow = table.ms(layer, method, factors.rank), table.ms(layer)
+                if fast > (1 - self.speed_margin) * slow:
+                    result.skip(f"{describe(layer.node)}: {method} rank {factors.rank} is not "
+                                f"faster on onnxruntime ({fast:.3f} ms vs {slow:.3f} ms)")
+                    continue
             flushed = self._replace(graph, layer, factors, names)
             result.stats["denormals flushed"] += flushed
-            result.rewrote(f"{describe(layer.node)}: {self.method_for(layer)} rank "
+            result.rewrote(f"{describe(layer.node)}: {method} rank "
                            f"{factors.rank}, MACs {dense:,} -> {low:,}, weight energy "
                            f"{factors.energy:.3f}")
+        if table is not None:
+            table.save()
+        if result.rewrites:
+            result.notes.append("weight-only ranks: accuracy unverified (use --lossy lowrank "
+                                "with calibration data to check it)")
         return result
 
     def method_for(self, layer: Layer) -> str:
@@ -82,6 +102,9 @@ class WeightOnlyLowRank(Pass):
 
     def _rank(self, layer: Layer) -> int | tuple[int, int]:
         method = self.method_for(layer)
+        if self.vbmf and method != "cp":
+            ranks = tuple(max(vbmf_rank(m), 1) for m in _unfoldings(layer, method))
+            return ranks if method == "tucker2" else ranks[0]
         if self.energy is not None and method != "cp":
             spectrum = _spectrum(layer, method)
             if method == "tucker2":
@@ -115,16 +138,21 @@ class WeightOnlyLowRank(Pass):
         return replace_matmul(graph, layer.node, a, b, bias, names, layer.weight_on_left)
 
 
-def _spectrum(layer: Layer, method: str) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+def _unfoldings(layer: Layer, method: str) -> list[np.ndarray]:
+    """The matrices whose spectra set the rank(s): one, or (input, output) for Tucker-2."""
     w = layer.weight
     if method == "spatial":
         n, c, kh, kw = w.shape
-        return np.linalg.svd(w.transpose(1, 2, 0, 3).reshape(c * kh, n * kw), compute_uv=False)
+        return [w.transpose(1, 2, 0, 3).reshape(c * kh, n * kw)]
     if method == "tucker2":
         n, c = w.shape[:2]
-        return (np.linalg.svd(w.transpose(1, 0, 2, 3).reshape(c, -1), compute_uv=False),
-                np.linalg.svd(w.reshape(n, -1), compute_uv=False))
-    return np.linalg.svd(w.reshape(w.shape[0], -1), compute_uv=False)
+        return [w.transpose(1, 0, 2, 3).reshape(c, -1), w.reshape(n, -1)]
+    return [w.reshape(w.shape[0], -1)]
+
+
+def _spectrum(layer: Layer, method: str) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    values = [np.linalg.svd(m, compute_uv=False) for m in _unfoldings(layer, method)]
+    return tuple(values) if method == "tucker2" else values[0]
 
 
 @register
