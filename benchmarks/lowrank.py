@@ -2,8 +2,8 @@
 
     python -m benchmarks.lowrank [--quick] [--models digits_vgg ...] [--threads 2]
 
-For each trained digits model (and ``digits_vgg_wide``, trained here on first use and cached
-under ~/.cache/fuser, too large to commit), each method and budget: MAC ratio, speed-up at
+For each trained digits model (and the wider ``digits_vgg_wide`` and ``digits_resnet_wide``,
+trained here on first use and cached under ~/.cache/fuser, too large to commit), each method and budget: MAC ratio, speed-up at
 ORT_ENABLE_ALL measured against the original in the same interleaved run (batch 1 and 64),
 accuracy on the held-out and the jittered split, top-1 agreement with the original, search
 time. Writes benchmarks/LOWRANK.md and benchmarks/lowrank_pareto.png.
@@ -29,7 +29,11 @@ from fuser import bench, runtime
 from fuser.frontends import torch as torch_frontend
 from fuser.models import digits
 
-WIDE = ("vgg", {"depth": 11, "width": 64, "stages": 4}, 32, 20)
+#: Larger trained models: trained on first use, cached under ~/.cache/fuser (too big to commit).
+WIDE = {
+    "digits_vgg_wide": ("vgg", {"depth": 11, "width": 64, "stages": 4}, 32, 20),
+    "digits_resnet_wide": ("resnet", {"depth": 10, "width": 48, "stem_stride": 1}, 32, 20),
+}
 CONFIGS = [
     ("asymmetric", "macs=0.5"), ("asymmetric", "macs=0.35"), ("asymmetric", "macs=0.25"),
     ("asymmetric", "latency=0.6"), ("asymmetric", "latency=0.5"),
@@ -42,17 +46,17 @@ def trained(name: str):
     """A trained torch model: committed weights, or the wide VGG trained once and cached."""
     import torch
 
-    if name != "digits_vgg_wide":
+    if name not in WIDE:
         return digits.load_trained(name), 32
     from fuser.models import build
 
-    cache = Path.home() / ".cache" / "fuser" / "digits_vgg_wide.npz"
-    arch, params, size, epochs = WIDE
+    cache = Path.home() / ".cache" / "fuser" / f"{name}.npz"
+    arch, params, size, epochs = WIDE[name]
     if not cache.exists():
         net, metrics = digits.train(arch, params, size, epochs)
         cache.parent.mkdir(parents=True, exist_ok=True)
         digits.save_weights(net, cache)
-        print(f"trained digits_vgg_wide: {metrics}", flush=True)
+        print(f"trained {name}: {metrics}", flush=True)
     net = build(arch, "torch", in_channels=1, num_classes=10, **params)
     with np.load(cache) as arrays:
         net.load_state_dict({k: torch.from_numpy(arrays[k]) for k in arrays.files})
@@ -92,7 +96,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--models", nargs="+",
                         default=["digits_vgg", "digits_resnet", "digits_se_resnet",
-                                 "digits_vgg_wide"])
+                                 "digits_vgg_wide", "digits_resnet_wide"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1, help="batch the latency budget targets")
     args = parser.parse_args()

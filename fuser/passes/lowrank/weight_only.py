@@ -21,6 +21,7 @@ depthwise form included, is never made where it is slower.
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 import numpy as np
@@ -65,7 +66,9 @@ class WeightOnlyLowRank(Pass):
             try:
                 self._applies(layer)
                 rank = self._rank(layer)
+                started = time.perf_counter()
                 factors = self._factors(layer, rank)
+                seconds = time.perf_counter() - started
             except Skip as reason:
                 result.skip(str(reason))
                 continue
@@ -85,7 +88,7 @@ class WeightOnlyLowRank(Pass):
             result.stats["denormals flushed"] += flushed
             result.rewrote(f"{describe(layer.node)}: {method} rank "
                            f"{factors.rank}, MACs {dense:,} -> {low:,}, weight energy "
-                           f"{factors.energy:.3f}")
+                           f"{factors.energy:.3f}, factorized in {seconds:.2f} s")
         if table is not None:
             table.save()
         if result.rewrites:
