@@ -227,12 +227,7 @@ def timings_text(timings: dict[str, Any], markdown: bool = False) -> str:
             f"{timings.get('threads', '?')} threads, {timings.get('cpu', '')}")
     if markdown:
         return head + "\n\n" + _md_table(rows)
-    width = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]} if rows else {}
-    lines = [f"  {head}"]
-    if rows:
-        lines.append("  " + "  ".join(f"{k:<{width[k]}}" for k in rows[0]))
-        lines += ["  " + "  ".join(f"{str(r[k]):<{width[k]}}" for k in r) for r in rows]
-    return "\n".join(lines)
+    return "\n".join([f"  {head}", *_columns(rows)])
 
 
 def lowrank_text(lowrank: dict[str, Any], markdown: bool = False) -> str:
@@ -254,13 +249,17 @@ def lowrank_text(lowrank: dict[str, Any], markdown: bool = False) -> str:
         head += f", accuracy {lowrank['accuracy_before']:.2%} -> {lowrank['accuracy_after']:.2%}"
     if markdown:
         return head + "\n\n" + _md_table(rows)
-    width = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]} if rows else {}
-    lines = [f"  {head}"]
-    if rows:
-        lines.append("  " + "  ".join(f"{k:<{width[k]}}" for k in rows[0]))
-        lines += ["  " + "  ".join(f"{str(r[k]):<{width[k]}}" for k in r) for r in rows]
-    lines += [f"  note: {n}" for n in lowrank.get("notes", [])]
-    return "\n".join(lines)
+    notes = [f"  note: {n}" for n in lowrank.get("notes", [])]
+    return "\n".join([f"  {head}", *_columns(rows), *notes])
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Rows as left-aligned text columns under a header line, indented two spaces."""
+    if not rows:
+        return []
+    width = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
+    lines = ["  " + "  ".join(f"{k:<{width[k]}}" for k in rows[0])]
+    return lines + ["  " + "  ".join(f"{str(r[k]):<{width[k]}}" for k in r) for r in rows]
 
 
 def _md_table(rows: list[dict[str, Any]]) -> str:

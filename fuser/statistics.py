@@ -1,0 +1,123 @@
+"""Model statistics for reports: op histogram, parameter count, MACs, float weights.
+
+Part of the graph adapter (``fuser.graph`` re-exports these): they read ONNX protos and
+onnx-graphsurgeon constants, never write them.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from fuser.graph import Shapes, infer_shapes
+
+
+def op_histogram(model: onnx.ModelProto) -> dict[str, int]:
+    """Count of nodes per op type in the main graph (custom domains as ``domain::Op``)."""
+    counts = collections.Counter(
+        f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+        for n in model.graph.node
+    )
+    return dict(sorted(counts.items()))
+
+
+def param_count(model: onnx.ModelProto) -> int:
+    """Number of elements in floating-point initializers (the model's trainable size)."""
+    total = 0
+    for tensor in model.graph.initializer:
+        if tensor.data_type in _FLOAT_TYPES:
+            total += math.prod(tensor.dims)
+    return total
+
+
+_FLOAT_TYPES = {
+    onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.BFLOAT16,
+}
+
+
+def mac_count(model: onnx.ModelProto, shapes: Shapes | None = None) -> int | None:
+    """Multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul for one inference.
+
+    Dynamic dimensions (a symbolic batch) count as 1, so the figure is per sample. Returns
+    ``None`` when no counted node has known shapes.
+    """
+    shapes = infer_shapes(model) if shapes is None else shapes
+    total, counted = 0, False
+    for node in model.graph.node:
+        macs = _node_macs(node, shapes)
+        if macs is not None:
+            total += macs
+            counted = True
+    return total if counted or not _has_counted_ops(model) else None
+
+
+def _has_counted_ops(model: onnx.ModelProto) -> bool:
+    return any(n.op_type in _MAC_OPS for n in model.graph.node)
+
+
+_MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+
+
+def _dims(shapes: Shapes, name: str) -> list[int] | None:
+    if name not in shapes:
+        return None
+    shape = shapes[name][1]
+    return [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+
+
+def _node_macs(node: onnx.NodeProto, shapes: Shapes) -> int | None:
+    if node.op_type not in _MAC_OPS or len(node.input) < 2:
+        return None
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    x, w = _dims(shapes, node.input[0]), _dims(shapes, node.input[1])
+    y = _dims(shapes, node.output[0])
+    if node.op_type == "Conv":
+        if w is None or y is None:
+            return None
+        return math.prod(y) * math.prod(w[1:])  # every output: C/group * kernel MACs
+    if node.op_type == "ConvTranspose":
+        if w is None or x is None:
+            return None
+        return math.prod(x) * math.prod(w[1:])  # every input pixel scatters M/group * kernel
+    if node.op_type == "Gemm":
+        if x is None or y is None:
+            return None
+        k = x[0] if attrs.get("transA", 0) else x[-1]
+        return math.prod(y) * k
+    if x is None or y is None:  # MatMul
+        return None
+    return math.prod(y) * x[-1]
+
+
+def float_weights(graph: gs.Graph) -> Iterator[gs.Constant]:
+    """Every floating-point constant of the graph (subgraphs included), once each."""
+    seen: set[int] = set()
+    for g in (graph, *graph.subgraphs(recursive=True)):
+        for tensor in g.tensors().values():
+            if isinstance(tensor, gs.Constant) and id(tensor) not in seen \
+                    and np.dtype(_np_dtype(tensor)).kind == "f":
+                seen.add(id(tensor))
+                yield tensor
+
+
+def _np_dtype(tensor: gs.Constant) -> np.dtype:
+    dtype = tensor.dtype
+    if isinstance(dtype, int):  # an onnx enum for types numpy lacks (bfloat16, float8)
+        return np.dtype("V2")
+    return np.dtype(dtype)
+
+
+def constant_view(tensor: gs.Constant) -> np.ndarray:
+    """The constant's values without a copy where possible (a read-only view of raw data)."""
+    lazy = tensor._values
+    if isinstance(lazy, gs.ir.tensor.LazyValues) and lazy.tensor.HasField("raw_data") \
+            and isinstance(lazy.dtype, np.dtype | type) \
+            and lazy.tensor.data_location != onnx.TensorProto.EXTERNAL:
+        return np.frombuffer(lazy.tensor.raw_data, dtype=np.dtype(lazy.dtype)).reshape(lazy.shape)
+    return np.asarray(tensor.values)
