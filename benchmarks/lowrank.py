@@ -3,8 +3,8 @@
     python -m benchmarks.lowrank [--quick] [--models digits_vgg ...] [--threads 2]
 
 For each trained digits model (and the wider ``digits_vgg_wide`` and ``digits_resnet_wide``,
-trained here on first use and cached under ~/.cache/fuser, too large to commit), each method and budget: MAC ratio, speed-up at
-ORT_ENABLE_ALL measured against the original in the same interleaved run (batch 1 and 64),
+trained here on first use and cached under ~/.cache/fuser, too large to commit), each method
+and budget: MAC ratio, speed-up at ORT_ENABLE_ALL measured against the original in the same interleaved run (batch 1 and 64),
 accuracy on the held-out and the jittered split, top-1 agreement with the original, search
 time. Writes benchmarks/LOWRANK.md and benchmarks/lowrank_pareto.png.
 
