@@ -6,7 +6,8 @@ For each trained digits model (and the wider ``digits_vgg_wide`` and ``digits_re
 trained here on first use and cached under ~/.cache/fuser, too large to commit), each method
 and budget: MAC ratio, speed-up at ORT_ENABLE_ALL measured against the original in the same
 interleaved run (batch 1 and 64), accuracy on the held-out and the jittered split, top-1
-agreement with the original, search time. Writes benchmarks/LOWRANK.md and benchmarks/lowrank_pareto.png.
+agreement with the original, search time. Writes benchmarks/LOWRANK.md and
+benchmarks/lowrank_pareto.png.
 
 Methods: ``asymmetric`` and ``pca`` are the data-aware search (calibration: 512 training
 images, unlabeled, the last 128 held out) under a MAC or latency budget, with the default
