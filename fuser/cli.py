@@ -89,7 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     lossy.add_argument("--max-accuracy-drop", type=float,
                        help="back off layers until the held-out top-1 agreement drops by at "
                             "most this (default 0.01 with --lossy; 1 turns the check off)")
-    lossy.add_argument("--reconstruction", choices=("asymmetric", "pca"), default="asymmetric")
+    lossy.add_argument("--reconstruction", choices=("asymmetric", "pca", "whitened"),
+                       default="asymmetric",
+                       help="asymmetric (default), pca, or whitened (whitened SVD for "
+                            "Gemm/MatMul)")
     opt.add_argument("--external-data", action="store_true",
                      help="write weights to OUTPUT.data (automatic past 2 GB)")
     _input_options(opt)

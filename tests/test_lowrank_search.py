@@ -135,3 +135,22 @@ def test_cli_lowrank_with_labels_and_an_accuracy_budget(trained_vgg, tmp_path, c
     assert lowrank["accuracy_before"] - lowrank["accuracy_after"] <= 0.01
     assert lowrank["macs_after"] < lowrank["macs_before"]
     assert any(c["method"] == "channel" for c in lowrank["layers"])
+
+
+def test_whitened_reconstruction_for_a_gemm_classifier(rng):
+    """An MLP whose hidden layer is low-rank in its inputs: whitened SVD keeps its output."""
+    basis = rng.standard_normal((64, 6))
+    calibration = [{"x": (rng.standard_normal((32, 6)) @ basis.T).astype(np.float32)}
+                   for _ in range(4)]
+    model = make_model("""
+        g (float[N,64] x) => (float[N,10] y) {
+            h = Gemm<transB=1>(x, W1, B1)
+            r = Relu(h)
+            y = Gemm<transB=1>(r, W2, B2)
+        }""", rng, W1=(128, 64), B1=(128,), W2=(10, 128), B2=(10,))
+    out, result = compress(model, calibration, budget="macs=0.5", reconstruction="whitened",
+                           table=PlantedTable("none"), max_accuracy_drop=None)
+    first = next(c for c in result.layers if c.layer == "h")
+    assert first.method == "svd" and first.response_error < 1e-3  # inputs span 6 dimensions
+    assert graph_io.op_histogram(out)["Gemm"] >= 3
+    check(out)

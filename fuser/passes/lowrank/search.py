@@ -11,8 +11,8 @@
    chosen where onnxruntime runs it slower.
 5. Factors: layer by layer in network order, Zhang's asymmetric reconstruction (each layer
    fitted to the original responses given the already-approximated inputs), or the linear
-   response-PCA solution; ONNX form: k x k conv with d filters, then 1 x 1 (``channel``),
-   or two Gemm/MatMul.
+   response-PCA solution, or activation-whitened SVD for Gemm/MatMul; ONNX form: k x k conv
+   with d filters, then 1 x 1 (``channel``), or two Gemm/MatMul.
 6. Verification on held-out calibration batches (top-1 agreement with the original, or
    accuracy with labels); with ``max_accuracy_drop``, the layer with the largest response
    error gets twice its rank (or goes back to dense) until the drop is within bounds. The
@@ -114,7 +114,8 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
         max_accuracy_drop: back off layers until the held-out top-1 agreement (or accuracy,
             with ``labels``) drops by at most this much.
         labels: one label per calibration sample, in order (the held-out ones are used).
-        reconstruction: ``asymmetric`` (default) or ``pca``.
+        reconstruction: ``asymmetric`` (default), ``pca`` (Zhang's linear solution), or
+            ``whitened`` (activation-whitened SVD for Gemm/MatMul, response PCA for Conv).
         speed_margin: keep a rewrite only if its measured layer latency is at least this
             fraction below the dense layer's.
     """
@@ -122,8 +123,9 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     kind, fraction = parse_budget(budget)
     if kind == "accuracy":  # as fast as the accuracy allows: aim low, back off
         kind, fraction, max_accuracy_drop = "latency", ACCURACY_TARGET, fraction
-    if reconstruction not in ("asymmetric", "pca"):
-        raise FuserError(f"reconstruction must be asymmetric or pca, not {reconstruction!r}")
+    if reconstruction not in ("asymmetric", "pca", "whitened"):
+        raise FuserError("reconstruction must be asymmetric, pca or whitened, not "
+                         f"{reconstruction!r}")
     if not calibration:
         raise FuserError("low-rank compression needs calibration data")
     split = max(1, len(calibration) * 3 // 4) if len(calibration) > 1 else 1
@@ -238,18 +240,23 @@ def _build(model: onnx.ModelProto, layers: list[Layer], keys: list[str], ranks: 
         graph = graph_io.to_graph(current)
         graph_io.annotate(graph, graph_io.infer_shapes(current))
         layer = next(la for la in candidates(graph)[0] if la.node.outputs[0].name == key)
-        if reconstruction == "asymmetric":
-            seen = layer_outputs(current, [key], fit)[key]
-            inputs = responses(layer, seen, samples, seed + i)
-            factors = factorize.asymmetric(layer.weight, targets[i], inputs, ranks[i])
+        if reconstruction == "whitened" and _whitenable(layer):
+            factors, fitted = _whitened(current, layer, ranks[i], fit)
         else:
-            inputs = targets[i]
-            factors = factorize.response_pca(layer.weight, inputs, ranks[i])
-        second = factors.weights[1].reshape(len(inputs), -1)
-        fitted = second @ (factors.mixing @ inputs) + factors.bias_shift[:, None]
+            if reconstruction == "asymmetric":
+                seen = layer_outputs(current, [key], fit)[key]
+                inputs = responses(layer, seen, samples, seed + i)
+                factors = factorize.asymmetric(layer.weight, targets[i], inputs, ranks[i])
+            else:  # pca, and the convolutions under "whitened"
+                inputs = targets[i]
+                factors = factorize.response_pca(layer.weight, inputs, ranks[i])
+            second = factors.weights[1].reshape(len(inputs), -1)
+            fitted = second @ (factors.mixing @ inputs) + factors.bias_shift[:, None]
         errors[i] = float(np.linalg.norm(fitted - targets[i]) / max(np.linalg.norm(targets[i]),
                                                                     1e-30))
-        bias = factors.bias_shift + (layer.bias if layer.bias is not None else 0.0)
+        shift = factors.bias_shift if factors.bias_shift is not None else 0.0
+        bias = shift + (layer.bias if layer.bias is not None else 0.0)
+        bias = None if np.isscalar(bias) and bias == 0.0 else bias
         names = Names(graph)
         if layer.is_conv:
             replace_conv(graph, layer.node, "channel", factors.weights, bias, layer.geometry,
@@ -259,6 +266,22 @@ def _build(model: onnx.ModelProto, layers: list[Layer], keys: list[str], ranks: 
         graph.cleanup().toposort()
         current = graph_io.to_model(graph, template=model)
     return current, errors
+
+
+def _whitenable(layer: Layer) -> bool:
+    """Gemm/MatMul whose input rows are the samples (no transA)."""
+    return not layer.is_conv and not layer.node.attrs.get("transA", 0)
+
+
+def _whitened(current: onnx.ModelProto, layer: Layer, rank: int,
+              fit: list[Feeds]) -> tuple[factorize.Factors, np.ndarray]:
+    """Activation-whitened SVD from the layer's inputs in the approximated network."""
+    name = layer.node.inputs[0].name
+    batches = layer_outputs(current, [name], fit)[name]
+    x = np.concatenate([b.reshape(-1, b.shape[-1]) for b in batches]).T.astype(np.float64)
+    factors = factorize.whitened_svd(layer.weight, x, rank)
+    a, b = factors.weights
+    return factors, b @ (a @ x)
 
 
 def _verify(model: onnx.ModelProto, result: onnx.ModelProto, held: list[Feeds],
