@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     _configure_logging(args.verbose - args.quiet)
     try:
-        if args.command in ("optimize", "validate", "bench", "demo", "export"):
+        if args.command in ("optimize", "validate", "bench", "demo", "export", "check"):
             from fuser.commands import quiet_onnxruntime
 
             quiet_onnxruntime(args.verbose - args.quiet)
@@ -116,6 +116,22 @@ def _parser() -> argparse.ArgumentParser:
     _bench_options(bench, batch=True)
     _report_options(bench)
     bench.set_defaults(handler=commands.bench)
+
+    chk = sub.add_parser("check", help="regression check against a stored baseline (for CI)")
+    chk.add_argument("model", nargs="?", help="an .onnx file, or a folder of them")
+    chk.add_argument("--baseline", help="baseline JSON (golden outputs in the .npz beside it)")
+    chk.add_argument("--baseline-dir", help="folder mode: one BASELINE_DIR/<model>.json each")
+    chk.add_argument("--update", action="store_true", help="(re)write the baseline(s)")
+    chk.add_argument("--optimize", action="store_true",
+                     help="check fuser's exact pipeline applied to the model")
+    chk.add_argument("--torch", metavar="SPEC", help="export module:factory first")
+    chk.add_argument("--keras", metavar="SPEC", help="export a .keras/.h5 or module:factory")
+    chk.add_argument("--reference", help="a model to time against (latency ratio check)")
+    chk.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD")
+    chk.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    chk.add_argument("--json", action="store_true", help="print the results as JSON")
+    chk.add_argument("-j", "--jobs", type=int, default=1, help="models checked in parallel")
+    chk.set_defaults(handler=commands.check)
 
     lst = sub.add_parser("passes", help="list the passes")
     lst.add_argument("--json", action="store_true", help="print the list as JSON")
