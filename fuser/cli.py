@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from fuser import commands
+    from fuser import cli_check, commands
 
     parser = argparse.ArgumentParser(
         prog="onnx-fuser", description="Make trained CNNs faster by rewriting their ONNX graphs.")
@@ -131,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     chk.add_argument("--json", action="store_true", help="print the results as JSON")
     chk.add_argument("-j", "--jobs", type=int, default=1, help="models checked in parallel")
-    chk.set_defaults(handler=commands.check)
+    chk.set_defaults(handler=cli_check.check)
 
     lst = sub.add_parser("passes", help="list the passes")
     lst.add_argument("--json", action="store_true", help="print the list as JSON")
