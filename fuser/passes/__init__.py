@@ -11,6 +11,7 @@ from fuser.passes import (  # noqa: F401  (importing registers the passes)
     fold_affine,
     fold_batchnorm,
     fold_into_next,
+    fold_pad,
     inline_constants,
 )
 from fuser.passes.base import REGISTRY, Pass, PassResult, register
@@ -23,6 +24,7 @@ DEFAULT_PIPELINE: tuple[str, ...] = (
     "inline-constants",
     "eliminate-identity",
     "cancel-transposes",
+    "fold-pad-into-conv",
     "fold-batchnorm",
     "fold-affine",
     "fold-into-next-conv",
