@@ -108,19 +108,18 @@ def random_batches(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]
     """``count`` seeded batches: standard normal floats (no NaN/inf on either side for any
     sane model), integers in [0, 4) (valid indices for any non-empty axis), random bools."""
     rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(count):
-        feeds = {}
-        for spec in input_specs(model):
-            shape = shapes[spec.name]
-            if spec.dtype.kind == "f":
-                feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-            elif spec.dtype.kind == "b":
-                feeds[spec.name] = rng.integers(0, 2, shape).astype(spec.dtype)
-            else:
-                feeds[spec.name] = rng.integers(0, 4, shape).astype(spec.dtype)
-        batches.append(feeds)
-    return batches
+    specs = input_specs(model)
+    return [{spec.name: random_array(spec.dtype, shapes[spec.name], rng) for spec in specs}
+            for _ in range(count)]
+
+
+def random_array(dtype: np.dtype, shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """Standard normal floats, random bools, integers in [0, 4)."""
+    if dtype.kind == "f":
+        return rng.standard_normal(tuple(shape)).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, tuple(shape)).astype(dtype)
+    return rng.integers(0, 4, tuple(shape)).astype(dtype)
 
 
 def load_batches(source: str | Path, model: onnx.ModelProto,

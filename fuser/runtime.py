@@ -88,37 +88,35 @@ def run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], *,
     return dict(zip(names, sess.run(names, dict(feeds)), strict=True))
 
 
-_NP_OF_ORT = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
-}
-
-
 def random_feeds(model: onnx.ModelProto, rng: np.random.Generator,
                  shapes: Mapping[str, tuple[int, ...]] | None = None,
                  dynamic: int = 1) -> dict[str, np.ndarray]:
-    """Seeded inputs for every graph input: standard normal floats, small non-negative ints.
+    """Seeded inputs for every graph input (values as ``inputs.random_array``).
 
     Dynamic dimensions take ``shapes[name]`` when given, else ``dynamic``.
     """
+    from fuser import inputs
+
     shapes = dict(shapes or {})
-    initializers = {t.name for t in model.graph.initializer}
-    feeds = {}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        tensor_type = value.type.tensor_type
-        if value.name in shapes:
-            shape = tuple(shapes[value.name])
-        else:
-            shape = tuple(d.dim_value if d.HasField("dim_value") else dynamic
-                          for d in tensor_type.shape.dim)
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
-        if np.dtype(dtype).kind == "f":
-            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
-        elif np.dtype(dtype).kind == "b":
-            feeds[value.name] = rng.integers(0, 2, shape).astype(dtype)
-        else:
-            feeds[value.name] = rng.integers(0, 4, shape).astype(dtype)
-    return feeds
+    return {spec.name: inputs.random_array(spec.dtype, shapes.get(spec.name) or tuple(
+        d if isinstance(d, int) and d > 0 else dynamic for d in spec.dims), rng)
+        for spec in inputs.input_specs(model)}
+
+
+def median_ms(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], *, threads: int,
+              rounds: int = 20, level: str = "all") -> float:
+    """Median milliseconds of ``model`` on ``feeds`` after 3 warm-up runs (threads do not
+    spin between runs: see ``bench.NO_SPINNING``)."""
+    import time
+
+    from fuser.bench import NO_SPINNING
+
+    sess = session(model, level=level, threads=threads, config=NO_SPINNING)
+    for _ in range(3):
+        sess.run(None, dict(feeds))
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        sess.run(None, dict(feeds))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)

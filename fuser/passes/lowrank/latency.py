@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -85,17 +84,8 @@ class LatencyTable:
             logger.warning("latency cache not saved: %s", exc)
 
     def _time(self, model: onnx.ModelProto) -> float:
-        sess = runtime.session(model, level="all", threads=self.threads,
-                               config={"session.intra_op.allow_spinning": "0"})
         feeds = runtime.random_feeds(model, np.random.default_rng(0))
-        for _ in range(3):
-            sess.run(None, feeds)
-        times = []
-        for _ in range(self.rounds):
-            start = time.perf_counter()
-            sess.run(None, feeds)
-            times.append(time.perf_counter() - start)
-        return float(np.median(times) * 1e3)
+        return runtime.median_ms(model, feeds, threads=self.threads, rounds=self.rounds)
 
 
 def factor_shapes(method: str, shape: tuple[int, ...],

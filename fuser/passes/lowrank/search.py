@@ -155,7 +155,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
         dense = [layer.macs() for layer in layers]
         target, fixed = fraction * total_macs, total_macs - sum(dense)
     else:
-        whole = _model_ms(model, fit[0], threads)
+        whole = runtime.median_ms(model, fit[0], threads=threads)
         dense, target, fixed = dense_ms, fraction * whole, max(whole - sum(dense_ms), 0.0)
     options, choices = [], {}
     for i, layer in enumerate(layers):  # only ranks measurably faster than the dense layer
@@ -303,16 +303,3 @@ def _verify(model: onnx.ModelProto, result: onnx.ModelProto, held: list[Feeds],
         return agreement, relative, None, None
     return agreement, relative, float(np.mean(ref_top == labels)), float(
         np.mean(new_top == labels))
-
-
-def _model_ms(model: onnx.ModelProto, feeds: Feeds, threads: int, rounds: int = 20) -> float:
-    sess = runtime.session(model, level="all", threads=threads,
-                           config={"session.intra_op.allow_spinning": "0"})
-    for _ in range(3):
-        sess.run(None, dict(feeds))
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        sess.run(None, dict(feeds))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
