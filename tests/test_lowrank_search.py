@@ -77,6 +77,33 @@ def test_a_planted_slow_rewrite_is_never_chosen(rng):
     assert graph_io.op_histogram(out) == {"Conv": 3, "Relu": 1}
 
 
+@pytest.fixture
+def mac_latency(monkeypatch, tmp_path):
+    """Latency proportional to MACs, cached in ``tmp_path``: a search whose choices do not
+    depend on the machine's load (the measured gate has its own test above)."""
+    monkeypatch.setenv("FUSER_CACHE", str(tmp_path))
+    monkeypatch.setattr(LatencyTable, "_time",
+                        lambda self, model: 1e-6 * (graph_io.mac_count(model) or 0) + 1e-3)
+
+
+def test_the_latency_table_measures_once_and_caches_on_disk(rng, tmp_path):
+    model = make_model("""
+        g (float[N,16,8,8] x) => (float[N,16,8,8] y) {
+            y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W)
+        }""", rng, W=(16, 16, 3, 3))
+    from fuser.passes.lowrank.search import _layers
+
+    (layer,) = _layers(model)
+    table = LatencyTable(path=tmp_path / "latency.json", rounds=5)
+    dense, factored = table.ms(layer), table.ms(layer, "channel", 4)
+    assert dense > 0 and factored > 0 and table.measured == 2
+    assert table.ms(layer) == dense and table.measured == 2  # from memory
+    table.save()
+    again = LatencyTable(path=tmp_path / "latency.json", rounds=5)
+    assert again.ms(layer, "channel", 4) == factored and again.measured == 0  # from disk
+    assert table.ms(layer, "channel", 8) > 0 and table.measured == 3  # a new signature
+
+
 @pytest.fixture(scope="module")
 def trained_vgg():
     pytest.importorskip("torch")
@@ -90,8 +117,7 @@ def trained_vgg():
 
 @pytest.mark.parametrize("reconstruction", ["asymmetric", "pca"])
 def test_a_modest_budget_keeps_the_trained_models_predictions(trained_vgg, reconstruction,
-                                                               tmp_path, monkeypatch):
-    monkeypatch.setenv("FUSER_CACHE", str(tmp_path))
+                                                               tmp_path, mac_latency):
     model, data = trained_vgg
     calibration = [{"input": data.train_x[i:i + 32]} for i in range(0, 192, 32)]
     lossy = fuser.api.LowRank(calibration, budget="macs=0.6", reconstruction=reconstruction)
@@ -120,7 +146,8 @@ def test_cli_needs_calibration_for_lossy(tmp_path, capsys, rng):
     assert "needs --lossy lowrank" in capsys.readouterr().err
 
 
-def test_cli_lowrank_with_labels_and_an_accuracy_budget(trained_vgg, tmp_path, capsys):
+def test_cli_lowrank_with_labels_and_an_accuracy_budget(trained_vgg, tmp_path, capsys,
+                                                        mac_latency):
     from fuser.cli import main
 
     model, data = trained_vgg
