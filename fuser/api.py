@@ -3,6 +3,7 @@ find the culprit when it does not validate."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import importlib.metadata
 import time
@@ -20,6 +21,7 @@ from fuser.manager import PassManager
 from fuser.passes import DEFAULT_PIPELINE, REGISTRY, get_pass
 from fuser.passes.base import Pass
 from fuser.report import ModelStats, PassRecord, Report
+from fuser.runtime import RuntimeRefusedError
 
 _LIBRARIES = ("onnx", "onnx-graphsurgeon", "numpy", "protobuf", "onnxruntime",
               "onnxruntime-gpu")
@@ -93,7 +95,13 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
     start = time.perf_counter()
     proto = graph_io.load(model)
     seconds["load"] = time.perf_counter() - start
+    name = str(model) if not isinstance(model, onnx.ModelProto) else (proto.graph.name or "model")
+    graph_io.require_known_opsets(proto, name)
     pipeline = _pipeline(passes, skip, options or {})
+    if check:  # refuse an invalid input here, named, rather than blame the result later
+        graph_io.check(proto, name=name)
+    settings = validate if isinstance(validate, Validation) else Validation()
+    batches = _batches(proto, settings) if validate else []  # bad shapes or data: fail fast
 
     start = time.perf_counter()
     shapes = graph_io.infer_shapes(proto)
@@ -123,15 +131,19 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
 
     verdict, culprits, dropped = None, [], []
     if validate:
-        settings = validate if isinstance(validate, Validation) else Validation()
         start = time.perf_counter()
-        batches = _batches(proto, settings)
 
         def compare(candidate: onnx.ModelProto) -> validation.ValidationResult:
             return validation.validate(proto, candidate, batches=batches, atol=settings.atol,
                                        rtol=settings.rtol)
 
-        verdict = compare(result)
+        try:
+            verdict = compare(result)
+        except RuntimeRefusedError as exc:
+            raise RuntimeRefusedError(
+                f"{name}: onnxruntime cannot run it ({exc.reason}), so the result cannot be "
+                "validated: optimize without validation (--no-validate; API: validate=False)",
+                exc.reason) from exc
         verdict.inputs = settings.inputs or f"random inputs (seed {settings.seed}, " \
             f"{inputs_io.describe_shapes({k: v.shape for k, v in batches[0].items()})})"
         if not verdict.passed and on_failure != "none":
@@ -159,7 +171,6 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
         if check:
             graph_io.check(result)
     after = _stats(result, graph_io.infer_shapes(result))
-    name = str(model) if not isinstance(model, onnx.ModelProto) else (proto.graph.name or "model")
     report = Report(model=name, pipeline=[p.name for p in pipeline], passes=records,
                     before=before, after=after, seconds=seconds, fuser_version=version(),
                     libraries=library_versions(), validation=verdict,
@@ -167,7 +178,32 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
                     lowrank=compression.to_dict() if compression is not None else None)
     if compression is not None and lossy.max_accuracy_drop is not None:
         report.lowrank["passed"] = _within(compression, lossy.max_accuracy_drop)
+    report.notes.extend(_subgraph_notes(proto))
+    report.notes.extend(_repeated_names_note(proto))
     return result, report
+
+
+def _repeated_names_note(model: onnx.ModelProto) -> list[str]:
+    counts = collections.Counter(n.name for n in model.graph.node if n.name)
+    repeated = [f"'{name}' x{count}" for name, count in counts.items() if count > 1]
+    if not repeated:
+        return []
+    return [(f"node names repeat ({', '.join(repeated)}): valid ONNX, but onnxruntime refuses "
+             "such a model; fuser's sessions used unique names, the output keeps the original "
+             "ones")]
+
+
+def _subgraph_notes(model: onnx.ModelProto) -> list[str]:
+    """Say which subgraphs (If/Loop/Scan bodies) the passes left alone: they run on the main
+    graph only (a subgraph's own ops are not in the op histograms either)."""
+    holders = []
+    for node in model.graph.node:
+        inner = sum(graph_io.subgraph_node_count(a) for a in node.attribute)
+        if inner:
+            holders.append(f"{node.op_type} '{node.name or node.output[0]}' ({inner} nodes)")
+    if not holders:
+        return []
+    return [f"subgraphs left alone (passes run on the main graph only): {', '.join(holders)}"]
 
 
 def _within(compression: object, allowed: float) -> bool:

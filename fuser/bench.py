@@ -278,11 +278,13 @@ NO_SPINNING = {"session.intra_op.allow_spinning": "0"}
 
 def _sessions(models, feeds, level, threads, choice, kind, cuda_graph) -> dict:
     runners = {}
-    for name, model in models.items():
+    for index, (name, model) in enumerate(models.items()):
+        # The first model is the user's reference: onnxruntime refusing it is bad input.
         sess = runtime.session(model, level=level, threads=threads,
                                providers=list(choice.providers),
                                provider_options=[dict(o) for o in choice.provider_options],
-                               config=NO_SPINNING if threads > 1 else None)
+                               config=NO_SPINNING if threads > 1 else None,
+                               label=name if index == 0 else None)
         missing = [i.name for i in sess.get_inputs() if i.name not in feeds]
         if missing:
             raise FuserError(f"model {name!r} needs inputs {', '.join(missing)}, "

@@ -44,14 +44,11 @@ def optimize(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
     written = report.passed or args.force
     if written:
+        if not args.no_bench:  # before saving: a bad input found here leaves no output file
+            report.timings = _time_optimized(args, source, model)
         save_start = time.perf_counter()
         graph.save(model, target, external_data=True if args.external_data else None)
         report.seconds["save"] = time.perf_counter() - save_start
-        if not args.no_bench:
-            original = graph.load(source)
-            shapes = _shapes(args, original, args.batch)
-            report.timings = _benchmark(args, {"original": original, "optimized": model},
-                                        {args.batch: _one_batch(original, shapes, args.seed)})
     print(report.to_text(), file=out)
     _emit(args, report.to_dict(), report.to_markdown(), out)
     elapsed = time.perf_counter() - started
@@ -72,6 +69,20 @@ def optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_optimized(args: argparse.Namespace, source: Path, model: onnx.ModelProto) -> dict:
+    from fuser import graph
+    from fuser.runtime import RuntimeRefusedError
+
+    original = graph.load(source)
+    shapes = _shapes(args, original, args.batch)
+    try:
+        return _benchmark(args, {"original": original, "optimized": model},
+                          {args.batch: _one_batch(original, shapes, args.seed)})
+    except RuntimeRefusedError as exc:
+        raise RuntimeRefusedError(f"{source}: onnxruntime cannot run it ({exc.reason}), so it "
+                                  "cannot be timed: optimize with --no-bench", exc.reason) from exc
+
+
 def validate(args: argparse.Namespace) -> int:
     from fuser import graph, inputs, validation
 
@@ -82,7 +93,8 @@ def validate(args: argparse.Namespace) -> int:
     settings = _validation(args)
     result = validation.validate(reference, candidate, inputs=args.inputs, input_shapes=shapes,
                                batch=args.batch, count=args.batches, seed=args.seed,
-                               atol=settings.atol, rtol=settings.rtol)
+                               atol=settings.atol, rtol=settings.rtol,
+                               labels=(args.reference, args.candidate))
     out = sys.stderr if args.json else sys.stdout
     print(result.to_text(), file=out)
     _emit(args, result.to_dict(), result.to_text(), out)

@@ -57,13 +57,41 @@ def load(model: ModelLike) -> onnx.ModelProto:
         raise BadModelError(f"{path}: no such file")
     if path.is_dir():
         raise BadModelError(f"{path}: is a directory, not an ONNX file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    for signature, kind in _FOREIGN_SIGNATURES:
+        if head.startswith(signature):
+            raise BadModelError(f"{path}: {kind}, not an ONNX model (a Keras model? convert it "
+                                "first: onnx-fuser export keras FILE -o MODEL.onnx)")
     try:
         proto = onnx.load(str(path), load_external_data=True)
     except Exception as exc:  # protobuf raises DecodeError, onnx raises various
         raise BadModelError(f"{path}: not a readable ONNX model ({_first_line(exc)})") from exc
     if not proto.HasField("graph") or not proto.opset_import:
         raise BadModelError(f"{path}: not an ONNX model (no graph or no opset_import)")
+    require_known_opsets(proto, str(path))
     return proto
+
+
+#: File signatures of formats that users pass as ONNX by mistake (Keras .keras and .h5).
+_FOREIGN_SIGNATURES = ((b"PK\x03\x04", "a zip archive"), (b"\x89HDF\r\n\x1a\n", "an HDF5 file"))
+
+
+def require_known_opsets(model: onnx.ModelProto, name: str = "model") -> None:
+    """Refuse opsets of the standard domains newer than the installed onnx knows: their
+    operators' meaning is unknown to every pass, the checker and shape inference.
+
+    Raises:
+        BadModelError: naming the domain, the model's opset and the newest one onnx knows.
+    """
+    known = onnx.defs.C.schema_version_map()
+    for entry in model.opset_import:
+        domain = "" if entry.domain == "ai.onnx" else entry.domain
+        if domain in known and entry.version > known[domain][1]:
+            raise BadModelError(
+                f"{name}: opset {entry.version} of domain '{entry.domain or 'ai.onnx'}' is newer "
+                f"than onnx {onnx.__version__} supports ({known[domain][1]}); upgrade onnx or "
+                "export with an older opset")
 
 
 def save(model: onnx.ModelProto, path: str | os.PathLike, *,
@@ -143,6 +171,15 @@ def _subgraphs(attr: onnx.AttributeProto) -> list[onnx.GraphProto]:
     return []
 
 
+def subgraph_node_count(attr: onnx.AttributeProto) -> int:
+    """Nodes in the subgraphs an attribute holds (nested subgraphs included)."""
+    total = 0
+    for sub in _subgraphs(attr):
+        total += len(sub.node)
+        total += sum(subgraph_node_count(a) for node in sub.node for a in node.attribute)
+    return total
+
+
 def weights_nbytes(model: onnx.ModelProto) -> int:
     """Bytes held by the model's tensors (initializers and tensor attributes, subgraphs too)."""
     total = 0
@@ -167,11 +204,54 @@ def _first_line(exc: BaseException) -> str:
 
 
 def to_graph(model: onnx.ModelProto) -> gs.Graph:
-    """Import a model into onnx-graphsurgeon (weights stay lazy until a pass reads them)."""
+    """Import a model into onnx-graphsurgeon (weights stay lazy until a pass reads them).
+
+    Initializers that are also graph inputs: from IR version 4 on they are defaults that a
+    caller may override, so they become graph-input variables here (no pass treats them as
+    constants) and ``to_model`` restores their initializers. Before IR 4 they are constants
+    (every initializer had to be listed as an input), as onnx-graphsurgeon imports them.
+    """
     try:
-        return gs.import_onnx(model)
+        graph = gs.import_onnx(model)
     except Exception as exc:
         raise BadModelError(f"cannot import the graph: {_first_line(exc)}") from exc
+    if model.ir_version >= 4:
+        overridable = _overridable_initializers(model)
+        if overridable:
+            _inputs_as_variables(graph, model, overridable)
+    return graph
+
+
+def _overridable_initializers(model: onnx.ModelProto) -> set[str]:
+    """Names of initializers that are also graph inputs."""
+    inputs = {value.name for value in model.graph.input}
+    return {t.name for t in model.graph.initializer if t.name in inputs}
+
+
+def _inputs_as_variables(graph: gs.Graph, model: onnx.ModelProto, names: set[str]) -> None:
+    """Put the overridable initializers back as graph inputs (variables), in input order."""
+    tensors = graph.tensors()
+    inputs = []
+    for value in model.graph.input:
+        if value.name not in names:
+            inputs.append(tensors[value.name] if value.name in tensors else
+                          next(t for t in graph.inputs if t.name == value.name))
+            continue
+        constant = tensors.get(value.name)
+        tensor_type = value.type.tensor_type
+        try:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
+        except (KeyError, TypeError, ValueError):  # types numpy lacks stay onnx enums
+            dtype = tensor_type.elem_type
+        variable = gs.Variable(value.name, dtype=dtype, shape=[
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+            for d in tensor_type.shape.dim])
+        for node in list(getattr(constant, "outputs", [])):
+            for i, tensor in enumerate(node.inputs):
+                if tensor is constant:
+                    node.inputs[i] = variable
+        inputs.append(variable)
+    graph.inputs = inputs
 
 
 def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None) -> onnx.ModelProto:
@@ -197,6 +277,7 @@ def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None) -> onnx.M
         if tensor.name in large:
             tensor.CopyFrom(large[tensor.name])
     if template is not None:
+        _initializers_as_inputs(model, template)
         model.ClearField("opset_import")
         model.opset_import.extend(template.opset_import)
         model.ClearField("metadata_props")
@@ -204,6 +285,25 @@ def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None) -> onnx.M
         if template.functions and not model.functions:
             model.functions.extend(template.functions)
     return model
+
+
+def _initializers_as_inputs(model: onnx.ModelProto, template: onnx.ModelProto) -> None:
+    """Keep the template's convention for initializers listed as graph inputs.
+
+    IR >= 4: the overridable ones (graph inputs again since ``to_graph``) get their default
+    values back. IR < 4: every initializer must be a graph input (the checker insists).
+    """
+    if template.ir_version >= 4:
+        overridable = _overridable_initializers(template)
+        inputs = {value.name for value in model.graph.input}
+        model.graph.initializer.extend(t for t in template.graph.initializer
+                                       if t.name in overridable and t.name in inputs)
+        return
+    listed = {value.name for value in model.graph.input}
+    for tensor in model.graph.initializer:
+        if tensor.name not in listed:
+            model.graph.input.append(onnx.helper.make_tensor_value_info(
+                tensor.name, tensor.data_type, list(tensor.dims)))
 
 
 @contextlib.contextmanager
@@ -302,17 +402,18 @@ def _skeleton_on_disk(model: onnx.ModelProto) -> Iterator[str]:
         yield path
 
 
-def check(model: onnx.ModelProto, *, full: bool = True) -> None:
+def check(model: onnx.ModelProto, *, full: bool = True, name: str | None = None) -> None:
     """Run ``onnx.checker`` (with strict shape inference when ``full``) on any size of model.
 
     Raises:
-        BadModelError: with the checker's first line.
+        BadModelError: with the checker's first line (after ``name: `` when given).
     """
     with _skeleton_on_disk(model) as path:
         try:
             onnx.checker.check_model(path, full_check=full)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-            raise BadModelError(f"invalid model: {_first_line(exc)}") from exc
+            prefix = f"{name}: " if name else ""
+            raise BadModelError(f"{prefix}invalid model: {_first_line(exc)}") from exc
 
 
 Shapes = dict[str, tuple[int, tuple[int | str | None, ...]]]
@@ -377,5 +478,6 @@ from fuser.statistics import (  # noqa: E402
 __all__ = [
     "PROTOBUF_LIMIT", "ModelLike", "Shapes", "annotate", "check", "constant_view",
     "float_weights", "infer_shapes", "load", "mac_count", "op_histogram", "opset",
-    "param_count", "save", "skeleton", "to_graph", "to_model", "weights_nbytes", "with_outputs",
+    "param_count", "require_known_opsets", "save", "skeleton", "subgraph_node_count",
+    "to_graph", "to_model", "weights_nbytes", "with_outputs",
 ]

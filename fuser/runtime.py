@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 
 from fuser import graph as graph_io
+from fuser.errors import BadModelError
 
 #: onnxruntime's process-wide log severity as fuser last set it (onnxruntime's default: 2).
 _log_severity = 2
@@ -47,15 +48,45 @@ LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
           "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
 
+class RuntimeRefusedError(BadModelError):
+    """onnxruntime cannot load a model the user gave (unknown op, unsupported type or opset).
+
+    ``reason`` is onnxruntime's first line.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def session(model: onnx.ModelProto, *, level: str = "disable", threads: int | None = None,
             providers: list[str] | None = None, provider_options: list[dict] | None = None,
-            config: Mapping[str, str] | None = None):
+            config: Mapping[str, str] | None = None, label: str | None = None):
     """An ``onnxruntime.InferenceSession`` for ``model`` at the given optimization level.
 
     ``providers`` defaults to the CPU; ``provider_options`` (one dict per provider) is passed
     through; ``config`` entries go to ``SessionOptions.add_session_config_entry``. Which
     providers really loaded: ``session.get_providers()``.
+
+    ``label`` marks a model the user gave (not one fuser made): when onnxruntime cannot load
+    it, that is bad input, raised as :class:`RuntimeRefusedError` naming ``label``. Without a
+    label onnxruntime's exception propagates (for fuser's own output it is a bug).
     """
+    if label is None:
+        return _session(model, level, threads, providers, provider_options, config)
+    try:
+        return _session(model, level, threads, providers, provider_options, config)
+    except Exception as exc:
+        if not type(exc).__module__.startswith("onnxruntime"):
+            raise
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        reason = lines[0] if lines else type(exc).__name__
+        reason = reason.split(" : ", 3)[-1]  # drop "[ONNXRuntimeError] : 1 : FAIL : "
+        raise RuntimeRefusedError(f"{label}: onnxruntime cannot run it ({reason})",
+                                  reason) from exc
+
+
+def _session(model, level, threads, providers, provider_options, config):
     import onnxruntime as ort
 
     providers = providers or ["CPUExecutionProvider"]
@@ -66,18 +97,54 @@ def session(model: onnx.ModelProto, *, level: str = "disable", threads: int | No
         options.intra_op_num_threads = threads
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
-    serialized = model.SerializeToString() if graph_io.weights_nbytes(model) < \
-        graph_io.PROTOBUF_LIMIT - 2**26 else None
-    if serialized is None:
-        import tempfile
+    with unique_node_names(model):
+        serialized = model.SerializeToString() if graph_io.weights_nbytes(model) < \
+            graph_io.PROTOBUF_LIMIT - 2**26 else None
+        if serialized is None:
+            import tempfile
 
-        with tempfile.TemporaryDirectory(prefix="fuser-ort-") as folder:
-            path = f"{folder}/model.onnx"
-            graph_io.save(model, path, external_data=True)
-            return ort.InferenceSession(path, options, providers=providers,
-                                        provider_options=provider_options)
+            with tempfile.TemporaryDirectory(prefix="fuser-ort-") as folder:
+                path = f"{folder}/model.onnx"
+                graph_io.save(model, path, external_data=True)
+                return ort.InferenceSession(path, options, providers=providers,
+                                            provider_options=provider_options)
     return ort.InferenceSession(serialized, options, providers=providers,
                                 provider_options=provider_options)
+
+
+@contextlib.contextmanager
+def unique_node_names(model: onnx.ModelProto) -> Iterator[dict[str, int]]:
+    """Give repeated node names a suffix for the duration of the block, then restore them.
+
+    ONNX allows repeated node names; onnxruntime refuses such a model ("two nodes with same
+    node name"). Names do not change what a model computes, so sessions see unique ones.
+    Yields ``{repeated name: how many nodes had it}``.
+    """
+    seen: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.name:
+            seen[node.name] = seen.get(node.name, 0) + 1
+    repeated = {name: count for name, count in seen.items() if count > 1}
+    if not repeated:
+        yield repeated
+        return
+    taken, renamed = set(seen), []
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.name in repeated:
+            counts[node.name] = counts.get(node.name, 0) + 1
+            if counts[node.name] > 1:
+                new, i = node.name, counts[node.name]
+                while new in taken:
+                    new, i = f"{node.name}__{i}", i + 1
+                taken.add(new)
+                renamed.append((node, node.name))
+                node.name = new
+    try:
+        yield repeated
+    finally:
+        for node, name in renamed:
+            node.name = name
 
 
 def run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], *,

@@ -10,7 +10,8 @@ An output passes when shapes match, the candidate has no NaN/inf where the refer
 none, and ``max |candidate - reference| <= atol + rtol * max |reference|`` (finite elements;
 positions that are NaN in both are ignored). The tolerance scales with the output's range,
 not element by element: folding re-associates float sums, so an element near zero may move
-by a few ulps of the output's scale.
+by a few ulps of the output's scale. For models computing in float16 or bfloat16 the
+relative tolerance is at least ``FLOOR_ULPS`` ulps of that type (see ``rtol_floor``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import onnx
 
 from fuser import graph as graph_io
 from fuser import inputs as inputs_io
@@ -106,12 +108,16 @@ def validate(reference: graph_io.ModelLike, candidate: graph_io.ModelLike, *,
              batches: Sequence[Mapping[str, np.ndarray]] | None = None,
              inputs: str | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
              batch: int = 1, count: int = 3, seed: int = 0,
-             atol: Tolerance = EXACT_ATOL, rtol: Tolerance = EXACT_RTOL) -> ValidationResult:
+             atol: Tolerance = EXACT_ATOL, rtol: Tolerance = EXACT_RTOL,
+             labels: tuple[str | None, str | None] = (None, None)) -> ValidationResult:
     """Compare two models output by output on onnxruntime (CPU, optimizations off).
 
     Inputs, in order of precedence: ``batches`` (feed dicts), ``inputs`` (a ``.npz``,
     ``name=file.npy`` list or image folder), else ``count`` seeded random batches with
     shapes from ``input_shapes`` (a symbolic first dimension takes ``batch``).
+
+    ``labels`` name the two models in messages (paths name themselves): onnxruntime refusing
+    a labelled (user-given) model raises ``RuntimeRefusedError``.
     """
     ref_model, cand_model = graph_io.load(reference), graph_io.load(candidate)
     if batches is None:
@@ -124,7 +130,11 @@ def validate(reference: graph_io.ModelLike, candidate: graph_io.ModelLike, *,
             source = f"random inputs (seed {seed}, {inputs_io.describe_shapes(shapes)})"
     else:
         source = "given inputs"
-    ref_sess, cand_sess = runtime.session(ref_model), runtime.session(cand_model)
+    # A model that onnxruntime refuses is bad input when the user gave it (the reference, or a
+    # candidate file); a candidate fuser made in memory that it refuses is a bug.
+    ref_sess = runtime.session(ref_model, label=labels[0] or _label(reference) or
+                               "the reference model")
+    cand_sess = runtime.session(cand_model, label=labels[1] or _label(candidate))
     ref_names = [o.name for o in ref_sess.get_outputs()]
     cand_names = {o.name for o in cand_sess.get_outputs()}
     collected: dict[str, tuple[list, list]] = {n: ([], []) for n in ref_names}
@@ -138,16 +148,41 @@ def validate(reference: graph_io.ModelLike, candidate: graph_io.ModelLike, *,
             if name in got:
                 collected[name][1].append(got[name])
     outputs = []
+    floor = rtol_floor(ref_model)
     for name in ref_names:
         if name not in cand_names:
             outputs.append(_missing(name, atol, rtol))
             continue
         ref, cand = collected[name]
-        outputs.append(compare(name, ref, cand, _tolerance(atol, name), _tolerance(rtol, name)))
+        outputs.append(compare(name, ref, cand, _tolerance(atol, name),
+                               max(_tolerance(rtol, name), floor)))
     samples = sum(next(iter(b.values())).shape[0] if b and next(iter(b.values())).ndim else 1
                   for b in batches)
     return ValidationResult(passed=all(o.passed for o in outputs), outputs=outputs,
                             batches=len(batches), samples=samples, inputs=source)
+
+
+#: The relative tolerance is never below this many ulps of the least precise float type the
+#: reference computes in: rounding folded float16 weights moves outputs by ~0.5 ulp per layer.
+FLOOR_ULPS = 8
+_COARSE_FLOATS = {onnx.TensorProto.FLOAT16: 2.0**-10, onnx.TensorProto.BFLOAT16: 2.0**-7}
+
+
+def rtol_floor(model: onnx.ModelProto) -> float:
+    """``FLOOR_ULPS`` ulps (machine epsilons) of the coarsest float16/bfloat16 type the model
+    holds (inputs, outputs, value infos, initializers, Cast targets); 0 for float32 models."""
+    graph = model.graph
+    types = {v.type.tensor_type.elem_type for v in [*graph.input, *graph.output,
+                                                    *graph.value_info]}
+    types.update(t.data_type for t in graph.initializer)
+    types.update(a.i for n in graph.node if n.op_type == "Cast" for a in n.attribute
+                 if a.name == "to")
+    return FLOOR_ULPS * max((_COARSE_FLOATS[t] for t in types if t in _COARSE_FLOATS),
+                            default=0.0)
+
+
+def _label(model: graph_io.ModelLike) -> str | None:
+    return None if isinstance(model, onnx.ModelProto) else str(model)
 
 
 def _missing(name: str, atol: Tolerance, rtol: Tolerance) -> OutputComparison:
