@@ -1,0 +1,84 @@
+"""Models over 2 GB (protobuf's limit): load, optimize, check and save with external data.
+
+Moved here from tests/test_graph.py and made quicker: the source's data file is written
+sparse (no 2 GB array is built, serialized or written), and the result's size is read from
+its protobuf without loading its weights. Every file is removed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+import fuser
+from fuser import graph as graph_io
+from fuser import runtime
+from tests.helpers import make_model
+
+#: just over 2 GiB of float32
+BIG = 2**29 + 2**10
+
+
+def _write_big_model(folder, rng) -> tuple[str, onnx.ModelProto]:
+    """Conv + BN next to a Slice of a 2.1 GB constant whose first values are 1, 2, 3, 4."""
+    model = make_model("""
+        g (float[N,3,8,8] x, float[4] i) => (float[N,4,8,8] y, float[4] z) {
+            c = Conv<pads=[1,1,1,1]>(x, W)
+            y = BatchNormalization(c, s, b, mean, var)
+            sl = Slice(big, st, en)
+            z = Add(sl, i)
+        }""", rng, W=(4, 3, 3, 3), s=(4,), b=(4,), mean=(4,), var=(4,),
+        st=np.array([0]), en=np.array([4]), big=np.zeros((4,), np.float32))
+    small = onnx.ModelProto()
+    small.CopyFrom(model)  # the same model with a 4-element 'big', for the reference outputs
+    small.graph.initializer[-1].CopyFrom(
+        onnx.numpy_helper.from_array(np.arange(1, 5, dtype=np.float32), "big"))
+    big = model.graph.initializer[-1]
+    big.ClearField("raw_data")
+    del big.dims[:]
+    big.dims.append(BIG)
+    big.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", "big.onnx.data"), ("offset", "0"),
+                       ("length", str(4 * BIG))):
+        entry = big.external_data.add()
+        entry.key, entry.value = key, value
+    with open(os.path.join(folder, "big.onnx.data"), "wb") as data:
+        data.write(np.arange(1, 5, dtype=np.float32).tobytes())
+        data.truncate(4 * BIG)  # sparse: the rest reads as zeros
+    path = os.path.join(folder, "big.onnx")
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
+    return path, small
+
+
+@pytest.mark.slow
+def test_models_over_2gb_optimize_and_save_with_external_data(tmp_path, rng):
+    folder = tmp_path / "big"
+    folder.mkdir()
+    try:
+        source, small = _write_big_model(folder, rng)
+        out, report = fuser.optimize(source, validate=False)
+        assert report.rewrites("fold-batchnorm") == 1
+        assert report.after.ops == {"Add": 1, "Conv": 1, "Slice": 1}
+        assert graph_io.weights_nbytes(out) > 2**31
+        target = folder / "big.opt.onnx"
+        graph_io.save(out, target)
+        assert os.path.getsize(target) < 2**20
+        assert os.path.getsize(folder / "big.opt.onnx.data") >= 4 * BIG
+        header = onnx.load(str(target), load_external_data=False)
+        onnx.checker.check_model(str(target))  # the checker reads a path, weights on disk
+        assert graph_io.weights_nbytes(header) > 2**31
+        # numerics: the saved result with the same 4-element stand-in for 'big' as the original
+        for tensor in header.graph.initializer:
+            if tensor.name == "big":
+                tensor.CopyFrom(small.graph.initializer[-1])
+        feeds = runtime.random_feeds(small, rng)
+        want, got = runtime.run(small, feeds), runtime.run(header, feeds)
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5)
+    finally:
+        shutil.rmtree(folder)  # 4+ GB: do not leave it to pytest's tmp retention
