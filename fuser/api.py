@@ -117,7 +117,7 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
                               dump_dir=dump_dir if timed else None, template=proto,
                               max_applications=limit).run(graph)
         middle = time.perf_counter()
-        result = graph_io.to_model(graph, template=proto)
+        result = graph_io.to_model(graph, template=proto, free_arrays=True)  # graph dropped
         if timed:
             seconds["passes"] = middle - begin
             seconds["export"] = time.perf_counter() - middle

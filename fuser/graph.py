@@ -34,7 +34,7 @@ PROTOBUF_LIMIT = 2**31 - 1
 #: Initializers at least this large are stripped from the checker's skeleton.
 _SKELETON_KEEP_BYTES = 1024
 #: Constants at least this large are exported around onnx-graphsurgeon (see ``to_model``).
-_STAND_IN_BYTES = 256 * 2**20
+_STAND_IN_BYTES = 2**20
 #: Initializers at least this large go to the external data file when saving with one.
 _EXTERNAL_MIN_BYTES = 1024
 
@@ -254,12 +254,16 @@ def _inputs_as_variables(graph: gs.Graph, model: onnx.ModelProto, names: set[str
     graph.inputs = inputs
 
 
-def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None) -> onnx.ModelProto:
+def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None, *,
+             free_arrays: bool = False) -> onnx.ModelProto:
     """Export a graph back to ONNX, keeping the template's opsets, IR version and metadata.
 
-    Large constants bypass onnx-graphsurgeon's exporter (which copies tensors through
-    serialization and fails on one over 2 GB): they are exported as stand-ins and their
-    tensors copied into place afterwards.
+    Constants of 1 MB or more bypass onnx-graphsurgeon's exporter (which copies every tensor
+    twice and fails on one over 2 GB): they are exported as stand-ins and their tensors
+    filled in one at a time afterwards. ``free_arrays`` (for a graph that is exported for
+    the last time) makes the graph's constants read their values back from the exported
+    tensors, so that their numpy arrays are freed: the weights are not held twice. Without
+    it the graph is unchanged (it keeps no reference to the returned model).
     """
     kwargs = {}
     if template is not None:
@@ -273,9 +277,15 @@ def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None) -> onnx.M
         }
     with _large_constants_as_stand_ins(graph) as large:
         model = gs.export_onnx(graph, do_type_check=False, **kwargs)
-    for tensor in model.graph.initializer:
-        if tensor.name in large:
-            tensor.CopyFrom(large[tensor.name])
+        for tensor in model.graph.initializer:
+            if tensor.name in large:
+                constant, values = large[tensor.name]
+                if isinstance(values, np.ndarray):  # one tensor's transient copies at a time
+                    tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
+                    if free_arrays:  # the graph reads the exported tensor from now on
+                        large[tensor.name] = (constant, _lazy(tensor))
+                else:
+                    tensor.CopyFrom(values.tensor)
     if template is not None:
         _initializers_as_inputs(model, template)
         model.ClearField("opset_import")
@@ -306,32 +316,48 @@ def _initializers_as_inputs(model: onnx.ModelProto, template: onnx.ModelProto) -
                 tensor.name, tensor.data_type, list(tensor.dims)))
 
 
+def _lazy(tensor: onnx.TensorProto):
+    from onnx_graphsurgeon.ir.tensor import LazyValues
+
+    return LazyValues(tensor)
+
+
 @contextlib.contextmanager
-def _large_constants_as_stand_ins(graph: gs.Graph) -> Iterator[dict[str, onnx.TensorProto]]:
-    """Swap constants of ``_STAND_IN_BYTES`` or more for data-less stand-ins, then back."""
+def _large_constants_as_stand_ins(
+        graph: gs.Graph) -> Iterator[dict[str, tuple[gs.Constant, object]]]:
+    """Swap constants of ``_STAND_IN_BYTES`` or more for data-less stand-ins, then back.
+
+    Yields ``{name: (constant, original values)}``; the caller may replace the values that
+    are put back (``to_model`` puts back lazy views of the exported tensors).
+    """
     from onnx_graphsurgeon.ir.tensor import LazyValues
 
     swapped: dict[str, tuple[gs.Constant, object]] = {}
-    tensors: dict[str, onnx.TensorProto] = {}
     for tensor in graph.tensors().values():
         if not isinstance(tensor, gs.Constant):
             continue
         values = tensor._values
-        nbytes = values.nbytes if isinstance(values, LazyValues | np.ndarray) else 0
+        if isinstance(values, LazyValues):
+            proto = values.tensor
+            data_type, dims = proto.data_type, list(proto.dims)
+            nbytes = _tensor_nbytes(proto)
+        elif isinstance(values, np.ndarray):
+            nbytes, dims = values.nbytes, list(values.shape)
+            data_type = onnx.helper.np_dtype_to_tensor_dtype(values.dtype) if nbytes >= \
+                _STAND_IN_BYTES else 0
+        else:
+            continue
         if nbytes < _STAND_IN_BYTES:
             continue
-        proto = values.tensor if isinstance(values, LazyValues) else \
-            onnx.numpy_helper.from_array(values, tensor.name)
-        stand_in = onnx.TensorProto(name=tensor.name, data_type=proto.data_type)
-        stand_in.dims.extend(proto.dims)
+        stand_in = onnx.TensorProto(name=tensor.name, data_type=data_type)
+        stand_in.dims.extend(dims)
         stand_in.data_location = onnx.TensorProto.EXTERNAL
         entry = stand_in.external_data.add()
         entry.key, entry.value = "location", "fuser-stand-in"
         swapped[tensor.name] = (tensor, values)
-        tensors[tensor.name] = proto
         tensor._values = LazyValues(stand_in)
     try:
-        yield tensors
+        yield swapped
     finally:
         for tensor, values in swapped.values():
             tensor._values = values

@@ -132,21 +132,23 @@ def validate(reference: graph_io.ModelLike, candidate: graph_io.ModelLike, *,
         source = "given inputs"
     # A model that onnxruntime refuses is bad input when the user gave it (the reference, or a
     # candidate file); a candidate fuser made in memory that it refuses is a bug.
+    # One session at a time: a session holds about twice the model's weights.
     ref_sess = runtime.session(ref_model, label=labels[0] or _label(reference) or
                                "the reference model")
-    cand_sess = runtime.session(cand_model, label=labels[1] or _label(candidate))
     ref_names = [o.name for o in ref_sess.get_outputs()]
-    cand_names = {o.name for o in cand_sess.get_outputs()}
     collected: dict[str, tuple[list, list]] = {n: ([], []) for n in ref_names}
     for feeds in batches:
-        want = dict(zip(ref_names, ref_sess.run(ref_names, dict(feeds)), strict=True))
-        present = [n for n in ref_names if n in cand_names]
-        got = dict(zip(present, cand_sess.run(present, dict(feeds)), strict=True)) \
-            if present else {}  # run([]) would return every output
-        for name in ref_names:
-            collected[name][0].append(want[name])
-            if name in got:
-                collected[name][1].append(got[name])
+        for name, value in zip(ref_names, ref_sess.run(ref_names, dict(feeds)), strict=True):
+            collected[name][0].append(value)
+    del ref_sess
+    cand_sess = runtime.session(cand_model, label=labels[1] or _label(candidate))
+    cand_names = {o.name for o in cand_sess.get_outputs()}
+    present = [n for n in ref_names if n in cand_names]
+    for feeds in batches:
+        got = cand_sess.run(present, dict(feeds)) if present else []  # run([]) runs all
+        for name, value in zip(present, got, strict=True):
+            collected[name][1].append(value)
+    del cand_sess
     outputs = []
     floor = rtol_floor(ref_model)
     for name in ref_names:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from fuser.statistics import constant_view
+
 #: numpy dtypes whose weights passes may rewrite (bfloat16 and float8 have no numpy dtype).
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
@@ -55,7 +57,10 @@ def constant(tensor: gs.Tensor, what: str, node: gs.Node) -> np.ndarray:
     if not isinstance(dtype, np.dtype | type) or np.dtype(dtype) not in FLOAT_DTYPES:
         raise Skip(f"{what} '{tensor.name}' of {describe(node)} has dtype "
                    f"{_dtype_name(dtype)}, not float16/32/64")
-    return np.asarray(tensor.values, dtype=np.float64)
+    # Not ``tensor.values``: onnx-graphsurgeon would cache a copy of the original weight in a
+    # constant that the rewrite then drops, and tensors sit in reference cycles, so the copies
+    # of every folded weight lived until the next garbage collection (+1x the model's size).
+    return np.asarray(constant_view(tensor), dtype=np.float64)
 
 
 def _dtype_name(dtype: object) -> str:

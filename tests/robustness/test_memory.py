@@ -1,0 +1,32 @@
+"""Resource limits: optimizing does not hold the weights more times than it must.
+
+Python-level allocations (tracemalloc sees numpy arrays, not protobuf's C++ memory) of
+``fuser.optimize`` without validation, as a multiple of the model file's size. The RSS figures
+for ResNet-152 are in benchmarks/MEMORY.md (``python -m benchmarks.memory``).
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import fuser
+from fuser import graph as graph_io
+from fuser.models.synthetic import resnet
+
+
+def test_optimize_holds_few_copies_of_the_weights(tmp_path):
+    """Regression: every folded Conv's original weight stayed cached (onnx-graphsurgeon's
+    ``Constant.values``) in a dropped constant until the next garbage collection, and the
+    export held the graph's arrays next to their exported copies: 3.0x here, now 2.1x."""
+    source = tmp_path / "resnet18.onnx"
+    graph_io.save(resnet("resnet18"), source)
+    size = source.stat().st_size
+    tracemalloc.start()
+    try:
+        model, report = fuser.optimize(source, validate=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.rewrites("fold-batchnorm") == 20
+    assert graph_io.op_histogram(model).get("BatchNormalization", 0) == 0
+    assert peak < 2.5 * size, f"traced peak {peak / size:.2f}x the model's size"
