@@ -108,6 +108,21 @@ def test_unreadable_model_is_refused(case, good, tmp_path, capsys):
     refused(["bench", str(path)], tmp_path, capsys, message)
 
 
+def test_every_truncation_of_a_model_is_refused(good, tmp_path):
+    """Cut anywhere, a protobuf may still parse (at a field boundary): never a crash, always
+    a FuserError naming the file."""
+    data = good.read_bytes()
+    path = tmp_path / "cut.onnx"
+    reasons = set()
+    for cut in range(len(data)):
+        path.write_bytes(data[:cut])
+        with pytest.raises(FuserError) as info:
+            fuser.optimize(path, validate=False)
+        assert str(info.value).startswith(f"{path}: ")
+        reasons.add(str(info.value).split(": ")[1].split(" (")[0])
+    assert reasons == {"not a readable ONNX model", "not an ONNX model"}
+
+
 def test_verbose_logs_the_traceback(tmp_path, capsys, caplog):
     path = tmp_path / "model.onnx"
     path.write_text("not onnx")
