@@ -33,6 +33,7 @@ def optimize(args: argparse.Namespace) -> int:
                          "overwritten")
     if not target.parent.is_dir():
         raise FuserError(f"{target}: folder {target.parent} does not exist")
+    _refuse_overwriting_the_input(source, target)
     started = time.perf_counter()
     options = {"fold-batchnorm": {"clone_shared": False}} if args.no_clone_shared else None
     passes = _split([args.passes]) if args.passes else None
@@ -67,6 +68,25 @@ def optimize(args: argparse.Namespace) -> int:
     print(f"wrote {target}", file=out)
     print(f"PASSED | {elapsed:.2f}s | {summary}", file=out)
     return 0
+
+
+def _refuse_overwriting_the_input(source: Path, target: Path) -> None:
+    """The output and its data file (OUTPUT.data) must not be a file the input reads: its
+    external data, say (only looked up when one of them already exists)."""
+    from fuser import graph
+
+    written = [p for p in (target, target.with_name(f"{target.name}.data")) if p.exists()]
+    if not written or not source.is_file():
+        return
+    try:
+        read = graph.referenced_files(source)
+    except Exception:  # noqa: BLE001  (an unreadable input is refused by load, with its message)
+        return
+    for path in written:
+        for used in read:
+            if used.exists() and path.samefile(used):
+                raise FuserError(f"{path}: the input {source} reads this file; the input is "
+                                 "never overwritten (choose another output name)")
 
 
 def _time_optimized(args: argparse.Namespace, source: Path, model: onnx.ModelProto) -> dict:

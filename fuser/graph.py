@@ -73,6 +73,19 @@ def load(model: ModelLike) -> onnx.ModelProto:
     return proto
 
 
+def referenced_files(path: str | os.PathLike) -> list[Path]:
+    """The model file and the external data files it reads (parsed without the weights)."""
+    path = Path(path)
+    model = onnx.load(str(path), load_external_data=False)
+    files = [path]
+    for tensor in _all_initializers(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+            if location and path.parent / location not in files:
+                files.append(path.parent / location)
+    return files
+
+
 #: File signatures of formats that users pass as ONNX by mistake (Keras .keras and .h5).
 _FOREIGN_SIGNATURES = ((b"PK\x03\x04", "a zip archive"), (b"\x89HDF\r\n\x1a\n", "an HDF5 file"))
 
@@ -504,6 +517,6 @@ from fuser.statistics import (  # noqa: E402
 __all__ = [
     "PROTOBUF_LIMIT", "ModelLike", "Shapes", "annotate", "check", "constant_view",
     "float_weights", "infer_shapes", "load", "mac_count", "op_histogram", "opset",
-    "param_count", "require_known_opsets", "save", "skeleton", "subgraph_node_count",
+    "param_count", "referenced_files", "require_known_opsets", "save", "skeleton", "subgraph_node_count",
     "to_graph", "to_model", "weights_nbytes", "with_outputs",
 ]

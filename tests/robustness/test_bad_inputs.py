@@ -271,6 +271,23 @@ def test_output_equal_to_the_input(good, tmp_path, capsys, monkeypatch, spelling
             "output path is the input path; the input is never overwritten")
 
 
+def test_output_that_would_overwrite_the_inputs_external_data(tmp_path, rng, capsys):
+    """Regression: -o IN.onnx.data (or an output whose OUTPUT.data is the input's data file)
+    passed the same-path check and destroyed the input's weights."""
+    model = make_model(MODEL.replace("4,8,8", "64,8,8"), rng, W=(64, 3, 3, 3), s=(64,),
+                       b=(64,), mean=(64,), var=(64,))  # a weight big enough to go external
+    graph_io.save(model, tmp_path / "shared.onnx", external_data=True)
+    source = tmp_path / "in.onnx"  # reads shared.onnx.data
+    (tmp_path / "shared.onnx").rename(source)
+    data = tmp_path / "shared.onnx.data"
+    refused(_optimize_args(source, data), tmp_path, capsys,
+            f"{data}: the input {source} reads this file; the input is never overwritten")
+    refused(_optimize_args(source, tmp_path / "shared.onnx", "--external-data"), tmp_path,
+            capsys, f"{data}: the input {source} reads this file")
+    assert main(_optimize_args(source, tmp_path / "other.onnx", "--external-data")) == 0
+    assert (tmp_path / "other.onnx.data").exists()
+
+
 # ------------------------------------------------------------------------ calibration data
 
 
