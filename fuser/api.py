@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import importlib.metadata
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ from fuser.passes import DEFAULT_PIPELINE, REGISTRY, get_pass
 from fuser.passes.base import Pass
 from fuser.report import ModelStats, PassRecord, Report
 from fuser.runtime import RuntimeRefusedError
+
+logger = logging.getLogger(__name__)
 
 _LIBRARIES = ("onnx", "onnx-graphsurgeon", "numpy", "protobuf", "onnxruntime",
               "onnxruntime-gpu")
@@ -76,7 +79,9 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
         check_each: run it after every pass (slower; names the pass that broke the graph).
         dump_dir: write the model after every pass that changed it.
         validate: compare the result with the original on onnxruntime (``True`` uses the
-            defaults of ``Validation``; ``False`` skips it).
+            defaults of ``Validation``; ``False`` skips it). When onnxruntime cannot run the
+            original itself (a custom-domain op, a type its CPU lacks), validation is skipped
+            and ``report.notes`` says so: ``report.validation`` is then ``None``.
         on_failure: when validation fails, ``"bisect"`` names the culprit pass in the report,
             ``"rollback"`` also re-runs without it (and any further culprit) and returns that
             model, ``"none"`` does neither. Check ``report.passed``.
@@ -129,7 +134,7 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
         graph_io.check(result)
         seconds["check"] = time.perf_counter() - start
 
-    verdict, culprits, dropped = None, [], []
+    verdict, culprits, dropped, unvalidated = None, [], [], None
     if validate:
         start = time.perf_counter()
 
@@ -139,14 +144,13 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
 
         try:
             verdict = compare(result)
-        except RuntimeRefusedError as exc:
-            raise RuntimeRefusedError(
-                f"{name}: onnxruntime cannot run it ({exc.reason}), so the result cannot be "
-                "validated: optimize without validation (--no-validate; API: validate=False)",
-                exc.reason) from exc
-        verdict.inputs = settings.inputs or f"random inputs (seed {settings.seed}, " \
-            f"{inputs_io.describe_shapes({k: v.shape for k, v in batches[0].items()})})"
-        if not verdict.passed and on_failure != "none":
+        except RuntimeRefusedError as exc:  # the input itself: a custom op, say
+            unvalidated = f"not validated: onnxruntime cannot run {name} ({exc.reason})"
+            logger.warning("%s", unvalidated)
+        else:
+            verdict.inputs = settings.inputs or f"random inputs (seed {settings.seed}, " \
+                f"{inputs_io.describe_shapes({k: v.shape for k, v in batches[0].items()})})"
+        if verdict is not None and not verdict.passed and on_failure != "none":
             culprits.append(find_culprit(run, pipeline, records, lambda m: compare(m).passed))
             if on_failure == "rollback":
                 good, good_records, culprits = rollback(
@@ -178,6 +182,8 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
                     lowrank=compression.to_dict() if compression is not None else None)
     if compression is not None and lossy.max_accuracy_drop is not None:
         report.lowrank["passed"] = _within(compression, lossy.max_accuracy_drop)
+    if unvalidated:
+        report.notes.append(unvalidated)
     report.notes.extend(_subgraph_notes(proto))
     report.notes.extend(_repeated_names_note(proto))
     return result, report
