@@ -15,7 +15,7 @@ import onnx
 
 from fuser import graph as graph_io
 from fuser import inputs as inputs_io
-from fuser import validation
+from fuser import runtime, validation
 from fuser.culprit import find_culprit, rollback
 from fuser.errors import FuserError
 from fuser.manager import PassManager
@@ -111,18 +111,40 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
     start = time.perf_counter()
     shapes = graph_io.infer_shapes(proto)
     before = _stats(proto, shapes)
+    notes = [*_subgraph_notes(proto), *_repeated_names_note(proto)]
     seconds["analyze"] = time.perf_counter() - start
+
+    # The reference runs first, so that its session is gone before the passes, and the
+    # original, when fuser read it from a file, can go before the candidate's session (it is
+    # read again if a culprit search needs it): the weights are never held three times.
+    expected, unvalidated = None, None
+    if validate:
+        start = time.perf_counter()
+        try:
+            expected = validation.reference_outputs(proto, batches, name)
+        except RuntimeRefusedError as exc:  # the input itself: a custom op, say
+            unvalidated = f"not validated: onnxruntime cannot run {name} ({exc.reason})"
+            logger.warning("%s", unvalidated)
+        seconds["validate"] = time.perf_counter() - start
+    held = [proto]
+    del proto
+
+    def original() -> onnx.ModelProto:
+        if held[0] is None:
+            held[0] = graph_io.load(model)
+        return held[0]
 
     def run(steps: Sequence[Pass], limit: int | None = None,
             timed: bool = False) -> tuple[onnx.ModelProto, list[PassRecord]]:
         begin = time.perf_counter()
-        graph = graph_io.to_graph(proto)
+        source = original()
+        graph = graph_io.to_graph(source)
         graph_io.annotate(graph, shapes)
         records = PassManager(steps, max_steps=max_steps, check_each=check_each,
-                              dump_dir=dump_dir if timed else None, template=proto,
+                              dump_dir=dump_dir if timed else None, template=source,
                               max_applications=limit).run(graph)
         middle = time.perf_counter()
-        result = graph_io.to_model(graph, template=proto, free_arrays=True)  # graph dropped
+        result = graph_io.to_model(graph, template=source, free_arrays=True)  # graph dropped
         if timed:
             seconds["passes"] = middle - begin
             seconds["export"] = time.perf_counter() - middle
@@ -134,23 +156,21 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
         graph_io.check(result)
         seconds["check"] = time.perf_counter() - start
 
-    verdict, culprits, dropped, unvalidated = None, [], [], None
-    if validate:
+    verdict, culprits, dropped = None, [], []
+    if expected is not None:
         start = time.perf_counter()
+        if not isinstance(model, onnx.ModelProto):
+            held[0] = None  # fuser's own copy of the original: read again only if needed
+            runtime.release_free_memory()
 
         def compare(candidate: onnx.ModelProto) -> validation.ValidationResult:
-            return validation.validate(proto, candidate, batches=batches, atol=settings.atol,
-                                       rtol=settings.rtol)
+            return validation.validate(expected, candidate, batches=batches,
+                                       atol=settings.atol, rtol=settings.rtol)
 
-        try:
-            verdict = compare(result)
-        except RuntimeRefusedError as exc:  # the input itself: a custom op, say
-            unvalidated = f"not validated: onnxruntime cannot run {name} ({exc.reason})"
-            logger.warning("%s", unvalidated)
-        else:
-            verdict.inputs = settings.inputs or f"random inputs (seed {settings.seed}, " \
-                f"{inputs_io.describe_shapes({k: v.shape for k, v in batches[0].items()})})"
-        if verdict is not None and not verdict.passed and on_failure != "none":
+        verdict = compare(result)
+        verdict.inputs = settings.inputs or f"random inputs (seed {settings.seed}, " \
+            f"{inputs_io.describe_shapes({k: v.shape for k, v in batches[0].items()})})"
+        if not verdict.passed and on_failure != "none":
             culprits.append(find_culprit(run, pipeline, records, lambda m: compare(m).passed))
             if on_failure == "rollback":
                 good, good_records, culprits = rollback(
@@ -160,7 +180,7 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
                     result, records = good, good_records
                     verdict = compare(result)
                     verdict.inputs = f"{settings.inputs or 'random inputs'} (after rollback)"
-        seconds["validate"] = time.perf_counter() - start
+        seconds["validate"] += time.perf_counter() - start
 
     compression = None
     if lossy is not None:
@@ -182,10 +202,7 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
                     lowrank=compression.to_dict() if compression is not None else None)
     if compression is not None and lossy.max_accuracy_drop is not None:
         report.lowrank["passed"] = _within(compression, lossy.max_accuracy_drop)
-    if unvalidated:
-        report.notes.append(unvalidated)
-    report.notes.extend(_subgraph_notes(proto))
-    report.notes.extend(_repeated_names_note(proto))
+    report.notes.extend([unvalidated, *notes] if unvalidated else notes)
     return result, report
 
 

@@ -104,7 +104,33 @@ def _tolerance(tolerance: Tolerance, name: str) -> float:
     return float(tolerance)
 
 
-def validate(reference: graph_io.ModelLike, candidate: graph_io.ModelLike, *,
+@dataclasses.dataclass
+class ReferenceOutputs:
+    """What the reference computed on a list of batches (see ``reference_outputs``)."""
+
+    names: list[str]
+    values: dict[str, list[np.ndarray]]  # one array per batch
+    rtol_floor: float
+
+
+def reference_outputs(reference: graph_io.ModelLike, batches: Sequence[Mapping[str, np.ndarray]],
+                      label: str | None = None) -> ReferenceOutputs:
+    """Run the reference on ``batches`` (onnxruntime CPU, optimizations off) and keep its
+    outputs, so that its session and, if the caller likes, the model itself can go before
+    a candidate is run. onnxruntime refusing the model raises ``RuntimeRefusedError``
+    naming ``label`` (default: the path, or "the reference model")."""
+    model = graph_io.load(reference)
+    sess = runtime.session(model, label=label or _label(reference) or "the reference model")
+    names = [o.name for o in sess.get_outputs()]
+    values: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for feeds in batches:
+        for name, value in zip(names, sess.run(names, dict(feeds)), strict=True):
+            values[name].append(value)
+    return ReferenceOutputs(names, values, rtol_floor(model))
+
+
+def validate(reference: graph_io.ModelLike | ReferenceOutputs,
+             candidate: graph_io.ModelLike, *,
              batches: Sequence[Mapping[str, np.ndarray]] | None = None,
              inputs: str | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
              batch: int = 1, count: int = 3, seed: int = 0,
@@ -114,13 +140,19 @@ def validate(reference: graph_io.ModelLike, candidate: graph_io.ModelLike, *,
 
     Inputs, in order of precedence: ``batches`` (feed dicts), ``inputs`` (a ``.npz``,
     ``name=file.npy`` list or image folder), else ``count`` seeded random batches with
-    shapes from ``input_shapes`` (a symbolic first dimension takes ``batch``).
+    shapes from ``input_shapes`` (a symbolic first dimension takes ``batch``). A
+    ``reference`` already run (``ReferenceOutputs``) needs the same ``batches``.
 
     ``labels`` name the two models in messages (paths name themselves): onnxruntime refusing
     a labelled (user-given) model raises ``RuntimeRefusedError``.
     """
-    ref_model, cand_model = graph_io.load(reference), graph_io.load(candidate)
-    if batches is None:
+    cand_model = graph_io.load(candidate)  # a bad file fails before any session is made
+    if isinstance(reference, ReferenceOutputs):
+        if batches is None:
+            raise ValueError("a reference already run needs the batches it ran on")
+        source = "given inputs"
+    elif batches is None:
+        ref_model = graph_io.load(reference)
         shapes = inputs_io.resolve_shapes(ref_model, input_shapes, batch)
         if inputs is not None:
             batches = inputs_io.load_batches(inputs, ref_model, shapes)
@@ -128,36 +160,31 @@ def validate(reference: graph_io.ModelLike, candidate: graph_io.ModelLike, *,
         else:
             batches = inputs_io.random_batches(ref_model, shapes, count, seed)
             source = f"random inputs (seed {seed}, {inputs_io.describe_shapes(shapes)})"
+        reference = ref_model
     else:
         source = "given inputs"
     # A model that onnxruntime refuses is bad input when the user gave it (the reference, or a
     # candidate file); a candidate fuser made in memory that it refuses is a bug.
     # One session at a time: a session holds about twice the model's weights.
-    ref_sess = runtime.session(ref_model, label=labels[0] or _label(reference) or
-                               "the reference model")
-    ref_names = [o.name for o in ref_sess.get_outputs()]
-    collected: dict[str, tuple[list, list]] = {n: ([], []) for n in ref_names}
-    for feeds in batches:
-        for name, value in zip(ref_names, ref_sess.run(ref_names, dict(feeds)), strict=True):
-            collected[name][0].append(value)
-    del ref_sess
+    if not isinstance(reference, ReferenceOutputs):
+        reference = reference_outputs(reference, batches, labels[0])
     cand_sess = runtime.session(cand_model, label=labels[1] or _label(candidate))
     cand_names = {o.name for o in cand_sess.get_outputs()}
-    present = [n for n in ref_names if n in cand_names]
+    present = [n for n in reference.names if n in cand_names]
+    got: dict[str, list[np.ndarray]] = {n: [] for n in present}
     for feeds in batches:
-        got = cand_sess.run(present, dict(feeds)) if present else []  # run([]) runs all
-        for name, value in zip(present, got, strict=True):
-            collected[name][1].append(value)
+        values = cand_sess.run(present, dict(feeds)) if present else []  # run([]) runs all
+        for name, value in zip(present, values, strict=True):
+            got[name].append(value)
     del cand_sess
     outputs = []
-    floor = rtol_floor(ref_model)
-    for name in ref_names:
+    for name in reference.names:
         if name not in cand_names:
             outputs.append(_missing(name, atol, rtol))
             continue
-        ref, cand = collected[name]
-        outputs.append(compare(name, ref, cand, _tolerance(atol, name),
-                               max(_tolerance(rtol, name), floor)))
+        outputs.append(compare(name, reference.values[name], got[name],
+                               _tolerance(atol, name),
+                               max(_tolerance(rtol, name), reference.rtol_floor)))
     samples = sum(next(iter(b.values())).shape[0] if b and next(iter(b.values())).ndim else 1
                   for b in batches)
     return ValidationResult(passed=all(o.passed for o in outputs), outputs=outputs,
