@@ -1,0 +1,437 @@
+"""Hypothesis strategy: random ONNX graphs made of the ops the default pipeline rewrites.
+
+``models()`` draws a ``Case``: a float32 model built with ``onnx.helper`` from a chain of steps
+(Conv, ConvTranspose, Gemm, MatMul[+Add], BatchNormalization, Relu, Mul/Add/Sub/Div by
+constants of any broadcastable shape, Add/Mul of two values, Concat, Transpose, Reshape,
+Flatten, Identity, Dropout, Pad), each step reading the last value or, sometimes, an earlier
+one (a value consumed twice). Every value nothing reads is a graph output, and a few
+intermediate values are too. Geometry (channels, groups, kernels, strides, pads, dilations,
+``auto_pad``, bias on/off, shared weights, weights in Constant nodes, opset, symbolic batch) is
+drawn by hypothesis, so failures shrink to small graphs; weight values come from
+``np.random.default_rng(seed)`` with a drawn seed, scaled to keep activations near 1.
+
+Shapes are tracked here and declared on the graph outputs, so the checker's strict shape
+inference on the built model also checks this module. Every choice shrinks towards the simpler
+option (choice 0, ``maybe`` false).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import onnx
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+#: IR version that goes with each opset drawn.
+IR_VERSIONS = {13: 7, 17: 8, 21: 10}
+BATCH = "N"
+MAX_CHANNELS = 8
+MAX_ELEMENTS = 1024  # per sample: above it, steps that grow a tensor are not drawn
+
+
+def numel(shape: tuple) -> int:
+    return math.prod(d for d in shape if isinstance(d, int))
+
+
+def broadcast(a: tuple, b: tuple) -> tuple:
+    """numpy broadcasting of two shapes whose dims are ints or the batch symbol."""
+    rank = max(len(a), len(b))
+    a, b = (1,) * (rank - len(a)) + a, (1,) * (rank - len(b)) + b
+    return tuple(y if x == 1 else x for x, y in zip(a, b, strict=True))
+
+
+@dataclasses.dataclass
+class Value:
+    name: str
+    shape: tuple  # ints, and BATCH for a symbolic batch dimension
+
+
+@dataclasses.dataclass
+class Case:
+    """A drawn model and the steps that built it (shown when an example fails)."""
+
+    model: onnx.ModelProto
+    seed: int
+    steps: list[str]
+
+    def __repr__(self) -> str:
+        opset = self.model.opset_import[0].version
+        inputs = [(i.name, [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim])
+                  for i in self.model.graph.input]
+        outputs = [o.name for o in self.model.graph.output]
+        lines = "\n    ".join(self.steps)
+        return (f"Case(seed={self.seed}, opset={opset}, inputs={inputs}, outputs={outputs},\n"
+                f"    {lines})")
+
+
+class Builder:
+    """Appends nodes and weights to a graph under construction; ``draw`` makes each choice."""
+
+    def __init__(self, draw, seed: int, opset: int) -> None:
+        self.draw = draw
+        self.rng = np.random.default_rng(seed)
+        self.opset = opset
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.values: list[Value] = []
+        self.consumed: set[str] = set()
+        self.steps: list[str] = []
+        self.weights: dict[tuple, str] = {}  # (op, shape) -> weight name, for sharing
+        self.binary_muls = 0
+        self._count = 0
+
+    # ------------------------------------------------------------------ choices
+    def maybe(self, percent: int) -> bool:
+        """True with about ``percent`` % chance; shrinks to False."""
+        return self.draw(st.integers(0, 99)) >= 100 - percent
+
+    def choice(self, options):
+        return self.draw(st.sampled_from(list(options)))
+
+    def integer(self, low: int, high: int) -> int:
+        return self.draw(st.integers(low, max(low, high)))
+
+    # ------------------------------------------------------------------ graph pieces
+    def fresh(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}{self._count}"
+
+    def constant(self, prefix: str, values: np.ndarray, node_percent: int = 15) -> str:
+        """A constant as an initializer or (sometimes) a Constant node; returns its name."""
+        name = self.fresh(prefix)
+        tensor = numpy_helper.from_array(np.array(values), name)  # keeps 0-d arrays 0-d
+        if self.maybe(node_percent):
+            self.nodes.append(helper.make_node("Constant", [], [name], name=f"{name}_const",
+                                               value=tensor))
+        else:
+            self.initializers.append(tensor)
+        return name
+
+    def emit(self, op: str, inputs: list[str], shape: tuple, description: str = "",
+             extra_outputs: tuple[str, ...] = (), **attrs) -> Value:
+        out = self.fresh(f"{op.lower()}_out")
+        name = "" if self.maybe(5) else self.fresh(op)
+        self.nodes.append(helper.make_node(op, inputs, [out, *extra_outputs], name=name,
+                                           **attrs))
+        self.consumed.update(inputs)
+        value = Value(out, tuple(shape))
+        self.values.append(value)
+        self.steps.append(f"{out} = {op}{description}({', '.join(inputs)}) -> {list(shape)}")
+        return value
+
+    def weight(self, shape: tuple, fan_in: int, shared_key: tuple | None = None) -> str:
+        """Seeded normal weights with variance 1 / fan_in; may reuse an earlier weight of the
+        same shape (weights shared by two nodes)."""
+        if shared_key is not None and shared_key in self.weights and self.maybe(30):
+            return self.weights[shared_key]
+        values = (self.rng.standard_normal(shape) / math.sqrt(max(fan_in, 1))).astype(np.float32)
+        name = self.constant("W", values)
+        if shared_key is not None:
+            self.weights.setdefault(shared_key, name)
+        return name
+
+    def vector(self, prefix: str, shape: tuple, kind: str) -> str:
+        """Seeded float32 constants: ``scale`` (|v| in [0.5, 2], random sign), ``shift``
+        (normal, sd 0.5), ``positive`` (in [0.5, 1.5])."""
+        if kind == "scale":
+            v = self.rng.uniform(0.5, 2.0, shape) * self.rng.choice([-1.0, 1.0], shape)
+        elif kind == "positive":
+            v = self.rng.uniform(0.5, 1.5, shape)
+        else:
+            v = 0.5 * self.rng.standard_normal(shape)
+        return self.constant(prefix, np.asarray(v, dtype=np.float32))
+
+    def ints(self, prefix: str, values: list[int]) -> str:
+        return self.constant(prefix, np.array(values, dtype=np.int64))
+
+    # ------------------------------------------------------------------ steps
+    def relu(self, x: Value) -> Value:
+        return self.emit("Relu", [x.name], x.shape)
+
+    def identity(self, x: Value) -> Value:
+        return self.emit("Identity", [x.name], x.shape)
+
+    def dropout(self, x: Value) -> Value:
+        inputs = [x.name]
+        if self.maybe(50):
+            inputs.append(self.constant("ratio", np.array(0.5, dtype=np.float32)))
+            if self.maybe(50):
+                inputs.append(self.constant("training", np.array(False)))
+        mask = (self.fresh("mask"),) if self.maybe(30) else ()  # declared, never read
+        return self.emit("Dropout", inputs, x.shape, extra_outputs=mask)
+
+    def conv(self, x: Value) -> Value:
+        channels, spatial = x.shape[1], x.shape[2:]
+        group = self.choice([g for g in range(1, channels + 1) if channels % g == 0])
+        out_channels = group * self.integer(1, MAX_CHANNELS // group)
+        kernel = [self.integer(1, min(3, d)) for d in spatial]
+        dilation = [self.integer(1, 2) if 2 * (k - 1) + 1 <= d else 1
+                    for k, d in zip(kernel, spatial, strict=True)]
+        stride = [self.integer(1, 2) for _ in spatial]
+        auto_pad = self.choice(["NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"])
+        if auto_pad.startswith("SAME") and any(d > 1 for d in dilation):
+            # onnxruntime 1.31 refuses to run it (valid ONNX): "Dilation not supported for
+            # AutoPadType::SAME_UPPER or AutoPadType::SAME_LOWER".
+            auto_pad = "NOTSET"
+        attrs: dict = {"strides": stride, "dilations": dilation}
+        if self.maybe(80):
+            attrs["kernel_shape"] = kernel
+        if group > 1 or self.maybe(20):
+            attrs["group"] = group
+        extent = [dil * (k - 1) + 1 for dil, k in zip(dilation, kernel, strict=True)]
+        if auto_pad == "NOTSET":
+            begin = [self.integer(0, k - 1) for k in kernel]
+            end = [self.integer(0, k - 1) for k in kernel]
+            if any(begin + end) or self.maybe(30):
+                attrs["pads"] = begin + end
+            out = [(d + b + e - ext) // s + 1
+                   for d, b, e, ext, s in zip(spatial, begin, end, extent, stride, strict=True)]
+        else:
+            attrs["auto_pad"] = auto_pad
+            out = [(d - ext) // s + 1 if auto_pad == "VALID" else -(-d // s)
+                   for d, ext, s in zip(spatial, extent, stride, strict=True)]
+        w_shape = (out_channels, channels // group, *kernel)
+        inputs = [x.name, self.weight(w_shape, math.prod(w_shape[1:]), ("Conv", w_shape))]
+        if self.maybe(50):
+            inputs.append(self.vector("B", (out_channels,), "shift"))
+        described = f"<g={group} k={kernel} s={stride} d={dilation} " \
+                    f"{attrs.get('pads', auto_pad if auto_pad != 'NOTSET' else '')}>"
+        return self.emit("Conv", inputs, (x.shape[0], out_channels, *out), described, **attrs)
+
+    def conv_transpose(self, x: Value) -> Value:
+        channels, spatial = x.shape[1], x.shape[2:]
+        group = self.choice([g for g in range(1, channels + 1) if channels % g == 0])
+        out_channels = group * self.integer(1, MAX_CHANNELS // group)
+        kernel = [self.integer(1, 3) for _ in spatial]
+        stride = [self.integer(1, 2) for _ in spatial]
+        dilation = [self.integer(1, 2) for _ in spatial]
+        output_padding = [self.integer(0, s - 1) for s in stride]
+        full = [s * (d - 1) + op + dil * (k - 1) + 1 for s, d, op, dil, k in
+                zip(stride, spatial, output_padding, dilation, kernel, strict=True)]
+        begin = [self.integer(0, min(k - 1, f - 1)) for k, f in zip(kernel, full, strict=True)]
+        end = [self.integer(0, min(k - 1, f - 1 - b))
+               for k, f, b in zip(kernel, full, begin, strict=True)]
+        attrs: dict = {"strides": stride, "dilations": dilation, "kernel_shape": kernel}
+        if any(begin + end):
+            attrs["pads"] = begin + end
+        if any(output_padding):
+            attrs["output_padding"] = output_padding
+        if group > 1:
+            attrs["group"] = group
+        out = [f - b - e for f, b, e in zip(full, begin, end, strict=True)]
+        w_shape = (channels, out_channels // group, *kernel)
+        fan_in = channels // group * math.prod(kernel)
+        inputs = [x.name, self.weight(w_shape, fan_in, ("ConvTranspose", w_shape))]
+        if self.maybe(50):
+            inputs.append(self.vector("B", (out_channels,), "shift"))
+        described = f"<g={group} k={kernel} s={stride} d={dilation} pads={begin + end} " \
+                    f"out_pad={output_padding}>"
+        return self.emit("ConvTranspose", inputs, (x.shape[0], out_channels, *out), described,
+                         **attrs)
+
+    def batchnorm(self, x: Value) -> Value:
+        c = (x.shape[1],)
+        inputs = [x.name, self.vector("gamma", c, "scale"), self.vector("beta", c, "shift"),
+                  self.vector("mean", c, "shift"), self.vector("var", c, "positive")]
+        attrs: dict = {}
+        if self.maybe(50):
+            attrs["epsilon"] = self.choice([1e-3, 1e-1, 1e-5])
+        if self.opset >= 14 and self.maybe(20):
+            attrs["training_mode"] = 0
+        return self.emit("BatchNormalization", inputs, x.shape, **attrs)
+
+    def affine(self, x: Value) -> Value:
+        """Mul/Add/Sub/Div by a constant of a drawn broadcastable shape: per channel (the
+        foldable case), scalar, on the last axis, on other axes, or one that grows the rank."""
+        op = self.choice(["Mul", "Add", "Sub", "Div"])
+        rank = len(x.shape)
+        form = self.choice(["channel", "channel-full", "scalar", "one", "last", "random"] +
+                           ([] if x.shape[0] == BATCH else ["grow"]))  # N stays on axis 0
+        if form == "channel":
+            shape = (x.shape[1],) + (1,) * (rank - 2)
+        elif form == "channel-full":
+            shape = (1, x.shape[1]) + (1,) * (rank - 2)
+        elif form == "scalar":
+            shape = ()
+        elif form == "one":
+            shape = (1,)
+        elif form == "last":
+            shape = (x.shape[-1],)
+        elif form == "random":
+            shape = (1,) + tuple(d if self.maybe(50) else 1 for d in x.shape[1:])
+            shape = shape[self.integer(0, rank - 1):]
+        else:  # looks per channel, but one rank more than x: the output grows a dim
+            shape = (1, 1, x.shape[1]) + (1,) * (rank - 2)
+        shape = tuple(int(d) for d in shape)
+        c = self.vector("c", shape, "scale" if op in ("Mul", "Div") else "shift")
+        first = op != "Div" and self.maybe(30)  # c / x is not affine, and x may be 0
+        out = broadcast(x.shape, shape)
+        return self.emit(op, [c, x.name] if first else [x.name, c], out, f"<{form} {shape}>")
+
+    def binary(self, x: Value) -> Value:
+        op = "Mul" if self.binary_muls < 2 and self.maybe(30) else "Add"
+        self.binary_muls += op == "Mul"
+        same = [v for v in self.values if v.shape == x.shape]
+        other = same[self.integer(0, len(same) - 1)] if same else x
+        inputs = [x.name, other.name] if self.maybe(50) else [other.name, x.name]
+        return self.emit(op, inputs, x.shape)
+
+    def concat(self, x: Value) -> Value:
+        rank = len(x.shape)
+        axis = 1 if rank == 2 or not self.maybe(20) else self.integer(2, rank - 1)
+        fits = [v for v in self.values if len(v.shape) == rank and all(
+            a == b for i, (a, b) in enumerate(zip(v.shape, x.shape, strict=True)) if i != axis)]
+        parts = [x] + [fits[self.integer(0, len(fits) - 1)] for _ in range(self.integer(1, 2))]
+        shape = list(x.shape)
+        shape[axis] = sum(p.shape[axis] for p in parts)
+        written = axis - rank if self.maybe(20) else axis
+        return self.emit("Concat", [p.name for p in parts], tuple(shape), f"<axis={written}>",
+                         axis=written)
+
+    def transpose(self, x: Value) -> Value:
+        rank = len(x.shape)
+        fixed = x.shape[0] == BATCH  # a symbolic batch stays first (convs need static dims)
+        if not fixed and self.maybe(15):
+            perm, attrs = list(reversed(range(rank))), {}
+        else:
+            rest = self.draw(st.permutations(list(range(1 if fixed else 0, rank))))
+            perm = ([0] if fixed else []) + list(rest)
+            attrs = {"perm": perm}
+        y = self.emit("Transpose", [x.name], tuple(x.shape[p] for p in perm), f"<{perm}>",
+                      **attrs)
+        if self.maybe(40):  # its inverse, or another permutation right after it
+            inverse = [perm.index(i) for i in range(rank)]
+            second = inverse if self.maybe(60) or fixed else list(
+                self.draw(st.permutations(list(range(rank)))))
+            y = self.emit("Transpose", [y.name], tuple(y.shape[p] for p in second),
+                          f"<{second}>", perm=second)
+        return y
+
+    def reshape(self, x: Value) -> Value:
+        total = numel(x.shape[1:])
+        dims = []
+        remaining = total
+        for _ in range(self.integer(1, 3) - 1):
+            factor = self.choice([d for d in range(1, remaining + 1) if remaining % d == 0])
+            dims.append(factor)
+            remaining //= factor
+        dims.append(remaining)
+        written = list(dims)
+        if self.maybe(30):
+            written[self.integer(0, len(dims) - 1)] = -1
+        first = 0 if x.shape[0] == BATCH or self.maybe(50) else x.shape[0]
+        shape_name = self.ints("shape", [first, *written])
+        return self.emit("Reshape", [x.name, shape_name], (x.shape[0], *dims), f"<{written}>")
+
+    def flatten(self, x: Value) -> Value:
+        return self.emit("Flatten", [x.name], (x.shape[0], numel(x.shape[1:])), axis=1)
+
+    def gemm(self, x: Value) -> Value:
+        features = x.shape[1]
+        out = self.integer(1, MAX_CHANNELS)
+        attrs: dict = {}
+        trans_b = self.maybe(50)
+        if trans_b:
+            attrs["transB"] = 1
+        if self.maybe(30):
+            attrs["alpha"] = self.choice([0.5, 2.0])
+        w_shape = (out, features) if trans_b else (features, out)
+        inputs = [x.name, self.weight(w_shape, features, ("Gemm", w_shape, trans_b))]
+        if self.maybe(60):
+            forms = [(out,), (1, out), ()] + ([(x.shape[0], out)] if x.shape[0] != BATCH else [])
+            inputs.append(self.vector("C", self.choice(forms), "shift"))
+            if self.maybe(30):
+                attrs["beta"] = self.choice([0.5, 2.0])
+        return self.emit("Gemm", inputs, (x.shape[0], out), f"<transB={int(trans_b)}>", **attrs)
+
+    def matmul(self, x: Value) -> Value:
+        features = x.shape[-1]
+        out = self.integer(1, MAX_CHANNELS)
+        w = self.weight((features, out), features, ("MatMul", (features, out)))
+        y = self.emit("MatMul", [x.name, w], (*x.shape[:-1], out))
+        if self.maybe(50):
+            b = self.vector("bias", (out,), "shift")
+            y = self.emit("Add", [y.name, b] if self.maybe(70) else [b, y.name], y.shape)
+        return y
+
+    def pad(self, x: Value) -> Value:
+        rank = len(x.shape)
+        mode = self.choice(["constant", "reflect", "edge"])
+        pads = [0] * (2 * rank)
+        for axis in range(2, rank):
+            for side in (0, rank):
+                limit = x.shape[axis] - 1 if mode == "reflect" else 2
+                pads[side + axis] = self.integer(0, min(2, limit))
+        if mode == "constant" and self.maybe(10):
+            pads[1] = 1  # pads the channel axis: must not fold into a Conv
+        if mode != "reflect" and self.maybe(10) and x.shape[-1] > 2:
+            # crops. Not with reflect: onnxruntime bounds reflect pads by the cropped size
+            # ("pre-pad (2) exceeds maximum allowed (1)"), which the spec does not define.
+            pads[2 * rank - 1] = -1
+        inputs = [x.name, self.ints("pads", pads)]
+        value = 0.0
+        if mode == "constant" and self.maybe(40):
+            value = self.choice([0.0, 0.5])
+            inputs.append(self.constant("pad_value", np.array(value, dtype=np.float32)))
+        shape = tuple(d + pads[i] + pads[rank + i] if i >= 1 else d
+                      for i, d in enumerate(x.shape))
+        attrs = {"mode": mode} if mode != "constant" or self.maybe(20) else {}
+        y = self.emit("Pad", inputs, shape, f"<{mode} {pads} value={value}>", **attrs)
+        return self.conv(y) if self.maybe(60) else y
+
+
+#: Steps by input rank, the ones the passes rewrite listed twice (drawn twice as often).
+SPATIAL_STEPS = ("conv", "batchnorm", "conv", "batchnorm", "relu", "affine", "affine",
+                 "conv_transpose", "pad", "binary", "identity", "dropout", "concat", "transpose",
+                 "reshape", "flatten", "matmul")
+DENSE_STEPS = ("gemm", "batchnorm", "gemm", "batchnorm", "matmul", "relu", "affine", "affine",
+               "binary", "identity", "dropout", "concat", "reshape", "transpose")
+GROWING = {"conv_transpose", "concat", "pad"}
+
+
+def _step(builder: Builder, x: Value) -> Value:
+    rank = len(x.shape)
+    options = SPATIAL_STEPS if rank >= 3 else DENSE_STEPS
+    if numel(x.shape) > MAX_ELEMENTS:
+        options = tuple(o for o in options if o not in GROWING)
+    name = builder.choice(options)
+    y = getattr(builder, name)(x)
+    if name in ("conv", "conv_transpose", "gemm", "matmul") and builder.maybe(35):
+        y = builder.batchnorm(y)  # the pattern the pipeline exists for, drawn more often
+    return y
+
+
+@st.composite
+def models(draw, max_steps: int = 8) -> Case:
+    """A random valid float32 model (see the module docstring)."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    opset = draw(st.sampled_from(sorted(IR_VERSIONS, reverse=True)))
+    builder = Builder(draw, seed, opset)
+    spatial_rank = draw(st.sampled_from([2, 1, 0]))
+    batch = BATCH if builder.maybe(30) else builder.integer(1, 2)
+    channels = builder.integer(1, 6) if spatial_rank else builder.integer(1, 12)
+    shape = (batch, channels, *(builder.integer(3, 7) for _ in range(spatial_rank)))
+    x = Value("x", shape)
+    builder.values.append(x)
+    for _ in range(draw(st.sampled_from(range(1, max_steps + 1)))):  # uniform, not small-biased
+        back = builder.integer(1, len(builder.values)) if builder.maybe(30) else 1
+        x = _step(builder, builder.values[-back])
+    outputs = [v for v in builder.values[1:] if v.name not in builder.consumed]
+    for _ in range(builder.integer(0, 2)):
+        extra = builder.values[builder.integer(1, len(builder.values) - 1)]
+        if extra not in outputs and builder.maybe(50):
+            outputs.append(extra)
+    graph = helper.make_graph(
+        builder.nodes, "fuzz", [_info(builder.values[0])], [_info(v) for v in outputs],
+        initializer=builder.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              ir_version=IR_VERSIONS[opset], producer_name="fuzz")
+    onnx.checker.check_model(model, full_check=True)  # also checks the shapes tracked here
+    return Case(model, seed, builder.steps)
+
+
+def _info(value: Value) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(value.name, TensorProto.FLOAT, list(value.shape))
