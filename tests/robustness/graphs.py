@@ -25,8 +25,9 @@ import onnx
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-#: IR version that goes with each opset drawn.
-IR_VERSIONS = {13: 7, 17: 8, 21: 10}
+#: IR version that goes with each opset drawn (10: Pad and Dropout take attributes, Gemm
+#: needs C, Concat no negative axis).
+IR_VERSIONS = {13: 7, 17: 8, 21: 10, 10: 5}
 BATCH = "N"
 MAX_CHANNELS = 8
 MAX_ELEMENTS = 1024  # per sample: above it, steps that grow a tensor are not drawn
@@ -128,6 +129,8 @@ class Builder:
         if shared_key is not None and shared_key in self.weights and self.maybe(30):
             return self.weights[shared_key]
         values = (self.rng.standard_normal(shape) / math.sqrt(max(fan_in, 1))).astype(np.float32)
+        if self.maybe(5):  # a denormal weight (flush-denormals must zero it)
+            values.reshape(-1)[0] = np.float32(1e-40)
         name = self.constant("W", values)
         if shared_key is not None:
             self.weights.setdefault(shared_key, name)
@@ -155,13 +158,16 @@ class Builder:
         return self.emit("Identity", [x.name], x.shape)
 
     def dropout(self, x: Value) -> Value:
-        inputs = [x.name]
-        if self.maybe(50):
+        inputs, attrs = [x.name], {}
+        if self.opset < 12:
+            if self.maybe(50):
+                attrs["ratio"] = 0.5
+        elif self.maybe(50):
             inputs.append(self.constant("ratio", np.array(0.5, dtype=np.float32)))
             if self.maybe(50):
                 inputs.append(self.constant("training", np.array(False)))
         mask = (self.fresh("mask"),) if self.maybe(30) else ()  # declared, never read
-        return self.emit("Dropout", inputs, x.shape, extra_outputs=mask)
+        return self.emit("Dropout", inputs, x.shape, extra_outputs=mask, **attrs)
 
     def conv(self, x: Value) -> Value:
         channels, spatial = x.shape[1], x.shape[2:]
@@ -234,8 +240,14 @@ class Builder:
 
     def batchnorm(self, x: Value) -> Value:
         c = (x.shape[1],)
-        inputs = [x.name, self.vector("gamma", c, "scale"), self.vector("beta", c, "shift"),
-                  self.vector("mean", c, "shift"), self.vector("var", c, "positive")]
+        key = ("BatchNormalization", c)
+        if key in self.weights and self.maybe(20):  # parameters shared with an earlier BN
+            params = self.weights[key]
+        else:
+            params = [self.vector("gamma", c, "scale"), self.vector("beta", c, "shift"),
+                      self.vector("mean", c, "shift"), self.vector("var", c, "positive")]
+            self.weights.setdefault(key, params)
+        inputs = [x.name, *params]
         attrs: dict = {}
         if self.maybe(50):
             attrs["epsilon"] = self.choice([1e-3, 1e-1, 1e-5])
@@ -243,13 +255,13 @@ class Builder:
             attrs["training_mode"] = 0
         return self.emit("BatchNormalization", inputs, x.shape, **attrs)
 
-    def affine(self, x: Value) -> Value:
+    def affine(self, x: Value, form: str | None = None) -> Value:
         """Mul/Add/Sub/Div by a constant of a drawn broadcastable shape: per channel (the
         foldable case), scalar, on the last axis, on other axes, or one that grows the rank."""
         op = self.choice(["Mul", "Add", "Sub", "Div"])
         rank = len(x.shape)
-        form = self.choice(["channel", "channel-full", "scalar", "one", "last", "random"] +
-                           ([] if x.shape[0] == BATCH else ["grow"]))  # N stays on axis 0
+        form = form or self.choice(["channel", "channel-full", "scalar", "one", "last",
+                                    "random"] + ([] if x.shape[0] == BATCH else ["grow"]))
         if form == "channel":
             shape = (x.shape[1],) + (1,) * (rank - 2)
         elif form == "channel-full":
@@ -287,7 +299,7 @@ class Builder:
         parts = [x] + [fits[self.integer(0, len(fits) - 1)] for _ in range(self.integer(1, 2))]
         shape = list(x.shape)
         shape[axis] = sum(p.shape[axis] for p in parts)
-        written = axis - rank if self.maybe(20) else axis
+        written = axis - rank if self.opset >= 11 and self.maybe(20) else axis
         return self.emit("Concat", [p.name for p in parts], tuple(shape), f"<axis={written}>",
                          axis=written)
 
@@ -330,9 +342,10 @@ class Builder:
         return self.emit("Flatten", [x.name], (x.shape[0], numel(x.shape[1:])), axis=1)
 
     def gemm(self, x: Value) -> Value:
-        features = x.shape[1]
+        trans_a = x.shape[0] != BATCH and self.maybe(15)  # A^T: x's first axis is reduced
+        features, rows = (x.shape[0], x.shape[1]) if trans_a else (x.shape[1], x.shape[0])
         out = self.integer(1, MAX_CHANNELS)
-        attrs: dict = {}
+        attrs: dict = {"transA": 1} if trans_a else {}
         trans_b = self.maybe(50)
         if trans_b:
             attrs["transB"] = 1
@@ -340,14 +353,20 @@ class Builder:
             attrs["alpha"] = self.choice([0.5, 2.0])
         w_shape = (out, features) if trans_b else (features, out)
         inputs = [x.name, self.weight(w_shape, features, ("Gemm", w_shape, trans_b))]
-        if self.maybe(60):
-            forms = [(out,), (1, out), ()] + ([(x.shape[0], out)] if x.shape[0] != BATCH else [])
+        if self.opset < 11 or self.maybe(60):  # C is optional since opset 11
+            forms = [(out,), (1, out), ()] + ([(rows, out)] if rows != BATCH else [])
             inputs.append(self.vector("C", self.choice(forms), "shift"))
             if self.maybe(30):
                 attrs["beta"] = self.choice([0.5, 2.0])
-        return self.emit("Gemm", inputs, (x.shape[0], out), f"<transB={int(trans_b)}>", **attrs)
+        return self.emit("Gemm", inputs, (rows, out),
+                         f"<transA={int(trans_a)} transB={int(trans_b)}>", **attrs)
 
     def matmul(self, x: Value) -> Value:
+        if len(x.shape) == 2 and x.shape[0] != BATCH and self.maybe(15):
+            # the constant on the left: W (out, N) @ x (N, F); not foldable
+            rows = self.integer(1, MAX_CHANNELS)
+            w = self.weight((rows, x.shape[0]), x.shape[0])
+            return self.emit("MatMul", [w, x.name], (rows, x.shape[1]), "<constant left>")
         features = x.shape[-1]
         out = self.integer(1, MAX_CHANNELS)
         w = self.weight((features, out), features, ("MatMul", (features, out)))
@@ -359,7 +378,7 @@ class Builder:
 
     def pad(self, x: Value) -> Value:
         rank = len(x.shape)
-        mode = self.choice(["constant", "reflect", "edge"])
+        mode = self.choice(["constant", "constant", "reflect", "edge"])
         pads = [0] * (2 * rank)
         for axis in range(2, rank):
             for side in (0, rank):
@@ -371,14 +390,19 @@ class Builder:
             # crops. Not with reflect: onnxruntime bounds reflect pads by the cropped size
             # ("pre-pad (2) exceeds maximum allowed (1)"), which the spec does not define.
             pads[2 * rank - 1] = -1
-        inputs = [x.name, self.ints("pads", pads)]
-        value = 0.0
-        if mode == "constant" and self.maybe(40):
-            value = self.choice([0.0, 0.5])
-            inputs.append(self.constant("pad_value", np.array(value, dtype=np.float32)))
+        attrs = {"mode": mode} if mode != "constant" or self.maybe(20) else {}
+        value = self.choice([0.0, 0.5]) if mode == "constant" and self.maybe(40) else None
+        if self.opset < 11:  # pads and value are attributes
+            inputs = [x.name]
+            attrs["pads"] = pads
+            if value is not None:
+                attrs["value"] = value
+        else:
+            inputs = [x.name, self.ints("pads", pads)]
+            if value is not None:
+                inputs.append(self.constant("pad_value", np.array(value, dtype=np.float32)))
         shape = tuple(d + pads[i] + pads[rank + i] if i >= 1 else d
                       for i, d in enumerate(x.shape))
-        attrs = {"mode": mode} if mode != "constant" or self.maybe(20) else {}
         y = self.emit("Pad", inputs, shape, f"<{mode} {pads} value={value}>", **attrs)
         return self.conv(y) if self.maybe(60) else y
 
@@ -399,8 +423,15 @@ def _step(builder: Builder, x: Value) -> Value:
         options = tuple(o for o in options if o not in GROWING)
     name = builder.choice(options)
     y = getattr(builder, name)(x)
-    if name in ("conv", "conv_transpose", "gemm", "matmul") and builder.maybe(35):
-        y = builder.batchnorm(y)  # the pattern the pipeline exists for, drawn more often
+    # the patterns the pipeline exists for, drawn more often: BN or a per-channel affine op
+    # after a linear node, and before a Conv
+    if name in ("conv", "conv_transpose", "gemm", "matmul"):
+        if builder.maybe(35):
+            y = builder.batchnorm(y)
+        elif builder.maybe(25):
+            y = builder.affine(y, "last" if name == "matmul" else "channel")
+    elif name in ("batchnorm", "affine") and len(y.shape) >= 3 and builder.maybe(25):
+        y = builder.conv(y)
     return y
 
 
@@ -408,12 +439,13 @@ def _step(builder: Builder, x: Value) -> Value:
 def models(draw, max_steps: int = 8) -> Case:
     """A random valid float32 model (see the module docstring)."""
     seed = draw(st.integers(0, 2**32 - 1))
-    opset = draw(st.sampled_from(sorted(IR_VERSIONS, reverse=True)))
+    opset = draw(st.sampled_from(list(IR_VERSIONS)))
     builder = Builder(draw, seed, opset)
-    spatial_rank = draw(st.sampled_from([2, 1, 0]))
+    spatial_rank = draw(st.sampled_from([2, 1, 0, 3]))
     batch = BATCH if builder.maybe(30) else builder.integer(1, 2)
     channels = builder.integer(1, 6) if spatial_rank else builder.integer(1, 12)
-    shape = (batch, channels, *(builder.integer(3, 7) for _ in range(spatial_rank)))
+    size = 4 if spatial_rank == 3 else 7
+    shape = (batch, channels, *(builder.integer(3, size) for _ in range(spatial_rank)))
     x = Value("x", shape)
     builder.values.append(x)
     for _ in range(draw(st.sampled_from(range(1, max_steps + 1)))):  # uniform, not small-biased
@@ -427,6 +459,9 @@ def models(draw, max_steps: int = 8) -> Case:
     graph = helper.make_graph(
         builder.nodes, "fuzz", [_info(builder.values[0])], [_info(v) for v in outputs],
         initializer=builder.initializers)
+    if builder.maybe(50):  # exporters declare the intermediate shapes too; rewrites must
+        graph.value_info.extend(  # keep them true
+            _info(v) for v in builder.values[1:] if v not in outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               ir_version=IR_VERSIONS[opset], producer_name="fuzz")
     onnx.checker.check_model(model, full_check=True)  # also checks the shapes tracked here

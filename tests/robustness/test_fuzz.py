@@ -100,8 +100,11 @@ def _attr(node: onnx.NodeProto, name: str, default: object) -> object:
 def _zero_spatial_pad(pad: onnx.NodeProto, constants: dict[str, np.ndarray]) -> bool:
     if _attr(pad, "mode", b"constant") != b"constant":
         return False
-    pads = constants[pad.input[1]]
-    value = constants[pad.input[2]] if len(pad.input) > 2 and pad.input[2] else 0.0
+    if len(pad.input) > 1:
+        pads = constants[pad.input[1]]
+        value = constants[pad.input[2]] if len(pad.input) > 2 and pad.input[2] else 0.0
+    else:  # opset < 11: attributes
+        pads, value = np.array(_attr(pad, "pads", [])), _attr(pad, "value", 0.0)
     rank = len(pads) // 2
     return bool(np.all(pads >= 0) and not np.any(pads[[0, 1, rank, rank + 1]])
                 and float(value) == 0.0)

@@ -7,6 +7,8 @@ the fixed point and the numerics (onnxruntime, optimizations off).
 
 from __future__ import annotations
 
+import numpy as np
+
 import fuser
 from fuser import graph as graph_io
 from tests.helpers import assert_same_outputs, check, make_model
@@ -39,4 +41,29 @@ def test_bn_after_bn_after_bias_free_matmul_folds_in_one_run(rng):
     assert graph_io.op_histogram(out) == {"MatMul": 1, "Add": 1}
     assert report.rewrites("fold-batchnorm") == 2
     assert [r.rewrites for r in report.passes if r.name == "fold-batchnorm"] == [2, 0]
+    assert_same_outputs(model, out, rng, rtol=1e-4, atol=1e-5)
+
+
+def test_chain_of_bns_before_a_conv_folds_in_one_sweep(rng):
+    """Pad -> BN -> BN -> BN -> BN -> 1x1 Conv: fold-into-next-conv visited the BNs first to
+    last, so only the one next to the Conv folded per sweep; after the default 4 sweeps the
+    fourth BN had just folded and the zero Pad, now next to the Conv, was left (a second
+    ``optimize`` run folded it). Fixed in ``passes/fold_into_next.py``: candidates are visited
+    last to first, so the whole chain folds in one run.
+    """
+    model = make_model("""
+        g (float[N,3,5,5] x) => (float[N,4,7,7] y) {
+            p = Pad(x, pads)
+            b1 = BatchNormalization(p, s1, o1, m1, var1)
+            b2 = BatchNormalization(b1, s2, o2, m2, var2)
+            b3 = BatchNormalization(b2, s3, o3, m3, var3)
+            b4 = BatchNormalization(b3, s4, o4, m4, var4)
+            y = Conv(b4, W)
+        }""", rng, pads=np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), W=(4, 3, 1, 1),
+        **{f"{p}{i}": (3,) for i in range(1, 5) for p in ("s", "o", "m", "var")})
+    out, report = optimize(model)
+    assert graph_io.op_histogram(out) == {"Conv": 1}
+    assert [r.rewrites for r in report.passes if r.name == "fold-into-next-conv"] == [4, 0, 0]
+    assert [n for r in report.passes if r.name == "fold-pad-into-conv" for n in r.notes] == [
+        "Pad -> 'p' into Conv -> 'y'"]  # it said "Pad -> '?'": the note came after detach
     assert_same_outputs(model, out, rng, rtol=1e-4, atol=1e-5)
