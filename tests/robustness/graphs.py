@@ -80,7 +80,8 @@ class Builder:
         self.values: list[Value] = []
         self.consumed: set[str] = set()
         self.steps: list[str] = []
-        self.weights: dict[tuple, str] = {}  # (op, shape) -> weight name, for sharing
+        self.weights: dict[tuple, object] = {}  # shape -> weight name(s), for sharing
+        self.inputs: list[Value] = []  # graph inputs besides x (weights fed at run time)
         self.binary_muls = 0
         self._count = 0
 
@@ -123,18 +124,27 @@ class Builder:
         self.steps.append(f"{out} = {op}{description}({', '.join(inputs)}) -> {list(shape)}")
         return value
 
-    def weight(self, shape: tuple, fan_in: int, shared_key: tuple | None = None) -> str:
+    def weight(self, shape: tuple, fan_in: int, share: bool = True) -> str:
         """Seeded normal weights with variance 1 / fan_in; may reuse an earlier weight of the
-        same shape (weights shared by two nodes)."""
-        if shared_key is not None and shared_key in self.weights and self.maybe(30):
-            return self.weights[shared_key]
+        same shape (shared by two nodes, maybe of different ops), or be a graph input (not a
+        constant: nothing may fold into it)."""
+        key = ("W", shape)
+        if share and key in self.weights and self.maybe(30):
+            return self.weights[key]
+        if self.maybe(4):
+            return self.graph_input("w", shape)
         values = (self.rng.standard_normal(shape) / math.sqrt(max(fan_in, 1))).astype(np.float32)
         if self.maybe(5):  # a denormal weight (flush-denormals must zero it)
             values.reshape(-1)[0] = np.float32(1e-40)
         name = self.constant("W", values)
-        if shared_key is not None:
-            self.weights.setdefault(shared_key, name)
+        if share:
+            self.weights.setdefault(key, name)
         return name
+
+    def graph_input(self, prefix: str, shape: tuple) -> str:
+        value = Value(self.fresh(prefix), shape)
+        self.inputs.append(value)
+        return value.name
 
     def vector(self, prefix: str, shape: tuple, kind: str) -> str:
         """Seeded float32 constants: ``scale`` (|v| in [0.5, 2], random sign), ``shift``
@@ -200,7 +210,7 @@ class Builder:
             out = [(d - ext) // s + 1 if auto_pad == "VALID" else -(-d // s)
                    for d, ext, s in zip(spatial, extent, stride, strict=True)]
         w_shape = (out_channels, channels // group, *kernel)
-        inputs = [x.name, self.weight(w_shape, math.prod(w_shape[1:]), ("Conv", w_shape))]
+        inputs = [x.name, self.weight(w_shape, math.prod(w_shape[1:]))]
         if self.maybe(50):
             inputs.append(self.vector("B", (out_channels,), "shift"))
         described = f"<g={group} k={kernel} s={stride} d={dilation} " \
@@ -230,7 +240,7 @@ class Builder:
         out = [f - b - e for f, b, e in zip(full, begin, end, strict=True)]
         w_shape = (channels, out_channels // group, *kernel)
         fan_in = channels // group * math.prod(kernel)
-        inputs = [x.name, self.weight(w_shape, fan_in, ("ConvTranspose", w_shape))]
+        inputs = [x.name, self.weight(w_shape, fan_in)]
         if self.maybe(50):
             inputs.append(self.vector("B", (out_channels,), "shift"))
         described = f"<g={group} k={kernel} s={stride} d={dilation} pads={begin + end} " \
@@ -244,8 +254,10 @@ class Builder:
         if key in self.weights and self.maybe(20):  # parameters shared with an earlier BN
             params = self.weights[key]
         else:
-            params = [self.vector("gamma", c, "scale"), self.vector("beta", c, "shift"),
-                      self.vector("mean", c, "shift"), self.vector("var", c, "positive")]
+            mean = self.graph_input("mean", c) if self.maybe(4) else self.vector("mean", c,
+                                                                                 "shift")
+            params = [self.vector("gamma", c, "scale"), self.vector("beta", c, "shift"), mean,
+                      self.vector("var", c, "positive")]
             self.weights.setdefault(key, params)
         inputs = [x.name, *params]
         attrs: dict = {}
@@ -352,7 +364,7 @@ class Builder:
         if self.maybe(30):
             attrs["alpha"] = self.choice([0.5, 2.0])
         w_shape = (out, features) if trans_b else (features, out)
-        inputs = [x.name, self.weight(w_shape, features, ("Gemm", w_shape, trans_b))]
+        inputs = [x.name, self.weight(w_shape, features)]
         if self.opset < 11 or self.maybe(60):  # C is optional since opset 11
             forms = [(out,), (1, out), ()] + ([(rows, out)] if rows != BATCH else [])
             inputs.append(self.vector("C", self.choice(forms), "shift"))
@@ -365,11 +377,11 @@ class Builder:
         if len(x.shape) == 2 and x.shape[0] != BATCH and self.maybe(15):
             # the constant on the left: W (out, N) @ x (N, F); not foldable
             rows = self.integer(1, MAX_CHANNELS)
-            w = self.weight((rows, x.shape[0]), x.shape[0])
+            w = self.weight((rows, x.shape[0]), x.shape[0], share=False)
             return self.emit("MatMul", [w, x.name], (rows, x.shape[1]), "<constant left>")
         features = x.shape[-1]
         out = self.integer(1, MAX_CHANNELS)
-        w = self.weight((features, out), features, ("MatMul", (features, out)))
+        w = self.weight((features, out), features)
         y = self.emit("MatMul", [x.name, w], (*x.shape[:-1], out))
         if self.maybe(50):
             b = self.vector("bias", (out,), "shift")
@@ -457,7 +469,8 @@ def models(draw, max_steps: int = 8) -> Case:
         if extra not in outputs and builder.maybe(50):
             outputs.append(extra)
     graph = helper.make_graph(
-        builder.nodes, "fuzz", [_info(builder.values[0])], [_info(v) for v in outputs],
+        builder.nodes, "fuzz", [_info(v) for v in [builder.values[0], *builder.inputs]],
+        [_info(v) for v in outputs],
         initializer=builder.initializers)
     if builder.maybe(50):  # exporters declare the intermediate shapes too; rewrites must
         graph.value_info.extend(  # keep them true
