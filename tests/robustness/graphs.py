@@ -106,8 +106,15 @@ class Builder:
         name = self.fresh(prefix)
         tensor = numpy_helper.from_array(np.array(values), name)  # keeps 0-d arrays 0-d
         if self.maybe(node_percent):
+            attrs = {"value": tensor}
+            values = np.array(values)
+            if self.opset >= 12 and values.ndim <= 1 and values.dtype.kind in "fi" \
+                    and self.maybe(50):  # the value_float(s) / value_int(s) spellings
+                kind = "float" if values.dtype.kind == "f" else "int"
+                attrs = {f"value_{kind}s": values.tolist()} if values.ndim else \
+                    {f"value_{kind}": values.item()}
             self.nodes.append(helper.make_node("Constant", [], [name], name=f"{name}_const",
-                                               value=tensor))
+                                               **attrs))
         else:
             self.initializers.append(tensor)
         return name

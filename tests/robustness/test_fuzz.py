@@ -57,8 +57,10 @@ FOLDED_INTO = ("Conv", "ConvTranspose", "Gemm")
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     values = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute[0].name == "value":
-            values[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
+        if node.op_type == "Constant":
+            value = onnx.helper.get_attribute_value(node.attribute[0])
+            values[node.output[0]] = onnx.numpy_helper.to_array(value) \
+                if isinstance(value, onnx.TensorProto) else np.array(value)
     return values
 
 
