@@ -52,6 +52,7 @@ SETTINGS = settings(settings.get_profile(f"fuzz-{PROFILE}"),
 MAX_STEPS = 16 if PROFILE == "slow" else 10
 
 FOLDED_INTO = ("Conv", "ConvTranspose", "Gemm")
+AFFINE = ("Mul", "Add", "Sub", "Div")
 
 
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -65,9 +66,10 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 
 def must_vanish(model: onnx.ModelProto) -> dict[str, str]:
-    """Output tensor -> reason, for the nodes the pipeline must remove: BatchNormalization
-    right after a Conv/ConvTranspose/Gemm whose output only it reads (not a graph output),
-    both with constant parameters, and a zero Pad of spatial axes whose output only a Conv's data input reads."""
+    """Output tensor -> reason, for the nodes the pipeline must remove: a BatchNormalization or
+    a per-channel Mul/Add/Sub/Div by a constant right after a Conv/ConvTranspose/Gemm whose
+    output only it reads (not a graph output), all parameters constant; a zero Pad of spatial
+    axes whose output only a Conv's data input reads."""
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
     readers = collections.defaultdict(list)
@@ -78,20 +80,42 @@ def must_vanish(model: onnx.ModelProto) -> dict[str, str]:
     constants = _constants(model)
     expected = {}
     for node in graph.node:
-        x = node.input[0] if node.input else ""
-        sole = len(readers[x]) == 1 and x not in outputs
-        source = producer.get(x)
-        if node.op_type == "BatchNormalization" and sole and source is not None \
-                and source.op_type in FOLDED_INTO \
-                and all(t in constants for t in [*node.input[1:], *source.input[1:]] if t):
-            expected[node.output[0]] = f"BatchNormalization after {source.op_type}"
         if node.op_type == "Pad" and _zero_spatial_pad(node, constants):
             reader = readers[node.output[0]][0] if len(readers[node.output[0]]) == 1 else None
             if reader is not None and reader.op_type == "Conv" and \
                     reader.input[0] == node.output[0] and node.output[0] not in outputs \
                     and _attr(reader, "auto_pad", b"NOTSET") in (b"NOTSET", b"VALID"):
                 expected[node.output[0]] = "zero Pad before Conv"
+        variable = [t for t in node.input if t not in constants]
+        if node.op_type not in ("BatchNormalization", *AFFINE) or len(variable) != 1:
+            continue
+        x = variable[0]
+        source = producer.get(x)
+        if source is None or source.op_type not in FOLDED_INTO or len(readers[x]) != 1 \
+                or x in outputs or not all(t in constants for t in source.input[1:] if t):
+            continue
+        if node.op_type == "BatchNormalization" and node.input[0] == x:
+            expected[node.output[0]] = f"BatchNormalization after {source.op_type}"
+        elif node.op_type in AFFINE and (node.op_type != "Div" or node.input[0] == x) \
+                and _per_channel(constants[node.input[node.input[0] == x]], source, constants):
+            expected[node.output[0]] = f"per-channel {node.op_type} after {source.op_type}"
     return expected
+
+
+def _per_channel(c: np.ndarray, linear: onnx.NodeProto, constants: dict) -> bool:
+    """``c`` broadcasts along the output channels of ``linear`` only, without adding dims."""
+    w = constants[linear.input[1]]
+    if linear.op_type == "Gemm":
+        rank, channels = 2, w.shape[0] if _attr(linear, "transB", 0) else w.shape[1]
+    else:
+        rank = w.ndim
+        channels = w.shape[0] if linear.op_type == "Conv" else w.shape[1] * _attr(
+            linear, "group", 1)
+    if c.ndim > rank:
+        return False
+    trailing = c.shape[max(c.ndim - rank + 1, 0):]  # from the channel axis on
+    return c.size == 1 or (all(d == 1 for d in c.shape[:c.ndim - len(trailing)])
+                           and tuple(trailing) == (channels,) + (1,) * (rank - 2))
 
 
 def _attr(node: onnx.NodeProto, name: str, default: object) -> object:
@@ -133,8 +157,8 @@ def assert_pipeline_keeps(case: Case) -> None:
     assert [o.name for o in optimized.graph.output] == [o.name for o in model.graph.output]
 
     assert len(optimized.graph.node) <= len(model.graph.node), notes
-    left = {n.output[0] for n in optimized.graph.node if n.op_type in ("BatchNormalization",
-                                                                       "Pad")}
+    left = {n.output[0] for n in optimized.graph.node
+            if n.op_type in ("BatchNormalization", "Pad", *AFFINE)}
     missed = {name: why for name, why in must_vanish(model).items() if name in left}
     assert not missed, f"not folded: {missed}\n{notes}"
     ops = collections.Counter(n.op_type for n in optimized.graph.node)
