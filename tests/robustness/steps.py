@@ -26,7 +26,8 @@ class Steps(Builder):
             if self.maybe(50):
                 attrs["ratio"] = 0.5
         elif self.maybe(50):
-            inputs.append(self.constant("ratio", np.array(0.5, dtype=np.float32)))
+            inputs.append("" if self.maybe(20) else self.constant(
+                "ratio", np.array(0.5, dtype=np.float32)))
             if self.maybe(50):
                 inputs.append(self.constant("training", np.array(False)))
         mask = (self.fresh("mask"),) if self.maybe(30) else ()  # declared, never read
@@ -66,6 +67,8 @@ class Steps(Builder):
         inputs = [x.name, self.weight(w_shape, math.prod(w_shape[1:]))]
         if self.maybe(50):
             inputs.append(self.vector("B", (out_channels,), "shift"))
+        elif self.maybe(10):
+            inputs.append("")  # the optional bias omitted by name
         described = f"<g={group} k={kernel} s={stride} d={dilation} " \
                     f"{attrs.get('pads', auto_pad if auto_pad != 'NOTSET' else '')}>"
         return self.emit("Conv", inputs, (x.shape[0], out_channels, *out), described, **attrs)
@@ -96,6 +99,8 @@ class Steps(Builder):
         inputs = [x.name, self.weight(w_shape, fan_in)]
         if self.maybe(50):
             inputs.append(self.vector("B", (out_channels,), "shift"))
+        elif self.maybe(10):
+            inputs.append("")  # the optional bias omitted by name
         described = f"<g={group} k={kernel} s={stride} d={dilation} pads={begin + end} " \
                     f"out_pad={output_padding}>"
         return self.emit("ConvTranspose", inputs, (x.shape[0], out_channels, *out), described,
@@ -223,6 +228,8 @@ class Steps(Builder):
             inputs.append(self.vector("C", self.choice(forms), "shift"))
             if self.maybe(30):
                 attrs["beta"] = self.choice([0.5, 2.0])
+        elif self.maybe(10):
+            inputs.append("")  # C omitted by name
         return self.emit("Gemm", inputs, (rows, out),
                          f"<transA={int(trans_a)} transB={int(trans_b)}>", **attrs)
 
