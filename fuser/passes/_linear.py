@@ -118,8 +118,9 @@ class Linear:
             i = 1 if self.bias_node.inputs[0] is node.outputs[0] else 0
             self.bias_node.inputs[i] = new_bias
         else:  # MatMul without bias: add one
-            matmul_out = gs.Variable(names.fresh(f"{base}_matmul"), dtype=dtype)
             y = node.outputs[0]
+            # Same shape as y: a later fold reads the MatMul's output rank from it.
+            matmul_out = gs.Variable(names.fresh(f"{base}_matmul"), dtype=dtype, shape=y.shape)
             node.outputs = [matmul_out]
             self.bias_node = gs.Node("Add", names.fresh(f"{base}_bias"),
                                      inputs=[matmul_out, new_bias], outputs=[y])

@@ -72,7 +72,10 @@ class FoldIntoNextConv(Pass):
     def run(self, graph: gs.Graph) -> PassResult:
         result = PassResult()
         names = Names(graph)
-        for node in [n for n in graph.nodes if n.op in ("BatchNormalization", *AFFINE_OPS)]:
+        # Last first: in a chain ``BN -> Mul -> Conv`` the Mul folds, then the BN reads the
+        # Conv and folds too, in this one run (first first took one sweep per link).
+        for node in [n for n in reversed(graph.nodes)
+                     if n.op in ("BatchNormalization", *AFFINE_OPS)]:
             if not node.outputs or len(node.outputs[0].outputs) != 1:
                 continue
             conv = node.outputs[0].outputs[0]
@@ -114,7 +117,8 @@ class FoldIntoNextConv(Pass):
         result.stats["denormals flushed"] += flushed_w + flushed_b
         if conv.inputs[1].outputs != [conv]:
             result.stats["shared weight cloned"] += 1
-        detach(node)
+        note = f"{describe(node)} into next {describe(conv)}"  # before detach: describe
+        detach(node)  # names an unnamed node by its output
         conv.inputs[0] = x
         conv.inputs[1] = gs.Constant(names.fresh(f"{base}_W_folded"), new_w)
         new_bias = gs.Constant(names.fresh(f"{base}_B_folded"), new_b)
@@ -122,4 +126,4 @@ class FoldIntoNextConv(Pass):
             conv.inputs[2] = new_bias
         else:
             conv.inputs.append(new_bias)
-        result.rewrote(f"{describe(node)} into next {describe(conv)}")
+        result.rewrote(note)

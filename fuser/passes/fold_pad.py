@@ -75,7 +75,7 @@ class FoldPadIntoConv(Pass):
             end = [int(own[spatial + i] + pads[rank + 2 + i]) for i in range(spatial)]
             conv.attrs["pads"] = begin + end
             conv.attrs.pop("auto_pad", None)
-            conv.inputs[0] = pad.inputs[0]
+            result.rewrote(f"{describe(pad)} into {describe(conv)}")  # before detach: the
+            conv.inputs[0] = pad.inputs[0]  # note names an unnamed Pad by its output
             detach(pad)
-            result.rewrote(f"{describe(pad)} into {describe(conv)}")
         return result

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests import helpers
-from tests.helpers import apply, assert_same_outputs, check, make_model, ops
+from tests.helpers import apply, assert_same_outputs, check, make_model, ops, second_run_rewrites
 
 BN = "BatchNormalization(r, s, b, mean, var)"
 
@@ -55,12 +55,12 @@ def test_input_normalization_folds_into_first_conv(rng):
         }""", rng, W=(8, 3, 2, 2), mean=(3, 1, 1),
         std=rng.uniform(0.5, 1.5, (3, 1, 1)).astype(np.float32))
     out, result = apply(model, "fold-into-next-conv")
-    # Sub feeds Div, not the Conv: one fold per sweep (the manager repeats sweeps)
-    assert result.rewrites == 1
-    out2, result2 = apply(out, "fold-into-next-conv")
-    assert result2.rewrites == 1 and ops(out2) == {"Conv": 1}
-    check(out2)
-    assert_same_outputs(model, out2, rng, rtol=1e-4, atol=1e-4)
+    # Div first, then Sub (which now feeds the Conv): the chain folds in one run
+    assert result.rewrites == 2 and ops(out) == {"Conv": 1}
+    assert result.notes == ["Div -> 'z' into next Conv -> 'y'", "Sub -> 'c' into next Conv -> 'y'"]
+    assert second_run_rewrites(out, "fold-into-next-conv") == 0
+    check(out)
+    assert_same_outputs(model, out, rng, rtol=1e-4, atol=1e-4)
 
 
 # ---------------------------------------------------------------- negative cases
