@@ -33,8 +33,6 @@ logger = logging.getLogger(__name__)
 PROTOBUF_LIMIT = 2**31 - 1
 #: Initializers at least this large are stripped from the checker's skeleton.
 _SKELETON_KEEP_BYTES = 1024
-#: Constants at least this large are exported around onnx-graphsurgeon (see ``to_model``).
-_STAND_IN_BYTES = 256 * 2**20
 #: Initializers at least this large go to the external data file when saving with one.
 _EXTERNAL_MIN_BYTES = 1024
 
@@ -177,9 +175,10 @@ def to_graph(model: onnx.ModelProto) -> gs.Graph:
 def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None) -> onnx.ModelProto:
     """Export a graph back to ONNX, keeping the template's opsets, IR version and metadata.
 
-    Large constants bypass onnx-graphsurgeon's exporter (which copies tensors through
-    serialization and fails on one over 2 GB): they are exported as stand-ins and their
-    tensors copied into place afterwards.
+    Constants bypass onnx-graphsurgeon's exporter, which builds every tensor and then copies
+    it again into the graph (and fails on one over 2 GB): they are exported as data-less
+    stand-ins and their data written into place afterwards, in one copy. Only constants that
+    gs would convert on export (``export_dtype`` differs, ``data_location`` set) take gs's way.
     """
     kwargs = {}
     if template is not None:
@@ -191,11 +190,12 @@ def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None) -> onnx.M
             "domain": template.domain,
             "model_version": template.model_version,
         }
-    with _large_constants_as_stand_ins(graph) as large:
+    with _constants_as_stand_ins(graph) as originals:
         model = gs.export_onnx(graph, do_type_check=False, **kwargs)
     for tensor in model.graph.initializer:
-        if tensor.name in large:
-            tensor.CopyFrom(large[tensor.name])
+        values = originals.get(tensor.name)
+        if values is not None:
+            _fill(tensor, values)
     if template is not None:
         model.ClearField("opset_import")
         model.opset_import.extend(template.opset_import)
@@ -206,34 +206,56 @@ def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None) -> onnx.M
     return model
 
 
-@contextlib.contextmanager
-def _large_constants_as_stand_ins(graph: gs.Graph) -> Iterator[dict[str, onnx.TensorProto]]:
-    """Swap constants of ``_STAND_IN_BYTES`` or more for data-less stand-ins, then back."""
+def _fill(tensor: onnx.TensorProto, values: object) -> None:
+    """Write a constant's values (gs lazy values or a numpy array) into a stand-in ``tensor``
+    as gs's exporter would (raw data, the constant's name), without changing the source."""
     from onnx_graphsurgeon.ir.tensor import LazyValues
 
-    swapped: dict[str, tuple[gs.Constant, object]] = {}
-    tensors: dict[str, onnx.TensorProto] = {}
+    name = tensor.name
+    if isinstance(values, LazyValues):
+        tensor.CopyFrom(values.tensor)
+        tensor.name = name
+        return
+    array = np.asarray(values)
+    tensor.Clear()
+    tensor.name = name
+    tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+    tensor.dims.extend(array.shape)
+    tensor.raw_data = array.tobytes()
+
+
+@contextlib.contextmanager
+def _constants_as_stand_ins(graph: gs.Graph) -> Iterator[dict[str, object]]:
+    """Swap the graph's constants for data-less stand-ins, then back; yield name -> values."""
+    from onnx_graphsurgeon.ir.tensor import LazyValues
+
+    swapped: list[tuple[gs.Constant, object]] = []
+    originals: dict[str, object] = {}
     for tensor in graph.tensors().values():
         if not isinstance(tensor, gs.Constant):
             continue
         values = tensor._values
-        nbytes = values.nbytes if isinstance(values, LazyValues | np.ndarray) else 0
-        if nbytes < _STAND_IN_BYTES:
-            continue
-        proto = values.tensor if isinstance(values, LazyValues) else \
-            onnx.numpy_helper.from_array(values, tensor.name)
-        stand_in = onnx.TensorProto(name=tensor.name, data_type=proto.data_type)
-        stand_in.dims.extend(proto.dims)
+        if isinstance(values, np.ndarray):
+            if tensor.data_location is not None or tensor.export_dtype != tensor.dtype or \
+                    values.dtype.kind not in "biufc":
+                continue
+            data_type = onnx.helper.np_dtype_to_tensor_dtype(values.dtype)
+        elif isinstance(values, LazyValues):
+            data_type = values.tensor.data_type
+        else:
+            continue  # sparse values
+        stand_in = onnx.TensorProto(name=tensor.name, data_type=data_type)
+        stand_in.dims.extend(values.shape)
         stand_in.data_location = onnx.TensorProto.EXTERNAL
         entry = stand_in.external_data.add()
         entry.key, entry.value = "location", "fuser-stand-in"
-        swapped[tensor.name] = (tensor, values)
-        tensors[tensor.name] = proto
+        swapped.append((tensor, values))
+        originals[tensor.name] = values
         tensor._values = LazyValues(stand_in)
     try:
-        yield tensors
+        yield originals
     finally:
-        for tensor, values in swapped.values():
+        for tensor, values in swapped:
             tensor._values = values
 
 

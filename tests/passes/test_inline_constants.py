@@ -49,8 +49,10 @@ def conv_model(rng, *, with_bn: bool):
 
 def test_constant_conv_weight_becomes_an_initializer(rng):
     model = conv_model(rng, with_bn=False)
+    before = model.SerializeToString()
     out = assert_inlined(model, rng, {"Conv": 1, "Identity": 1})
     assert "W" in constant_names(out)
+    assert model.SerializeToString() == before  # the exporter named the attribute's tensor
 
 
 def test_weight_from_a_constant_node_folds_a_following_batchnorm_once_inlined(rng):
