@@ -84,6 +84,7 @@ class ModelResult:
     framework: str
     input: str
     load_s: float
+    copy_s: float
     original: Graph
     original_ms: dict[str, float]
     entries: dict[str, Entry]
@@ -99,19 +100,25 @@ def _fresh(data: bytes) -> onnx.ModelProto:
 
 
 def time_optimizations(model: onnx.ModelProto, contestants: list[Contestant], runs: int,
-                       say=print) -> tuple[dict[str, Entry], dict[str, onnx.ModelProto]]:
+                       say=print) -> tuple[dict[str, Entry], dict[str, onnx.ModelProto], float]:
     """Run every contestant ``runs`` times, interleaved (round r runs each tool once, in an
-    order rotated every round), each on a fresh copy parsed outside the timed region."""
+    order rotated every round), each on a fresh copy parsed outside the timed region.
+
+    Also returns the median time of making one such copy (parsing the serialized model): a
+    yardstick for what touching every weight once costs on this machine."""
     data = model.SerializeToString()
     entries = {c.name: Entry(c.name) for c in contestants}
     outputs: dict[str, onnx.ModelProto] = {}
+    copies: list[float] = []
     for r in range(runs):
         order = contestants[r % len(contestants):] + contestants[:r % len(contestants)]
         for contestant in order:
             entry = entries[contestant.name]
             if entry.error is not None:
                 continue
+            begin = time.perf_counter()
             copy = _fresh(data)
+            copies.append(time.perf_counter() - begin)
             gc.collect()
             start = time.perf_counter()
             try:
@@ -123,7 +130,7 @@ def time_optimizations(model: onnx.ModelProto, contestants: list[Contestant], ru
             entry.seconds.append(time.perf_counter() - start)
             outputs[contestant.name] = out
             del copy
-    return entries, outputs
+    return entries, outputs, statistics.median(copies) if copies else 0.0
 
 
 def measure_model(name: str, framework: str, model: onnx.ModelProto,
@@ -141,7 +148,7 @@ def measure_model(name: str, framework: str, model: onnx.ModelProto,
     original = Graph.of(model, source)
     say(f"  {name} ({framework}): {original.nodes} nodes, {original.batchnorm} BN, "
         f"{original.params:,} params; timing {len(contestants)} tools x {runs} runs")
-    entries, outputs = time_optimizations(model, contestants, runs, say)
+    entries, outputs, copy_s = time_optimizations(model, contestants, runs, say)
 
     shapes = inputs.resolve_shapes(model)
     batches = inputs.random_batches(model, shapes, 2, 0)
@@ -173,7 +180,7 @@ def measure_model(name: str, framework: str, model: onnx.ModelProto,
             low, high = t.speedup_ci
             entries[t.model].latency[t.level] = Latency(t.speedup, low, high, t.stats.median_ms)
     return ModelResult(name, framework, inputs.describe_shapes(shapes), statistics.median(loads),
-                       original, original_ms, entries)
+                       copy_s, original, original_ms, entries)
 
 
 def peak_rss(contestant: str, path: Path, timeout: float = 900) -> dict:

@@ -20,13 +20,16 @@ def _entries(row: dict) -> list[dict]:
 
 
 def headline(row: dict) -> dict:
-    """fuser's optimization time against the fastest peer, and against the fastest peer whose
-    output has no BatchNormalization left, on one model (None where a side is missing)."""
+    """fuser's optimization time against the fastest peer, and against the fastest peer that
+    did the same job (no BatchNormalization left and at most as many nodes as fuser's
+    output), on one model: (name, peer seconds, peer / fuser) or None."""
     times = {e["contestant"]: _median(e["seconds"]) for e in _entries(row)
              if e["seconds"] and e["error"] is None}
     fuser = times.pop("fuser", None)
-    folded = {name: t for name, t in times.items()
-              if row["entries"][name]["graph"] and row["entries"][name]["graph"]["batchnorm"] == 0}
+    mine = row["entries"].get("fuser", {}).get("graph")
+    folded = {name: t for name, t in times.items() if mine and row["entries"][name]["graph"]
+              and row["entries"][name]["graph"]["batchnorm"] == 0
+              and row["entries"][name]["graph"]["nodes"] <= mine["nodes"]}
     out = {"fuser": fuser, "fastest": None, "fastest_folding": None}
     for key, pool in (("fastest", times), ("fastest_folding", folded)):
         if pool:
@@ -71,14 +74,18 @@ def markdown(data: dict) -> str:
              "arrives as Mul + Add).", "", "Contestants:", ""]
     lines += [f"- **{n}** {c['version'] or ''}: {c['what']}" for n, c in data["contestants"].items()]
     lines += [f"- **{n}**: missing, {reason}" for n, reason in data["missing"].items()]
+    lines += [f"- model {m}: export failed ({reason}), skipped"
+              for m, reason in data.get("export_failed", {}).items()]
     lines += ["", "## Optimization wall time", "", made + f" Median of {data['runs']} runs "
               "in one process on an already-loaded model; every run gets a fresh copy parsed "
               "outside the timed region; runs of the tools are interleaved. Load (onnx.load of "
-              "the file) is separate, saving is in the next table. Seconds.", ""]
+              "the file) is separate, saving is in the next table; `copy` is the time to parse "
+              "one fresh copy of the model in memory (what touching every weight once costs "
+              "here). Seconds.", ""]
     rows = []
     for row in data["models"]:
         head = headline(row)
-        cells = [_label(row), _fmt_s(row["load_s"])]
+        cells = [_label(row), _fmt_s(row["load_s"]), _fmt_s(row["copy_s"])]
         for name in names:
             entry = row["entries"].get(name)
             cells.append("failed" if entry and entry["error"] and not entry["seconds"]
@@ -88,8 +95,8 @@ def markdown(data: dict) -> str:
             cells.append(f"{head[key][2]:.1f}x ({head[key][0]})" if head[key] and head[key][2]
                          else "-")
         rows.append(cells)
-    lines += _table(["model", "load", *names, "fastest peer / fuser",
-                     "fastest BN-free peer / fuser"], rows)
+    lines += _table(["model", "load", "copy", *names, "fastest peer / fuser",
+                     "fastest peer as small as fuser / fuser"], rows)
     lines += ["", "## What each tool produced", "", made + " Nodes, BatchNormalization "
               "left, parameters, file size and save time of the output; numeric difference "
               "against the original on onnxruntime CPU with graph optimizations off (2 seeded "

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import measure, peers, results
@@ -100,11 +100,18 @@ def run_suite(specs: list[Spec], frameworks: list[str], contestants: list[str] |
         say(f"{name}: {reason}; skipped")
     rows: list[measure.ModelResult] = []
     largest: tuple[int, Path, str] | None = None
+    failed: dict[str, str] = {}
     frameworks = frameworks_available(frameworks, say)
     for spec in specs:
         for framework in frameworks:
             start = time.perf_counter()
-            model = export(spec, framework)
+            try:
+                model = export(spec, framework)
+            except Exception as exc:  # reported in RESULTS.md, the other models still run
+                failed[f"{spec.name} ({framework})"] = f"{type(exc).__name__}: " \
+                    f"{str(exc).strip().splitlines()[0][:160]}"
+                say(f"{spec.name} ({framework}): export failed, skipped")
+                continue
             say(f"{spec.name} ({framework}): exported in {time.perf_counter() - start:.1f} s")
             row = measure.measure_model(spec.name, framework, model, present, folder,
                                         runs=runs, latency_budget=latency_budget, say=say)
@@ -118,7 +125,7 @@ def run_suite(specs: list[Spec], frameworks: list[str], contestants: list[str] |
         say(f"peak RSS on {largest[2]}, one subprocess per tool")
         memory = {"model": largest[2],
                   "tools": {c.name: measure.peak_rss(c.name, largest[1]) for c in present}}
-    return {"models": [r.to_dict() for r in rows], "missing": missing,
+    return {"models": [r.to_dict() for r in rows], "missing": missing, "export_failed": failed,
             "contestants": {c.name: {"what": c.what,
                                      "version": peers.version(c.distribution)}
                             for c in present}, "rss": memory}
@@ -132,7 +139,7 @@ def environment() -> dict:
         "tensorflow-cpu", "tf2onnx", "onnxsim", "onnxslim", "onnxoptimizer")}
     return {"python": platform.python_version(), "cpu": cpu_model(),
             "cores": physical_cores(), "platform": platform.platform(),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "versions": {k: v for k, v in versions.items() if v}}
 
 
