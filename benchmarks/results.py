@@ -72,7 +72,8 @@ def markdown(data: dict) -> str:
              "is accuracy) and exported with BatchNormalization kept (PyTorch: TorchScript "
              "exporter with TrainingMode.PRESERVE; Keras: tf2onnx with its BN folds off, so BN "
              "arrives as Mul + Add).", "", "Contestants:", ""]
-    lines += [f"- **{n}** {c['version'] or ''}: {c['what']}" for n, c in data["contestants"].items()]
+    lines += [f"- **{n}** {c['version'] or ''}: {c['what']}"
+              for n, c in data["contestants"].items()]
     lines += [f"- **{n}**: missing, {reason}" for n, reason in data["missing"].items()]
     lines += [f"- model {m}: export failed ({reason}), skipped"
               for m, reason in data.get("export_failed", {}).items()]
