@@ -161,7 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-models", action="store_true", help="keep the ONNX files")
     parser.add_argument("--lowrank", action="store_true",
                         help="also re-run python -m benchmarks.lowrank (its own tables)")
+    parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                        help="only re-write RESULTS.md and the plots from a saved results.json "
+                        "(its command and numbers are kept)")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        out = args.out or args.render.parent
+        out.mkdir(parents=True, exist_ok=True)
+        results.write(json.loads(args.render.read_text()), out)
+        _say(f"wrote {out / 'RESULTS.md'} and plots from {args.render}")
+        return 0
     setting = args.set or ("quick" if args.quick else "full")
     specs = [s for s in SETS[setting] if not args.models or s.name in args.models]
     if not specs:
