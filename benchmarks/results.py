@@ -16,7 +16,15 @@ def _label(row: dict) -> str:
 
 
 def _entries(row: dict) -> list[dict]:
-    return list(row["entries"].values())
+    return [row["entries"][name] for name in _order(row["entries"])]
+
+
+def _order(names) -> list[str]:
+    """Contestant names in the order of ``peers.CONTESTANTS`` (JSON sorts them)."""
+    from benchmarks.peers import CONTESTANTS
+
+    known = [c.name for c in CONTESTANTS if c.name in names]
+    return known + sorted(n for n in names if n not in known)
 
 
 def headline(row: dict) -> dict:
@@ -61,7 +69,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def markdown(data: dict) -> str:
     env, command = data["environment"], data["command"]
-    names = list(data["contestants"])
+    names = _order(data["contestants"])
     made = f"Made by `{command}` ({env['date']}, {env['cpu']}, {env['cores']} cores)."
     lines = ["# fuser against the peers", "",
              f"`{command}` on {env['cpu']} ({env['cores']} physical cores), {env['platform']}, "
@@ -72,8 +80,8 @@ def markdown(data: dict) -> str:
              "is accuracy) and exported with BatchNormalization kept (PyTorch: TorchScript "
              "exporter with TrainingMode.PRESERVE; Keras: tf2onnx with its BN folds off, so BN "
              "arrives as Mul + Add).", "", "Contestants:", ""]
-    lines += [f"- **{n}** {c['version'] or ''}: {c['what']}"
-              for n, c in data["contestants"].items()]
+    lines += [f"- **{n}** {data['contestants'][n]['version'] or ''}: "
+              f"{data['contestants'][n]['what']}" for n in names]
     lines += [f"- **{n}**: missing, {reason}" for n, reason in data["missing"].items()]
     lines += [f"- model {m}: export failed ({reason}), skipped"
               for m, reason in data.get("export_failed", {}).items()]
@@ -144,9 +152,10 @@ def markdown(data: dict) -> str:
                   f"{data['rss']['model']}, the largest model, one fresh process per tool "
                   "(`python -m benchmarks.rss TOOL MODEL`): `ru_maxrss` after loading the "
                   "model and after the optimization, MB.", ""]
+        tools = data["rss"]["tools"]
         rows = [[name, *(("-", "-", "-", r["error"]) if "error" in r else (
             f"{r['loaded_mb']:.0f}", f"{r['peak_mb']:.0f}", f"{r['extra_mb']:.0f}",
-            f"{r['seconds']:.2f} s"))] for name, r in data["rss"]["tools"].items()]
+            f"{r['seconds']:.2f} s"))] for name, r in ((n, tools[n]) for n in _order(tools))]
         lines += _table(["tool", "after load", "peak", "peak - load", "time (this run)"], rows)
     lines += ["", *_lowrank()]
     return "\n".join(lines) + "\n"
@@ -186,10 +195,10 @@ def plots(data: dict, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(data["contestants"])
+    names = _order(data["contestants"])
     labels = [_label(r) for r in data["models"]]
     width = 0.8 / max(1, len(names))
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(labels)), 4.5))
     for i, name in enumerate(names):
         values = [_median(r["entries"][name]["seconds"]) if name in r["entries"]
                   and r["entries"][name]["seconds"] else math.nan for r in data["models"]]
@@ -199,7 +208,7 @@ def plots(data: dict, out: Path) -> list[Path]:
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, rotation=30,
                   ha="right", fontsize=8)
     ax.legend(fontsize=8)
-    ax.set_title(data["command"], fontsize=9)
+    ax.set_title(data["command"], fontsize=7)
     fig.tight_layout()
     paths = [out / "results_time.png"]
     fig.savefig(paths[0], dpi=110)
