@@ -4,6 +4,7 @@ find the culprit when it does not validate."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import time
 from collections.abc import Mapping, Sequence
@@ -210,6 +211,7 @@ def _stats(model: onnx.ModelProto, shapes: graph_io.Shapes) -> ModelStats:
                       macs=graph_io.mac_count(model, shapes))
 
 
+@functools.cache
 def version() -> str:
     """fuser's version (from the installed distribution, or the source tree's)."""
     try:
@@ -222,6 +224,12 @@ def version() -> str:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape fuser's results."""
+    return dict(_library_versions())  # a copy: callers may edit their report's
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
+    """Read once per process: the package metadata lookups cost ~20 ms a call."""
     found = {}
     for name in _LIBRARIES:
         try:

@@ -314,14 +314,25 @@ def _copy_fields(src, dst, skip: str) -> None:
             setattr(dst, field.name, value)
 
 
+#: One folder (with the empty external file skeletons point at) for every check of this
+#: process, removed at exit: creating and removing a folder per check cost more than the check
+#: of a small model.
+_check_folder: tempfile.TemporaryDirectory | None = None
+
+
 @contextlib.contextmanager
 def _skeleton_on_disk(model: onnx.ModelProto) -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="fuser-check-") as folder:
-        Path(folder, "stripped.bin").touch()
-        path = os.path.join(folder, "model.onnx")
-        with open(path, "wb") as f:
+    global _check_folder
+    if _check_folder is None or not os.path.isdir(_check_folder.name):
+        _check_folder = tempfile.TemporaryDirectory(prefix="fuser-check-")
+        Path(_check_folder.name, "stripped.bin").touch()
+    handle, path = tempfile.mkstemp(suffix=".onnx", dir=_check_folder.name)
+    try:
+        with os.fdopen(handle, "wb") as f:
             f.write(skeleton(model).SerializeToString())
         yield path
+    finally:
+        os.unlink(path)
 
 
 def check(model: onnx.ModelProto, *, full: bool = True) -> None:
