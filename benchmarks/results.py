@@ -68,6 +68,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def markdown(data: dict) -> str:
+    """RESULTS.md: setting, headline, then one table per measure, each headed by its command."""
     env, command = data["environment"], data["command"]
     names = _order(data["contestants"])
     made = f"Made by `{command}` ({env['date']}, {env['cpu']}, {env['cores']} cores)."
@@ -85,12 +86,60 @@ def markdown(data: dict) -> str:
     lines += [f"- **{n}**: missing, {reason}" for n, reason in data["missing"].items()]
     lines += [f"- model {m}: export failed ({reason}), skipped"
               for m, reason in data.get("export_failed", {}).items()]
-    lines += ["", "## Optimization wall time", "", made + f" Median of {data['runs']} runs "
-              "in one process on an already-loaded model; every run gets a fresh copy parsed "
-              "outside the timed region; runs of the tools are interleaved. Load (onnx.load of "
-              "the file) is separate, saving is in the next table; `copy` is the time to parse "
-              "one fresh copy of the model in memory (what touching every weight once costs "
-              "here). Seconds.", ""]
+    lines += _headline(data)
+    lines += _time_table(data, names, made)
+    lines += _graph_table(data, made)
+    lines += _latency_table(data, made)
+    lines += _never_slower(data)
+    lines += _rss_table(data, made)
+    lines += ["", *_lowrank()]
+    return "\n".join(lines) + "\n"
+
+
+def _headline(data: dict) -> list[str]:
+    """The optimization-time ratio on the largest model, and the range over all models."""
+    rows = [r for r in data["models"] if headline(r)["fuser"]]
+    if not rows:
+        return []
+    big = max(rows, key=lambda r: r["original"]["params"])
+    head = headline(big)
+    lines = ["", "## Headline", ""]
+    if head["fastest"]:
+        name, peer, ratio = head["fastest"]
+        verdict = "met" if ratio >= 5 else f"not met: {5 / ratio:.1f}x short"
+        lines.append(f"- Optimization wall time on {_label(big)}, the largest model: fuser "
+                     f"{head['fuser']:.2f} s, fastest peer {name} {peer:.2f} s: **{ratio:.1f}x** "
+                     f"(target >= 5x: {verdict}); one in-memory copy of this model takes "
+                     f"{big['copy_s']:.2f} s here, so fuser spends "
+                     f"{head['fuser'] / max(big['copy_s'], 1e-9):.1f} copies' worth of time.")
+    ratios = [headline(r)["fastest"][2] for r in rows if headline(r)["fastest"]]
+    if ratios:
+        lines.append(f"- Fastest peer / fuser over all {len(ratios)} models: "
+                     f"{min(ratios):.1f}x to {max(ratios):.1f}x.")
+    lats = [r["entries"]["fuser"]["latency"]["all"] for r in rows
+            if r["entries"]["fuser"]["latency"].get("all")]
+    if lats:
+        lines.append(f"- fuser's output against the original at ORT_ENABLE_ALL: speed-up "
+                     f"{min(x['speedup'] for x in lats):.2f} to "
+                     f"{max(x['speedup'] for x in lats):.2f} (medians; intervals below).")
+    versus = [r["entries"]["fuser"]["latency"]["all"]["median_ms"]
+              / r["entries"]["ort-basic"]["latency"]["all"]["median_ms"] for r in rows
+              if r["entries"]["fuser"]["latency"].get("all")
+              and r["entries"].get("ort-basic", {}).get("latency", {}).get("all")]
+    if versus:
+        lines.append(f"- fuser's output against onnxruntime's own BASIC offline model at "
+                     f"ORT_ENABLE_ALL: median ratio {min(versus):.2f} to {max(versus):.2f} "
+                     f"(1.00 = as fast, < 1 = fuser faster).")
+    return lines
+
+
+def _time_table(data: dict, names: list[str], made: str) -> list[str]:
+    lines = ["", "## Optimization wall time", "", made + f" Median of {data['runs']} runs "
+             "in one process on an already-loaded model; every run gets a fresh copy parsed "
+             "outside the timed region; runs of the tools are interleaved. Load (onnx.load of "
+             "the file) is separate, saving is in the next table; `copy` is the time to parse "
+             "one fresh copy of the model in memory (what touching every weight once costs "
+             "here). Seconds.", ""]
     rows = []
     for row in data["models"]:
         head = headline(row)
@@ -104,12 +153,15 @@ def markdown(data: dict) -> str:
             cells.append(f"{head[key][2]:.1f}x ({head[key][0]})" if head[key] and head[key][2]
                          else "-")
         rows.append(cells)
-    lines += _table(["model", "load", "copy", *names, "fastest peer / fuser",
-                     "fastest peer as small as fuser / fuser"], rows)
-    lines += ["", "## What each tool produced", "", made + " Nodes, BatchNormalization "
-              "left, parameters, file size and save time of the output; numeric difference "
-              "against the original on onnxruntime CPU with graph optimizations off (2 seeded "
-              "batches); `exact` = within fuser's exact tolerances.", ""]
+    return lines + _table(["model", "load", "copy", *names, "fastest peer / fuser",
+                           "fastest peer as small as fuser / fuser"], rows)
+
+
+def _graph_table(data: dict, made: str) -> list[str]:
+    lines = ["", "## What each tool produced", "", made + " Nodes, BatchNormalization "
+             "left, parameters, file size and save time of the output; numeric difference "
+             "against the original on onnxruntime CPU with graph optimizations off (2 seeded "
+             "batches); `exact` = within fuser's exact tolerances.", ""]
     rows = []
     for row in data["models"]:
         g = row["original"]
@@ -125,13 +177,16 @@ def markdown(data: dict) -> str:
             rows.append([_label(row), e["contestant"], str(g["nodes"]), str(g["batchnorm"]),
                          f"{g['params']:,}", f"{g['file_bytes'] / 2**20:.1f}",
                          _fmt_s(e["save_s"]), diff, exact])
-    lines += _table(["model", "tool", "nodes", "BN", "params", "MB", "save s", "max abs diff",
-                     "exact"], rows)
-    lines += ["", "## onnxruntime CPU latency", "", made + " Batch 1, "
-              f"{data['latency_budget']:.0f} s of interleaved rounds per level (at least 10), "
-              "the original and every output in the same run. Speed-up = original median / "
-              "output median (> 1 faster) [paired bootstrap 95 % interval]. `fuser / "
-              "ort-basic` = ratio of their medians at ORT_ENABLE_ALL (1.00: as fast).", ""]
+    return lines + _table(["model", "tool", "nodes", "BN", "params", "MB", "save s",
+                           "max abs diff", "exact"], rows)
+
+
+def _latency_table(data: dict, made: str) -> list[str]:
+    lines = ["", "## onnxruntime CPU latency", "", made + " Batch 1, "
+             f"{data['latency_budget']:.0f} s of interleaved rounds per level (at least 10), "
+             "the original and every output in the same run. Speed-up = original median / "
+             "output median (> 1 faster) [paired bootstrap 95 % interval]. `fuser / "
+             "ort-basic` = ratio of their medians at ORT_ENABLE_ALL (1.00: as fast).", ""]
     rows = []
     for row in data["models"]:
         ms = row["original_ms"]
@@ -144,21 +199,22 @@ def markdown(data: dict) -> str:
                 if e["contestant"] == "fuser" and basic and lat.get("all") else "-"
             rows.append([_label(row), e["contestant"], _ratio(lat.get("disable")),
                          _ratio(lat.get("all")), versus])
-    lines += _table(["model", "tool", "ORT_DISABLE_ALL", "ORT_ENABLE_ALL", "fuser / ort-basic"],
-                    rows)
-    lines += _never_slower(data)
-    if data.get("rss"):
-        lines += ["", "## Peak memory of the optimization", "", made + f" On "
-                  f"{data['rss']['model']}, the largest model, one fresh process per tool "
-                  "(`python -m benchmarks.rss TOOL MODEL`): `ru_maxrss` after loading the "
-                  "model and after the optimization, MB.", ""]
-        tools = data["rss"]["tools"]
-        rows = [[name, *(("-", "-", "-", r["error"]) if "error" in r else (
-            f"{r['loaded_mb']:.0f}", f"{r['peak_mb']:.0f}", f"{r['extra_mb']:.0f}",
-            f"{r['seconds']:.2f} s"))] for name, r in ((n, tools[n]) for n in _order(tools))]
-        lines += _table(["tool", "after load", "peak", "peak - load", "time (this run)"], rows)
-    lines += ["", *_lowrank()]
-    return "\n".join(lines) + "\n"
+    return lines + _table(["model", "tool", "ORT_DISABLE_ALL", "ORT_ENABLE_ALL",
+                           "fuser / ort-basic"], rows)
+
+
+def _rss_table(data: dict, made: str) -> list[str]:
+    if not data.get("rss"):
+        return []
+    lines = ["", "## Peak memory of the optimization", "", made + f" On "
+             f"{data['rss']['model']}, the largest model, one fresh process per tool "
+             "(`python -m benchmarks.rss TOOL MODEL`): `ru_maxrss` after loading the "
+             "model and after the optimization, MB.", ""]
+    tools = data["rss"]["tools"]
+    rows = [[name, *(("-", "-", "-", r["error"]) if "error" in r else (
+        f"{r['loaded_mb']:.0f}", f"{r['peak_mb']:.0f}", f"{r['extra_mb']:.0f}",
+        f"{r['seconds']:.2f} s"))] for name, r in ((n, tools[n]) for n in _order(tools))]
+    return lines + _table(["tool", "after load", "peak", "peak - load", "time (this run)"], rows)
 
 
 def _never_slower(data: dict) -> list[str]:
