@@ -112,6 +112,16 @@ def _headline(data: dict) -> list[str]:
                      f"(target >= 5x: {verdict}); one in-memory copy of this model takes "
                      f"{big['copy_s']:.2f} s here, so fuser spends "
                      f"{head['fuser'] / max(big['copy_s'], 1e-9):.1f} copies' worth of time.")
+        if ratio < 5:
+            lines.append(
+                "  Where fuser's time goes on such a model (`python -m benchmarks.pass_time`, "
+                "README \"Speed of the optimizer itself\"): it is memory traffic over the "
+                "weights, not Python: every folded weight is copied out of the protobuf, "
+                "scaled in float64 and rounded into a new array (one write), scanned for "
+                "denormals, and copied into the output protobuf (`tobytes`, then protobuf's "
+                "own copy). The protobuf copies cannot be shared with the input (the input "
+                "is never modified and protobuf has no zero-copy view), and on this machine "
+                "each pass over a few hundred MB of fresh memory costs about one `copy`.")
     ratios = [headline(r)["fastest"][2] for r in rows if headline(r)["fastest"]]
     if ratios:
         lines.append(f"- Fastest peer / fuser over all {len(ratios)} models: "
