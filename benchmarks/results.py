@@ -216,10 +216,11 @@ def _latency_table(data: dict, made: str) -> list[str]:
 def _rss_table(data: dict, made: str) -> list[str]:
     if not data.get("rss"):
         return []
-    lines = ["", "## Peak memory of the optimization", "", made + f" On "
+    head = f"Made by `{data['rss']['command']}`." if data["rss"].get("command") else made
+    lines = ["", "## Peak memory of the optimization", "", head + f" On "
              f"{data['rss']['model']}, the largest model, one fresh process per tool "
-             "(`python -m benchmarks.rss TOOL MODEL`): `ru_maxrss` after loading the "
-             "model and after the optimization, MB.", ""]
+             "(`python -m benchmarks.rss TOOL MODEL`): the RSS high-water mark (VmHWM) after "
+             "loading the model and after the optimization, MB.", ""]
     tools = data["rss"]["tools"]
     rows = [[name, *(("-", "-", "-", r["error"]) if "error" in r else (
         f"{r['loaded_mb']:.0f}", f"{r['peak_mb']:.0f}", f"{r['extra_mb']:.0f}",

@@ -2,9 +2,9 @@
 
     python -m benchmarks.rss CONTESTANT MODEL.onnx
 
-Loads the model, reads the process's high-water mark (``ru_maxrss``), runs the contestant
+Loads the model, reads the process's RSS high-water mark (VmHWM), runs the contestant
 once on the loaded model, reads it again, and prints one JSON line with both in MB (and the
-optimization's wall time). A fresh process per tool is the honest way: ``ru_maxrss`` never
+optimization's wall time). A fresh process per tool is the honest way: the high-water mark never
 goes down, so tools measured one after another in one process would hide each other's peaks.
 """
 
@@ -20,6 +20,16 @@ from fuser import graph as graph_io
 
 
 def _max_rss_mb() -> float:
+    """This process's RSS high-water mark, MB. VmHWM belongs to the address space, which exec
+    replaces; ``ru_maxrss`` survives exec, so a child of a large process would report the
+    parent's size (the first full run showed 11.8 GB for every tool)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
