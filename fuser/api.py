@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import importlib.metadata
 import logging
 import time
@@ -269,6 +270,7 @@ def _stats(model: onnx.ModelProto, shapes: graph_io.Shapes) -> ModelStats:
                       macs=graph_io.mac_count(model, shapes))
 
 
+@functools.cache
 def version() -> str:
     """fuser's version (from the installed distribution, or the source tree's)."""
     try:
@@ -281,6 +283,12 @@ def version() -> str:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape fuser's results."""
+    return dict(_library_versions())  # a copy: callers may edit their report's
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
+    """Read once per process: the package metadata lookups cost ~20 ms a call."""
     found = {}
     for name in _LIBRARIES:
         try:

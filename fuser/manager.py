@@ -5,10 +5,14 @@ fixed point) or ``max_steps`` sweeps ran. Lossy passes run in the first sweep on
 they would factorize their own factors. After a pass that changed the graph, dead nodes are
 removed and the nodes re-sorted (``cleanup().toposort()``). With ``check_each`` the model is
 exported and checked after every pass, so a broken graph is blamed on the pass that broke it.
+A pass that rewrote nothing is not run again until some pass changes the graph (its record
+is repeated for the sweep, with 0 seconds): the final sweep that proves the fixed point only
+runs the passes that can see a changed graph.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -57,6 +61,8 @@ class PassManager:
         records: list[PassRecord] = []
         if self.dump_dir is not None:
             self.dump_dir.mkdir(parents=True, exist_ok=True)
+        version = 0  # counts pass applications that changed the graph
+        last: dict[int, tuple[int, PassRecord]] = {}  # pass index -> (version after, record)
         for sweep in range(1, self.max_steps + 1):
             changed = False
             for index, pass_ in enumerate(self.passes):
@@ -64,7 +70,20 @@ class PassManager:
                     return records
                 if pass_.lossy and sweep > 1:
                     continue  # a lossy pass runs once: again, it would compress its own output
-                record = self._apply(pass_, index, sweep, graph)
+                previous = last.get(index)
+                if previous is not None and previous[0] == version and not previous[1].rewrites:
+                    # Nothing changed the graph since this pass last ran and rewrote nothing:
+                    # passes are deterministic, so it would find the same (nothing) again.
+                    seen = previous[1]
+                    record = dataclasses.replace(seen, sweep=sweep, seconds=0.0,
+                                                 skipped=dict(seen.skipped),
+                                                 stats=dict(seen.stats), notes=list(seen.notes))
+                    logger.info("%s: graph unchanged since its last run, not run again",
+                                pass_.name)
+                else:
+                    record = self._apply(pass_, index, sweep, graph)
+                version += record.rewrites > 0
+                last[index] = (version, record)
                 records.append(record)
                 changed |= record.rewrites > 0
             if not changed:

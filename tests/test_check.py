@@ -150,7 +150,7 @@ def test_latency_ratio_against_a_reference(checked, capsys):
     assert main(["check", str(path), "--baseline", str(baseline), "--update",
                  "--reference", str(path)]) == 0
     spec = json.loads(baseline.read_text())["checks"]["latency"]
-    assert spec["reference"] == str(path) and 0.5 < spec["ratio"] < 2
+    assert spec["reference"] == str(path) and 0.2 < spec["ratio"] < 5  # itself: ~1, noisy
     capsys.readouterr()
     code, out = run(path, baseline, capsys)
     assert "latency ratio to" in out

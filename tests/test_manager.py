@@ -131,3 +131,50 @@ def test_dump_dir_holds_the_model_after_each_changing_pass(model, tmp_path):
 def test_manager_refuses_zero_steps():
     with pytest.raises(ValueError):
         PassManager([], max_steps=0)
+
+
+class CountCalls(Pass):
+    """Rewrites nothing; counts how often it really runs and leaves a skip reason."""
+
+    name = "count-calls"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def run(self, graph: gs.Graph) -> PassResult:
+        self.calls += 1
+        result = PassResult()
+        result.skip("nothing to do here")
+        return result
+
+
+def _records(model, passes):
+    graph = graph_io.to_graph(model)
+    return PassManager(passes, max_steps=4).run(graph), graph
+
+
+def test_a_pass_that_found_nothing_is_not_rerun_on_an_unchanged_graph(model, rng):
+    counter = CountCalls()
+    records, graph = _records(model, [get_pass("eliminate-identity"), counter])
+    # sweep 1: the Identity goes, the counter runs; sweep 2: eliminate-identity finds nothing,
+    # and nothing changed since the counter's run, so its record is repeated, not re-run.
+    assert [(r.name, r.sweep, r.rewrites) for r in records] == [
+        ("eliminate-identity", 1, 1), ("count-calls", 1, 0),
+        ("eliminate-identity", 2, 0), ("count-calls", 2, 0)]
+    assert counter.calls == 1
+    assert records[3].skipped == records[1].skipped == {"nothing to do here": 1}
+    assert records[3].skipped is not records[1].skipped and records[3].seconds == 0.0
+    out = graph_io.to_model(graph, template=model)
+    assert graph_io.op_histogram(out) == {"Conv": 2, "BatchNormalization": 1, "Relu": 1,
+                                          "Mul": 1}
+    check(out)
+    assert_same_outputs(model, out, rng)
+
+
+def test_a_pass_reruns_after_another_pass_changed_the_graph(model):
+    counter = CountCalls()
+    records, _ = _records(model, [counter, get_pass("eliminate-identity")])
+    assert [(r.name, r.sweep, r.rewrites) for r in records] == [
+        ("count-calls", 1, 0), ("eliminate-identity", 1, 1),
+        ("count-calls", 2, 0), ("eliminate-identity", 2, 0)]
+    assert counter.calls == 2  # the Identity removal came after its first run

@@ -33,6 +33,7 @@ from fuser.passes._match import (
     cast_back,
     constant,
     describe,
+    flush_denormals_in_place,
     producer,
     require_sole_consumer,
     weight_dtype,
@@ -40,6 +41,8 @@ from fuser.passes._match import (
 from fuser.passes.base import PassResult
 
 LINEAR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: Elements per block when a weight is scaled (256 KB of float32, cache-sized).
+_BLOCK = 1 << 16
 
 
 @dataclasses.dataclass
@@ -47,7 +50,7 @@ class Linear:
     """A linear node with constant weights, ready to absorb an affine map on its output."""
 
     node: gs.Node
-    weight: np.ndarray  # float64 copy of the weight
+    weight: np.ndarray  # the weight's values, in its own dtype (read-only)
     bias: np.ndarray | None  # float64 effective bias (beta * C for Gemm), None if absent
     out_axis: int  # channel axis of the output tensor (1 or -1)
     out_rank: int | None  # rank of the output tensor, None if unknown
@@ -73,18 +76,37 @@ class Linear:
     def last_node(self) -> gs.Node:
         return self.bias_node or self.node
 
-    def scaled_weight(self, s: np.ndarray) -> np.ndarray:
+    def scaled_weight(self, s: np.ndarray) -> tuple[np.ndarray, int]:
+        """``W`` scaled by ``s`` along its output channels, computed in float64 and rounded
+        once to the weight's dtype, denormals flushed; and how many were flushed.
+
+        It works in blocks of rows, so no full-size float64 temporary is made and each block
+        is still in cache when it is scanned for denormals.
+        """
         node, w = self.node, self.weight
+        out = np.empty(w.shape, dtype=w.dtype)
+        source, target = w, out
         if node.op == "Conv":
-            return w * s.reshape((-1,) + (1,) * (w.ndim - 1))
-        if node.op == "ConvTranspose":
+            factor = s.reshape((-1,) + (1,) * (w.ndim - 1))
+        elif node.op == "ConvTranspose":
             g = int(node.attrs.get("group", 1))
-            grouped = w.reshape((g, w.shape[0] // g) + w.shape[1:])
+            source = w.reshape((g, w.shape[0] // g) + w.shape[1:])
+            target = out.reshape(source.shape)
             factor = s.reshape((g, 1, w.shape[1]) + (1,) * (w.ndim - 2))
-            return (grouped * factor).reshape(w.shape)
-        if node.op == "Gemm" and node.attrs.get("transB", 0):
-            return w * s[:, None]
-        return w * s[None, :]  # Gemm transB=0 and MatMul: columns are outputs
+        elif node.op == "Gemm" and node.attrs.get("transB", 0):
+            factor = s[:, None]
+        else:  # Gemm transB=0 and MatMul: columns are outputs
+            factor = s[None, :]
+        factor = factor.astype(np.float64, copy=False)
+        rows = source.shape[0] if source.ndim else 1
+        step = max(1, _BLOCK // max(1, source[:1].size))
+        flushed = 0
+        for i in range(0, rows, step):
+            block = target[i:i + step]
+            np.multiply(source[i:i + step], factor[i:i + step] if factor.shape[0] > 1 else factor,
+                        out=block, dtype=np.float64, casting="same_kind")
+            flushed += flush_denormals_in_place(block)
+        return out, flushed
 
     def absorb(self, s: np.ndarray, t: np.ndarray, graph: gs.Graph, names: Names,
                result: PassResult) -> None:
@@ -92,7 +114,7 @@ class Linear:
         node = self.node
         dtype = weight_dtype(node.inputs[1])
         base = node.name or node.outputs[0].name
-        weight, flushed_w = cast_back(self.scaled_weight(s), dtype)
+        weight, flushed_w = self.scaled_weight(s)
         result.stats["denormals flushed"] += flushed_w
         if node.inputs[1].outputs != [node]:
             result.stats["shared weight cloned"] += 1
@@ -164,7 +186,7 @@ def _describe_linear(node: gs.Node, bias_node: gs.Node | None) -> Linear:
     if node.op == "MatMul" and isinstance(node.inputs[0], gs.Constant) \
             and not isinstance(node.inputs[1], gs.Constant):
         raise Skip(f"{describe(node)} has its constant on the left")
-    weight = constant(node.inputs[1], "weight", node)
+    weight = constant(node.inputs[1], "weight", node, float64=False)
     bias = None
     if len(node.inputs) > 2 and node.inputs[2].name:  # "" is an omitted optional input
         bias = constant(node.inputs[2], "bias", node)

@@ -46,8 +46,10 @@ def require_sole_consumer(tensor: gs.Tensor, graph: gs.Graph) -> None:
         raise Skip(f"tensor '{tensor.name}' has {len(tensor.outputs)} consumers")
 
 
-def constant(tensor: gs.Tensor, what: str, node: gs.Node) -> np.ndarray:
-    """The values of a constant floating-point input, as float64.
+def constant(tensor: gs.Tensor, what: str, node: gs.Node, *,
+             float64: bool = True) -> np.ndarray:
+    """The values of a constant floating-point input, as float64 (``float64=False``: in their
+    own dtype, without a copy where possible).
 
     Raises Skip when the tensor is computed, a graph input, or not a supported float dtype.
     """
@@ -57,6 +59,8 @@ def constant(tensor: gs.Tensor, what: str, node: gs.Node) -> np.ndarray:
     if not isinstance(dtype, np.dtype | type) or np.dtype(dtype) not in FLOAT_DTYPES:
         raise Skip(f"{what} '{tensor.name}' of {describe(node)} has dtype "
                    f"{_dtype_name(dtype)}, not float16/32/64")
+    if not float64:
+        return constant_view(tensor)  # read-only; gs's cached copy of the values is not made
     # Not ``tensor.values``: onnx-graphsurgeon would cache a copy of the original weight in a
     # constant that the rewrite then drops, and tensors sit in reference cycles, so the copies
     # of every folded weight lived until the next garbage collection (+1x the model's size).
@@ -127,12 +131,38 @@ def cast_back(values: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
     times slower on CPUs: onnxruntime issues #6865 and #7448).
     """
     out = np.ascontiguousarray(values.astype(dtype))
-    tiny = np.finfo(dtype).tiny
-    denormal = (out != 0) & (np.abs(out) < tiny)
-    flushed = int(np.count_nonzero(denormal))
+    return out, flush_denormals_in_place(out)
+
+
+#: Elements per chunk of the denormal scan (1 MB of float32: the temporaries stay in cache).
+_CHUNK = 1 << 18
+
+
+def denormal_mask(values: np.ndarray) -> np.ndarray:
+    """Where ``values`` (a float array) holds denormals."""
+    tiny = np.finfo(values.dtype).tiny
+    return (np.abs(values) < tiny) & (values != 0)
+
+
+def count_denormals(values: np.ndarray) -> int:
+    """Denormals in ``values``, counted in chunks: no full-size temporaries, and a chunk whose
+    smallest magnitude is a normal number is cleared with one ``min``."""
+    flat = values.reshape(-1)
+    tiny = np.finfo(values.dtype).tiny
+    count = 0
+    for i in range(0, flat.size, _CHUNK):
+        magnitude = np.abs(flat[i:i + _CHUNK])
+        if magnitude.min() < tiny:  # a zero or a denormal: count exactly
+            count += int(np.count_nonzero((magnitude < tiny) & (magnitude != 0)))
+    return count
+
+
+def flush_denormals_in_place(values: np.ndarray) -> int:
+    """Set the denormals of a writable float array to zero; return how many there were."""
+    flushed = count_denormals(values) if values.size else 0
     if flushed:
-        out[denormal] = 0
-    return out, flushed
+        values[denormal_mask(values)] = 0
+    return flushed
 
 
 def detach(node: gs.Node) -> None:

@@ -12,22 +12,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.graph import constant_view, float_weights
+from fuser.statistics import constant_view, float_weights
+from fuser.passes._match import count_denormals, denormal_mask
 from fuser.passes.base import Pass, PassResult, register
-
-_CHUNK = 1 << 22
-
-
-def _denormal(values: np.ndarray) -> np.ndarray:
-    tiny = np.finfo(values.dtype).tiny
-    return (np.abs(values) < tiny) & (values != 0)
-
-
-def count_denormals(values: np.ndarray) -> int:
-    """Denormals in ``values``, counted in chunks (no full-size temporaries for big weights)."""
-    flat = values.reshape(-1)
-    return sum(int(np.count_nonzero(_denormal(flat[i:i + _CHUNK])))
-               for i in range(0, flat.size, _CHUNK))
 
 
 @register
@@ -44,7 +31,7 @@ class FlushDenormals(Pass):
             if not count:
                 continue
             flushed = np.array(values)
-            flushed[_denormal(flushed)] = 0
+            flushed[denormal_mask(flushed)] = 0
             tensor.values = flushed
             result.stats["denormals flushed"] += count
             result.rewrote(f"{count} denormal(s) in '{tensor.name}' flushed to zero")

@@ -1,0 +1,317 @@
+"""The peer benchmark's report: RESULTS.md (tables, each headed by the command that made it)
+and two PNG plots, from the plain data ``benchmarks.run`` collects."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+#: Speed-ups whose interval reaches above this are "not slower beyond noise".
+NOISE = 0.97
+
+
+def _label(row: dict) -> str:
+    return f"{row['model']} ({row['framework']})"
+
+
+def _entries(row: dict) -> list[dict]:
+    return [row["entries"][name] for name in _order(row["entries"])]
+
+
+def _order(names) -> list[str]:
+    """Contestant names in the order of ``peers.CONTESTANTS`` (JSON sorts them)."""
+    from benchmarks.peers import CONTESTANTS
+
+    known = [c.name for c in CONTESTANTS if c.name in names]
+    return known + sorted(n for n in names if n not in known)
+
+
+def headline(row: dict) -> dict:
+    """fuser's optimization time against the fastest peer, and against the fastest peer that
+    did the same job (no BatchNormalization left and at most as many nodes as fuser's
+    output), on one model: (name, peer seconds, peer / fuser) or None."""
+    times = {e["contestant"]: _median(e["seconds"]) for e in _entries(row)
+             if e["seconds"] and e["error"] is None}
+    fuser = times.pop("fuser", None)
+    mine = row["entries"].get("fuser", {}).get("graph")
+    folded = {name: t for name, t in times.items() if mine and row["entries"][name]["graph"]
+              and row["entries"][name]["graph"]["batchnorm"] == 0
+              and row["entries"][name]["graph"]["nodes"] <= mine["nodes"]}
+    out = {"fuser": fuser, "fastest": None, "fastest_folding": None}
+    for key, pool in (("fastest", times), ("fastest_folding", folded)):
+        if pool:
+            name = min(pool, key=pool.get)
+            out[key] = (name, pool[name], pool[name] / fuser if fuser else None)
+    return out
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _fmt_s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _ratio(lat: dict | None) -> str:
+    if not lat:
+        return "-"
+    return f"{lat['speedup']:.2f} [{lat['low']:.2f}, {lat['high']:.2f}]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def markdown(data: dict) -> str:
+    """RESULTS.md: setting, headline, then one table per measure, each headed by its command."""
+    env, command = data["environment"], data["command"]
+    names = _order(data["contestants"])
+    made = f"Made by `{command}` ({env['date']}, {env['cpu']}, {env['cores']} cores)."
+    lines = ["# fuser against the peers", "",
+             f"`{command}` on {env['cpu']} ({env['cores']} physical cores), {env['platform']}, "
+             f"Python {env['python']}, {env['date']}.", "",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".", "",
+             "Models: fuser's zoo built with **seeded random weights** (fine for the exact "
+             "pipeline: every measure here is structure, time or a numeric difference, none "
+             "is accuracy) and exported with BatchNormalization kept (PyTorch: TorchScript "
+             "exporter with TrainingMode.PRESERVE; Keras: tf2onnx with its BN folds off, so BN "
+             "arrives as Mul + Add).", "", "Contestants:", ""]
+    lines += [f"- **{n}** {data['contestants'][n]['version'] or ''}: "
+              f"{data['contestants'][n]['what']}" for n in names]
+    lines += [f"- **{n}**: missing, {reason}" for n, reason in data["missing"].items()]
+    lines += [f"- model {m}: export failed ({reason}), skipped"
+              for m, reason in data.get("export_failed", {}).items()]
+    lines += _headline(data)
+    lines += _time_table(data, names, made)
+    lines += _graph_table(data, made)
+    lines += _latency_table(data, made)
+    lines += _never_slower(data)
+    lines += _rss_table(data, made)
+    lines += ["", *_lowrank()]
+    return "\n".join(lines) + "\n"
+
+
+def _headline(data: dict) -> list[str]:
+    """The optimization-time ratio on the largest model, and the range over all models."""
+    rows = [r for r in data["models"] if headline(r)["fuser"]]
+    if not rows:
+        return []
+    big = max(rows, key=lambda r: r["original"]["params"])
+    head = headline(big)
+    lines = ["", "## Headline", ""]
+    if head["fastest"]:
+        name, peer, ratio = head["fastest"]
+        verdict = "met" if ratio >= 5 else f"not met: {5 / ratio:.1f}x short"
+        lines.append(f"- Optimization wall time on {_label(big)}, the largest model: fuser "
+                     f"{head['fuser']:.2f} s, fastest peer {name} {peer:.2f} s: **{ratio:.1f}x** "
+                     f"(target >= 5x: {verdict}); one in-memory copy of this model takes "
+                     f"{big['copy_s']:.2f} s here, so fuser spends "
+                     f"{head['fuser'] / max(big['copy_s'], 1e-9):.1f} copies' worth of time.")
+        if ratio < 5:
+            lines.append(
+                "  Where fuser's time goes on such a model (`python -m benchmarks.pass_time`, "
+                "README \"Speed of the optimizer itself\"): memory traffic over the weights, "
+                "not Python. Every folded weight is copied out of the protobuf, scaled in "
+                "float64 and rounded into a new array, scanned for denormals, and copied into "
+                "the output protobuf (`tobytes`, then protobuf's own copy); the input is never "
+                "modified and protobuf has no zero-copy view, so these copies stay. `copy` "
+                "(parsing into memory the allocator already holds) is a lower bound for one "
+                "pass; passes into fresh memory cost more on this virtual machine (allocating "
+                "and touching 240 MB took ~0.25 s in a separate measurement), and the suite "
+                "keeps every tool's output alive, so its times are higher than a tool's alone: "
+                "see the peak-memory table's times, one tool per fresh process.")
+    ratios = [headline(r)["fastest"][2] for r in rows if headline(r)["fastest"]]
+    if ratios:
+        lines.append(f"- Fastest peer / fuser over all {len(ratios)} models: "
+                     f"{min(ratios):.1f}x to {max(ratios):.1f}x.")
+    lats = [r["entries"]["fuser"]["latency"]["all"] for r in rows
+            if r["entries"]["fuser"]["latency"].get("all")]
+    if lats:
+        lines.append(f"- fuser's output against the original at ORT_ENABLE_ALL: speed-up "
+                     f"{min(x['speedup'] for x in lats):.2f} to "
+                     f"{max(x['speedup'] for x in lats):.2f} (medians; intervals below).")
+    versus = [r["entries"]["fuser"]["latency"]["all"]["median_ms"]
+              / r["entries"]["ort-basic"]["latency"]["all"]["median_ms"] for r in rows
+              if r["entries"]["fuser"]["latency"].get("all")
+              and r["entries"].get("ort-basic", {}).get("latency", {}).get("all")]
+    if versus:
+        lines.append(f"- fuser's output against onnxruntime's own BASIC offline model at "
+                     f"ORT_ENABLE_ALL: median ratio {min(versus):.2f} to {max(versus):.2f} "
+                     f"(1.00 = as fast, < 1 = fuser faster).")
+    return lines
+
+
+def _time_table(data: dict, names: list[str], made: str) -> list[str]:
+    lines = ["", "## Optimization wall time", "", made + f" Median of {data['runs']} runs "
+             "in one process on an already-loaded model; every run gets a fresh copy parsed "
+             "outside the timed region; runs of the tools are interleaved. Load (onnx.load of "
+             "the file) is separate, saving is in the next table; `copy` is the time to parse "
+             "one fresh copy of the model in memory (what touching every weight once costs "
+             "here). Seconds.", ""]
+    rows = []
+    for row in data["models"]:
+        head = headline(row)
+        cells = [_label(row), _fmt_s(row["load_s"]), _fmt_s(row["copy_s"])]
+        for name in names:
+            entry = row["entries"].get(name)
+            cells.append("failed" if entry and entry["error"] and not entry["seconds"]
+                         else _fmt_s(_median(entry["seconds"]) if entry and entry["seconds"]
+                                     else None))
+        for key in ("fastest", "fastest_folding"):
+            cells.append(f"{head[key][2]:.1f}x ({head[key][0]})" if head[key] and head[key][2]
+                         else "-")
+        rows.append(cells)
+    return lines + _table(["model", "load", "copy", *names, "fastest peer / fuser",
+                           "fastest peer as small as fuser / fuser"], rows)
+
+
+def _graph_table(data: dict, made: str) -> list[str]:
+    lines = ["", "## What each tool produced", "", made + " Nodes, BatchNormalization "
+             "left, parameters, file size and save time of the output; numeric difference "
+             "against the original on onnxruntime CPU with graph optimizations off (2 seeded "
+             "batches); `exact` = within fuser's exact tolerances.", ""]
+    rows = []
+    for row in data["models"]:
+        g = row["original"]
+        rows.append([_label(row), "original", str(g["nodes"]), str(g["batchnorm"]),
+                     f"{g['params']:,}", f"{g['file_bytes'] / 2**20:.1f}", "-", "-", "-"])
+        for e in _entries(row):
+            if e["graph"] is None:
+                rows.append([_label(row), e["contestant"], *["-"] * 6, e["error"] or "-"])
+                continue
+            g = e["graph"]
+            diff = "-" if e["max_abs_diff"] is None else f"{e['max_abs_diff']:.1e}"
+            exact = e["error"] or ("yes" if e["exact"] else "no")
+            rows.append([_label(row), e["contestant"], str(g["nodes"]), str(g["batchnorm"]),
+                         f"{g['params']:,}", f"{g['file_bytes'] / 2**20:.1f}",
+                         _fmt_s(e["save_s"]), diff, exact])
+    return lines + _table(["model", "tool", "nodes", "BN", "params", "MB", "save s",
+                           "max abs diff", "exact"], rows)
+
+
+def _latency_table(data: dict, made: str) -> list[str]:
+    lines = ["", "## onnxruntime CPU latency", "", made + " Batch 1, "
+             f"{data['latency_budget']:.0f} s of interleaved rounds per level (at least 10), "
+             "the original and every output in the same run. Speed-up = original median / "
+             "output median (> 1 faster) [paired bootstrap 95 % interval]. `fuser / "
+             "ort-basic` = ratio of their medians at ORT_ENABLE_ALL (1.00: as fast).", ""]
+    rows = []
+    for row in data["models"]:
+        ms = row["original_ms"]
+        rows.append([_label(row), "original", f"{ms.get('disable', math.nan):.2f} ms",
+                     f"{ms.get('all', math.nan):.2f} ms", "-"])
+        basic = row["entries"].get("ort-basic", {}).get("latency", {}).get("all")
+        for e in _entries(row):
+            lat = e["latency"]
+            versus = f"{lat['all']['median_ms'] / basic['median_ms']:.2f}" \
+                if e["contestant"] == "fuser" and basic and lat.get("all") else "-"
+            rows.append([_label(row), e["contestant"], _ratio(lat.get("disable")),
+                         _ratio(lat.get("all")), versus])
+    return lines + _table(["model", "tool", "ORT_DISABLE_ALL", "ORT_ENABLE_ALL",
+                           "fuser / ort-basic"], rows)
+
+
+def _rss_table(data: dict, made: str) -> list[str]:
+    if not data.get("rss"):
+        return []
+    head = f"Made by `{data['rss']['command']}`." if data["rss"].get("command") else made
+    lines = ["", "## Peak memory of the optimization", "", head + f" On "
+             f"{data['rss']['model']}, the largest model, one fresh process per tool "
+             "(`python -m benchmarks.rss TOOL MODEL`): the RSS high-water mark (VmHWM) after "
+             "loading the model and after the optimization, MB.", ""]
+    tools = data["rss"]["tools"]
+    rows = [[name, *(("-", "-", "-", r["error"]) if "error" in r else (
+        f"{r['loaded_mb']:.0f}", f"{r['peak_mb']:.0f}", f"{r['extra_mb']:.0f}",
+        f"{r['seconds']:.2f} s"))] for name, r in ((n, tools[n]) for n in _order(tools))]
+    return lines + _table(["tool", "after load", "peak", "peak - load", "time (this run)"], rows)
+
+
+def _never_slower(data: dict) -> list[str]:
+    """fuser's output against the original at ORT_ENABLE_ALL: slower beyond noise anywhere?"""
+    slower = [f"{_label(r)} {_ratio(r['entries']['fuser']['latency'].get('all'))}"
+              for r in data["models"] if "fuser" in r["entries"]
+              and r["entries"]["fuser"]["latency"].get("all")
+              and r["entries"]["fuser"]["latency"]["all"]["high"] < NOISE]
+    verdict = "nowhere" if not slower else "on " + "; ".join(slower)
+    return ["", f"fuser's output slower than the original at ORT_ENABLE_ALL beyond noise (whole "
+            f"95 % interval below {NOISE}): {verdict}."]
+
+
+def _lowrank() -> list[str]:
+    """The low-rank Pareto table, from its own benchmark's last run (LOWRANK.md)."""
+    source = HERE / "LOWRANK.md"
+    lines = ["## Low-rank rewrites (lossy)", ""]
+    if not source.exists():
+        return [*lines, "Run `python -m benchmarks.lowrank` (benchmarks/LOWRANK.md)."]
+    text = source.read_text().splitlines()
+    intro = next((line for line in text if line.startswith("`python -m benchmarks.lowrank")), "")
+    table = [line for line in text if line.startswith("|")]
+    return [*lines, "No peer rewrites layers into low-rank factors, so this part compares "
+            "fuser with the original only. From [LOWRANK.md](LOWRANK.md) (plot: "
+            "[lowrank_pareto.png](lowrank_pareto.png)), made by its own command:", "",
+            intro, "", *table]
+
+
+def plots(data: dict, out: Path) -> list[Path]:
+    """results_time.png (optimization time per model and tool, log scale) and
+    results_latency.png (speed-up at both levels with intervals)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = _order(data["contestants"])
+    labels = [_label(r) for r in data["models"]]
+    width = 0.8 / max(1, len(names))
+    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(labels)), 4.5))
+    for i, name in enumerate(names):
+        values = [_median(r["entries"][name]["seconds"]) if name in r["entries"]
+                  and r["entries"][name]["seconds"] else math.nan for r in data["models"]]
+        ax.bar([j + i * width for j in range(len(labels))], values, width, label=name)
+    ax.set_yscale("log")
+    ax.set_ylabel("optimization wall time, s (median, log)")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, rotation=30,
+                  ha="right", fontsize=8)
+    ax.legend(fontsize=8)
+    ax.set_title(data["command"], fontsize=7)
+    fig.tight_layout()
+    paths = [out / "results_time.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(max(9, 2 * len(labels)), 4.5), sharey=True)
+    for ax, level in zip(axes, ("disable", "all"), strict=True):
+        for i, name in enumerate(names):
+            lats = [r["entries"].get(name, {}).get("latency", {}).get(level)
+                    for r in data["models"]]
+            xs = [j + i * width for j in range(len(labels))]
+            ys = [lat["speedup"] if lat else math.nan for lat in lats]
+            err = [[lat["speedup"] - lat["low"] if lat else 0 for lat in lats],
+                   [lat["high"] - lat["speedup"] if lat else 0 for lat in lats]]
+            ax.errorbar(xs, ys, yerr=err, fmt="o", ms=4, capsize=2, label=name)
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_title(f"ORT_{'DISABLE_ALL' if level == 'disable' else 'ENABLE_ALL'}", fontsize=9)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, rotation=30,
+                      ha="right", fontsize=8)
+    axes[0].set_ylabel("speed-up vs original (95 % interval)")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(data["command"], fontsize=9)
+    fig.tight_layout()
+    paths.append(out / "results_latency.png")
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def write(data: dict, out: Path) -> None:
+    """RESULTS.md and the plots into ``out``."""
+    text = markdown(data)
+    text += "\n## Plots\n\n![optimization time](results_time.png)\n\n" \
+            "![latency](results_latency.png)\n"
+    plots(data, out)
+    (out / "RESULTS.md").write_text(text)
