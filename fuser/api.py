@@ -104,13 +104,12 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
     name = str(model) if not isinstance(model, onnx.ModelProto) else (proto.graph.name or "model")
     graph_io.require_known_opsets(proto, name)
     pipeline = _pipeline(passes, skip, options or {})
-    if check:  # refuse an invalid input here, named, rather than blame the result later
-        graph_io.check(proto, name=name)
+    start = time.perf_counter()
+    # An invalid input is refused here, named, rather than blamed on the result later.
+    shapes = graph_io.check_and_infer(proto, name=name) if check else \
+        graph_io.infer_shapes(proto)
     settings = validate if isinstance(validate, Validation) else Validation()
     batches = _batches(proto, settings) if validate else []  # bad shapes or data: fail fast
-
-    start = time.perf_counter()
-    shapes = graph_io.infer_shapes(proto)
     before = _stats(proto, shapes)
     notes = [*_subgraph_notes(proto), *_repeated_names_note(proto)]
     seconds["analyze"] = time.perf_counter() - start
@@ -152,9 +151,10 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
         return result, records
 
     result, records = run(pipeline, timed=True)
+    shapes_after = None
     if check:
         start = time.perf_counter()
-        graph_io.check(result)
+        shapes_after = graph_io.check_and_infer(result)
         seconds["check"] = time.perf_counter() - start
 
     verdict, culprits, dropped = None, [], []
@@ -193,9 +193,10 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
             max_accuracy_drop=lossy.max_accuracy_drop, labels=lossy.labels,
             reconstruction=lossy.reconstruction, batch=lossy.batch, threads=lossy.threads)
         seconds["lowrank"] = time.perf_counter() - start
-        if check:
-            graph_io.check(result)
-    after = _stats(result, graph_io.infer_shapes(result))
+        shapes_after = graph_io.check_and_infer(result) if check else None
+    if shapes_after is None or dropped:  # no check, or a rollback replaced the result
+        shapes_after = graph_io.infer_shapes(result)
+    after = _stats(result, shapes_after)
     report = Report(model=name, pipeline=[p.name for p in pipeline], passes=records,
                     before=before, after=after, seconds=seconds, fuser_version=version(),
                     libraries=library_versions(), validation=verdict,

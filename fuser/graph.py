@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,8 +34,6 @@ logger = logging.getLogger(__name__)
 PROTOBUF_LIMIT = 2**31 - 1
 #: Initializers at least this large are stripped from the checker's skeleton.
 _SKELETON_KEEP_BYTES = 1024
-#: Constants at least this large are exported around onnx-graphsurgeon (see ``to_model``).
-_STAND_IN_BYTES = 2**20
 #: Initializers at least this large go to the external data file when saving with one.
 _EXTERNAL_MIN_BYTES = 1024
 
@@ -271,12 +270,16 @@ def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None, *,
              free_arrays: bool = False) -> onnx.ModelProto:
     """Export a graph back to ONNX, keeping the template's opsets, IR version and metadata.
 
-    Constants of 1 MB or more bypass onnx-graphsurgeon's exporter (which copies every tensor
-    twice and fails on one over 2 GB): they are exported as stand-ins and their tensors
-    filled in one at a time afterwards. ``free_arrays`` (for a graph that is exported for
-    the last time) makes the graph's constants read their values back from the exported
-    tensors, so that their numpy arrays are freed: the weights are not held twice. Without
-    it the graph is unchanged (it keeps no reference to the returned model).
+    Constants bypass onnx-graphsurgeon's exporter, which copies every array twice more
+    (``tobytes``, then a standalone tensor copied into the graph), fails on one over 2 GB,
+    and names the value tensors of the *source* model's Constant nodes in place: they are
+    exported as data-less stand-ins and their data written into place afterwards, in one
+    copy (a tensor read from the source model is copied as it is, then renamed). Only
+    constants that gs converts on export (``export_dtype`` differs, ``data_location`` set)
+    take gs's way. ``free_arrays`` (for a graph that is exported for the last time) makes
+    the graph's constants read their values back from the exported tensors, so that their
+    numpy arrays are freed: the weights are not held twice. Without it the graph is
+    unchanged (it keeps no reference to the returned model).
     """
     kwargs = {}
     if template is not None:
@@ -288,17 +291,16 @@ def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None, *,
             "domain": template.domain,
             "model_version": template.model_version,
         }
-    with _large_constants_as_stand_ins(graph) as large:
+    with _constants_as_stand_ins(graph) as swapped:
         model = gs.export_onnx(graph, do_type_check=False, **kwargs)
-        for tensor in model.graph.initializer:
-            if tensor.name in large:
-                constant, values = large[tensor.name]
-                if isinstance(values, np.ndarray):  # one tensor's transient copies at a time
-                    tensor.CopyFrom(onnx.numpy_helper.from_array(values, tensor.name))
-                    if free_arrays:  # the graph reads the exported tensor from now on
-                        large[tensor.name] = (constant, _lazy(tensor))
-                else:
-                    tensor.CopyFrom(values.tensor)
+        for tensor in _all_initializers(model.graph):
+            entry = swapped.get(tensor.name)
+            if entry is None or not _is_stand_in(tensor):
+                continue
+            constant, values = entry
+            _fill(tensor, values)
+            if free_arrays and (isinstance(values, np.ndarray) or hasattr(values, "raw_bytes")):
+                swapped[tensor.name] = (constant, _lazy(tensor))  # the graph reads it back
     if template is not None:
         _initializers_as_inputs(model, template)
         model.ClearField("opset_import")
@@ -335,10 +337,58 @@ def _lazy(tensor: onnx.TensorProto):
     return LazyValues(tensor)
 
 
+#: The ``location`` that marks a stand-in (never written to a file).
+_STAND_IN = "fuser-stand-in"
+
+
+def _is_stand_in(tensor: onnx.TensorProto) -> bool:
+    return tensor.data_location == onnx.TensorProto.EXTERNAL and \
+        any(e.key == "location" and e.value == _STAND_IN for e in tensor.external_data)
+
+
+def _fill(tensor: onnx.TensorProto, values: object) -> None:
+    """Write a constant's values (gs lazy values or a numpy array) into its stand-in
+    ``tensor`` as gs's exporter would (raw data, the constant's name), leaving the source
+    untouched."""
+    from onnx_graphsurgeon.ir.tensor import LazyValues
+
+    name = tensor.name
+    raw_bytes = getattr(values, "raw_bytes", None)
+    if raw_bytes is not None:  # values computed on export (``fuser.passes._scaled``)
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        tensor.ClearField("external_data")
+        tensor.raw_data = raw_bytes()
+        return
+    if isinstance(values, LazyValues):
+        tensor.CopyFrom(values.tensor)
+        tensor.name = name
+        return
+    array = np.asarray(values)
+    tensor.Clear()
+    tensor.name = name
+    tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+    tensor.dims.extend(array.shape)
+    if sys.byteorder != "little" or not array.dtype.isnative or array.dtype.kind not in "biufc":
+        tensor.raw_data = onnx.numpy_helper.from_array(array).raw_data
+    else:
+        tensor.raw_data = _whole_bytes(array) or np.ascontiguousarray(array).tobytes()
+
+
+def _whole_bytes(array: np.ndarray) -> bytes | None:
+    """The bytes object ``array`` views in full and in order (``np.frombuffer`` of raw data,
+    a scaled weight), which can be exported as it is; None for any other array."""
+    base = array.base
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, bytes) and array.flags.c_contiguous and array.nbytes == len(base):
+        return base
+    return None
+
+
 @contextlib.contextmanager
-def _large_constants_as_stand_ins(
+def _constants_as_stand_ins(
         graph: gs.Graph) -> Iterator[dict[str, tuple[gs.Constant, object]]]:
-    """Swap constants of ``_STAND_IN_BYTES`` or more for data-less stand-ins, then back.
+    """Swap the graph's constants (subgraphs too) for data-less stand-ins, then back.
 
     Yields ``{name: (constant, original values)}``; the caller may replace the values that
     are put back (``to_model`` puts back lazy views of the exported tensors).
@@ -346,29 +396,27 @@ def _large_constants_as_stand_ins(
     from onnx_graphsurgeon.ir.tensor import LazyValues
 
     swapped: dict[str, tuple[gs.Constant, object]] = {}
-    for tensor in graph.tensors().values():
-        if not isinstance(tensor, gs.Constant):
-            continue
-        values = tensor._values
-        if isinstance(values, LazyValues):
-            proto = values.tensor
-            data_type, dims = proto.data_type, list(proto.dims)
-            nbytes = _tensor_nbytes(proto)
-        elif isinstance(values, np.ndarray):
-            nbytes, dims = values.nbytes, list(values.shape)
-            data_type = onnx.helper.np_dtype_to_tensor_dtype(values.dtype) if nbytes >= \
-                _STAND_IN_BYTES else 0
-        else:
-            continue
-        if nbytes < _STAND_IN_BYTES:
-            continue
-        stand_in = onnx.TensorProto(name=tensor.name, data_type=data_type)
-        stand_in.dims.extend(dims)
-        stand_in.data_location = onnx.TensorProto.EXTERNAL
-        entry = stand_in.external_data.add()
-        entry.key, entry.value = "location", "fuser-stand-in"
-        swapped[tensor.name] = (tensor, values)
-        tensor._values = LazyValues(stand_in)
+    for g in (graph, *graph.subgraphs(recursive=True)):
+        for tensor in g.tensors().values():
+            if not isinstance(tensor, gs.Constant) or tensor.name in swapped:
+                continue
+            values = tensor._values
+            if isinstance(values, np.ndarray):
+                if tensor.data_location is not None or tensor.export_dtype != tensor.dtype or \
+                        values.dtype.kind not in "biufc":
+                    continue
+                data_type = onnx.helper.np_dtype_to_tensor_dtype(values.dtype)
+            elif isinstance(values, LazyValues):
+                data_type = values.tensor.data_type
+            else:
+                continue  # sparse values: gs's way
+            stand_in = onnx.TensorProto(name=tensor.name, data_type=data_type)
+            stand_in.dims.extend(values.shape)
+            stand_in.data_location = onnx.TensorProto.EXTERNAL
+            entry = stand_in.external_data.add()
+            entry.key, entry.value = "location", _STAND_IN
+            swapped[tensor.name] = (tensor, values)
+            tensor._values = LazyValues(stand_in)
     try:
         yield swapped
     finally:
@@ -432,13 +480,19 @@ def _copy_fields(src, dst, skip: str) -> None:
 
 
 @contextlib.contextmanager
-def _skeleton_on_disk(model: onnx.ModelProto) -> Iterator[str]:
+def _on_disk(skeleton_model: onnx.ModelProto) -> Iterator[str]:
+    """A skeleton written to a temporary folder beside the empty file its tensors point at."""
     with tempfile.TemporaryDirectory(prefix="fuser-check-") as folder:
         Path(folder, "stripped.bin").touch()
         path = os.path.join(folder, "model.onnx")
         with open(path, "wb") as f:
-            f.write(skeleton(model).SerializeToString())
+            f.write(skeleton_model.SerializeToString())
         yield path
+
+
+def _invalid(name: str | None, exc: BaseException) -> BadModelError:
+    prefix = f"{name}: " if name else ""
+    return BadModelError(f"{prefix}invalid model: {_first_line(exc)}")
 
 
 def check(model: onnx.ModelProto, *, full: bool = True, name: str | None = None) -> None:
@@ -447,15 +501,40 @@ def check(model: onnx.ModelProto, *, full: bool = True, name: str | None = None)
     Raises:
         BadModelError: with the checker's first line (after ``name: `` when given).
     """
-    with _skeleton_on_disk(model) as path:
+    with _on_disk(skeleton(model)) as path:
         try:
             onnx.checker.check_model(path, full_check=full)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-            prefix = f"{name}: " if name else ""
-            raise BadModelError(f"{prefix}invalid model: {_first_line(exc)}") from exc
+            raise _invalid(name, exc) from exc
 
 
 Shapes = dict[str, tuple[int, tuple[int | str | None, ...]]]
+
+
+def check_and_infer(model: onnx.ModelProto, *, name: str | None = None) -> Shapes:
+    """``check(model)`` then ``infer_shapes(model)``, for about the price of one.
+
+    The skeleton is made once, and the checker's strict shape inference is the one whose
+    shapes are returned (with data propagation, as ``infer_shapes``). Data propagation can
+    fail where the checker's inference (without it) passes; then the checker decides, and
+    the shapes come from best-effort inference.
+
+    Raises:
+        BadModelError: as ``check``.
+    """
+    bare = skeleton(model)
+    with _on_disk(bare) as path:
+        try:
+            onnx.checker.check_model(path, full_check=False)
+        except onnx.checker.ValidationError as exc:
+            raise _invalid(name, exc) from exc
+    try:
+        inferred = onnx.shape_inference.infer_shapes(bare, check_type=True, strict_mode=True,
+                                                     data_prop=True)
+    except onnx.shape_inference.InferenceError:
+        check(model, name=name)  # the checker's own verdict; raises when it fails too
+        return infer_shapes(model)
+    return _shapes_of(inferred, model)
 
 
 def infer_shapes(model: onnx.ModelProto) -> Shapes:
@@ -466,9 +545,13 @@ def infer_shapes(model: onnx.ModelProto) -> Shapes:
     """
     try:
         inferred = onnx.shape_inference.infer_shapes(skeleton(model), data_prop=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - onnx raises various; best effort by contract
         logger.warning("shape inference failed: %s", _first_line(exc))
         inferred = model
+    return _shapes_of(inferred, model)
+
+
+def _shapes_of(inferred: onnx.ModelProto, model: onnx.ModelProto) -> Shapes:
     shapes: Shapes = {}
     graph = inferred.graph
     for value in [*graph.input, *graph.value_info, *graph.output]:
@@ -515,7 +598,8 @@ from fuser.statistics import (  # noqa: E402
 )
 
 __all__ = [
-    "PROTOBUF_LIMIT", "ModelLike", "Shapes", "annotate", "check", "constant_view",
+    "PROTOBUF_LIMIT", "ModelLike", "Shapes", "annotate", "check", "check_and_infer",
+    "constant_view",
     "float_weights", "infer_shapes", "load", "mac_count", "op_histogram", "opset",
     "param_count", "referenced_files", "require_known_opsets", "save", "skeleton", "subgraph_node_count",
     "to_graph", "to_model", "weights_nbytes", "with_outputs",

@@ -116,10 +116,14 @@ class PassManager:
                                     f"({self._before(index)}): {exc}") from exc
             if self.dump_dir is not None and result.modified:
                 graph_io.save(model, self.dump_dir / f"{sweep}-{index:02d}-{pass_.name}.onnx")
+        for key in [k for k, v in result.stats.items() if not v]:
+            del result.stats[key]
         return PassRecord(
             name=pass_.name, sweep=sweep, rewrites=result.rewrites,
             skipped=dict(sorted(result.skipped.items())),
-            stats={k: v for k, v in sorted(result.stats.items()) if v},
+            # The pass's own counter: weights it folded count their denormals into it when
+            # they are computed, on export (see fuser.passes._scaled).
+            stats=result.stats,
             notes=list(result.notes), nodes_before=nodes_before, nodes_after=len(graph.nodes),
             seconds=seconds)
 

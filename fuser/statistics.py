@@ -115,9 +115,17 @@ def _np_dtype(tensor: gs.Constant) -> np.dtype:
 
 def constant_view(tensor: gs.Constant) -> np.ndarray:
     """The constant's values without a copy where possible (a read-only view of raw data)."""
-    lazy = tensor._values
-    if isinstance(lazy, gs.ir.tensor.LazyValues) and lazy.tensor.HasField("raw_data") \
-            and isinstance(lazy.dtype, np.dtype | type) \
-            and lazy.tensor.data_location != onnx.TensorProto.EXTERNAL:
-        return np.frombuffer(lazy.tensor.raw_data, dtype=np.dtype(lazy.dtype)).reshape(lazy.shape)
-    return np.asarray(tensor.values)
+    return values_view(tensor._values)
+
+
+def values_view(values: object) -> np.ndarray:
+    """Values held by a gs constant (an array, or lazy values of an ONNX tensor) as an array,
+    read-only and without gs's cached copy where the tensor holds raw data."""
+    if isinstance(values, gs.ir.tensor.LazyValues) and values.tensor.HasField("raw_data") \
+            and isinstance(values.dtype, np.dtype | type) \
+            and values.tensor.data_location != onnx.TensorProto.EXTERNAL:
+        return np.frombuffer(values.tensor.raw_data,
+                             dtype=np.dtype(values.dtype)).reshape(values.shape)
+    if isinstance(values, gs.ir.tensor.LazyValues):
+        return np.asarray(values.load())
+    return np.asarray(values)

@@ -21,6 +21,7 @@ Only *where* the output channels sit differs:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -33,16 +34,15 @@ from fuser.passes._match import (
     cast_back,
     constant,
     describe,
-    flush_denormals_in_place,
+    float_constant,
     producer,
     require_sole_consumer,
     weight_dtype,
 )
+from fuser.passes._scaled import ScaledWeight
 from fuser.passes.base import PassResult
 
 LINEAR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-#: Elements per block when a weight is scaled (256 KB of float32, cache-sized).
-_BLOCK = 1 << 16
 
 
 @dataclasses.dataclass
@@ -50,7 +50,7 @@ class Linear:
     """A linear node with constant weights, ready to absorb an affine map on its output."""
 
     node: gs.Node
-    weight: np.ndarray  # the weight's values, in its own dtype (read-only)
+    weight: gs.Constant  # float, not read until the folded weight is computed
     bias: np.ndarray | None  # float64 effective bias (beta * C for Gemm), None if absent
     out_axis: int  # channel axis of the output tensor (1 or -1)
     out_rank: int | None  # rank of the output tensor, None if unknown
@@ -76,37 +76,23 @@ class Linear:
     def last_node(self) -> gs.Node:
         return self.bias_node or self.node
 
-    def scaled_weight(self, s: np.ndarray) -> tuple[np.ndarray, int]:
-        """``W`` scaled by ``s`` along its output channels, computed in float64 and rounded
-        once to the weight's dtype, denormals flushed; and how many were flushed.
-
-        It works in blocks of rows, so no full-size float64 temporary is made and each block
-        is still in cache when it is scanned for denormals.
-        """
-        node, w = self.node, self.weight
-        out = np.empty(w.shape, dtype=w.dtype)
-        source, target = w, out
+    def scaled_weight(self, s: np.ndarray, stats: collections.Counter) -> ScaledWeight:
+        """``W`` scaled by ``s`` along its output channels, computed when it is exported
+        (float64, rounded once to the weight's dtype, denormals flushed and counted in
+        ``stats``): see ``_scaled``."""
+        node, shape = self.node, tuple(self.weight.shape)
+        layout = shape
         if node.op == "Conv":
-            factor = s.reshape((-1,) + (1,) * (w.ndim - 1))
+            factor = s.reshape((-1,) + (1,) * (len(shape) - 1))
         elif node.op == "ConvTranspose":
             g = int(node.attrs.get("group", 1))
-            source = w.reshape((g, w.shape[0] // g) + w.shape[1:])
-            target = out.reshape(source.shape)
-            factor = s.reshape((g, 1, w.shape[1]) + (1,) * (w.ndim - 2))
+            layout = (g, shape[0] // g) + shape[1:]
+            factor = s.reshape((g, 1, shape[1]) + (1,) * (len(shape) - 2))
         elif node.op == "Gemm" and node.attrs.get("transB", 0):
             factor = s[:, None]
         else:  # Gemm transB=0 and MatMul: columns are outputs
             factor = s[None, :]
-        factor = factor.astype(np.float64, copy=False)
-        rows = source.shape[0] if source.ndim else 1
-        step = max(1, _BLOCK // max(1, source[:1].size))
-        flushed = 0
-        for i in range(0, rows, step):
-            block = target[i:i + step]
-            np.multiply(source[i:i + step], factor[i:i + step] if factor.shape[0] > 1 else factor,
-                        out=block, dtype=np.float64, casting="same_kind")
-            flushed += flush_denormals_in_place(block)
-        return out, flushed
+        return ScaledWeight(self.weight._values, factor.astype(np.float64), layout, stats)
 
     def absorb(self, s: np.ndarray, t: np.ndarray, graph: gs.Graph, names: Names,
                result: PassResult) -> None:
@@ -114,8 +100,7 @@ class Linear:
         node = self.node
         dtype = weight_dtype(node.inputs[1])
         base = node.name or node.outputs[0].name
-        weight, flushed_w = self.scaled_weight(s)
-        result.stats["denormals flushed"] += flushed_w
+        weight = self.scaled_weight(s, result.stats)
         if node.inputs[1].outputs != [node]:
             result.stats["shared weight cloned"] += 1
         node.inputs[1] = gs.Constant(names.fresh(f"{base}_W_folded"), weight)
@@ -186,7 +171,7 @@ def _describe_linear(node: gs.Node, bias_node: gs.Node | None) -> Linear:
     if node.op == "MatMul" and isinstance(node.inputs[0], gs.Constant) \
             and not isinstance(node.inputs[1], gs.Constant):
         raise Skip(f"{describe(node)} has its constant on the left")
-    weight = constant(node.inputs[1], "weight", node, float64=False)
+    weight = float_constant(node.inputs[1], "weight", node)
     bias = None
     if len(node.inputs) > 2 and node.inputs[2].name:  # "" is an omitted optional input
         bias = constant(node.inputs[2], "bias", node)
@@ -194,15 +179,15 @@ def _describe_linear(node: gs.Node, bias_node: gs.Node | None) -> Linear:
             bias = bias * float(node.attrs.get("beta", 1.0))
     out_rank = _rank(node.outputs[0])
     if node.op in ("Conv", "ConvTranspose"):
-        out_axis, out_rank = 1, weight.ndim
+        out_axis, out_rank = 1, len(weight.shape)
         if node.op == "ConvTranspose" and weight.shape[0] % int(node.attrs.get("group", 1)):
             raise Skip(f"{describe(node)} has {weight.shape[0]} input channels, not divisible "
                        f"by group={node.attrs.get('group')}")
     elif node.op == "Gemm":
         out_axis, out_rank = 1, 2
     else:
-        if weight.ndim != 2:
-            raise Skip(f"{describe(node)} has a {weight.ndim}-D weight, not 2-D")
+        if len(weight.shape) != 2:
+            raise Skip(f"{describe(node)} has a {len(weight.shape)}-D weight, not 2-D")
         out_axis = -1
     linear = Linear(node, weight, bias, out_axis, out_rank)
     if bias_node is not None:

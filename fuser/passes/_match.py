@@ -7,6 +7,8 @@ alone and why.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import onnx_graphsurgeon as gs
 
@@ -46,10 +48,8 @@ def require_sole_consumer(tensor: gs.Tensor, graph: gs.Graph) -> None:
         raise Skip(f"tensor '{tensor.name}' has {len(tensor.outputs)} consumers")
 
 
-def constant(tensor: gs.Tensor, what: str, node: gs.Node, *,
-             float64: bool = True) -> np.ndarray:
-    """The values of a constant floating-point input, as float64 (``float64=False``: in their
-    own dtype, without a copy where possible).
+def float_constant(tensor: gs.Tensor, what: str, node: gs.Node) -> gs.Constant:
+    """``tensor`` when it is a constant of a float dtype passes may rewrite (nothing is read).
 
     Raises Skip when the tensor is computed, a graph input, or not a supported float dtype.
     """
@@ -59,6 +59,17 @@ def constant(tensor: gs.Tensor, what: str, node: gs.Node, *,
     if not isinstance(dtype, np.dtype | type) or np.dtype(dtype) not in FLOAT_DTYPES:
         raise Skip(f"{what} '{tensor.name}' of {describe(node)} has dtype "
                    f"{_dtype_name(dtype)}, not float16/32/64")
+    return tensor
+
+
+def constant(tensor: gs.Tensor, what: str, node: gs.Node, *,
+             float64: bool = True) -> np.ndarray:
+    """The values of a constant floating-point input, as float64 (``float64=False``: in their
+    own dtype, without a copy where possible).
+
+    Raises Skip when the tensor is computed, a graph input, or not a supported float dtype.
+    """
+    float_constant(tensor, what, node)
     if not float64:
         return constant_view(tensor)  # read-only; gs's cached copy of the values is not made
     # Not ``tensor.values``: onnx-graphsurgeon would cache a copy of the original weight in a
@@ -131,7 +142,8 @@ def cast_back(values: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
     times slower on CPUs: onnxruntime issues #6865 and #7448).
     """
     out = np.ascontiguousarray(values.astype(dtype))
-    return out, flush_denormals_in_place(out)
+    flushed = flush_denormals_in_place(out)
+    return mark_flushed(out), flushed
 
 
 #: Elements per chunk of the denormal scan (1 MB of float32: the temporaries stay in cache).
@@ -163,6 +175,25 @@ def flush_denormals_in_place(values: np.ndarray) -> int:
     if flushed:
         values[denormal_mask(values)] = 0
     return flushed
+
+
+#: ``id -> weak reference`` of the arrays that folds computed with their denormals flushed.
+_FLUSHED: dict[int, weakref.ref] = {}
+
+
+def mark_flushed(values: np.ndarray) -> np.ndarray:
+    """Record that ``values`` holds no denormals (``flush-denormals`` need not scan it again)
+    and make it read-only, so that it stays so; return it."""
+    values.flags.writeable = False
+    key = id(values)
+    _FLUSHED[key] = weakref.ref(values, lambda _, key=key: _FLUSHED.pop(key, None))
+    return values
+
+
+def is_flushed(values: object) -> bool:
+    """Whether ``values`` is an array that ``mark_flushed`` recorded (and is still alive)."""
+    ref = _FLUSHED.get(id(values))
+    return ref is not None and ref() is values
 
 
 def detach(node: gs.Node) -> None:

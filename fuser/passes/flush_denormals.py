@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.statistics import constant_view, float_weights
-from fuser.passes._match import count_denormals, denormal_mask
+from fuser.passes._match import count_denormals, denormal_mask, is_flushed
+from fuser.passes._scaled import ScaledWeight
 from fuser.passes.base import Pass, PassResult, register
+from fuser.statistics import constant_view, float_weights
 
 
 @register
@@ -26,6 +27,8 @@ class FlushDenormals(Pass):
     def run(self, graph: gs.Graph) -> PassResult:
         result = PassResult()
         for tensor in float_weights(graph):
+            if isinstance(tensor._values, ScaledWeight) or is_flushed(tensor._values):
+                continue  # a fold's result: flushed when it is computed
             values = constant_view(tensor)
             count = count_denormals(values)
             if not count:
