@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from fuser.graph import Shapes, infer_shapes
+from fuser.graph_check import Shapes, infer_shapes
 
 
 def op_histogram(model: onnx.ModelProto) -> dict[str, int]:

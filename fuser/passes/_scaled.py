@@ -61,13 +61,17 @@ class ScaledWeight(LazyValues):
         rows = source.shape[0]
         step = max(1, BLOCK // max(1, source[:1].size))
         scratch = np.empty((min(step, rows),) + source.shape[1:], dtype=self.dtype)
+        magnitude = np.empty_like(scratch)
+        tiny = np.finfo(self.dtype).tiny
         out = _bytes_writer(self.nbytes)
         flushed = 0
         for i in range(0, rows, step):
             block = scratch[:min(step, rows - i)]
             np.multiply(source[i:i + step], factor[i:i + step] if factor.shape[0] > 1 else factor,
                         out=block, dtype=np.float64, casting="same_kind")
-            flushed += flush_denormals_in_place(block)
+            smallest = np.abs(block, out=magnitude[:len(block)]).min() if block.size else tiny
+            if smallest < tiny:  # a zero or a denormal: count (and flush) exactly
+                flushed += flush_denormals_in_place(block)
             out.write(block)
         if not self._counted:
             self._counted = True
