@@ -85,7 +85,6 @@ class ModelResult:
     input: str
     load_s: float
     copy_s: float
-    fresh_s: float
     original: Graph
     original_ms: dict[str, float]
     entries: dict[str, Entry]
@@ -101,27 +100,17 @@ def _fresh(data: bytes) -> onnx.ModelProto:
 
 
 def time_optimizations(model: onnx.ModelProto, contestants: list[Contestant], runs: int,
-                       say=print) -> tuple[dict[str, Entry], dict[str, onnx.ModelProto],
-                                           tuple[float, float]]:
+                       say=print) -> tuple[dict[str, Entry], dict[str, onnx.ModelProto], float]:
     """Run every contestant ``runs`` times, interleaved (round r runs each tool once, in an
     order rotated every round), each on a fresh copy parsed outside the timed region.
 
-    Also returns two yardsticks, medians in seconds: making one such copy (parsing the
-    serialized model into memory the allocator holds), and allocating and touching as many
-    bytes as the weights in memory fresh from the kernel (what any tool pays once to hold
-    its output, on top of its own work; the previous buffer is freed first, as a tool's
-    temporaries are)."""
+    Also returns the median time of making one such copy (parsing the serialized model): a
+    yardstick for what touching every weight once costs on this machine."""
     data = model.SerializeToString()
-    nbytes = graph_io.weights_nbytes(model)
     entries = {c.name: Entry(c.name) for c in contestants}
     outputs: dict[str, onnx.ModelProto] = {}
     copies: list[float] = []
-    fresh: list[float] = []
     for r in range(runs):
-        begin = time.perf_counter()
-        block = bytearray(nbytes)
-        fresh.append(time.perf_counter() - begin)
-        del block
         order = contestants[r % len(contestants):] + contestants[:r % len(contestants)]
         for contestant in order:
             entry = entries[contestant.name]
@@ -141,8 +130,7 @@ def time_optimizations(model: onnx.ModelProto, contestants: list[Contestant], ru
             entry.seconds.append(time.perf_counter() - start)
             outputs[contestant.name] = out
             del copy
-    return entries, outputs, (statistics.median(copies) if copies else 0.0,
-                              statistics.median(fresh) if fresh else 0.0)
+    return entries, outputs, statistics.median(copies) if copies else 0.0
 
 
 def measure_model(name: str, framework: str, model: onnx.ModelProto,
@@ -160,7 +148,7 @@ def measure_model(name: str, framework: str, model: onnx.ModelProto,
     original = Graph.of(model, source)
     say(f"  {name} ({framework}): {original.nodes} nodes, {original.batchnorm} BN, "
         f"{original.params:,} params; timing {len(contestants)} tools x {runs} runs")
-    entries, outputs, (copy_s, fresh_s) = time_optimizations(model, contestants, runs, say)
+    entries, outputs, copy_s = time_optimizations(model, contestants, runs, say)
 
     shapes = inputs.resolve_shapes(model)
     batches = inputs.random_batches(model, shapes, 2, 0)
@@ -192,7 +180,7 @@ def measure_model(name: str, framework: str, model: onnx.ModelProto,
             low, high = t.speedup_ci
             entries[t.model].latency[t.level] = Latency(t.speedup, low, high, t.stats.median_ms)
     return ModelResult(name, framework, inputs.describe_shapes(shapes), statistics.median(loads),
-                       copy_s, fresh_s, original, original_ms, entries)
+                       copy_s, original, original_ms, entries)
 
 
 def peak_rss(contestant: str, path: Path, timeout: float = 900) -> dict:

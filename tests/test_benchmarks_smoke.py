@@ -103,9 +103,9 @@ def test_a_tool_failing_on_a_model_is_recorded_and_the_others_still_run(rng):
         raise RuntimeError("cannot handle this model\nsecond line")
 
     broken = peers.Contestant("broken", "onnx-fuser", "fuser", "raises", crash)
-    entries, outputs, (copy_s, fresh_s) = measure.time_optimizations(
+    entries, outputs, copy_s = measure.time_optimizations(
         model, [broken, peers.BY_NAME["fuser"]], runs=2, say=lambda text: None)
     assert entries["broken"].error == "RuntimeError: cannot handle this model"
     assert entries["broken"].seconds == [] and "broken" not in outputs
-    assert len(entries["fuser"].seconds) == 2 and copy_s >= 0 and fresh_s >= 0
+    assert len(entries["fuser"].seconds) == 2 and copy_s >= 0
     assert [n.op_type for n in outputs["fuser"].graph.node] == ["Relu"]

@@ -5,7 +5,7 @@ in the pass, every folded weight would be held in memory beside the original unt
 export copies it into the output protobuf: for a model whose weights are nearly all folded
 (a ResNet) that is the weights three times over and, on machines where fresh memory is slow
 to touch, most of the optimizer's time. A ``ScaledWeight`` instead records the source
-values and the factor; ``graph.to_model`` asks it for its bytes (``raw_bytes``): it reads
+values and the factor; ``graph_export.to_model`` asks it for its bytes (``raw_bytes``): it reads
 the source once, scales it block by block into one bytes object (float64, rounded once to
 the weight's dtype, each block scanned for denormals and flushed while it is in cache), and
 that object becomes the output tensor's raw data without a further copy. Each folded
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import io
+import sys
 
 import numpy as np
 import onnx
@@ -77,11 +78,14 @@ class ScaledWeight(LazyValues):
             self._counted = True
             if flushed:
                 self.stats["denormals flushed"] += flushed
+        if sys.byteorder == "big":  # ONNX raw data is little-endian
+            return np.frombuffer(out.getvalue(), dtype=self.dtype).byteswap().tobytes()
         return out.getvalue()
 
     def load(self) -> np.ndarray:
         """The values as a read-only array (a view of ``raw_bytes``)."""
-        return mark_flushed(np.frombuffer(self.raw_bytes(), dtype=self.dtype).reshape(self.shape))
+        dtype = self.dtype.newbyteorder("<")  # raw data's order, whatever the machine's
+        return mark_flushed(np.frombuffer(self.raw_bytes(), dtype=dtype).reshape(self.shape))
 
     def __str__(self) -> str:
         return f"ScaledWeight (shape={self.shape}, dtype={self.dtype})"
