@@ -1,4 +1,5 @@
-"""The graph adapter: the only module that touches ONNX protobuf.
+"""The graph adapter: with ``graph_export``, ``graph_check`` and ``proto``, the only modules
+that touch ONNX protobuf.
 
 It loads and saves models (with external data, so models over 2 GB work), converts between
 ``onnx.ModelProto`` and the onnx-graphsurgeon ``gs.Graph`` that passes mutate, and offers the
@@ -31,6 +32,13 @@ from fuser.proto import (
     tensor_nbytes,
     weights_nbytes,
     without_initializers,
+)
+from fuser.statistics import (  # the model statistics, re-exported here
+    constant_view,
+    float_weights,
+    mac_count,
+    op_histogram,
+    param_count,
 )
 
 logger = logging.getLogger(__name__)
@@ -237,19 +245,9 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return out
 
 
-# The model statistics live in their own module; graph keeps exporting them.
-from fuser.statistics import (
-    constant_view,
-    float_weights,
-    mac_count,
-    op_histogram,
-    param_count,
-)
-
 __all__ = [
     "PROTOBUF_LIMIT", "ModelLike", "Shapes", "annotate", "check", "check_and_infer",
-    "constant_view",
-    "float_weights", "infer_shapes", "load", "mac_count", "op_histogram", "opset",
-    "param_count", "referenced_files", "require_known_opsets", "save", "skeleton", "subgraph_node_count",
-    "to_graph", "to_model", "weights_nbytes", "with_outputs",
+    "constant_view", "float_weights", "infer_shapes", "load", "mac_count", "op_histogram",
+    "opset", "param_count", "referenced_files", "require_known_opsets", "save", "skeleton",
+    "subgraph_node_count", "to_graph", "to_model", "weights_nbytes", "with_outputs",
 ]
