@@ -104,7 +104,7 @@ def _fill(tensor: onnx.TensorProto, values: object) -> None:
     name = tensor.name
     raw_bytes = getattr(values, "raw_bytes", None)
     if raw_bytes is not None:  # values computed on export (``fuser.passes._scaled``)
-        tensor.data_location = onnx.TensorProto.DEFAULT
+        tensor.ClearField("data_location")
         tensor.ClearField("external_data")
         tensor.raw_data = raw_bytes()
         return
