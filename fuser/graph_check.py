@@ -26,8 +26,6 @@ logger = logging.getLogger(__name__)
 _SKELETON_KEEP_BYTES = 1024
 
 
-
-
 def skeleton(model: onnx.ModelProto, location: str = "stripped.bin") -> onnx.ModelProto:
     """A copy of ``model`` whose large initializers point at an (empty) external file.
 

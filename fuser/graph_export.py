@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.ir.tensor import LazyValues
 
 from fuser.proto import all_initializers, overridable_initializers
 
@@ -49,7 +50,7 @@ def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None, *,
             constant, values = entry
             _fill(tensor, values)
             if free_arrays and isinstance(values, np.ndarray):  # the graph reads it back
-                swapped[tensor.name] = (constant, _lazy(tensor))
+                swapped[tensor.name] = (constant, LazyValues(tensor))
     if template is not None:
         _initializers_as_inputs(model, template)
         model.ClearField("opset_import")
@@ -80,12 +81,6 @@ def _initializers_as_inputs(model: onnx.ModelProto, template: onnx.ModelProto) -
                 tensor.name, tensor.data_type, list(tensor.dims)))
 
 
-def _lazy(tensor: onnx.TensorProto):
-    from onnx_graphsurgeon.ir.tensor import LazyValues
-
-    return LazyValues(tensor)
-
-
 #: The ``location`` that marks a stand-in (never written to a file).
 _STAND_IN = "fuser-stand-in"
 
@@ -99,8 +94,6 @@ def _fill(tensor: onnx.TensorProto, values: object) -> None:
     """Write a constant's values (gs lazy values or a numpy array) into its stand-in
     ``tensor`` as gs's exporter would (raw data, the constant's name), leaving the source
     untouched."""
-    from onnx_graphsurgeon.ir.tensor import LazyValues
-
     name = tensor.name
     raw_bytes = getattr(values, "raw_bytes", None)
     if raw_bytes is not None:  # values computed on export (``fuser.passes._scaled``)
@@ -142,8 +135,6 @@ def _constants_as_stand_ins(
     Yields ``{name: (constant, original values)}``; the caller may replace the values that
     are put back (``to_model`` puts back lazy views of the exported tensors).
     """
-    from onnx_graphsurgeon.ir.tensor import LazyValues
-
     swapped: dict[str, tuple[gs.Constant, object]] = {}
     for g in (graph, *graph.subgraphs(recursive=True)):
         for tensor in g.tensors().values():

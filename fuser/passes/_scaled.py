@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import sys
 
 import numpy as np
@@ -49,7 +50,7 @@ class ScaledWeight(LazyValues):
         self.source, self.factor, self.layout, self.stats = source, factor, layout, stats
         self.shape = tuple(source.shape)
         self.dtype = np.dtype(source.dtype)
-        self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        self.nbytes = math.prod(self.shape) * self.dtype.itemsize
         # What code that expects gs's LazyValues reads: a data-less tensor of this type.
         self.tensor = onnx.TensorProto(data_type=onnx.helper.np_dtype_to_tensor_dtype(
             self.dtype), dims=self.shape)
@@ -62,17 +63,13 @@ class ScaledWeight(LazyValues):
         rows = source.shape[0]
         step = max(1, BLOCK // max(1, source[:1].size))
         scratch = np.empty((min(step, rows),) + source.shape[1:], dtype=self.dtype)
-        magnitude = np.empty_like(scratch)
-        tiny = np.finfo(self.dtype).tiny
         out = _bytes_writer(self.nbytes)
         flushed = 0
         for i in range(0, rows, step):
             block = scratch[:min(step, rows - i)]
             np.multiply(source[i:i + step], factor[i:i + step] if factor.shape[0] > 1 else factor,
                         out=block, dtype=np.float64, casting="same_kind")
-            smallest = np.abs(block, out=magnitude[:len(block)]).min() if block.size else tiny
-            if smallest < tiny:  # a zero or a denormal: count (and flush) exactly
-                flushed += flush_denormals_in_place(block)
+            flushed += flush_denormals_in_place(block)
             out.write(block)
         if not self._counted:
             self._counted = True
