@@ -66,8 +66,9 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
              skip: Sequence[str] = (), options: Mapping[str, Mapping[str, object]] | None = None,
              max_steps: int = 4, check: bool = True, check_each: bool = False,
              dump_dir: str | Path | None = None, validate: bool | Validation = True,
-             on_failure: str = "bisect",
-             lossy: LowRank | None = None) -> tuple[onnx.ModelProto, Report]:
+             on_failure: str = "bisect", lossy: LowRank | None = None,
+             input_shapes: Mapping[str, Sequence[int]] | None = None,
+             static_shapes: bool = False) -> tuple[onnx.ModelProto, Report]:
     """Run a pipeline of passes on a model; return the optimized model and a report.
 
     Args:
@@ -90,6 +91,14 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
             low-rank rewrites chosen from calibration data; the report's ``lowrank`` holds
             the per-layer table and the task-level check (top-1 agreement), never exact
             tolerances.
+        input_shapes: fixed shapes of (some of) the inputs, ``{"x": (1, 1024)}``: the shapes
+            that statistics (MACs), low-rank and validation see. The output keeps the input's
+            interface (its symbolic dims stay symbolic; constant folding folds no value that
+            depends on them, and the report names what only fixed shapes would fold).
+        static_shapes: write the fixed shapes into the output (every input's symbolic first
+            dim is the validation batch unless ``input_shapes`` says otherwise), so that
+            folding sees through everything that depends on them, as onnxsim's
+            ``--overwrite-input-shape`` does; the output then runs at those shapes only.
 
     Raises:
         FuserError: bad input (unreadable model, unknown pass name, dynamic input dims, ...).
@@ -109,8 +118,12 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
     shapes = graph_io.check_and_infer(proto, name=name) if check else \
         graph_io.infer_shapes(proto)
     settings = validate if isinstance(validate, Validation) else Validation()
+    fixed = _fixed_shapes(proto, input_shapes, static_shapes, settings)
+    if fixed and settings.input_shapes is None or static_shapes:
+        settings = dataclasses.replace(settings, input_shapes=fixed)
     batches = _batches(proto, settings) if validate else []  # bad shapes or data: fail fast
-    before = _stats(proto, shapes)
+    analysis = graph_io.infer_shapes(proto, fixed) if fixed else shapes
+    before = _stats(proto, analysis)
     notes = [*_subgraph_notes(proto), *_repeated_names_note(proto)]
     seconds["analyze"] = time.perf_counter() - start
 
@@ -139,7 +152,9 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
         begin = time.perf_counter()
         source = original()
         graph = graph_io.to_graph(source)
-        graph_io.annotate(graph, shapes)
+        if static_shapes:
+            graph_io.fix_graph_shapes(graph, fixed, analysis)
+        graph_io.annotate(graph, analysis if static_shapes else shapes)
         records = PassManager(steps, max_steps=max_steps, check_each=check_each,
                               dump_dir=dump_dir if timed else None, template=source,
                               max_applications=limit).run(graph)
@@ -191,11 +206,15 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
         result, compression = compress(
             result, list(lossy.calibration), budget=lossy.budget,
             max_accuracy_drop=lossy.max_accuracy_drop, labels=lossy.labels,
-            reconstruction=lossy.reconstruction, batch=lossy.batch, threads=lossy.threads)
+            reconstruction=lossy.reconstruction, batch=lossy.batch, threads=lossy.threads,
+            input_shapes=fixed or None)
         seconds["lowrank"] = time.perf_counter() - start
         shapes_after = graph_io.check_and_infer(result) if check else None
     if shapes_after is None or dropped:  # no check, or a rollback replaced the result
         shapes_after = graph_io.infer_shapes(result)
+    if fixed and not static_shapes:
+        shapes_after = graph_io.infer_shapes(result, fixed)
+        notes.extend(_symbolic_notes(result, shapes_after, fixed))
     after = _stats(result, shapes_after)
     report = Report(model=name, pipeline=[p.name for p in pipeline], passes=records,
                     before=before, after=after, seconds=seconds, fuser_version=version(),
@@ -206,6 +225,37 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
         report.lowrank["passed"] = _within(compression, lossy.max_accuracy_drop)
     report.notes.extend([unvalidated, *notes] if unvalidated else notes)
     return result, report
+
+
+def _fixed_shapes(model: onnx.ModelProto, given: Mapping[str, Sequence[int]] | None,
+                  static: bool, settings: Validation) -> dict[str, tuple[int, ...]]:
+    """The fixed input shapes of the run: those given (checked against the model), and with
+    ``static`` every input's (the symbolic first dim is the validation batch)."""
+    given = given if given is not None else (settings.input_shapes if static else None)
+    if static:
+        return inputs_io.resolve_shapes(model, given, settings.batch)
+    if not given:
+        return {}
+    resolved = inputs_io.resolve_shapes(model, given, settings.batch, partial=True)
+    return resolved
+
+
+def _symbolic_notes(model: onnx.ModelProto, fixed_shapes: graph_io.Shapes,
+                    fixed: Mapping[str, Sequence[int]]) -> list[str]:
+    """Name the Shape/Size nodes left because they read dims that stay symbolic in the output
+    but that the fixed input shapes would fold."""
+    kept = []
+    for node in model.graph.node:
+        if node.op_type in ("Shape", "Size") and node.input and node.input[0] in fixed_shapes:
+            dims = fixed_shapes[node.input[0]][1]
+            if all(isinstance(d, int) and d >= 0 for d in dims):
+                kept.append(f"{node.op_type} '{node.name or node.output[0]}'")
+    if not kept:
+        return []
+    shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+    return [f"kept {len(kept)} shape computation(s) that read dims the output keeps symbolic "
+            f"({shown}): they fold with --static-shapes (the output then runs at "
+            f"{inputs_io.describe_shapes(fixed)} only)"]
 
 
 def _repeated_names_note(model: onnx.ModelProto) -> list[str]:
@@ -266,9 +316,10 @@ def _pipeline(passes: Sequence[str | Pass] | None, skip: Sequence[str],
 
 
 def _stats(model: onnx.ModelProto, shapes: graph_io.Shapes) -> ModelStats:
+    macs, coverage, unknown = graph_io.count_macs(model, shapes)
     return ModelStats(nodes=len(model.graph.node), ops=graph_io.op_histogram(model),
-                      params=graph_io.param_count(model),
-                      macs=graph_io.mac_count(model, shapes))
+                      params=graph_io.param_count(model), macs=macs, layer_shapes=coverage,
+                      unknown_layers=unknown)
 
 
 @functools.cache

@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("--rollback", action="store_true",
                      help="when validation fails, drop the culprit pass(es) and keep the rest")
     opt.add_argument("--no-bench", action="store_true", help="skip the timing")
+    opt.add_argument("--static-shapes", action="store_true",
+                     help="write the fixed input shapes (--input-shape; a symbolic first dim "
+                          "is --batch) into the output, so that everything computed from them "
+                          "folds; the output then runs at those shapes only (default: the "
+                          "output keeps its symbolic dims)")
     lossy = opt.add_argument_group("lossy low-rank stage (after the exact pipeline)")
     lossy.add_argument("--lossy", choices=("lowrank",), help="run the low-rank search")
     lossy.add_argument("--calibration", metavar="DATA",

@@ -25,7 +25,7 @@ LEVELS = {"both": ("disable", "all"), "disable": ("disable",), "basic": ("basic"
 
 
 def optimize(args: argparse.Namespace) -> int:
-    from fuser import api, graph
+    from fuser import api, graph, inputs
 
     source, target = Path(args.model), Path(args.output)
     if source.exists() and target.exists() and target.resolve() == source.resolve():
@@ -41,7 +41,9 @@ def optimize(args: argparse.Namespace) -> int:
         source, passes, skip=_split(args.skip), options=options, max_steps=args.max_steps,
         check_each=args.check_each, dump_dir=args.dump_dir,
         validate=False if args.no_validate else _validation(args),
-        on_failure="rollback" if args.rollback else "bisect", lossy=_lossy(args, source))
+        on_failure="rollback" if args.rollback else "bisect", lossy=_lossy(args, source),
+        input_shapes=inputs.parse_input_shapes(args.input_shape) or None,
+        static_shapes=args.static_shapes)
     out = sys.stderr if args.json else sys.stdout
     written = report.passed or args.force
     if written:

@@ -16,14 +16,23 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import onnx
 import onnx_graphsurgeon as gs
 
 from fuser.errors import BadModelError, FuserError
-from fuser.graph_check import Shapes, annotate, check, check_and_infer, infer_shapes, skeleton
-from fuser.graph_export import to_model
+from fuser.graph_check import (
+    Shapes,
+    annotate,
+    check,
+    check_and_infer,
+    fix_input_shapes,
+    infer_shapes,
+    skeleton,
+)
+from fuser.graph_export import skeleton_of, to_model
 from fuser.proto import (
     all_initializers,
     first_line,
@@ -35,6 +44,7 @@ from fuser.proto import (
 )
 from fuser.statistics import (  # the model statistics, re-exported here
     constant_view,
+    count_macs,
     float_weights,
     mac_count,
     op_histogram,
@@ -224,6 +234,29 @@ def _inputs_as_variables(graph: gs.Graph, model: onnx.ModelProto, names: set[str
     graph.inputs = inputs
 
 
+def reannotate(graph: gs.Graph) -> None:
+    """Infer the graph's shapes again and refine its tensors' (after constant folding made
+    Reshape targets and Pad amounts known, the shapes after them can be inferred)."""
+    annotate(graph, infer_shapes(skeleton_of(graph)), refine=True)
+
+
+def fix_graph_shapes(graph: gs.Graph, fixed: Mapping[str, Sequence[int]],
+                     shapes: Shapes) -> None:
+    """Give the graph's inputs their ``fixed`` shapes, its outputs the shapes inferred for
+    them (``shapes``), and forget the other tensors' shapes (inferred for the symbolic dims;
+    ``annotate`` with ``shapes`` gives them the fixed ones)."""
+    ends = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
+    for tensor in graph.inputs:
+        if tensor.name in fixed:
+            tensor.shape = list(fixed[tensor.name])
+    for tensor in graph.outputs:
+        if tensor.name in shapes:
+            tensor.shape = list(shapes[tensor.name][1])
+    for name, tensor in graph.tensors().items():
+        if isinstance(tensor, gs.Variable) and name not in ends:
+            tensor.shape = None
+
+
 def opset(model_or_graph: onnx.ModelProto | gs.Graph) -> int:
     """The default-domain opset version."""
     if isinstance(model_or_graph, gs.Graph):
@@ -247,7 +280,8 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 
 __all__ = [
     "PROTOBUF_LIMIT", "ModelLike", "Shapes", "annotate", "check", "check_and_infer",
-    "constant_view", "float_weights", "infer_shapes", "load", "mac_count", "op_histogram",
-    "opset", "param_count", "referenced_files", "require_known_opsets", "save", "skeleton",
-    "subgraph_node_count", "to_graph", "to_model", "weights_nbytes", "with_outputs",
+    "constant_view", "count_macs", "fix_graph_shapes", "fix_input_shapes", "float_weights",
+    "infer_shapes", "load", "mac_count", "op_histogram", "opset", "param_count", "reannotate",
+    "referenced_files", "require_known_opsets", "save", "skeleton", "subgraph_node_count",
+    "to_graph", "to_model", "weights_nbytes", "with_outputs",
 ]

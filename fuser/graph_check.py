@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import onnx
@@ -106,18 +106,42 @@ def check_and_infer(model: onnx.ModelProto, *, name: str | None = None) -> Shape
     return _shapes_of(inferred, model)
 
 
-def infer_shapes(model: onnx.ModelProto) -> Shapes:
+def _unknowns(shape: object) -> int:
+    return sum(not (isinstance(d, int) and d >= 0) for d in shape)
+
+
+def infer_shapes(model: onnx.ModelProto,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> Shapes:
     """``{tensor name: (onnx elem type, shape)}`` for every tensor inference can type.
 
-    Dims are ints, symbols (str) or None. Inference is best effort: a failure is logged and
-    only the declared inputs, outputs and initializers are returned.
+    Dims are ints, symbols (str) or None. ``input_shapes`` fixes the dims of the inputs it
+    names (the model is not changed). Inference is best effort: a failure is logged and only
+    the declared inputs, outputs and initializers are returned.
     """
+    bare = skeleton(model)
+    if input_shapes:
+        fix_input_shapes(bare, input_shapes)
     try:
-        inferred = onnx.shape_inference.infer_shapes(skeleton(model), data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(bare, data_prop=True)
     except Exception as exc:  # noqa: BLE001 - onnx raises various; best effort by contract
         logger.warning("shape inference failed: %s", first_line(exc))
-        inferred = model
+        inferred = bare
     return _shapes_of(inferred, model)
+
+
+def fix_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> None:
+    """Write fixed dims into the named graph inputs of ``model`` (in place) and drop the
+    value_info and output dims that were inferred for the symbolic ones."""
+    for value in model.graph.input:
+        if value.name in input_shapes:
+            dims = value.type.tensor_type.shape.dim
+            for dim, size in zip(dims, input_shapes[value.name], strict=True):
+                dim.Clear()
+                dim.dim_value = int(size)
+    model.graph.ClearField("value_info")
+    for value in model.graph.output:
+        if value.type.HasField("tensor_type"):
+            value.type.tensor_type.ClearField("shape")
 
 
 def _shapes_of(inferred: onnx.ModelProto, model: onnx.ModelProto) -> Shapes:
@@ -135,9 +159,18 @@ def _shapes_of(inferred: onnx.ModelProto, model: onnx.ModelProto) -> Shapes:
     return shapes
 
 
-def annotate(graph: gs.Graph, shapes: Shapes) -> None:
-    """Give the graph's untyped variables the inferred dtype and shape (passes read ranks)."""
+def annotate(graph: gs.Graph, shapes: Shapes, *, refine: bool = False) -> None:
+    """Give the graph's untyped variables the inferred dtype and shape (passes read ranks).
+
+    ``refine`` also replaces shapes that have unknown dims by better-known inferred ones (after
+    constant folding made more of them known); graph inputs keep theirs.
+    """
+    inputs = {t.name for t in graph.inputs}
     for name, tensor in graph.tensors().items():
+        if refine and isinstance(tensor, gs.Variable) and name in shapes \
+                and name not in inputs and tensor.shape is not None \
+                and _unknowns(shapes[name][1]) < _unknowns(tensor.shape):
+            tensor.shape = list(shapes[name][1])
         if isinstance(tensor, gs.Variable) and tensor.shape is None and name in shapes:
             elem_type, shape = shapes[name]
             tensor.shape = list(shape)

@@ -62,6 +62,24 @@ def to_model(graph: gs.Graph, template: onnx.ModelProto | None = None, *,
     return model
 
 
+def skeleton_of(graph: gs.Graph, keep_bytes: int = 1024) -> onnx.ModelProto:
+    """The graph as a model for shape inference: constants of ``keep_bytes`` or more stay
+    data-less stand-ins (cheap for any size of model); smaller ones, such as Reshape targets,
+    keep their values. The graph is unchanged."""
+    with _constants_as_stand_ins(graph) as swapped:
+        model = gs.export_onnx(graph, do_type_check=False)
+        for tensor in all_initializers(model.graph):
+            entry = swapped.get(tensor.name)
+            if entry is None or not _is_stand_in(tensor):
+                continue
+            values = entry[1]
+            size = np.dtype(values.dtype).itemsize * int(np.prod(values.shape)) \
+                if isinstance(values.dtype, np.dtype | type) else keep_bytes
+            if size < keep_bytes:
+                _fill(tensor, values)
+    return model
+
+
 def _initializers_as_inputs(model: onnx.ModelProto, template: onnx.ModelProto) -> None:
     """Keep the template's convention for initializers listed as graph inputs.
 

@@ -66,8 +66,11 @@ def parse_input_shapes(values: Sequence[str]) -> dict[str, tuple[int, ...]]:
 
 
 def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None,
-                   batch: int = 1) -> dict[str, tuple[int, ...]]:
-    """Concrete shapes for every input, or FuserError naming what is missing or wrong."""
+                   batch: int = 1, *, partial: bool = False) -> dict[str, tuple[int, ...]]:
+    """Concrete shapes for every input, or FuserError naming what is missing or wrong.
+
+    ``partial``: check the given shapes only, and return just those.
+    """
     shapes = dict(shapes or {})
     specs = input_specs(model)
     names = {s.name for s in specs}
@@ -87,6 +90,8 @@ def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] |
                     raise FuserError(f"--input-shape for '{spec.name}': dimension {axis} is "
                                      f"{given}, the model fixes it at {declared}")
             resolved[spec.name] = shape
+            continue
+        if partial:
             continue
         shape = []
         for axis, dim in enumerate(spec.dims):

@@ -31,12 +31,42 @@ class PassRecord:
 
 @dataclasses.dataclass
 class ModelStats:
-    """Size of a model: nodes, op histogram, parameters and MACs (per sample)."""
+    """Size of a model: nodes, op histogram, parameters and MACs (per sample).
+
+    ``layer_shapes``: per layer op (Conv, ConvTranspose, Gemm, MatMul), how many have known
+    shapes and how many there are, ``{"Conv": [6, 6]}``; ``macs`` counts only those with known
+    shapes (``unknown_layers`` names the others), so it is a lower bound unless
+    ``macs_complete``.
+    """
 
     nodes: int
     ops: dict[str, int]
     params: int
     macs: int | None
+    layer_shapes: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    unknown_layers: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def macs_complete(self) -> bool:
+        return all(known == total for known, total in self.layer_shapes.values())
+
+    def macs_text(self) -> str:
+        """The MACs, with "at least" when some layers' shapes are unknown."""
+        if self.macs is None and self.layer_shapes:
+            return "unknown"
+        return _fmt(self.macs) if self.macs_complete else f"at least {_fmt(self.macs)}"
+
+    def coverage_text(self) -> str:
+        """``Conv 6/6, Gemm 1/1 (MACs counted on all)``."""
+        if not self.layer_shapes:
+            return "no Conv/ConvTranspose/Gemm/MatMul layers"
+        parts = ", ".join(f"{op} {known}/{total}" for op, (known, total)
+                          in self.layer_shapes.items())
+        if self.macs_complete:
+            return f"{parts} (MACs counted on all)"
+        missing = len(self.unknown_layers)
+        shown = ", ".join(self.unknown_layers[:3]) + (", ..." if missing > 3 else "")
+        return f"{parts} (MACs at least: {missing} layer(s) of unknown shape: {shown})"
 
     @property
     def layers(self) -> int:
@@ -113,7 +143,10 @@ class Report:
                 lines.append(f"  {'':<{width}}    skipped {count}x: {reason}")
         b, a = self.before, self.after
         lines.append(f"  nodes {b.nodes} -> {a.nodes}   params {b.params:,} -> {a.params:,}"
-                     f"   MACs {_fmt(b.macs)} -> {_fmt(a.macs)}")
+                     f"   MACs {b.macs_text()} -> {a.macs_text()}")
+        lines.append(f"  layers with known shapes: {a.coverage_text()}"
+                     + ("" if b.macs_complete or not b.layer_shapes
+                        else f"; before: {b.coverage_text()}"))
         for op in sorted(set(b.ops) | set(a.ops)):
             if b.ops.get(op, 0) != a.ops.get(op, 0):
                 lines.append(f"    {op}: {b.ops.get(op, 0)} -> {a.ops.get(op, 0)}")
@@ -143,7 +176,8 @@ class Report:
     def _speed_versus_macs(self) -> str:
         """Realized speed-up per level next to the MAC ratio, at the first batch size."""
         b, a = self.before.macs, self.after.macs
-        ratio = f"{b / a:.2f}x" if b and a else "?"
+        complete = self.before.macs_complete and self.after.macs_complete
+        ratio = f"{b / a:.2f}x" if b and a and complete else "? (some layers' shapes unknown)"
         measured = ", ".join(f"{level} {pair[0] / pair[1]:.2f}x"
                              for level, pair in _latency_pairs(self.timings).items())
         return f"  MAC ratio {ratio}; measured speed-up {measured or '?'}"
@@ -154,7 +188,7 @@ class Report:
         row: dict[str, Any] = {
             "model": self.model, "layers": f"{self.before.nodes} -> {self.after.nodes}",
             "params": f"{self.before.params:,} -> {self.after.params:,}",
-            "MACs": f"{_fmt(self.before.macs)} -> {_fmt(self.after.macs)}",
+            "MACs": f"{self.before.macs_text()} -> {self.after.macs_text()}",
         }
         for level, pair in _latency_pairs(self.timings).items():
             row[f"latency ms ({level})"] = f"{pair[0]:.2f} -> {pair[1]:.2f}"
@@ -248,8 +282,10 @@ def lowrank_text(lowrank: dict[str, Any], markdown: bool = False) -> str:
     if lowrank.get("accuracy_before") is not None:
         head += f", accuracy {lowrank['accuracy_before']:.2%} -> {lowrank['accuracy_after']:.2%}"
     if markdown:
-        return head + "\n\n" + _md_table(rows)
+        skipped = "".join(f"\n- not considered: {n}" for n in lowrank.get("not_considered", []))
+        return head + "\n\n" + _md_table(rows) + ("\n" + skipped if skipped else "")
     notes = [f"  note: {n}" for n in lowrank.get("notes", [])]
+    notes += [f"  not considered: {n}" for n in lowrank.get("not_considered", [])]
     return "\n".join([f"  {head}", *_columns(rows), *notes])
 
 

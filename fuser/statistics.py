@@ -44,17 +44,38 @@ _FLOAT_TYPES = {
 def mac_count(model: onnx.ModelProto, shapes: Shapes | None = None) -> int | None:
     """Multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul for one inference.
 
-    Dynamic dimensions (a symbolic batch) count as 1, so the figure is per sample. Returns
-    ``None`` when no counted node has known shapes.
+    Dynamic dimensions (a symbolic batch) count as 1, so the figure is per sample. Layers
+    whose shapes are unknown are left out (``layer_coverage`` says which); returns ``None``
+    when no counted node has known shapes.
+    """
+    return count_macs(model, shapes)[0]
+
+
+def count_macs(model: onnx.ModelProto, shapes: Shapes | None = None
+               ) -> tuple[int | None, dict[str, list[int]], list[str]]:
+    """``(MACs of the layers with known shapes, {op: [known, total]}, unknown layers)``.
+
+    The layers are the Conv, ConvTranspose, Gemm and MatMul nodes of the main graph; a layer
+    is unknown when shape inference could not give it the shapes its MACs need (its name, or
+    its output's, is listed).
     """
     shapes = infer_shapes(model) if shapes is None else shapes
     total, counted = 0, False
+    coverage: dict[str, list[int]] = {}
+    unknown: list[str] = []
     for node in model.graph.node:
+        if node.op_type not in _MAC_OPS or node.domain not in ("", "ai.onnx"):
+            continue
+        entry = coverage.setdefault(node.op_type, [0, 0])
+        entry[1] += 1
         macs = _node_macs(node, shapes)
-        if macs is not None:
-            total += macs
-            counted = True
-    return total if counted or not _has_counted_ops(model) else None
+        if macs is None:
+            unknown.append(f"{node.op_type} '{node.name or node.output[0]}'")
+            continue
+        entry[0] += 1
+        total += macs
+        counted = True
+    return (total if counted or not coverage else None), dict(sorted(coverage.items())), unknown
 
 
 def _has_counted_ops(model: onnx.ModelProto) -> bool:
@@ -65,10 +86,19 @@ _MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 
 def _dims(shapes: Shapes, name: str) -> list[int] | None:
+    """The tensor's dims with a symbolic first dim (the batch) counted as 1; None when any
+    other dim is unknown or symbolic (the layer's MACs are then unknown, not guessed)."""
     if name not in shapes:
         return None
-    shape = shapes[name][1]
-    return [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+    dims = []
+    for axis, d in enumerate(shapes[name][1]):
+        if isinstance(d, int) and d > 0:
+            dims.append(d)
+        elif axis == 0 and isinstance(d, str | int):  # a named batch, or 0/-1 for "any"
+            dims.append(1)
+        else:
+            return None
+    return dims
 
 
 def _node_macs(node: onnx.NodeProto, shapes: Shapes) -> int | None:
@@ -86,13 +116,26 @@ def _node_macs(node: onnx.NodeProto, shapes: Shapes) -> int | None:
             return None
         return math.prod(x) * math.prod(w[1:])  # every input pixel scatters M/group * kernel
     if node.op_type == "Gemm":
-        if x is None or y is None:
-            return None
-        k = x[0] if attrs.get("transA", 0) else x[-1]
-        return math.prod(y) * k
+        return _gemm_macs(attrs, shapes, node)
     if x is None or y is None:  # MatMul
         return None
     return math.prod(y) * x[-1]
+
+
+def _gemm_macs(attrs: dict, shapes: Shapes, node: onnx.NodeProto) -> int | None:
+    """M * N * K: N and K from B (a weight, whose dims are known even where the activation's
+    are not), M from A's rows (a symbolic M is the batch: 1 per sample)."""
+    a = shapes.get(node.input[0], (0, ()))[1]
+    b = shapes.get(node.input[1], (0, ()))[1]
+    if len(a) != 2 or len(b) != 2:
+        return None
+    rows = a[1] if attrs.get("transA", 0) else a[0]
+    k, n = (b[1], b[0]) if attrs.get("transB", 0) else (b[0], b[1])
+    if not all(isinstance(d, int) and d > 0 for d in (k, n)):
+        return None
+    if isinstance(rows, int) and rows > 0:
+        return rows * n * k
+    return n * k if isinstance(rows, str) else None
 
 
 def float_weights(graph: gs.Graph) -> Iterator[gs.Constant]:

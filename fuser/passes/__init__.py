@@ -5,14 +5,21 @@ from __future__ import annotations
 from fuser.errors import FuserError
 from fuser.passes import (  # noqa: F401  (importing registers the passes)
     batchnorm_to_affine,
+    cancel_squeeze,
     cancel_transposes,
+    dedupe_constants,
     eliminate_identity,
+    eliminate_noops,
     flush_denormals,
     fold_affine,
     fold_batchnorm,
+    fold_constants,
     fold_into_next,
     fold_pad,
+    fuse_matmul_add,
     inline_constants,
+    merge_reshapes,
+    merge_unsqueezes,
 )
 from fuser.passes.base import REGISTRY, Pass, PassResult, register
 from fuser.passes.lowrank import weight_only  # noqa: F401
@@ -22,9 +29,16 @@ from fuser.passes.lowrank import weight_only  # noqa: F401
 #: always exact, not into the second, where padding may forbid it.
 DEFAULT_PIPELINE: tuple[str, ...] = (
     "inline-constants",
+    "fold-constants",
+    "dedupe-constants",
     "eliminate-identity",
+    "eliminate-noops",
+    "merge-reshapes",
+    "cancel-squeeze-unsqueeze",
+    "merge-unsqueezes",
     "cancel-transposes",
     "fold-pad-into-conv",
+    "fuse-matmul-add",
     "fold-batchnorm",
     "fold-affine",
     "fold-into-next-conv",

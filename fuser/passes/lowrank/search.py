@@ -32,7 +32,7 @@ import onnx
 from fuser import graph as graph_io
 from fuser import runtime
 from fuser.errors import FuserError
-from fuser.passes._match import Names
+from fuser.passes._match import Names, describe
 from fuser.passes.lowrank import factorize
 from fuser.passes.lowrank.calibrate import layer_outputs, responses
 from fuser.passes.lowrank.latency import LatencyTable
@@ -76,6 +76,8 @@ class Compression:
     backed_off: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = dataclasses.field(default_factory=list)
+    #: Conv/Gemm/MatMul layers the search could not consider, each with the reason.
+    not_considered: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -102,7 +104,9 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
              max_accuracy_drop: float | None = None, labels: np.ndarray | None = None,
              reconstruction: str = "asymmetric", samples: int = 64, batch: int = 1,
              threads: int = 1, seed: int = 0, table: LatencyTable | None = None,
-             speed_margin: float = 0.05) -> tuple[onnx.ModelProto, Compression]:
+             speed_margin: float = 0.05,
+             input_shapes: Mapping[str, Sequence[int]] | None = None,
+             ) -> tuple[onnx.ModelProto, Compression]:
     """Compress ``model`` with low-rank rewrites chosen from calibration data.
 
     Args:
@@ -118,6 +122,8 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
             ``whitened`` (activation-whitened SVD for Gemm/MatMul, response PCA for Conv).
         speed_margin: keep a rewrite only if its measured layer latency is at least this
             fraction below the dense layer's.
+        input_shapes: fixed input shapes for the shape inference that finds the layers'
+            sizes (a layer of unknown size cannot be considered; the result names it).
     """
     started = time.perf_counter()
     kind, fraction = parse_budget(budget)
@@ -135,13 +141,13 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
         labels = np.asarray(labels)[sum(sizes[:split]) if len(calibration) > 1 else 0:
                                     sum(sizes)]
     table = table or LatencyTable(batch=batch, threads=threads)
-    layers = _layers(model)
+    layers, not_considered = _layers(model, input_shapes)
     keys = [layer.node.outputs[0].name for layer in layers]
     original = layer_outputs(model, keys, fit)
     targets = [responses(layer, original[k], samples, seed + i)
                for i, (layer, k) in enumerate(zip(layers, keys, strict=True))]
     spectra = [_spectrum(y) for y in targets]
-    total_macs = graph_io.mac_count(model) or 0
+    total_macs = graph_io.mac_count(model, graph_io.infer_shapes(model, input_shapes)) or 0
     dense_ms = [table.ms(layer) for layer in layers]
     grids = [_grid(layer) for layer in layers]
 
@@ -172,7 +178,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     notes, backed_off = [], []
     while True:
         result, errors = _build(model, layers, keys, ranks, targets, fit, samples, seed,
-                                reconstruction)
+                                reconstruction, input_shapes)
         agreement, relative, acc_before, acc_after = _verify(model, result, held, labels)
         drop = (acc_before - acc_after) if labels is not None else 1.0 - (agreement or 1.0)
         if max_accuracy_drop is None or drop <= max_accuracy_drop or not any(ranks):
@@ -194,8 +200,10 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
             ms_after, retained(spectra[i], ranks[i]) if ranks[i] != DENSE else 1.0,
             errors[i], choices.get(i, "")))
     return result, Compression(
-        budget, layer_choices, total_macs, graph_io.mac_count(result) or 0, agreement,
-        relative, acc_before, acc_after, backed_off, time.perf_counter() - started, notes)
+        budget, layer_choices, total_macs,
+        graph_io.mac_count(result, graph_io.infer_shapes(result, input_shapes)) or 0,
+        agreement, relative, acc_before, acc_after, backed_off, time.perf_counter() - started,
+        notes, not_considered)
 
 
 def _back_off(rank: int, options: list[int]) -> int:
@@ -204,11 +212,15 @@ def _back_off(rank: int, options: list[int]) -> int:
     return min(larger) if larger else DENSE
 
 
-def _layers(model: onnx.ModelProto) -> list[Layer]:
+def _layers(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None
+            ) -> tuple[list[Layer], list[str]]:
+    """The candidate layers, and each Conv/Gemm/MatMul left out with the reason."""
     graph = graph_io.to_graph(model)
-    graph_io.annotate(graph, graph_io.infer_shapes(model))
-    layers, _ = candidates(graph)
-    return [layer for layer in layers if not layer.weight_on_left]
+    graph_io.annotate(graph, graph_io.infer_shapes(model, input_shapes))
+    layers, skipped = candidates(graph)
+    left = [f"{describe(la.node)}: weight on the left (W @ X) is not factorized"
+            for la in layers if la.weight_on_left]
+    return [la for la in layers if not la.weight_on_left], [*skipped, *left]
 
 
 def _method(layer: Layer) -> str:
@@ -231,14 +243,15 @@ def _grid(layer: Layer) -> list[int]:
 
 def _build(model: onnx.ModelProto, layers: list[Layer], keys: list[str], ranks: list[int],
            targets: list[np.ndarray], fit: list[Feeds], samples: int, seed: int,
-           reconstruction: str) -> tuple[onnx.ModelProto, list[float | None]]:
+           reconstruction: str, input_shapes: Mapping[str, Sequence[int]] | None = None,
+           ) -> tuple[onnx.ModelProto, list[float | None]]:
     """Rewrite the chosen layers in network order; return the model and response errors."""
     current, errors = model, [None] * len(layers)
     for i, key in enumerate(keys):
         if ranks[i] == DENSE:
             continue
         graph = graph_io.to_graph(current)
-        graph_io.annotate(graph, graph_io.infer_shapes(current))
+        graph_io.annotate(graph, graph_io.infer_shapes(current, input_shapes))
         layer = next(la for la in candidates(graph)[0] if la.node.outputs[0].name == key)
         if reconstruction == "whitened" and _whitenable(layer):
             factors, fitted = _whitened(current, layer, ranks[i], fit)

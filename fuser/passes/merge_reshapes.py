@@ -1,0 +1,51 @@
+"""Merge a Reshape (or Flatten) into the Reshape after it.
+
+    y = Reshape(Reshape(x, s1), s2)   ->   y = Reshape(x, s2)
+    y = Reshape(Flatten(x), s2)       ->   y = Reshape(x, s2)
+
+A reshape keeps the elements in order and only relabels the dims, so the last one alone
+decides the result, provided its target ``s2`` is a constant that does not refer to the
+intermediate tensor's dims: a 0 in ``s2`` copies the intermediate's dim there (unless
+``allowzero=1``), so such targets are skipped; a -1 is computed from the element count, which
+both share. The intermediate stays when another node reads it (the outer Reshape no longer
+does), and is removed by cleanup otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from fuser.passes._match import Skip, describe, producer
+from fuser.passes.base import Pass, PassResult, register
+
+
+def _target_is_self_contained(node: gs.Node) -> None:
+    target = node.inputs[1] if len(node.inputs) > 1 else None
+    if not isinstance(target, gs.Constant):
+        raise Skip(f"{describe(node)} has a target shape that is not a constant")
+    if node.attrs.get("allowzero", 0) == 0 and np.any(np.asarray(target.values) == 0):
+        raise Skip(f"{describe(node)} copies a dim of its input (0 in its target shape)")
+
+
+@register
+class MergeReshapes(Pass):
+    """Merge Reshape/Flatten followed by Reshape into one Reshape."""
+
+    name = "merge-reshapes"
+
+    def run(self, graph: gs.Graph) -> PassResult:
+        result = PassResult()
+        for node in [n for n in graph.nodes if n.op == "Reshape"]:
+            inner = producer(node.inputs[0]) if node.inputs else None
+            if inner is None or inner.op not in ("Reshape", "Flatten") or \
+                    inner.domain not in ("", "ai.onnx", None):
+                continue
+            try:
+                _target_is_self_contained(node)
+            except Skip as reason:
+                result.skip(str(reason))
+                continue
+            node.inputs[0] = inner.inputs[0]
+            result.rewrote(f"{describe(inner)} merged into {describe(node)}")
+        return result

@@ -1,0 +1,61 @@
+"""Merge two Unsqueezes in a row into one (``x.unsqueeze(-1).unsqueeze(-1)`` in SE blocks).
+
+    y = Unsqueeze(Unsqueeze(x, a1), a2)   ->   y = Unsqueeze(x, a2 + map(a1))
+
+Unsqueeze keeps the dims of its input in order and puts dims of size 1 at the given output
+positions. The second puts 1s at ``a2`` (positions in the final rank R); every other final
+position holds, in order, a dim of the intermediate tensor, so the intermediate's 1s at ``a1``
+land on the ``a1[i]``-th of the positions not in ``a2``. One Unsqueeze with both sets of
+positions gives the same tensor. Needs constant axes (attribute before opset 13, input from
+13 on) and the rank of ``x``; the intermediate stays when something else reads it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from fuser.passes._match import Names, Skip, describe, producer
+from fuser.passes.base import Pass, PassResult, register
+from fuser.passes.cancel_squeeze import _axes, _normalized
+
+
+def merged_axes(rank: int, first: list[int], second: list[int]) -> list[int]:
+    """The positions of one Unsqueeze equal to Unsqueeze(first) then Unsqueeze(second) of a
+    tensor of ``rank`` dims."""
+    middle = rank + len(first)
+    final = middle + len(second)
+    inserted = _normalized(second, final)
+    kept = [p for p in range(final) if p not in inserted]  # final slot of each middle dim
+    return sorted(inserted | {kept[p] for p in _normalized(first, middle)})
+
+
+@register
+class MergeUnsqueezes(Pass):
+    """Merge Unsqueeze followed by Unsqueeze into one."""
+
+    name = "merge-unsqueezes"
+
+    def run(self, graph: gs.Graph) -> PassResult:
+        result = PassResult()
+        names = Names(graph)
+        for outer in [n for n in graph.nodes if n.op == "Unsqueeze"]:
+            inner = producer(outer.inputs[0]) if outer.inputs else None
+            if inner is None or inner.op != "Unsqueeze":
+                continue
+            try:
+                x = inner.inputs[0]
+                if x.shape is None:
+                    raise Skip(f"{describe(inner)}: rank of its input unknown")
+                axes = merged_axes(len(x.shape), _axes(inner), _axes(outer))
+            except Skip as reason:
+                result.skip(str(reason))
+                continue
+            outer.inputs[0] = x
+            if "axes" in outer.attrs:
+                outer.attrs["axes"] = axes
+            else:
+                outer.inputs[1] = gs.Constant(names.fresh(f"{outer.outputs[0].name}_axes"),
+                                              np.array(axes, dtype=np.int64))
+            result.rewrote(f"{describe(inner)} merged into {describe(outer)}")
+        return result
