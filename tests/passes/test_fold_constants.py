@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx_graphsurgeon as gs
 
-from fuser import graph as graph_io
 from fuser import runtime
 from tests import helpers
 from tests.helpers import make_model, ops
