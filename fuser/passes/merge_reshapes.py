@@ -38,14 +38,22 @@ class MergeReshapes(Pass):
         result = PassResult()
         for node in [n for n in graph.nodes if n.op == "Reshape"]:
             inner = producer(node.inputs[0]) if node.inputs else None
-            if inner is None or inner.op not in ("Reshape", "Flatten") or \
-                    inner.domain not in ("", "ai.onnx", None):
+            if not _is_reshape(inner):
                 continue
             try:
                 _target_is_self_contained(node)
             except Skip as reason:
                 result.skip(str(reason))
                 continue
-            node.inputs[0] = inner.inputs[0]
-            result.rewrote(f"{describe(inner)} merged into {describe(node)}")
+            # The whole chain above: a Flatten between two Reshapes is never an outer node
+            # itself, so ``Reshape -> Flatten -> Reshape`` would otherwise leave a pair.
+            while _is_reshape(inner):
+                node.inputs[0] = inner.inputs[0]
+                result.rewrote(f"{describe(inner)} merged into {describe(node)}")
+                inner = producer(node.inputs[0])
         return result
+
+
+def _is_reshape(node: gs.Node | None) -> bool:
+    return node is not None and node.op in ("Reshape", "Flatten") and \
+        node.domain in ("", "ai.onnx", None)

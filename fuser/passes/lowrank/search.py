@@ -141,7 +141,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
         labels = np.asarray(labels)[sum(sizes[:split]) if len(calibration) > 1 else 0:
                                     sum(sizes)]
     table = table or LatencyTable(batch=batch, threads=threads)
-    layers, not_considered = _layers(model, input_shapes)
+    layers, not_considered = _considered(model, input_shapes)
     keys = [layer.node.outputs[0].name for layer in layers]
     original = layer_outputs(model, keys, fit)
     targets = [responses(layer, original[k], samples, seed + i)
@@ -212,8 +212,13 @@ def _back_off(rank: int, options: list[int]) -> int:
     return min(larger) if larger else DENSE
 
 
-def _layers(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None
-            ) -> tuple[list[Layer], list[str]]:
+def _layers(model: onnx.ModelProto,
+            input_shapes: Mapping[str, Sequence[int]] | None = None) -> list[Layer]:
+    return _considered(model, input_shapes)[0]
+
+
+def _considered(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None
+                ) -> tuple[list[Layer], list[str]]:
     """The candidate layers, and each Conv/Gemm/MatMul left out with the reason."""
     graph = graph_io.to_graph(model)
     graph_io.annotate(graph, graph_io.infer_shapes(model, input_shapes))
