@@ -249,9 +249,8 @@ def fix_graph_shapes(graph: gs.Graph, fixed: Mapping[str, Sequence[int]],
     for tensor in graph.inputs:
         if tensor.name in fixed:
             tensor.shape = list(fixed[tensor.name])
-    for tensor in graph.outputs:
-        if tensor.name in shapes:
-            tensor.shape = list(shapes[tensor.name][1])
+    for tensor in graph.outputs:  # a declared shape that inference cannot confirm goes
+        tensor.shape = list(shapes[tensor.name][1]) if tensor.name in shapes else None
     for name, tensor in graph.tensors().items():
         if isinstance(tensor, gs.Variable) and name not in ends:
             tensor.shape = None

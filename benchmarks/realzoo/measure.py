@@ -23,26 +23,16 @@ def first_line(exc: BaseException) -> str:
 
 
 def run_fuser(path: Path, shapes: Shapes) -> tuple[onnx.ModelProto | None, dict]:
-    """fuser's exact pipeline with the fixed shapes; the error text instead of raising.
-
-    Uses ``optimize(..., validate=False, input_shapes=...)``; an optimize without that
-    keyword falls back to ``validate=Validation(input_shapes=...)`` (which also validates).
-    """
+    """fuser's exact pipeline with the fixed shapes written into the model (``static_shapes``,
+    as onnxsim's ``overwrite_input_shapes``); the error text instead of raising."""
     import fuser
 
     info: dict[str, Any] = {}
     start = time.perf_counter()
     try:
-        try:
-            model, report = fuser.optimize(str(path), validate=False, input_shapes=dict(shapes))
-            info["call"] = "optimize(validate=False, input_shapes=...)"
-        except TypeError as exc:
-            if "input_shapes" not in str(exc):
-                raise
-            model, report = fuser.optimize(
-                str(path), validate=fuser.api.Validation(input_shapes=dict(shapes)))
-            info["call"] = "optimize(validate=Validation(input_shapes=...))"
-            info["validation_passed"] = bool(report.passed)
+        model, report = fuser.optimize(str(path), validate=False, input_shapes=dict(shapes),
+                                       static_shapes=True)
+        info["call"] = "optimize(validate=False, input_shapes=..., static_shapes=True)"
     except Exception as exc:  # noqa: BLE001 (fuser's failure is a result here)
         info.update(error=first_line(exc),
                     seconds=time.perf_counter() - start)

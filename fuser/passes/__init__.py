@@ -19,6 +19,7 @@ from fuser.passes import (  # noqa: F401  (importing registers the passes)
     fuse_matmul_add,
     inline_constants,
     merge_reshapes,
+    merge_slices,
     merge_unsqueezes,
 )
 from fuser.passes.base import REGISTRY, Pass, PassResult, register
@@ -36,6 +37,7 @@ DEFAULT_PIPELINE: tuple[str, ...] = (
     "merge-reshapes",
     "cancel-squeeze-unsqueeze",
     "merge-unsqueezes",
+    "merge-slices",
     "cancel-transposes",
     "fold-pad-into-conv",
     "fuse-matmul-add",

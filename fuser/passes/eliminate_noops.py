@@ -11,8 +11,10 @@
 "Shape" means the dims shape inference gave both tensors: every dim known, or the same
 symbol (an equal symbolic batch) at the same place; a tensor of unknown rank or dims never
 counts as unchanged. A Slice with a step of -1 keeps the shape but reverses: only steps of 1
-count. When ``y`` is a graph output, ``x``'s producer computes ``y`` directly (the output keeps
-its name); joining a graph input or constant straight to a graph output is skipped.
+count; nor does a graph output's declared shape (files declare wrong ones: ddddocr's OCR
+model declares ``[1, seqlen]`` for a 3-D output), so only Cast, Concat and Pad are removed before a
+graph output, where ``x``'s producer then computes ``y`` directly (the output keeps its name);
+joining a graph input or constant straight to a graph output is skipped.
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ class EliminateNoops(Pass):
             if not node.inputs or len(node.outputs) != 1 or \
                     node.domain not in ("", "ai.onnx", None):
                 continue
-            try:
-                if not _is_noop(node):
+            try:  # a graph output's shape is the one the file declares, maybe wrongly
+                if node.outputs[0] in graph.outputs and node.op not in ("Cast", "Concat", "Pad") \
+                        or not _is_noop(node):
                     raise NotCandidate(describe(node))
                 bypass(node, graph)
             except NotCandidate:

@@ -45,6 +45,7 @@ from fuser.graph import reannotate
 from fuser.passes._match import describe
 from fuser.passes.base import Pass, PassResult, register
 from fuser.proto import first_line
+from fuser.runtime import expected_errors_silenced
 
 #: Ops whose value is random (or may be): folding would freeze one draw.
 RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike",
@@ -156,12 +157,14 @@ def _materialized_bytes(node: gs.Node) -> int | None:
 
 
 @contextlib.contextmanager
-def _quiet_graphsurgeon() -> Iterator[None]:
-    """onnx-graphsurgeon logs to stdout; fuser reports through its own skip reasons."""
+def _quiet_evaluator() -> Iterator[None]:
+    """onnx-graphsurgeon logs to stdout and its onnxruntime sessions warn on stderr about
+    their own graph optimizations; fuser reports through its own skip reasons."""
     severity = G_LOGGER.severity
     G_LOGGER.severity = G_LOGGER.CRITICAL
     try:
-        yield
+        with expected_errors_silenced():
+            yield
     finally:
         G_LOGGER.severity = severity
 
@@ -250,7 +253,7 @@ class FoldConstants(Pass):
         graph.toposort()
         options = dict(fold_shapes=False, recurse_subgraphs=False, flatten_subgraphs=False,
                        recurse_functions=False, should_exclude_node=self._exclude(graph, result))
-        with _quiet_graphsurgeon():
+        with _quiet_evaluator():
             try:
                 graph.fold_constants(partitioning=None, error_ok=False, **options)
             except Exception as exc:  # noqa: BLE001 - onnxruntime refused part of it

@@ -119,9 +119,9 @@ def test_noop_to_a_graph_output_renames_the_producer_output(rng):
     model = make_model("""
         g (float[N,3,4] x) => (float[N,3,4] y, float[N,3,4] z) {
             a = Relu(x)
-            y = Reshape(a, s)
+            y = Cast<to=1>(a)
             z = Neg(a)
-        }""", rng, s=i64(0, 3, 4))
+        }""", rng)
     out, _ = assert_removed(model, rng, {"Relu": 1, "Neg": 1})
     relu = next(n for n in out.graph.node if n.op_type == "Relu")
     neg = next(n for n in out.graph.node if n.op_type == "Neg")
@@ -213,11 +213,21 @@ def test_reshape_between_different_symbols_stays(rng):
 assert_skipped = functools.partial(helpers.assert_skipped, NAME)
 
 
+def test_a_reshape_to_a_graph_output_stays_its_declared_shape_is_not_trusted(rng):
+    """Files declare wrong output shapes (ddddocr's OCR model: [1, seqlen] for a 3-D
+    output), so a Reshape's "same shape" is never judged from a graph output's."""
+    model = make_model("""
+        g (float[N,4] x) => (float[N,4] y) {
+            a = Relu(x)
+            y = Reshape(a, s)
+        }""", rng, s=i64(0, 4))
+    assert_kept(model, rng)
+
+
 @pytest.mark.parametrize("op, line, inits", [
-    ("Reshape", "y = Reshape(x, s)", {"s": i64(0, 4)}),
     ("Cast", "y = Cast<to=1>(x)", {}),
     ("Pad", "y = Pad(x, p)", {"p": i64(0, 0, 0, 0)}),
-], ids=["reshape", "cast", "pad"])
+], ids=["cast", "pad"])
 def test_noop_joining_a_graph_input_to_a_graph_output_stays(rng, op, line, inits):
     model = make_model(f"g (float[N,4] x) => (float[N,4] y) {{\n {line}\n}}", rng, **inits)
     out, _ = assert_skipped(model, f"{op} -> 'y' joins a graph input/constant or output to a "
