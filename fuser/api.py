@@ -119,12 +119,15 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
         graph_io.infer_shapes(proto)
     settings = validate if isinstance(validate, Validation) else Validation()
     fixed = _fixed_shapes(proto, input_shapes, static_shapes, settings)
-    if fixed and settings.input_shapes is None or static_shapes:
+    if (fixed and settings.input_shapes is None) or static_shapes:
         settings = dataclasses.replace(settings, input_shapes=fixed)
     batches = _batches(proto, settings) if validate else []  # bad shapes or data: fail fast
     analysis = graph_io.infer_shapes(proto, fixed) if fixed else shapes
     before = _stats(proto, analysis)
     notes = [*_subgraph_notes(proto), *_repeated_names_note(proto)]
+    if static_shapes:
+        notes.append(f"static shapes: the output's inputs are fixed at "
+                     f"{inputs_io.describe_shapes(fixed)} (it runs at those shapes only)")
     seconds["analyze"] = time.perf_counter() - start
 
     # The reference runs first, so that its session is gone before the passes, and the
@@ -236,8 +239,7 @@ def _fixed_shapes(model: onnx.ModelProto, given: Mapping[str, Sequence[int]] | N
         return inputs_io.resolve_shapes(model, given, settings.batch)
     if not given:
         return {}
-    resolved = inputs_io.resolve_shapes(model, given, settings.batch, partial=True)
-    return resolved
+    return inputs_io.resolve_shapes(model, given, settings.batch, partial=True)
 
 
 def _symbolic_notes(model: onnx.ModelProto, fixed_shapes: graph_io.Shapes,

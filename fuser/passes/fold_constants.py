@@ -144,7 +144,7 @@ def _materialized_bytes(node: gs.Node) -> int | None:
             itemsize = np.dtype(value.dtype).itemsize if isinstance(value, gs.Constant) else 4
             return math.prod(int(d) for d in np.asarray(node.inputs[0].values).reshape(-1)) \
                 * itemsize
-        data = node.inputs[0]
+        data = node.inputs[0] if node.inputs else None
         if node.op in ("Expand", "Tile") and isinstance(data, gs.Constant):
             arg = [int(d) for d in np.asarray(node.inputs[1].values).reshape(-1)]
             shape = np.broadcast_shapes(tuple(data.shape), tuple(arg)) if node.op == "Expand" \

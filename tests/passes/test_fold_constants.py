@@ -181,3 +181,19 @@ def test_static_shapes_fold_the_batch_and_fix_the_interface(rng):
     dims = [d.dim_value for d in fixed.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [2, 3, 8]
     assert not any("--static-shapes" in n for n in report.notes)
+
+
+def test_a_constant_node_that_is_a_graph_output_does_not_stop_folding(rng):
+    """A node without inputs (the Constant left for a graph output) crashed the size check."""
+    import fuser
+
+    model = make_model("""
+        g (float[N,4] x) => (float[N,4] y, float[4] k) {
+            k = Constant<value=float[4] {1, 2, 3, 4}>()
+            b = Add(a, a)
+            y = Add(x, b)
+        }""", rng, a=(4,))
+    out, report = fuser.optimize(model)
+    assert report.passed and ops(out) == {"Add": 1}
+    helpers.check(out)
+    helpers.assert_same_outputs(model, out, rng)
