@@ -181,3 +181,22 @@ def test_whitened_reconstruction_for_a_gemm_classifier(rng):
     assert first.method == "svd" and first.response_error < 1e-3  # inputs span 6 dimensions
     assert graph_io.op_histogram(out)["Gemm"] >= 3
     check(out)
+
+
+def test_layers_of_unknown_size_are_named_and_input_shapes_make_them_known(rng):
+    model = make_model("""
+        g (float[N,16,H,W] x) => (float[N,16,H,W] y) {
+            a = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W1)
+            r = Relu(a)
+            y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(r, W2)
+        }""", rng, W1=(16, 16, 3, 3), W2=(16, 16, 3, 3))
+    calibration = [{"x": rng.standard_normal((4, 16, 8, 8)).astype(np.float32)}
+                   for _ in range(4)]
+    _, blind = compress(model, calibration, budget="macs=0.5", table=PlantedTable("-"))
+    assert blind.layers == []
+    assert blind.not_considered == ["Conv -> 'a': input size unknown (give --input-shape)",
+                                    "Conv -> 'y': input size unknown (give --input-shape)"]
+    out, seen = compress(model, calibration, budget="macs=0.5", table=PlantedTable("-"),
+                         input_shapes={"x": (4, 16, 8, 8)})
+    assert seen.not_considered == [] and [c.layer for c in seen.layers] == ["a", "y"]
+    check(out)

@@ -24,6 +24,8 @@ Feeds = Mapping[str, np.ndarray]
 def layer_outputs(model: onnx.ModelProto, names: list[str],
                   batches: Sequence[Feeds]) -> dict[str, list[np.ndarray]]:
     """The tensors ``names`` computed by ``model`` on every batch."""
+    if not names:  # onnxruntime reads an empty list as "every output"
+        return {}
     probe = graph_io.with_outputs(model, names)
     sess = runtime.session(probe)
     collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
