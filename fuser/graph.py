@@ -13,10 +13,11 @@ re-exports both.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import onnx
@@ -256,6 +257,25 @@ def fix_graph_shapes(graph: gs.Graph, fixed: Mapping[str, Sequence[int]],
             tensor.shape = None
 
 
+@contextlib.contextmanager
+def annotated_at(graph: gs.Graph, model: onnx.ModelProto,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> Iterator[None]:
+    """Annotate the graph of ``model`` with inferred shapes, at ``input_shapes`` when given:
+    inside the block its inputs carry the fixed shapes too; after it they (and the outputs)
+    have their declared shapes back, so an export keeps the model's interface."""
+    shapes = infer_shapes(model, input_shapes)
+    ends = [*graph.inputs, *graph.outputs]
+    declared = [t.shape for t in ends]
+    if input_shapes:
+        fix_graph_shapes(graph, input_shapes, shapes)
+    annotate(graph, shapes)
+    try:
+        yield
+    finally:
+        for tensor, shape in zip(ends, declared, strict=True):
+            tensor.shape = shape
+
+
 def opset(model_or_graph: onnx.ModelProto | gs.Graph) -> int:
     """The default-domain opset version."""
     if isinstance(model_or_graph, gs.Graph):
@@ -278,7 +298,7 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 
 
 __all__ = [
-    "PROTOBUF_LIMIT", "ModelLike", "Shapes", "annotate", "check", "check_and_infer",
+    "PROTOBUF_LIMIT", "ModelLike", "Shapes", "annotate", "annotated_at", "check", "check_and_infer",
     "constant_view", "count_macs", "fix_graph_shapes", "fix_input_shapes", "float_weights",
     "infer_shapes", "load", "mac_count", "op_histogram", "opset", "param_count", "reannotate",
     "referenced_files", "require_known_opsets", "save", "skeleton", "subgraph_node_count",

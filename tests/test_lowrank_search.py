@@ -200,3 +200,5 @@ def test_layers_of_unknown_size_are_named_and_input_shapes_make_them_known(rng):
                          input_shapes={"x": (4, 16, 8, 8)})
     assert seen.not_considered == [] and [c.layer for c in seen.layers] == ["a", "y"]
     check(out)
+    dims = out.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["N", 16, "H", "W"]  # interface kept

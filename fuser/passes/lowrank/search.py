@@ -221,8 +221,8 @@ def _considered(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]
                 ) -> tuple[list[Layer], list[str]]:
     """The candidate layers, and each Conv/Gemm/MatMul left out with the reason."""
     graph = graph_io.to_graph(model)
-    graph_io.annotate(graph, graph_io.infer_shapes(model, input_shapes))
-    layers, skipped = candidates(graph)
+    with graph_io.annotated_at(graph, model, input_shapes):
+        layers, skipped = candidates(graph)
     left = [f"{describe(la.node)}: weight on the left (W @ X) is not factorized"
             for la in layers if la.weight_on_left]
     return [la for la in layers if not la.weight_on_left], [*skipped, *left]
@@ -256,8 +256,9 @@ def _build(model: onnx.ModelProto, layers: list[Layer], keys: list[str], ranks: 
         if ranks[i] == DENSE:
             continue
         graph = graph_io.to_graph(current)
-        graph_io.annotate(graph, graph_io.infer_shapes(current, input_shapes))
-        layer = next(la for la in candidates(graph)[0] if la.node.outputs[0].name == key)
+        with graph_io.annotated_at(graph, current, input_shapes):  # the export keeps the
+            layer = next(la for la in candidates(graph)[0]          # declared interface
+                         if la.node.outputs[0].name == key)
         if reconstruction == "whitened" and _whitenable(layer):
             factors, fitted = _whitened(current, layer, ranks[i], fit)
         else:
