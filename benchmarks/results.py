@@ -92,6 +92,7 @@ def markdown(data: dict) -> str:
     lines += _latency_table(data, made)
     lines += _never_slower(data)
     lines += _rss_table(data, made)
+    lines += ["", *_realzoo()]
     lines += ["", *_lowrank()]
     return "\n".join(lines) + "\n"
 
@@ -241,6 +242,28 @@ def _never_slower(data: dict) -> list[str]:
     verdict = "nowhere" if not slower else "on " + "; ".join(slower)
     return ["", f"fuser's output slower than the original at ORT_ENABLE_ALL beyond noise (whole "
             f"95 % interval below {NOISE}): {verdict}."]
+
+
+def _realzoo() -> list[str]:
+    """Node counts on trained models from public packages, from their own benchmark's last run
+    (REALZOO.md: same fixed input shapes for every tool)."""
+    source = HERE / "REALZOO.md"
+    lines = ["## Trained models from public packages: node counts", ""]
+    if not source.exists():
+        return [*lines, "Run `python -m benchmarks.realzoo` (benchmarks/REALZOO.md)."]
+    text = source.read_text().splitlines()
+    table = []
+    for line in text:
+        if line.startswith("## "):
+            break
+        if line.startswith("|"):
+            table.append(line)
+    stamp = next((line.rstrip() for line in text if line.startswith("Date:")), "")
+    return [*lines, "The zoo above has random weights and fuser's own exports; these are "
+            "exports of trained CNNs shipped inside PyPI packages (PyTorch, Keras `.h5`, "
+            "paddle2onnx), every tool at the same fixed input shapes. From "
+            f"[REALZOO.md](REALZOO.md) (`python -m benchmarks.realzoo`, {stamp}), where each "
+            "model, its source and its task metric are described:", "", *table]
 
 
 def _lowrank() -> list[str]:

@@ -22,17 +22,19 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
 
 
-def run_fuser(path: Path, shapes: Shapes) -> tuple[onnx.ModelProto | None, dict]:
-    """fuser's exact pipeline with the fixed shapes written into the model (``static_shapes``,
-    as onnxsim's ``overwrite_input_shapes``); the error text instead of raising."""
+def run_fuser(path: Path, shapes: Shapes, *, static: bool = True
+              ) -> tuple[onnx.ModelProto | None, dict]:
+    """fuser's exact pipeline at the fixed shapes, written into the model with ``static``
+    (as onnxsim's ``overwrite_input_shapes``), else with the symbolic dims kept; the error
+    text instead of raising."""
     import fuser
 
     info: dict[str, Any] = {}
     start = time.perf_counter()
     try:
         model, report = fuser.optimize(str(path), validate=False, input_shapes=dict(shapes),
-                                       static_shapes=True)
-        info["call"] = "optimize(validate=False, input_shapes=..., static_shapes=True)"
+                                       static_shapes=static)
+        info["call"] = f"optimize(validate=False, input_shapes=..., static_shapes={static})"
     except Exception as exc:  # noqa: BLE001 (fuser's failure is a result here)
         info.update(error=first_line(exc),
                     seconds=time.perf_counter() - start)
