@@ -74,7 +74,7 @@ def _shape_range(node: gs.Node, rank: int) -> slice:
     return slice(start, end)
 
 
-def _shape_value(tensor: gs.Tensor, graph: gs.Graph) -> np.ndarray | None:
+def _shape_value(tensor: gs.Tensor) -> np.ndarray | None:
     """The value of ``tensor`` when it is Shape/Size of known dims, or Gather/Slice of the
     known dims of a Shape; None otherwise."""
     node = tensor.inputs[0] if len(tensor.inputs) == 1 else None
@@ -181,7 +181,7 @@ class FoldConstants(Pass):
     def run(self, graph: gs.Graph) -> PassResult:
         result = PassResult()
         before = len(graph.nodes)
-        shapes = self._fold_shapes(graph, result)
+        shapes = self._fold_shapes(graph)
         evaluated = self._has_foldable(graph)
         if evaluated:
             self._evaluate(graph, result)
@@ -196,7 +196,7 @@ class FoldConstants(Pass):
         return result
 
     @staticmethod
-    def _fold_shapes(graph: gs.Graph, result: PassResult) -> int:
+    def _fold_shapes(graph: gs.Graph) -> int:
         """Shape/Size/Gather/Slice of known dims become constants; returns how many."""
         folded = 0
         for node in list(graph.nodes):
@@ -205,7 +205,7 @@ class FoldConstants(Pass):
             out = node.outputs[0]
             if out in graph.outputs or not out.outputs:
                 continue
-            value = _shape_value(out, graph)
+            value = _shape_value(out)
             if value is None:
                 continue
             out.to_constant(value)
