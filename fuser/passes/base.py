@@ -1,17 +1,25 @@
-"""The pass protocol: a class with a name, a lossy flag and ``run(graph) -> PassResult``.
+"""The pass protocol: a class with a name, a lossy flag and ``run(graph) -> PassResult``;
+and ``Rule``, the pass that rewrites one pattern node by node, whose driver owns the loop.
 
 Passes mutate the onnx-graphsurgeon graph in place. They only rewire edges and create
 constants; the manager removes what became dead (``cleanup().toposort()``) after any pass that
 changed something. A pass never raises to reject a candidate: it counts a skip reason.
+
+Most passes are rules: they declare the ``ops`` they look at and write two methods,
+``match(node, context)`` (what the rewrite needs, or ``Skip(reason)``) and
+``rewrite(found, context)`` (change the graph, return a one-line note). docs/writing-a-pass.md
+walks through one.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import onnx_graphsurgeon as gs
+
+from fuser.passes._match import Names, NotCandidate, Skip
 
 
 @dataclasses.dataclass
@@ -72,6 +80,70 @@ class Pass:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+
+@dataclasses.dataclass
+class Context:
+    """What a rule's ``match`` and ``rewrite`` see of one run: the graph, the run's result
+    (for stats such as denormals flushed) and fresh tensor names (made on first use: listing
+    a large graph's names costs time a rule that finds nothing should not pay)."""
+
+    graph: gs.Graph
+    result: PassResult
+    _names: Names | None = None
+
+    @property
+    def names(self) -> Names:
+        if self._names is None:
+            self._names = Names(self.graph)
+        return self._names
+
+
+#: Domains whose ops rules rewrite (a custom domain's "Conv" is not ONNX's).
+STANDARD_DOMAINS = ("", "ai.onnx", None)
+
+
+class Rule(Pass):
+    """A pass that rewrites one pattern, node by node.
+
+    Subclasses set ``name`` and ``ops`` and implement ``match`` and ``rewrite``. The driver
+    visits, in graph order, the nodes of the standard domain whose op is in ``ops`` (the list
+    is taken before the first rewrite; a node an earlier rewrite detached is passed over).
+    ``match`` raises ``Skip(reason)`` for a candidate left alone (the reason, naming the node,
+    is counted) or ``NotCandidate`` for a node that is not the pattern at all (not counted);
+    otherwise it returns what ``rewrite`` needs. ``rewrite`` changes the graph and returns the
+    note for the report (None when it wrote its own notes); it may still raise ``Skip``, but
+    only before it changed anything.
+    """
+
+    ops: ClassVar[tuple[str, ...]]
+
+    def run(self, graph: gs.Graph) -> PassResult:
+        context = Context(graph, PassResult())
+        for node in [n for n in graph.nodes if n.op in self.ops]:
+            if node.domain not in STANDARD_DOMAINS or not (node.inputs or node.outputs):
+                continue
+            try:
+                note = self.rewrite(self.match(node, context), context)
+            except NotCandidate:
+                continue
+            except Skip as reason:
+                context.result.skip(str(reason))
+                continue
+            if note is not None:
+                context.result.rewrote(note)
+        self.finish(context)
+        return context.result
+
+    def match(self, node: gs.Node, context: Context) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def rewrite(self, found: Any, context: Context) -> str | None:  # pragma: no cover
+        raise NotImplementedError
+
+    def finish(self, context: Context) -> None:
+        """Called once after the loop (a summary note, say); nothing by default."""
 
 
 REGISTRY: dict[str, type[Pass]] = {}

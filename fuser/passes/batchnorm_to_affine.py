@@ -19,51 +19,47 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes._match import (
     FLOAT_DTYPES,
-    Names,
     Skip,
     batchnorm_affine,
     cast_back,
     describe,
     detach,
 )
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes.base import Context, Rule, register
 
 
 @register
-class BatchNormToAffine(Pass):
+class BatchNormToAffine(Rule):
     """Rewrite standalone BatchNormalization as Mul + Add (opt-in; BN is faster on ORT)."""
 
     name = "batchnorm-to-affine"
+    ops = ("BatchNormalization",)
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        names = Names(graph)
-        for bn in [n for n in graph.nodes if n.op == "BatchNormalization"]:
-            try:
-                s, t = batchnorm_affine(bn)
-                shape = getattr(bn.inputs[0], "shape", None)
-                if shape is None:
-                    raise Skip(f"{describe(bn)}: input rank unknown")
-                dtype = bn.inputs[0].dtype
-                if not isinstance(dtype, np.dtype | type) or np.dtype(dtype) not in FLOAT_DTYPES:
-                    raise Skip(f"{describe(bn)}: input is not float16/32/64")
-            except Skip as reason:
-                result.skip(str(reason))
-                continue
-            dtype = np.dtype(dtype)  # not the scale's: Mul/Add need one type for both inputs
-            trailing = (1,) * (len(shape) - 2)
-            s_c, flushed_s = cast_back(s.reshape((-1, *trailing)), dtype)
-            t_c, flushed_t = cast_back(t.reshape((-1, *trailing)), dtype)
-            result.stats["denormals flushed"] += flushed_s + flushed_t
-            base = bn.name or bn.outputs[0].name
-            x, y = bn.inputs[0], bn.outputs[0]
-            scaled = gs.Variable(names.fresh(f"{base}_scaled"), dtype=x.dtype, shape=x.shape)
-            detach(bn)
-            graph.nodes.append(gs.Node(
-                "Mul", names.fresh(f"{base}_mul"),
-                inputs=[x, gs.Constant(names.fresh(f"{base}_scale"), s_c)], outputs=[scaled]))
-            graph.nodes.append(gs.Node(
-                "Add", names.fresh(f"{base}_add"),
-                inputs=[scaled, gs.Constant(names.fresh(f"{base}_shift"), t_c)], outputs=[y]))
-            result.rewrote(f"{describe(bn)} -> Mul + Add")
-        return result
+    def match(self, bn: gs.Node, context: Context) -> tuple:
+        s, t = batchnorm_affine(bn)
+        shape = getattr(bn.inputs[0], "shape", None)
+        if shape is None:
+            raise Skip(f"{describe(bn)}: input rank unknown")
+        dtype = bn.inputs[0].dtype
+        if not isinstance(dtype, np.dtype | type) or np.dtype(dtype) not in FLOAT_DTYPES:
+            raise Skip(f"{describe(bn)}: input is not float16/32/64")
+        return bn, s, t, shape, np.dtype(dtype)  # not the scale's: Mul/Add need one type
+
+    def rewrite(self, found: tuple, context: Context) -> str:
+        bn, s, t, shape, dtype = found
+        names = context.names
+        trailing = (1,) * (len(shape) - 2)
+        s_c, flushed_s = cast_back(s.reshape((-1, *trailing)), dtype)
+        t_c, flushed_t = cast_back(t.reshape((-1, *trailing)), dtype)
+        context.result.stats["denormals flushed"] += flushed_s + flushed_t
+        base = bn.name or bn.outputs[0].name
+        x, y = bn.inputs[0], bn.outputs[0]
+        scaled = gs.Variable(names.fresh(f"{base}_scaled"), dtype=x.dtype, shape=x.shape)
+        detach(bn)
+        context.graph.nodes.append(gs.Node(
+            "Mul", names.fresh(f"{base}_mul"),
+            inputs=[x, gs.Constant(names.fresh(f"{base}_scale"), s_c)], outputs=[scaled]))
+        context.graph.nodes.append(gs.Node(
+            "Add", names.fresh(f"{base}_add"),
+            inputs=[scaled, gs.Constant(names.fresh(f"{base}_shift"), t_c)], outputs=[y]))
+        return f"{describe(bn)} -> Mul + Add"

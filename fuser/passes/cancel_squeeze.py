@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.passes._match import Skip, bypass, describe, producer
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes._match import NotCandidate, Skip, bypass, describe, producer
+from fuser.passes.base import Context, Rule, register
 
 _INVERSE = {"Squeeze": "Unsqueeze", "Unsqueeze": "Squeeze"}
 
@@ -38,36 +38,18 @@ def _normalized(axes: list[int], rank: int) -> set[int]:
 
 
 @register
-class CancelSqueezeUnsqueeze(Pass):
+class CancelSqueezeUnsqueeze(Rule):
     """Remove Unsqueeze -> Squeeze and Squeeze -> Unsqueeze pairs of the same axes."""
 
     name = "cancel-squeeze-unsqueeze"
+    ops = ("Squeeze", "Unsqueeze")
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        for outer in [n for n in graph.nodes if n.op in _INVERSE]:
-            inner = producer(outer.inputs[0]) if outer.inputs else None
-            if inner is None or inner.op != _INVERSE[outer.op] or not inner.outputs:
-                continue
-            try:
-                self._match(inner, outer, graph)
-                x, middle = inner.inputs[0], outer.inputs[0]
-                outer.inputs[0] = x  # outer now hands on x unchanged
-                try:
-                    bypass(outer, graph)
-                except Skip:
-                    outer.inputs[0] = middle
-                    raise
-            except Skip as reason:
-                result.skip(str(reason))
-                continue
-            result.rewrote(f"{describe(inner)} and {describe(outer)} cancel")
-        return result
-
-    @staticmethod
-    def _match(inner: gs.Node, outer: gs.Node, graph: gs.Graph) -> None:
+    def match(self, outer: gs.Node, context: Context) -> tuple[gs.Node, gs.Node]:
+        inner = producer(outer.inputs[0]) if outer.inputs else None
+        if inner is None or inner.op != _INVERSE[outer.op] or not inner.outputs:
+            raise NotCandidate(describe(outer))
         middle = inner.outputs[0]
-        if middle in graph.outputs:
+        if middle in context.graph.outputs:
             raise Skip(f"tensor '{middle.name}' is a graph output")
         x = inner.inputs[0]
         if x.shape is None:
@@ -77,3 +59,15 @@ class CancelSqueezeUnsqueeze(Pass):
         if _normalized(a_in, expanded) != _normalized(a_out, expanded) or \
                 len(set(a_in)) != len(a_in):
             raise Skip(f"{describe(inner)} and {describe(outer)} use different axes")
+        return inner, outer
+
+    def rewrite(self, found: tuple[gs.Node, gs.Node], context: Context) -> str:
+        inner, outer = found
+        x, middle = inner.inputs[0], outer.inputs[0]
+        outer.inputs[0] = x  # outer now hands on x unchanged
+        try:
+            bypass(outer, context.graph)
+        except Skip:
+            outer.inputs[0] = middle  # as it was: the Skip is counted, nothing changed
+            raise
+        return f"{describe(inner)} and {describe(outer)} cancel"

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from fuser.passes._match import Skip, bypass, describe, producer
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes._match import NotCandidate, Skip, bypass, describe, producer
+from fuser.passes.base import Context, Rule, register
 
 
 def _perm(node: gs.Node) -> list[int]:
@@ -26,33 +26,27 @@ def _perm(node: gs.Node) -> list[int]:
 
 
 @register
-class CancelTransposes(Pass):
+class CancelTransposes(Rule):
     """Merge back-to-back Transpose nodes; remove pairs that cancel."""
 
     name = "cancel-transposes"
+    ops = ("Transpose",)
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        for second in [n for n in graph.nodes if n.op == "Transpose"]:
-            if not second.inputs:
-                continue
-            first = producer(second.inputs[0])
-            if first is None or first.op != "Transpose":
-                continue
+    def match(self, second: gs.Node, context: Context) -> tuple:
+        first = producer(second.inputs[0]) if second.inputs else None
+        if first is None or first.op != "Transpose":
+            raise NotCandidate(describe(second))
+        p1, p2 = _perm(first), _perm(second)
+        return first, second, [p1[i] for i in p2]
+
+    def rewrite(self, found: tuple, context: Context) -> str:
+        first, second, merged = found
+        second.inputs[0] = first.inputs[0]
+        second.attrs["perm"] = merged
+        if merged == sorted(merged):
             try:
-                p1, p2 = _perm(first), _perm(second)
-            except Skip as reason:
-                result.skip(str(reason))
-                continue
-            merged = [p1[i] for i in p2]
-            second.inputs[0] = first.inputs[0]
-            second.attrs["perm"] = merged
-            if merged == sorted(merged):
-                try:
-                    bypass(second, graph)
-                    result.rewrote(f"{describe(first)} and {describe(second)} cancel")
-                    continue
-                except Skip as reason:  # kept as an identity Transpose: still one node less
-                    result.skip(str(reason))
-            result.rewrote(f"{describe(first)} merged into {describe(second)}")
-        return result
+                bypass(second, context.graph)
+                return f"{describe(first)} and {describe(second)} cancel"
+            except Skip as reason:  # kept as an identity Transpose: still one node less
+                context.result.skip(str(reason))
+        return f"{describe(first)} merged into {describe(second)}"

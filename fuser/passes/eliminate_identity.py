@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from fuser.passes._match import Skip, bypass, describe
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes._match import NotCandidate, Skip, bypass, describe
+from fuser.passes.base import Context, Rule, register
 
 
 def _check_dropout(node: gs.Node, graph: gs.Graph) -> None:
@@ -30,24 +30,24 @@ def _check_dropout(node: gs.Node, graph: gs.Graph) -> None:
 
 
 @register
-class EliminateIdentity(Pass):
+class EliminateIdentity(Rule):
     """Remove Identity nodes and inference-mode Dropout."""
 
     name = "eliminate-identity"
+    ops = ("Identity", "Dropout")
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        for node in [n for n in graph.nodes if n.op in ("Identity", "Dropout")]:
-            if not node.inputs or not node.outputs:
-                continue
-            try:
-                if node.op == "Dropout":
-                    _check_dropout(node, graph)
-                bypass(node, graph)
-            except Skip as reason:
-                result.skip(str(reason))
-                continue
-            result.rewrites += 1
-        if result.rewrites:
-            result.notes.append(f"{result.rewrites} Identity/Dropout node(s) removed")
-        return result
+    def match(self, node: gs.Node, context: Context) -> gs.Node:
+        if not node.inputs or not node.outputs:
+            raise NotCandidate(describe(node))
+        if node.op == "Dropout":
+            _check_dropout(node, context.graph)
+        return node
+
+    def rewrite(self, node: gs.Node, context: Context) -> None:
+        bypass(node, context.graph)  # a Skip here has changed nothing
+        context.result.rewrites += 1  # one summary note, in finish
+
+    def finish(self, context: Context) -> None:
+        if context.result.rewrites:
+            context.result.notes.append(
+                f"{context.result.rewrites} Identity/Dropout node(s) removed")

@@ -23,8 +23,8 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from fuser.passes._match import NotCandidate, Skip, bypass, describe
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes._match import NotCandidate, bypass, describe
+from fuser.passes.base import Context, Rule, register
 
 
 def _same_shape(x: gs.Tensor, y: gs.Tensor) -> bool:
@@ -69,27 +69,22 @@ def _zero_pads(node: gs.Node) -> bool:
 
 
 @register
-class EliminateNoops(Pass):
+class EliminateNoops(Rule):
     """Remove Reshape/Flatten/Cast/Slice/Expand/Concat/Pad nodes that change nothing."""
 
     name = "eliminate-noops"
-    OPS = ("Reshape", "Flatten", "Cast", "Slice", "Expand", "Concat", "Pad")
+    ops = ("Reshape", "Flatten", "Cast", "Slice", "Expand", "Concat", "Pad")
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        for node in [n for n in graph.nodes if n.op in self.OPS]:
-            if not node.inputs or len(node.outputs) != 1 or \
-                    node.domain not in ("", "ai.onnx", None):
-                continue
-            try:  # a graph output's shape is the one the file declares, maybe wrongly
-                if node.outputs[0] in graph.outputs and node.op not in ("Cast", "Concat", "Pad") \
-                        or not _is_noop(node):
-                    raise NotCandidate(describe(node))
-                bypass(node, graph)
-            except NotCandidate:
-                continue
-            except Skip as reason:
-                result.skip(str(reason))
-                continue
-            result.rewrote(f"{describe(node)} changes nothing")
-        return result
+    def match(self, node: gs.Node, context: Context) -> gs.Node:
+        graph = context.graph
+        if not node.inputs or len(node.outputs) != 1:
+            raise NotCandidate(describe(node))
+        # A graph output's shape is the one the file declares, maybe wrongly.
+        if node.outputs[0] in graph.outputs and node.op not in ("Cast", "Concat", "Pad") \
+                or not _is_noop(node):
+            raise NotCandidate(describe(node))
+        return node
+
+    def rewrite(self, node: gs.Node, context: Context) -> str:
+        bypass(node, context.graph)  # Skip (graph input to graph output) changes nothing
+        return f"{describe(node)} changes nothing"

@@ -25,44 +25,45 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes._linear import linear_producer
 from fuser.passes._match import (
-    Names,
+    NotCandidate,
     Skip,
     batchnorm_affine,
     describe,
     refuse_shared_weight,
     take_outputs,
 )
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes.base import Context, Rule, register
 
 
 @register
-class FoldBatchNorm(Pass):
+class FoldBatchNorm(Rule):
     """Fold BatchNormalization into the preceding Conv/ConvTranspose/Gemm/MatMul."""
 
     name = "fold-batchnorm"
+    ops = ("BatchNormalization",)
 
     def __init__(self, clone_shared: bool = True) -> None:
         self.clone_shared = clone_shared
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        names = Names(graph)
-        for bn in [n for n in graph.nodes if n.op == "BatchNormalization"]:
-            try:
-                scale, shift = batchnorm_affine(bn)
-                linear = linear_producer(bn.inputs[0], graph)
-                if linear.out_rank is None or linear.out_axis % linear.out_rank != 1:
-                    raise Skip(f"{describe(bn)} normalizes axis 1 but {describe(linear.node)} "
-                               "keeps its channels on the last axis of a non-2-D output")
-                if linear.channels != scale.shape[0]:
-                    raise Skip(f"{describe(bn)} has {scale.shape[0]} channels, "
-                               f"{describe(linear.node)} has {linear.channels}")
-                if not self.clone_shared:
-                    refuse_shared_weight(linear.node)
-            except Skip as reason:
-                result.skip(str(reason))
-                continue
-            linear.absorb(scale, shift, graph, names, result)
-            result.rewrote(f"{describe(bn)} into {describe(linear.node)}")
-            take_outputs(linear.last_node, bn)
-        return result
+    def match(self, bn: gs.Node, context: Context) -> tuple:
+        scale, shift = batchnorm_affine(bn)
+        try:
+            linear = linear_producer(bn.inputs[0], context.graph)
+        except NotCandidate as reason:  # every BN is a candidate: say why this one stays
+            raise Skip(str(reason)) from None
+        if linear.out_rank is None or linear.out_axis % linear.out_rank != 1:
+            raise Skip(f"{describe(bn)} normalizes axis 1 but {describe(linear.node)} "
+                       "keeps its channels on the last axis of a non-2-D output")
+        if linear.channels != scale.shape[0]:
+            raise Skip(f"{describe(bn)} has {scale.shape[0]} channels, "
+                       f"{describe(linear.node)} has {linear.channels}")
+        if not self.clone_shared:
+            refuse_shared_weight(linear.node)
+        return bn, linear, scale, shift
+
+    def rewrite(self, found: tuple, context: Context) -> str:
+        bn, linear, scale, shift = found
+        linear.absorb(scale, shift, context.graph, context.names, context.result)
+        note = f"{describe(bn)} into {describe(linear.node)}"
+        take_outputs(linear.last_node, bn)
+        return note

@@ -15,8 +15,15 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.passes._match import Skip, describe, detach, producer, require_sole_consumer
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes._match import (
+    NotCandidate,
+    Skip,
+    describe,
+    detach,
+    producer,
+    require_sole_consumer,
+)
+from fuser.passes.base import Context, Rule, register
 
 
 def _pad_amounts(pad: gs.Node) -> np.ndarray:
@@ -47,35 +54,33 @@ def _pad_amounts(pad: gs.Node) -> np.ndarray:
 
 
 @register
-class FoldPadIntoConv(Pass):
+class FoldPadIntoConv(Rule):
     """Fold zero padding (Pad) into the following Conv's pads."""
 
     name = "fold-pad-into-conv"
+    ops = ("Conv",)
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        for conv in [n for n in graph.nodes if n.op == "Conv"]:
-            pad = producer(conv.inputs[0]) if conv.inputs else None
-            if pad is None or pad.op != "Pad":
-                continue
-            try:
-                require_sole_consumer(conv.inputs[0], graph)
-                if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-                    raise Skip(f"{describe(conv)} has auto_pad={conv.attrs['auto_pad']}")
-                pads = _pad_amounts(pad)
-            except Skip as reason:
-                result.skip(str(reason))
-                continue
-            rank = len(pads) // 2
-            spatial = rank - 2
-            own = conv.attrs.get("pads", [0] * (2 * spatial))
-            if conv.attrs.get("auto_pad", "NOTSET") == "VALID":
-                own = [0] * (2 * spatial)
-            begin = [int(own[i] + pads[2 + i]) for i in range(spatial)]
-            end = [int(own[spatial + i] + pads[rank + 2 + i]) for i in range(spatial)]
-            conv.attrs["pads"] = begin + end
-            conv.attrs.pop("auto_pad", None)
-            result.rewrote(f"{describe(pad)} into {describe(conv)}")  # before detach: the
-            conv.inputs[0] = pad.inputs[0]  # note names an unnamed Pad by its output
-            detach(pad)
-        return result
+    def match(self, conv: gs.Node, context: Context) -> tuple[gs.Node, gs.Node, np.ndarray]:
+        pad = producer(conv.inputs[0]) if conv.inputs else None
+        if pad is None or pad.op != "Pad":
+            raise NotCandidate(describe(conv))
+        require_sole_consumer(conv.inputs[0], context.graph)
+        if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+            raise Skip(f"{describe(conv)} has auto_pad={conv.attrs['auto_pad']}")
+        return conv, pad, _pad_amounts(pad)
+
+    def rewrite(self, found: tuple[gs.Node, gs.Node, np.ndarray], context: Context) -> str:
+        conv, pad, pads = found
+        rank = len(pads) // 2
+        spatial = rank - 2
+        own = conv.attrs.get("pads", [0] * (2 * spatial))
+        if conv.attrs.get("auto_pad", "NOTSET") == "VALID":
+            own = [0] * (2 * spatial)
+        begin = [int(own[i] + pads[2 + i]) for i in range(spatial)]
+        end = [int(own[spatial + i] + pads[rank + 2 + i]) for i in range(spatial)]
+        conv.attrs["pads"] = begin + end
+        conv.attrs.pop("auto_pad", None)
+        note = f"{describe(pad)} into {describe(conv)}"  # before detach: the note names an
+        conv.inputs[0] = pad.inputs[0]                  # unnamed Pad by its output
+        detach(pad)
+        return note

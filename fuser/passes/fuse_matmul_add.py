@@ -14,7 +14,6 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from fuser.passes._match import (
-    Names,
     NotCandidate,
     Skip,
     describe,
@@ -23,7 +22,7 @@ from fuser.passes._match import (
     require_sole_consumer,
     take_outputs,
 )
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes.base import Context, Rule, register
 
 
 def _match(add: gs.Node, graph: gs.Graph) -> tuple[gs.Node, gs.Constant]:
@@ -53,30 +52,25 @@ def _match(add: gs.Node, graph: gs.Graph) -> tuple[gs.Node, gs.Constant]:
 
 
 @register
-class FuseMatMulAdd(Pass):
+class FuseMatMulAdd(Rule):
     """Fuse MatMul followed by a bias Add into Gemm."""
 
     name = "fuse-matmul-add"
+    ops = ("Add",)
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        names = Names(graph)
-        for add in [n for n in graph.nodes if n.op == "Add" and len(n.inputs) == 2]:
-            try:
-                matmul, bias = _match(add, graph)
-            except NotCandidate:
-                continue
-            except Skip as reason:
-                result.skip(str(reason))
-                continue
-            if len(bias.shape) == 2:
-                bias = gs.Constant(names.fresh(f"{bias.name}_vector"),
-                                   np.asarray(bias.values).reshape(-1))
-            gemm = gs.Node("Gemm", name=matmul.name, inputs=[*matmul.inputs, bias])
-            graph.nodes.append(gemm)
-            take_outputs(gemm, add)
-            matmul.inputs.clear()
-            matmul.outputs.clear()
-            result.rewrote(f"{describe(matmul)} and {describe(add)} became Gemm "
-                           f"'{gemm.name}'")
-        return result
+    def match(self, add: gs.Node, context: Context) -> tuple[gs.Node, gs.Node, gs.Constant]:
+        if len(add.inputs) != 2:
+            raise NotCandidate(describe(add))
+        return (add, *_match(add, context.graph))
+
+    def rewrite(self, found: tuple[gs.Node, gs.Node, gs.Constant], context: Context) -> str:
+        add, matmul, bias = found
+        if len(bias.shape) == 2:
+            bias = gs.Constant(context.names.fresh(f"{bias.name}_vector"),
+                               np.asarray(bias.values).reshape(-1))
+        gemm = gs.Node("Gemm", name=matmul.name, inputs=[*matmul.inputs, bias])
+        context.graph.nodes.append(gemm)
+        take_outputs(gemm, add)
+        matmul.inputs.clear()
+        matmul.outputs.clear()
+        return f"{describe(matmul)} and {describe(add)} became Gemm '{gemm.name}'"

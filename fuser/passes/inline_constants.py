@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.passes._match import describe, detach
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes._match import NotCandidate, Skip, describe, detach
+from fuser.passes.base import Context, Rule, register
 
 _SCALAR_ATTRS = {
     "value_float": np.float32, "value_floats": np.float32,
@@ -36,29 +36,30 @@ def constant_values(node: gs.Node) -> np.ndarray | object | None:
 
 
 @register
-class InlineConstants(Pass):
+class InlineConstants(Rule):
     """Turn Constant nodes into constant tensors (initializers)."""
 
     name = "inline-constants"
+    ops = ("Constant",)
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        constants = [n for n in graph.nodes
-                     if n.op == "Constant" and n.domain in ("", "ai.onnx", None)]
-        for node in constants:
-            if len(node.outputs) != 1:
-                continue
-            out = node.outputs[0]
-            if out in graph.outputs:
-                result.skip(f"{describe(node)} is a graph output")
-                continue
-            values = constant_values(node)
-            if values is None:
-                result.skip(f"{describe(node)} holds a sparse or string value")
-                continue
-            detach(node)
-            out.to_constant(values)
-            result.rewrites += 1
-        if result.rewrites:
-            result.notes.append(f"{result.rewrites} Constant node(s) became initializers")
-        return result
+    def match(self, node: gs.Node, context: Context) -> tuple[gs.Node, object]:
+        if len(node.outputs) != 1:
+            raise NotCandidate(describe(node))
+        if node.outputs[0] in context.graph.outputs:
+            raise Skip(f"{describe(node)} is a graph output")
+        values = constant_values(node)
+        if values is None:
+            raise Skip(f"{describe(node)} holds a sparse or string value")
+        return node, values
+
+    def rewrite(self, found: tuple[gs.Node, object], context: Context) -> None:
+        node, values = found
+        out = node.outputs[0]
+        detach(node)
+        out.to_constant(values)
+        context.result.rewrites += 1  # one summary note, in finish
+
+    def finish(self, context: Context) -> None:
+        if context.result.rewrites:
+            context.result.notes.append(
+                f"{context.result.rewrites} Constant node(s) became initializers")

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.passes._match import Skip, describe, producer
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes._match import NotCandidate, Skip, describe, producer
+from fuser.passes.base import Context, Rule, register
 
 
 def _target_is_self_contained(node: gs.Node) -> None:
@@ -29,29 +29,28 @@ def _target_is_self_contained(node: gs.Node) -> None:
 
 
 @register
-class MergeReshapes(Pass):
+class MergeReshapes(Rule):
     """Merge Reshape/Flatten followed by Reshape into one Reshape."""
 
     name = "merge-reshapes"
+    ops = ("Reshape",)
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        for node in [n for n in graph.nodes if n.op == "Reshape"]:
-            inner = producer(node.inputs[0]) if node.inputs else None
-            if not _is_reshape(inner):
-                continue
-            try:
-                _target_is_self_contained(node)
-            except Skip as reason:
-                result.skip(str(reason))
-                continue
-            # The whole chain above: a Flatten between two Reshapes is never an outer node
-            # itself, so ``Reshape -> Flatten -> Reshape`` would otherwise leave a pair.
-            while _is_reshape(inner):
-                node.inputs[0] = inner.inputs[0]
-                result.rewrote(f"{describe(inner)} merged into {describe(node)}")
-                inner = producer(node.inputs[0])
-        return result
+    def match(self, node: gs.Node, context: Context) -> tuple[gs.Node, gs.Node]:
+        inner = producer(node.inputs[0]) if node.inputs else None
+        if not _is_reshape(inner):
+            raise NotCandidate(describe(node))
+        _target_is_self_contained(node)
+        return node, inner
+
+    def rewrite(self, found: tuple[gs.Node, gs.Node], context: Context) -> None:
+        node, inner = found
+        # The whole chain above: a Flatten between two Reshapes is never an outer node
+        # itself, so ``Reshape -> Flatten -> Reshape`` would otherwise leave a pair.
+        while _is_reshape(inner):
+            node.inputs[0] = inner.inputs[0]
+            context.result.rewrote(f"{describe(inner)} merged into {describe(node)}")
+            inner = producer(node.inputs[0])
+
 
 
 def _is_reshape(node: gs.Node | None) -> bool:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.passes._match import Names, Skip, describe, producer
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes._match import NotCandidate, Skip, describe, producer
+from fuser.passes.base import Context, Rule, register
 
 
 def _arguments(node: gs.Node, rank: int) -> list[np.ndarray]:
@@ -37,32 +37,28 @@ def _arguments(node: gs.Node, rank: int) -> list[np.ndarray]:
 
 
 @register
-class MergeSlices(Pass):
+class MergeSlices(Rule):
     """Merge Slice followed by Slice on other axes into one Slice."""
 
     name = "merge-slices"
+    ops = ("Slice",)
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        names = Names(graph)
-        for outer in [n for n in graph.nodes if n.op == "Slice"]:
-            inner = producer(outer.inputs[0]) if outer.inputs else None
-            if inner is None or inner.op != "Slice":
-                continue
-            try:
-                merged = self._merged(inner, outer)
-            except Skip as reason:
-                result.skip(str(reason))
-                continue
-            base = outer.outputs[0].name
-            arguments = [gs.Constant(names.fresh(f"{base}_{what}"), values)
-                         for what, values in zip(("starts", "ends", "axes", "steps"), merged,
-                                                 strict=True)]
-            x = inner.inputs[0]
-            outer.inputs.clear()
-            outer.inputs.extend([x, *arguments])
-            result.rewrote(f"{describe(inner)} merged into {describe(outer)}")
-        return result
+    def match(self, outer: gs.Node, context: Context) -> tuple:
+        inner = producer(outer.inputs[0]) if outer.inputs else None
+        if inner is None or inner.op != "Slice":
+            raise NotCandidate(describe(outer))
+        return inner, outer, self._merged(inner, outer)
+
+    def rewrite(self, found: tuple, context: Context) -> str:
+        inner, outer, merged = found
+        base = outer.outputs[0].name
+        arguments = [gs.Constant(context.names.fresh(f"{base}_{what}"), values)
+                     for what, values in zip(("starts", "ends", "axes", "steps"), merged,
+                                             strict=True)]
+        x = inner.inputs[0]
+        outer.inputs.clear()
+        outer.inputs.extend([x, *arguments])
+        return f"{describe(inner)} merged into {describe(outer)}"
 
     @staticmethod
     def _merged(inner: gs.Node, outer: gs.Node) -> list[np.ndarray]:

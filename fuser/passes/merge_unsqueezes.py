@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.passes._match import Names, Skip, describe, producer
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes._match import NotCandidate, Skip, describe, producer
+from fuser.passes.base import Context, Rule, register
 from fuser.passes.cancel_squeeze import _axes, _normalized
 
 
@@ -31,31 +31,28 @@ def merged_axes(rank: int, first: list[int], second: list[int]) -> list[int]:
 
 
 @register
-class MergeUnsqueezes(Pass):
+class MergeUnsqueezes(Rule):
     """Merge Unsqueeze followed by Unsqueeze into one."""
 
     name = "merge-unsqueezes"
+    ops = ("Unsqueeze",)
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        names = Names(graph)
-        for outer in [n for n in graph.nodes if n.op == "Unsqueeze"]:
-            inner = producer(outer.inputs[0]) if outer.inputs else None
-            if inner is None or inner.op != "Unsqueeze":
-                continue
-            try:
-                x = inner.inputs[0]
-                if x.shape is None:
-                    raise Skip(f"{describe(inner)}: rank of its input unknown")
-                axes = merged_axes(len(x.shape), _axes(inner), _axes(outer))
-            except Skip as reason:
-                result.skip(str(reason))
-                continue
-            outer.inputs[0] = x
-            if "axes" in outer.attrs:
-                outer.attrs["axes"] = axes
-            else:
-                outer.inputs[1] = gs.Constant(names.fresh(f"{outer.outputs[0].name}_axes"),
-                                              np.array(axes, dtype=np.int64))
-            result.rewrote(f"{describe(inner)} merged into {describe(outer)}")
-        return result
+    def match(self, outer: gs.Node, context: Context) -> tuple[gs.Node, gs.Node, list[int]]:
+        inner = producer(outer.inputs[0]) if outer.inputs else None
+        if inner is None or inner.op != "Unsqueeze":
+            raise NotCandidate(describe(outer))
+        x = inner.inputs[0]
+        if x.shape is None:
+            raise Skip(f"{describe(inner)}: rank of its input unknown")
+        return inner, outer, merged_axes(len(x.shape), _axes(inner), _axes(outer))
+
+    def rewrite(self, found: tuple[gs.Node, gs.Node, list[int]], context: Context) -> str:
+        inner, outer, axes = found
+        outer.inputs[0] = inner.inputs[0]
+        if "axes" in outer.attrs:
+            outer.attrs["axes"] = axes
+        else:
+            outer.inputs[1] = gs.Constant(
+                context.names.fresh(f"{outer.outputs[0].name}_axes"),
+                np.array(axes, dtype=np.int64))
+        return f"{describe(inner)} merged into {describe(outer)}"
