@@ -222,3 +222,7 @@ def _configure_logging(level: int) -> None:
         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
         level={-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
             max(-1, min(level, 2)), logging.DEBUG))
+
+
+if __name__ == "__main__":  # python -m fuser.cli (python -m fuser does the same)
+    sys.exit(main())

@@ -47,6 +47,9 @@ def optimize(args: argparse.Namespace) -> int:
     if written:
         if not args.no_bench:  # before saving: a bad input found here leaves no output file
             report.timings = _time_optimized(args, source, model, report.notes)
+        # Everything that can fail runs before the model is written: the report's forms too.
+        report.to_text()
+        _report_text(args, report.to_dict(), report.to_markdown())
         save_start = time.perf_counter()
         graph.save(model, target, external_data=True if args.external_data else None)
         report.seconds["save"] = time.perf_counter() - save_start
@@ -360,12 +363,23 @@ def _emit(args: argparse.Namespace, data: dict, markdown: str, out) -> None:
     """``--json`` prints ``data``; ``--report FILE`` writes JSON, or markdown for ``.md``."""
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
-    if args.report:
-        path = Path(args.report)
-        text = markdown if path.suffix.lower() in (".md", ".markdown") else \
-            json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-        write_text_atomic(path, text)
-        print(f"report: {path}", file=out)
+    text = _report_text(args, data, markdown)
+    if text is not None:
+        write_text_atomic(Path(args.report), text)
+        print(f"report: {args.report}", file=out)
+
+
+def _report_text(args: argparse.Namespace, data: dict, markdown: str) -> str | None:
+    """What ``--report FILE`` writes (None without it); raises, before anything is written,
+    when the report cannot be made or its folder does not exist."""
+    if not args.report:
+        return None
+    path = Path(args.report)
+    if not path.parent.is_dir():
+        raise FuserError(f"{path}: folder {path.parent} does not exist")
+    if path.suffix.lower() in (".md", ".markdown"):
+        return markdown
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -92,6 +92,10 @@ class Report:
     # ---------------------------------------------------------------- forms
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        # A pass's stats are its live Counter (folds add denormal counts on export), and
+        # asdict rebuilds a Counter from (key, value) pairs, counting the pairs themselves.
+        for record, item in zip(self.passes, data["passes"], strict=True):
+            item["stats"] = {str(key): int(value) for key, value in record.stats.items()}
         data["summary"] = {name: {"rewrites": self.rewrites(name),
                                   "skipped": self.skipped(name)} for name in self.pipeline}
         return data
