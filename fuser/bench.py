@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx
 
+from fuser import graph as graph_io
+from fuser import inputs as inputs_io
 from fuser import runtime
 from fuser.errors import FuserError
 from fuser.providers import CUDA, ProviderChoice, cpu_model, physical_cores, select_provider
@@ -285,10 +287,6 @@ def _sessions(models, feeds, level, threads, choice, kind, cuda_graph) -> dict:
                                provider_options=[dict(o) for o in choice.provider_options],
                                config=NO_SPINNING if threads > 1 else None,
                                label=name if index == 0 else None)
-        missing = [i.name for i in sess.get_inputs() if i.name not in feeds]
-        if missing:
-            raise FuserError(f"model {name!r} needs inputs {', '.join(missing)}, "
-                             f"the feeds have {', '.join(feeds) or 'none'}")
         if choice.used == "cuda" and sess.get_providers()[0] != CUDA:
             raise RuntimeError(f"CUDA loaded for the probe but not for model {name!r} "
                                f"(session providers: {sess.get_providers()})")
@@ -317,14 +315,14 @@ def _time_rounds(runners, rounds, time_budget, progress, label) -> dict[str, lis
     return times
 
 
-def benchmark(models: Mapping[str, onnx.ModelProto],
+def benchmark(models: Mapping[str, graph_io.ModelLike],
               feeds_by_batch: Mapping[int, Mapping[str, np.ndarray]], *,
               reference: str | None = None, levels: Sequence[str] = ("disable", "all"),
               provider: str | ProviderChoice = "auto", threads: int | None = None,
               warmup: int = 5, rounds: int = 50, time_budget: float | None = 5.0,
               cuda_graph: bool = False, io_binding: bool | None = None,
               progress: bool | None = None) -> BenchResult:
-    """Time ``models`` (name -> model, in order) at each level and batch size.
+    """Time ``models`` (name -> model or path, in order) at each level and batch size.
 
     ``feeds_by_batch`` maps a batch size to the inputs for it (name -> array). ``reference``
     (default: the first model) is the baseline of the speed-ups. ``threads`` defaults to the
@@ -334,7 +332,11 @@ def benchmark(models: Mapping[str, onnx.ModelProto],
     the CPU too. ``progress``: None shows a progress line only when stderr is a TTY.
     """
     reference = _check_args(models, feeds_by_batch, reference, levels, threads, warmup, rounds)
-    models = dict(models)
+    models = {name: graph_io.load(model) for name, model in models.items()}  # paths too
+    for feeds in feeds_by_batch.values():  # one line naming the input, not a traceback
+        for name, model in models.items():
+            inputs_io.require_matching_inputs(model, feeds, name, *(
+                (models[reference], reference) if name != reference else ()))
     choice = _choose(models, reference, provider, cuda_graph)
     if cuda_graph and choice.used != "cuda":
         log.warning("CUDA graphs ignored: %s", choice.reason)

@@ -237,3 +237,43 @@ def describe_shapes(shapes: Mapping[str, tuple[int, ...]]) -> str:
 
 def batch_size(shapes: Mapping[str, tuple[int, ...]]) -> int:
     return math.prod(next(iter(shapes.values()))[:1]) if shapes else 1
+
+
+def _described(spec: InputSpec) -> str:
+    dims = ", ".join(str(d) if d not in (None, "") else "?" for d in spec.dims)
+    return f"[{dims}] {spec.dtype}"
+
+
+def require_matching_inputs(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
+                            label: str, reference: onnx.ModelProto | None = None,
+                            reference_label: str = "the inputs") -> None:
+    """Refuse ``feeds`` that ``model`` cannot take (an input missing or extra, another dtype,
+    rank or fixed dimension), in one line naming the input and both shapes: those of
+    ``reference`` (the model the feeds were made for), else those of the feeds.
+
+    Raises:
+        FuserError: e.g. ``input 'x': a.onnx takes [N, 3, 8, 8] float32, b.onnx takes
+            [N, 3, 9, 9] float32``.
+    """
+    specs = {s.name: s for s in input_specs(model)}
+    made_for = {s.name: s for s in input_specs(reference)} if reference is not None else {}
+
+    def other(name: str) -> str:
+        if name in made_for:
+            return f"{reference_label} takes {_described(made_for[name])}"
+        return f"{reference_label} give {list(feeds[name].shape)} {feeds[name].dtype}"
+
+    for name in feeds:
+        if name not in specs:
+            raise FuserError(f"input '{name}': {other(name)}, {label} has no such input (its "
+                             f"inputs: {', '.join(specs) or 'none'})")
+    for name, spec in specs.items():
+        if name not in feeds:
+            verb = "has" if reference is not None else "have"
+            raise FuserError(f"input '{name}': {label} takes {_described(spec)}, "
+                             f"{reference_label} {verb} no such input")
+        value = np.asarray(feeds[name])
+        fixed = all(not isinstance(d, int) or d <= 0 or d == v
+                    for d, v in zip(spec.dims, value.shape, strict=False))
+        if value.dtype != spec.dtype or len(spec.dims) != value.ndim or not fixed:
+            raise FuserError(f"input '{name}': {other(name)}, {label} takes {_described(spec)}")
