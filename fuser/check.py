@@ -308,6 +308,7 @@ def run(subject: Subject, baseline_path: Path, *, name: str, update: bool = Fals
                                          reference=reference, latency=latency)
         if previous is not None:
             _keep_tolerances(baseline, previous)
+        baseline_path.parent.mkdir(parents=True, exist_ok=True)  # baselines/ on a first run
         write_baseline(baseline_path, baseline, golden)
         checks = [Check("baseline", True, f"written to {baseline_path}")]
     else:
