@@ -229,9 +229,13 @@ def timings_text(timings: dict[str, Any], markdown: bool = False) -> str:
     provider = timings.get("provider", {})
     head = (f"timing: {provider.get('used', '?')} ({provider.get('reason', '')}), "
             f"{timings.get('threads', '?')} threads, {timings.get('cpu', '')}")
+    from fuser.bench import SessionInfo  # where each model's nodes ran (CUDA), what fell back
+
+    sessions = [SessionInfo(**s).describe() for s in timings.get("sessions", [])]
+    sessions = [f"  {line}" for line in sessions if line]
     if markdown:
-        return head + "\n\n" + _md_table(rows)
-    return "\n".join([f"  {head}", *_columns(rows)])
+        return "\n".join([head, *sessions, "", _md_table(rows)])
+    return "\n".join([f"  {head}", *_columns(rows), *sessions])
 
 
 def lowrank_text(lowrank: dict[str, Any], markdown: bool = False) -> str:
