@@ -266,7 +266,9 @@ def subject_for(path: str | None = None, *, optimize: bool = False, torch: str |
         else:
             from fuser.frontends.keras import export
 
-            exported = export(module)
+            given = next(iter(input_shapes.values()))[1:] if input_shapes and \
+                len(input_shapes) == 1 else None
+            exported = export(module, input_shape=given)
         model, diff, scale = exported.model, exported.max_abs_diff, exported.output_scale
     elif path is not None:
         model = graph_io.load(path)

@@ -146,7 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     export.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
                         help="the example input's shape, e.g. input:1x3x224x224 (torch; "
-                             "keras: only for a subclassed model never called)")
+                             "keras: the check's shape where the model leaves dimensions "
+                             "besides the batch dynamic, which the ONNX file keeps, or the "
+                             "input of a subclassed model never called)")
     export.add_argument("--opset", type=int, default=17)
     export.add_argument("--fold-in-exporter", action="store_true",
                         help="let the exporter fold BatchNorm (fuser's folding is the default)")
