@@ -30,16 +30,22 @@ import onnx
 
 from fuser.errors import FuserError, MissingDependencyError
 from fuser.frontends import ExportResult, count_batchnorm
+from fuser.frontends.tensorflow_import import import_tensorflow
 
 logger = logging.getLogger(__name__)
 
 
 def _frameworks():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
+        import_tensorflow()
         import keras
         import tensorflow as tf
+
+        level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
         import tf2onnx
+        import tf2onnx.convert  # noqa: F401 - it sets TF_CPP_MIN_LOG_LEVEL=3 (errors hidden)
+        if level is not None:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = level
     except ImportError as exc:
         raise MissingDependencyError(
             "exporting Keras models needs tensorflow and tf2onnx: "
