@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from fuser.errors import FuserError, PassError
 
@@ -45,11 +46,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _parser() -> argparse.ArgumentParser:
-    from fuser import cli_check, commands
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line, pointing at ``-h`` (not the whole usage)."""
 
-    parser = argparse.ArgumentParser(
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} -h for more)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from fuser import __version__, cli_check, commands
+
+    parser = _Parser(
         prog="onnx-fuser", description="Make trained CNNs faster by rewriting their ONNX graphs.")
+    parser.add_argument("--version", action="version", version=f"onnx-fuser {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less logging")
     sub = parser.add_subparsers(dest="command", required=True)
