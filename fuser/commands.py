@@ -312,7 +312,8 @@ def _lossy(args: argparse.Namespace, source: Path):
     shapes = inputs.resolve_shapes(model, inputs.parse_input_shapes(args.input_shape),
                                    args.calibration_batch)
     count = max(2, -(-args.calibration_samples // args.calibration_batch))
-    batches = inputs.load_batches(args.calibration, model, shapes, max_batches=count)
+    batches = inputs.load_batches(args.calibration, model, shapes, max_batches=count,
+                                  remainder=False)
     from fuser.providers import physical_cores
 
     drop = 0.01 if args.max_accuracy_drop is None else args.max_accuracy_drop

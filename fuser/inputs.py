@@ -9,6 +9,7 @@ model that needs one is refused with a message naming the input and the dimensio
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ import onnx
 from fuser.errors import FuserError
 
 Feeds = dict[str, np.ndarray]
+logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -123,9 +125,13 @@ def random_array(dtype: np.dtype, shape: Sequence[int], rng: np.random.Generator
 
 
 def load_batches(source: str | Path, model: onnx.ModelProto,
-                 shapes: Mapping[str, tuple[int, ...]], max_batches: int = 8) -> list[Feeds]:
+                 shapes: Mapping[str, tuple[int, ...]], max_batches: int | None = None,
+                 remainder: bool = True) -> list[Feeds]:
     """Real inputs from a ``.npz``, ``name=file.npy[,name=file.npy]`` or an image folder,
-    cut into batches of the resolved batch size (at most ``max_batches``)."""
+    cut into batches of the resolved batch size: all of them, or at most ``max_batches``.
+
+    With ``remainder``, samples that do not fill a last batch form a smaller one when the
+    model's batch dimension is dynamic; samples left out are logged."""
     specs = input_specs(model)
     text = str(source)
     if "=" in text or text.endswith(".npy"):
@@ -148,13 +154,19 @@ def load_batches(source: str | Path, model: onnx.ModelProto,
             arrays[spec.name] = array.astype(spec.dtype)
     total = min(arrays[s.name].shape[0] for s in specs)
     size = shapes[specs[0].name][0] if specs else 1
-    batches = []
-    for start in range(0, total - size + 1, size):
-        batches.append({s.name: arrays[s.name][start:start + size] for s in specs})
-        if len(batches) == max_batches:
-            break
+    fixed = bool(specs) and isinstance(specs[0].dims[0], int) and specs[0].dims[0] > 0
+    step = max(size, 1)
+    last = total if remainder and not fixed else total - size + 1
+    batches = [{s.name: arrays[s.name][start:start + size] for s in specs}
+               for start in range(0, max(last, 0), step)][:max_batches]
     if not batches:
         raise FuserError(f"{source}: {total} sample(s), fewer than one batch of {size}")
+    used = sum(len(next(iter(b.values()))) for b in batches) if specs else 0
+    if used < total:
+        why = f"at most {max_batches} batch(es)" if len(batches) == max_batches else \
+            "the model fixes the batch size" if fixed else "whole batches only"
+        logger.warning("%s: %d of %d samples used, in batches of %d (%s)", source, used, total,
+                       size, why)
     return batches
 
 
