@@ -212,9 +212,12 @@ def demo(args: argparse.Namespace) -> int:
         return 1
     layers = sum(int(r["BN"].split(" -> ")[0]) for r in rows)
     left = sum(int(r["BN"].split(" -> ")[1]) for r in rows)
+    if left:
+        print("BatchNorms left, with the reasons the passes gave:")
+        print("\n".join(demo.explain_left(rows)))
     print(f"PASSED | {time.perf_counter() - started:.0f}s | {len(rows)} models, "
           f"{layers - left} of {layers} BatchNorms folded"
-          + (" (the rest sit after an Add, before a Relu: pre-activation)" if left else ""))
+          + (f" ({left} left: the passes' reasons above)" if left else ""))
     return 0
 
 
