@@ -141,28 +141,16 @@ def validate(reference: graph_io.ModelLike | ReferenceOutputs,
     cand_model = graph_io.load(candidate)  # a bad file fails before any session is made
     ref_label = labels[0] or (None if isinstance(reference, ReferenceOutputs) else
                               _label(reference)) or "the reference model"
+    cand_label = labels[1] or _label(candidate)
     if isinstance(reference, ReferenceOutputs):
         if batches is None:
             raise ValueError("a reference already run needs the batches it ran on")
         source = "given inputs"
-    elif batches is None:
-        ref_model = graph_io.load(reference)
-        shapes = inputs_io.resolve_shapes(ref_model, input_shapes, batch)
-        if inputs is not None:
-            batches = inputs_io.load_batches(inputs, ref_model, shapes)
-            source = str(inputs)
-        else:
-            batches = inputs_io.random_batches(ref_model, shapes, count, seed)
-            source = f"random inputs (seed {seed}, {inputs_io.describe_shapes(shapes)})"
-        reference = ref_model
     else:
-        source = "given inputs"
-    # A model that onnxruntime refuses is bad input when the user gave it (the reference, or a
-    # candidate file); a candidate fuser made in memory that it refuses is a bug.
-    # One session at a time: a session holds about twice the model's weights.
-    cand_label = labels[1] or _label(candidate)
-    if not isinstance(reference, ReferenceOutputs):
+        # onnxruntime refusing a model the user gave is bad input (labels); one session at a
+        # time: a session holds about twice the model's weights.
         ref_model = graph_io.load(reference)
+        batches, source = _inputs(ref_model, batches, inputs, input_shapes, batch, count, seed)
         check_tolerance_names(atol, rtol, [o.name for o in ref_model.graph.output])
         for feeds in batches:  # one line naming the input, not onnxruntime's traceback
             inputs_io.require_matching_inputs(ref_model, feeds, ref_label)
@@ -192,6 +180,19 @@ def validate(reference: graph_io.ModelLike | ReferenceOutputs,
                                max(_tolerance(rtol, name), reference.rtol_floor)))
     return ValidationResult(passed=all(o.passed for o in outputs), outputs=outputs,
                             batches=len(batches), samples=samples, inputs=source)
+
+
+def _inputs(model: onnx.ModelProto, batches: Sequence[Mapping[str, np.ndarray]] | None,
+            inputs: str | None, input_shapes: Mapping[str, Sequence[int]] | None, batch: int,
+            count: int, seed: int) -> tuple[Sequence[Mapping[str, np.ndarray]], str]:
+    """The batches to compare on and where they came from (see ``validate``)."""
+    if batches is not None:
+        return batches, "given inputs"
+    shapes = inputs_io.resolve_shapes(model, input_shapes, batch)
+    if inputs is not None:
+        return inputs_io.load_batches(inputs, model, shapes), str(inputs)
+    return (inputs_io.random_batches(model, shapes, count, seed),
+            f"random inputs (seed {seed}, {inputs_io.describe_shapes(shapes)})")
 
 
 def _run_candidate(model: onnx.ModelProto, label: str | None, names: list[str],
