@@ -122,3 +122,14 @@ def test_a_report_that_cannot_be_made_leaves_no_model(tiny_weights, tmp_path, mo
         main(["optimize", str(tiny_weights), "-o", str(out), "--report",
               str(tmp_path / "r.json"), "--no-bench"])
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", sorted(fuser.REGISTRY))
+def test_the_report_of_any_single_pass_is_json(rng, name):
+    """Every registered pass, alone, on a model with a fold that flushes denormals."""
+    text, inits, _ = CASES["fold-batchnorm"]
+    model = make_model(text, rng, **inits)
+    _, report = fuser.optimize(model, [name], validate=False)
+    data = json.loads(report.to_json())
+    assert [p["name"] for p in data["passes"]] == [r.name for r in report.passes]
+    assert all(isinstance(k, str) for p in data["passes"] for k in p["stats"])
