@@ -1,5 +1,6 @@
 """What the peer benchmark measures for one model: every contestant's optimization wall time
-(interleaved runs in this process, each on a fresh copy made outside the timed region), the
+(interleaved runs in this process, each on a fresh copy made outside the timed region) and,
+in the same run, its file-to-file time (load the file, optimize, save: interleaved too), the
 graph it produced (nodes, BatchNormalization left, parameters, file size, save time), its
 numeric difference from the original (onnxruntime, optimizations off) and its onnxruntime
 CPU latency at ORT_DISABLE_ALL and ORT_ENABLE_ALL as ratios to the original measured in the
@@ -70,6 +71,8 @@ class Entry:
     exact: bool | None = None
     latency: dict[str, Latency] = dataclasses.field(default_factory=dict)
     error: str | None = None
+    file_seconds: list[float] = dataclasses.field(default_factory=list)  # load+optimize+save
+    file_error: str | None = None
 
     @property
     def median_s(self) -> float | None:
@@ -133,6 +136,32 @@ def time_optimizations(model: onnx.ModelProto, contestants: list[Contestant], ru
     return entries, outputs, statistics.median(copies) if copies else 0.0
 
 
+def time_files(source: Path, contestants: list[Contestant], entries: dict[str, Entry],
+               runs: int, say=print) -> None:
+    """File to file: every contestant loads ``source``, optimizes and writes its output
+    (``Contestant.file_to_file``), ``runs`` times, interleaved as in ``time_optimizations``;
+    the seconds go to ``entries[name].file_seconds``. The output is deleted after each run."""
+    for r in range(runs):
+        order = contestants[r % len(contestants):] + contestants[:r % len(contestants)]
+        for contestant in order:
+            entry = entries[contestant.name]
+            if entry.file_error is not None:
+                continue
+            target = source.with_name(f"{source.stem}.{contestant.name}.files.onnx")
+            gc.collect()
+            start = time.perf_counter()
+            try:
+                contestant.file_to_file(source, target)
+            except Exception as exc:  # a result, as in time_optimizations
+                entry.file_error = f"{type(exc).__name__}: " \
+                    f"{str(exc).strip().splitlines()[0][:160]}"
+                say(f"    {contestant.name} failed file to file: {entry.file_error}")
+                continue
+            entry.file_seconds.append(time.perf_counter() - start)
+            for path in (target, target.with_name(target.name + ".data")):
+                path.unlink(missing_ok=True)
+
+
 def measure_model(name: str, framework: str, model: onnx.ModelProto,
                   contestants: list[Contestant], folder: Path, *, runs: int = 5,
                   latency_budget: float = 5.0, say=print) -> ModelResult:
@@ -149,6 +178,7 @@ def measure_model(name: str, framework: str, model: onnx.ModelProto,
     say(f"  {name} ({framework}): {original.nodes} nodes, {original.batchnorm} BN, "
         f"{original.params:,} params; timing {len(contestants)} tools x {runs} runs")
     entries, outputs, copy_s = time_optimizations(model, contestants, runs, say)
+    time_files(source, contestants, entries, runs, say)
 
     shapes = inputs.resolve_shapes(model)
     batches = inputs.random_batches(model, shapes, 2, 0)

@@ -27,12 +27,13 @@ def _order(names) -> list[str]:
     return known + sorted(n for n in names if n not in known)
 
 
-def headline(row: dict) -> dict:
+def headline(row: dict, key: str = "seconds") -> dict:
     """fuser's optimization time against the fastest peer, and against the fastest peer that
     did the same job (no BatchNormalization left and at most as many nodes as fuser's
-    output), on one model: (name, peer seconds, peer / fuser) or None."""
-    times = {e["contestant"]: _median(e["seconds"]) for e in _entries(row)
-             if e["seconds"] and e["error"] is None}
+    output), on one model: (name, peer seconds, peer / fuser) or None. ``key``: "seconds"
+    (in memory) or "file_seconds" (file to file: load, optimize, save)."""
+    times = {e["contestant"]: _median(e[key]) for e in _entries(row)
+             if e.get(key) and e["error"] is None}
     fuser = times.pop("fuser", None)
     mine = row["entries"].get("fuser", {}).get("graph")
     folded = {name: t for name, t in times.items() if mine and row["entries"][name]["graph"]
@@ -88,6 +89,7 @@ def markdown(data: dict) -> str:
               for m, reason in data.get("export_failed", {}).items()]
     lines += _headline(data)
     lines += _time_table(data, names, made)
+    lines += _files_table(data, names, made)
     lines += _graph_table(data, made)
     lines += _latency_table(data, made)
     lines += _never_slower(data)
@@ -127,6 +129,14 @@ def _headline(data: dict) -> list[str]:
                 "for 240 MB of new pages, 59k page faults, measured alone; more as a process "
                 "grows: the suite keeps every tool's output alive, so its times vary more "
                 "than one tool per fresh process, as in the peak-memory table).")
+    files = headline(big, "file_seconds")
+    if files["fuser"] and files["fastest"]:
+        name, peer, ratio = files["fastest"]
+        lines.append(f"- File to file (load the file, optimize, save; same run) on "
+                     f"{_label(big)}: fuser {files['fuser']:.3f} s, fastest peer {name} "
+                     f"{peer:.3f} s: **{ratio:.1f}x** (in memory, above, onnxruntime's time "
+                     "includes serializing the input and reading its output back; fuser's "
+                     "does not).")
     ratios = [headline(r)["fastest"][2] for r in rows if headline(r)["fastest"]]
     if ratios:
         lines.append(f"- Fastest peer / fuser over all {len(ratios)} models: "
@@ -155,20 +165,37 @@ def _time_table(data: dict, names: list[str], made: str) -> list[str]:
              "the file) is separate, saving is in the next table; `copy` is the time to parse "
              "one fresh copy of the model in memory (what touching every weight once costs "
              "here). Seconds.", ""]
-    rows = []
-    for row in data["models"]:
-        head = headline(row)
-        cells = [_label(row), _fmt_s(row["load_s"]), _fmt_s(row["copy_s"])]
-        for name in names:
-            entry = row["entries"].get(name)
-            cells.append("failed" if entry and entry["error"] and not entry["seconds"]
-                         else _fmt_s(_median(entry["seconds"]) if entry and entry["seconds"]
-                                     else None))
-        for key in ("fastest", "fastest_folding"):
-            cells.append(f"{head[key][2]:.1f}x ({head[key][0]})" if head[key] and head[key][2]
-                         else "-")
-        rows.append(cells)
+    rows = [[_label(row), _fmt_s(row["load_s"]), _fmt_s(row["copy_s"]),
+             *_tool_cells(row, names, "seconds", "error")] for row in data["models"]]
     return lines + _table(["model", "load", "copy", *names, "fastest peer / fuser",
+                           "fastest peer as small as fuser / fuser"], rows)
+
+
+def _tool_cells(row: dict, names: list[str], key: str, error: str) -> list[str]:
+    """Each tool's median seconds, then the two ratios of ``headline``."""
+    head, cells = headline(row, key), []
+    for name in names:
+        entry = row["entries"].get(name)
+        cells.append("failed" if entry and entry.get(error) and not entry.get(key)
+                     else _fmt_s(_median(entry[key]) if entry and entry.get(key) else None))
+    for which in ("fastest", "fastest_folding"):
+        cells.append(f"{head[which][2]:.1f}x ({head[which][0]})" if head[which] and
+                     head[which][2] else "-")
+    return cells
+
+
+def _files_table(data: dict, names: list[str], made: str) -> list[str]:
+    """Load + optimize + save per tool, as a user runs it on files (older results: none)."""
+    if not any(e.get("file_seconds") for r in data["models"] for e in r["entries"].values()):
+        return []
+    lines = ["", "## File to file", "", made + f" Median of {data['runs']} runs in the same "
+             "process and run as the table above, interleaved: load the model file, optimize, "
+             "save the result (onnx.load / onnx.save around each peer's Python API; fuser: "
+             "fuser.optimize(path) and fuser.save, as its CLI does; ort-basic: a session that "
+             "reads the file and writes optimized_model_filepath). Seconds.", ""]
+    rows = [[_label(row), *_tool_cells(row, names, "file_seconds", "file_error")]
+            for row in data["models"]]
+    return lines + _table(["model", *names, "fastest peer / fuser",
                            "fastest peer as small as fuser / fuser"], rows)
 
 
@@ -281,59 +308,10 @@ def _lowrank() -> list[str]:
             intro, "", *table]
 
 
-def plots(data: dict, out: Path) -> list[Path]:
-    """results_time.png (optimization time per model and tool, log scale) and
-    results_latency.png (speed-up at both levels with intervals)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = _order(data["contestants"])
-    labels = [_label(r) for r in data["models"]]
-    width = 0.8 / max(1, len(names))
-    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(labels)), 4.5))
-    for i, name in enumerate(names):
-        values = [_median(r["entries"][name]["seconds"]) if name in r["entries"]
-                  and r["entries"][name]["seconds"] else math.nan for r in data["models"]]
-        ax.bar([j + i * width for j in range(len(labels))], values, width, label=name)
-    ax.set_yscale("log")
-    ax.set_ylabel("optimization wall time, s (median, log)")
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, rotation=30,
-                  ha="right", fontsize=8)
-    ax.legend(fontsize=8)
-    ax.set_title(data["command"], fontsize=7)
-    fig.tight_layout()
-    paths = [out / "results_time.png"]
-    fig.savefig(paths[0], dpi=110)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(max(9, 2 * len(labels)), 4.5), sharey=True)
-    for ax, level in zip(axes, ("disable", "all"), strict=True):
-        for i, name in enumerate(names):
-            lats = [r["entries"].get(name, {}).get("latency", {}).get(level)
-                    for r in data["models"]]
-            xs = [j + i * width for j in range(len(labels))]
-            ys = [lat["speedup"] if lat else math.nan for lat in lats]
-            err = [[lat["speedup"] - lat["low"] if lat else 0 for lat in lats],
-                   [lat["high"] - lat["speedup"] if lat else 0 for lat in lats]]
-            ax.errorbar(xs, ys, yerr=err, fmt="o", ms=4, capsize=2, label=name)
-        ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_title(f"ORT_{'DISABLE_ALL' if level == 'disable' else 'ENABLE_ALL'}", fontsize=9)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, rotation=30,
-                      ha="right", fontsize=8)
-    axes[0].set_ylabel("speed-up vs original (95 % interval)")
-    axes[1].legend(fontsize=8)
-    fig.suptitle(data["command"], fontsize=9)
-    fig.tight_layout()
-    paths.append(out / "results_latency.png")
-    fig.savefig(paths[1], dpi=110)
-    plt.close(fig)
-    return paths
-
-
 def write(data: dict, out: Path) -> None:
     """RESULTS.md and the plots into ``out``."""
+    from benchmarks.plots import plots
+
     text = markdown(data)
     text += "\n## Plots\n\n![optimization time](results_time.png)\n\n" \
             "![latency](results_latency.png)\n"

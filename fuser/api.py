@@ -290,6 +290,8 @@ def _within(compression: object, allowed: float) -> bool:
 
 
 def _batches(model: onnx.ModelProto, settings: Validation) -> list[dict]:
+    validation.check_tolerance_names(settings.atol, settings.rtol,
+                                     [o.name for o in model.graph.output])
     shapes = inputs_io.resolve_shapes(model, settings.input_shapes, settings.batch)
     if settings.inputs is not None:
         return inputs_io.load_batches(settings.inputs, model, shapes)

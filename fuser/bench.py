@@ -15,45 +15,28 @@ buffers at fixed addresses.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import onnx
 
-from fuser import runtime
+from fuser import graph as graph_io
+from fuser import inputs as inputs_io
+from fuser import providers, runtime
 from fuser.errors import FuserError
 from fuser.providers import CUDA, ProviderChoice, cpu_model, physical_cores, select_provider
+from fuser.runners import IOBindingRunner, PlainRunner, _Progress, make_runner, runner_kind
+from fuser.timing_stats import Stats, bootstrap_speedup
+
+__all__ = ["BenchResult", "IOBindingRunner", "PlainRunner", "SessionInfo", "Stats",
+           "TimingResult", "benchmark", "bootstrap_speedup", "make_runner", "runner_kind"]
 
 log = logging.getLogger(__name__)
 
 MIN_ROUNDS = 10
 CUDA_MIN_WARMUP = 10  # cuDNN searches convolution algorithms on the first runs
 CUDA_GRAPH_MIN_WARMUP = 2  # the first runs allocate and capture; replays come after
-RESAMPLES = 1000
-
-
-@dataclass
-class Stats:
-    """Summary of repeated timings, in milliseconds."""
-
-    median_ms: float
-    p90_ms: float
-    min_ms: float
-    mean_ms: float
-    iqr_ms: float
-    runs: int
-
-    @classmethod
-    def from_seconds(cls, seconds: Sequence[float]) -> Stats:
-        values = np.asarray(seconds, dtype=np.float64) * 1e3
-        if values.size == 0:
-            raise ValueError("no timings to summarize")
-        q25, median, q75, p90 = np.percentile(values, [25, 50, 75, 90])
-        return cls(float(median), float(p90), float(values.min()), float(values.mean()),
-                   float(q75 - q25), int(values.size))
 
 
 @dataclass
@@ -72,12 +55,33 @@ class TimingResult:
 
 
 @dataclass
+class SessionInfo:
+    """One model's session at one level: the providers it loaded, CUDA graphs, and (on
+    CUDA) where its nodes really run, from the session's profile; ``note`` says what fell
+    back."""
+
+    model: str
+    level: str
+    providers: list[str]
+    cuda_graph: bool = False
+    placement: dict[str, int] | None = None
+    note: str = ""
+
+    def describe(self) -> str | None:
+        """A line for the text report, or None when there is nothing to say (the CPU)."""
+        parts = [providers.placement_text(self.placement)] if self.placement else []
+        parts += [self.note] if self.note else []
+        return f"{self.model} ({self.level}): {'; '.join(parts)}" if parts else None
+
+
+@dataclass
 class BenchResult:
     timings: list[TimingResult]
     provider: ProviderChoice
     threads: int
     cpu: str
     onnxruntime: str
+    sessions: list[SessionInfo] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """Plain types only (JSON-ready); tuples become lists."""
@@ -88,7 +92,8 @@ class BenchResult:
                 item["speedup_ci"] = [float(v) for v in timing.speedup_ci]
             timings.append(item)
         return {"timings": timings, "provider": asdict(self.provider), "threads": self.threads,
-                "cpu": self.cpu, "onnxruntime": self.onnxruntime}
+                "cpu": self.cpu, "onnxruntime": self.onnxruntime,
+                "sessions": [asdict(s) for s in self.sessions]}
 
     def to_text(self) -> str:
         """A table: model, level, batch, median ms, p90 ms, speed-up [95 % CI]."""
@@ -110,130 +115,8 @@ class BenchResult:
             cells = [cell.ljust(w) if i < 2 else cell.rjust(w)
                      for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
             lines.append("  ".join(cells).rstrip())
+        lines += [line for line in (s.describe() for s in self.sessions) if line]
         return "\n".join(lines)
-
-
-def bootstrap_speedup(reference_s: Sequence[float], candidate_s: Sequence[float], *,
-                      resamples: int = RESAMPLES, confidence: float = 0.95,
-                      seed: int = 0) -> tuple[float, tuple[float, float]]:
-    """Speed-up median(reference) / median(candidate) and its paired bootstrap interval.
-
-    Rounds are resampled as pairs (the same round indices for both models). The percentile
-    interval is widened, if needed, to contain the point estimate, which a percentile
-    interval of a median can miss on few rounds.
-    """
-    ref = np.asarray(reference_s, dtype=np.float64)
-    cand = np.asarray(candidate_s, dtype=np.float64)
-    if ref.shape != cand.shape or ref.ndim != 1 or ref.size == 0:
-        raise ValueError("bootstrap needs two equally long, non-empty lists of paired rounds")
-    point = float(np.median(ref) / np.median(cand))
-    if ref.size == 1:
-        return point, (point, point)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, ref.size, size=(resamples, ref.size))
-    ratios = np.median(ref[idx], axis=1) / np.median(cand[idx], axis=1)
-    tail = (1.0 - confidence) / 2 * 100
-    lo, hi = np.percentile(ratios, [tail, 100 - tail])
-    return point, (min(float(lo), point), max(float(hi), point))
-
-
-class PlainRunner:
-    """``sess.run(None, feeds)``: on CUDA this times host<->device copies too."""
-
-    def __init__(self, sess, feeds: Mapping[str, np.ndarray]):
-        self._sess = sess
-        self._feeds = {i.name: feeds[i.name] for i in sess.get_inputs()}
-        self._names = [o.name for o in sess.get_outputs()]
-
-    def __call__(self) -> None:
-        self._sess.run(None, self._feeds)
-
-    def outputs(self) -> dict[str, np.ndarray]:
-        return dict(zip(self._names, self._sess.run(self._names, self._feeds), strict=True))
-
-
-class IOBindingRunner:
-    """Inputs copied to ``device`` once; each call runs and waits for the outputs on device.
-
-    ``outputs_like`` (name -> array of the output's shape and dtype) pre-allocates output
-    buffers at fixed addresses, which CUDA graphs need; otherwise onnxruntime allocates them.
-    """
-
-    def __init__(self, sess, feeds: Mapping[str, np.ndarray], device: str = "cpu", *,
-                 outputs_like: Mapping[str, np.ndarray] | None = None):
-        import onnxruntime as ort
-
-        self._sess = sess
-        self._binding = sess.io_binding()
-        self._names = [o.name for o in sess.get_outputs()]
-        self._values = []  # keep bound OrtValues alive as long as the binding
-        for inp in sess.get_inputs():
-            array = np.ascontiguousarray(feeds[inp.name])
-            value = ort.OrtValue.ortvalue_from_numpy(array, device, 0)
-            self._values.append(value)
-            self._binding.bind_ortvalue_input(inp.name, value)
-        for name in self._names:
-            if outputs_like is None:
-                self._binding.bind_output(name, device)
-            else:
-                like = outputs_like[name]
-                value = ort.OrtValue.ortvalue_from_shape_and_type(list(like.shape), like.dtype,
-                                                                  device, 0)
-                self._values.append(value)
-                self._binding.bind_ortvalue_output(name, value)
-        self._binding.synchronize_inputs()
-        self._ran = False
-
-    def __call__(self) -> None:
-        self._sess.run_with_iobinding(self._binding)
-        self._binding.synchronize_outputs()
-        self._ran = True
-
-    def outputs(self) -> dict[str, np.ndarray]:
-        """The last run's outputs, copied to the host (runs once if never run)."""
-        if not self._ran:
-            self()
-        return dict(zip(self._names, self._binding.copy_outputs_to_cpu(), strict=True))
-
-
-def runner_kind(choice: ProviderChoice, *, io_binding: bool | None = None,
-                cuda_graph: bool = False) -> str:
-    """"binding" on CUDA, with CUDA graphs or when asked; "plain" otherwise."""
-    if choice.used == "cuda" or cuda_graph:
-        return "binding"
-    return "binding" if io_binding else "plain"
-
-
-def make_runner(sess, feeds: Mapping[str, np.ndarray], kind: str, device: str = "cpu", *,
-                outputs_like: Mapping[str, np.ndarray] | None = None):
-    """A callable that runs ``sess`` once on ``feeds`` (see PlainRunner, IOBindingRunner)."""
-    if kind == "plain":
-        return PlainRunner(sess, feeds)
-    if kind == "binding":
-        return IOBindingRunner(sess, feeds, device, outputs_like=outputs_like)
-    raise ValueError(f"unknown runner kind {kind!r}")
-
-
-class _Progress:
-    """One self-overwriting line on stderr, only when enabled (default: stderr is a TTY)."""
-
-    def __init__(self, enabled: bool | None):
-        self._stream = sys.stderr
-        isatty = getattr(self._stream, "isatty", None)
-        self.enabled = bool(isatty and isatty()) if enabled is None else enabled
-        self._shown = False
-
-    def show(self, text: str) -> None:
-        if self.enabled:
-            self._stream.write(f"\r\x1b[K{text}")
-            self._stream.flush()
-            self._shown = True
-
-    def clear(self) -> None:
-        if self.enabled and self._shown:
-            self._stream.write("\r\x1b[K")
-            self._stream.flush()
-            self._shown = False
 
 
 def _check_args(models, feeds_by_batch, reference, levels, threads, warmup, rounds) -> str:
@@ -257,15 +140,15 @@ def _check_args(models, feeds_by_batch, reference, levels, threads, warmup, roun
 def _choose(models, reference, provider, cuda_graph) -> ProviderChoice:
     if isinstance(provider, ProviderChoice):
         choice = provider
+        if choice.used == "cuda" and cuda_graph and not choice.cuda_graph:
+            options = [dict(o) for o in choice.provider_options] or [{}, {}]
+            options[0].update(providers.GRAPHS)
+            choice = ProviderChoice(choice.requested, choice.used, list(choice.providers),
+                                    options, choice.reason, cuda_graph=True)
     else:
         if provider == "cpu" and cuda_graph:
             raise FuserError("CUDA graphs need the CUDA provider, not --provider cpu")
         choice = select_provider(models[reference], provider, cuda_graph=cuda_graph)
-    if choice.used == "cuda" and cuda_graph:
-        options = [dict(o) for o in choice.provider_options] or [{}, {}]
-        options[0]["enable_cuda_graph"] = "1"
-        choice = ProviderChoice(choice.requested, choice.used, list(choice.providers), options,
-                                choice.reason)
     log.info("timing on %s: %s", choice.used, choice.reason)
     return choice
 
@@ -276,26 +159,44 @@ def _choose(models, reference, provider, cuda_graph) -> ProviderChoice:
 NO_SPINNING = {"session.intra_op.allow_spinning": "0"}
 
 
-def _sessions(models, feeds, level, threads, choice, kind, cuda_graph) -> dict:
-    runners = {}
-    for index, (name, model) in enumerate(models.items()):
-        # The first model is the user's reference: onnxruntime refusing it is bad input.
-        sess = runtime.session(model, level=level, threads=threads,
-                               providers=list(choice.providers),
-                               provider_options=[dict(o) for o in choice.provider_options],
-                               config=NO_SPINNING if threads > 1 else None,
-                               label=name if index == 0 else None)
-        missing = [i.name for i in sess.get_inputs() if i.name not in feeds]
-        if missing:
-            raise FuserError(f"model {name!r} needs inputs {', '.join(missing)}, "
-                             f"the feeds have {', '.join(feeds) or 'none'}")
+def _open(model, name, level, threads, choice) -> tuple[object, SessionInfo]:
+    """A session of one model, labelled (onnxruntime refusing a model is bad input, named),
+    with CUDA graphs when the choice has them and onnxruntime accepts them for this model (a
+    node on the CPU makes it refuse), else without them and a note."""
+    def make(options):
+        return runtime.session(model, level=level, threads=threads,
+                               providers=list(choice.providers), provider_options=options,
+                               config=NO_SPINNING if threads > 1 else None, label=name)
+
+    options, note = [dict(o) for o in choice.provider_options], ""
+    try:
+        sess = make(options)
+    except runtime.RuntimeRefusedError as exc:
+        if not choice.cuda_graph:
+            raise
+        options = providers.without_graphs(options)
+        sess = make(options)  # refused again: the model itself, bad input
+        note = providers.graphs_refused(exc)
+        log.warning("%s: %s", name, note)
+    graphs = choice.cuda_graph and not note
+    return sess, SessionInfo(name, level, list(sess.get_providers()), graphs, None, note)
+
+
+def _sessions(models, feeds, level, threads, choice, kind) -> tuple[dict, list[SessionInfo]]:
+    runners, infos = {}, []
+    for name, model in models.items():
+        sess, info = _open(model, name, level, threads, choice)
         if choice.used == "cuda" and sess.get_providers()[0] != CUDA:
             raise RuntimeError(f"CUDA loaded for the probe but not for model {name!r} "
                                f"(session providers: {sess.get_providers()})")
+        if choice.used == "cuda":  # get_providers() cannot see nodes fallen back to the CPU
+            info.placement = providers.node_placement(model, feeds, choice.providers,
+                                                      choice.provider_options, level)
         outputs_like = runtime.run(model, {i.name: feeds[i.name] for i in sess.get_inputs()}) \
-            if cuda_graph else None
+            if info.cuda_graph else None
         runners[name] = make_runner(sess, feeds, kind, choice.device, outputs_like=outputs_like)
-    return runners
+        infos.append(info)
+    return runners, infos
 
 
 def _time_rounds(runners, rounds, time_budget, progress, label) -> dict[str, list[float]]:
@@ -317,14 +218,14 @@ def _time_rounds(runners, rounds, time_budget, progress, label) -> dict[str, lis
     return times
 
 
-def benchmark(models: Mapping[str, onnx.ModelProto],
+def benchmark(models: Mapping[str, graph_io.ModelLike],
               feeds_by_batch: Mapping[int, Mapping[str, np.ndarray]], *,
               reference: str | None = None, levels: Sequence[str] = ("disable", "all"),
               provider: str | ProviderChoice = "auto", threads: int | None = None,
               warmup: int = 5, rounds: int = 50, time_budget: float | None = 5.0,
               cuda_graph: bool = False, io_binding: bool | None = None,
               progress: bool | None = None) -> BenchResult:
-    """Time ``models`` (name -> model, in order) at each level and batch size.
+    """Time ``models`` (name -> model or path, in order) at each level and batch size.
 
     ``feeds_by_batch`` maps a batch size to the inputs for it (name -> array). ``reference``
     (default: the first model) is the baseline of the speed-ups. ``threads`` defaults to the
@@ -334,11 +235,15 @@ def benchmark(models: Mapping[str, onnx.ModelProto],
     the CPU too. ``progress``: None shows a progress line only when stderr is a TTY.
     """
     reference = _check_args(models, feeds_by_batch, reference, levels, threads, warmup, rounds)
-    models = dict(models)
+    models = {name: graph_io.load(model) for name, model in models.items()}  # paths too
+    for feeds in feeds_by_batch.values():  # one line naming the input, not a traceback
+        for name, model in models.items():
+            inputs_io.require_matching_inputs(model, feeds, name, *(
+                (models[reference], reference) if name != reference else ()))
     choice = _choose(models, reference, provider, cuda_graph)
     if cuda_graph and choice.used != "cuda":
         log.warning("CUDA graphs ignored: %s", choice.reason)
-        cuda_graph = False
+    cuda_graph = choice.cuda_graph
     threads = threads or physical_cores()
     kind = runner_kind(choice, io_binding=io_binding, cuda_graph=cuda_graph)
     if choice.used == "cuda":
@@ -347,12 +252,15 @@ def benchmark(models: Mapping[str, onnx.ModelProto],
         warmup = max(warmup, CUDA_GRAPH_MIN_WARMUP)
     bar = _Progress(progress)
     timings: list[TimingResult] = []
+    sessions: dict[tuple[str, str], SessionInfo] = {}
     try:
         for level in levels:
             for batch, feeds in feeds_by_batch.items():
                 label = f"bench level={level} batch={batch}"
                 bar.show(f"{label}: creating sessions")
-                runners = _sessions(models, feeds, level, threads, choice, kind, cuda_graph)
+                runners, infos = _sessions(models, feeds, level, threads, choice, kind)
+                for info in infos:  # the first batch size's session speaks for the level
+                    sessions.setdefault((info.model, level), info)
                 bar.show(f"{label}: warming up")
                 for _ in range(warmup):
                     for run in runners.values():
@@ -364,7 +272,8 @@ def benchmark(models: Mapping[str, onnx.ModelProto],
         bar.clear()
     import onnxruntime as ort
 
-    return BenchResult(timings, choice, threads, cpu_model(), ort.__version__)
+    return BenchResult(timings, choice, threads, cpu_model(), ort.__version__,
+                       list(sessions.values()))
 
 
 def _results(times, reference, level, batch, choice, threads) -> list[TimingResult]:

@@ -266,7 +266,9 @@ def subject_for(path: str | None = None, *, optimize: bool = False, torch: str |
         else:
             from fuser.frontends.keras import export
 
-            exported = export(module)
+            given = next(iter(input_shapes.values()))[1:] if input_shapes and \
+                len(input_shapes) == 1 else None
+            exported = export(module, input_shape=given)
         model, diff, scale = exported.model, exported.max_abs_diff, exported.output_scale
     elif path is not None:
         model = graph_io.load(path)
@@ -308,6 +310,7 @@ def run(subject: Subject, baseline_path: Path, *, name: str, update: bool = Fals
                                          reference=reference, latency=latency)
         if previous is not None:
             _keep_tolerances(baseline, previous)
+        baseline_path.parent.mkdir(parents=True, exist_ok=True)  # baselines/ on a first run
         write_baseline(baseline_path, baseline, golden)
         checks = [Check("baseline", True, f"written to {baseline_path}")]
     else:

@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from fuser.errors import FuserError, PassError
 
@@ -45,11 +46,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _parser() -> argparse.ArgumentParser:
-    from fuser import cli_check, commands
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line, pointing at ``-h`` (not the whole usage)."""
 
-    parser = argparse.ArgumentParser(
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} -h for more)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from fuser import __version__, cli_check, commands
+
+    parser = _Parser(
         prog="onnx-fuser", description="Make trained CNNs faster by rewriting their ONNX graphs.")
+    parser.add_argument("--version", action="version", version=f"onnx-fuser {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,7 +160,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     export.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
                         help="the example input's shape, e.g. input:1x3x224x224 (torch; "
-                             "keras: only for a subclassed model never called)")
+                             "keras: the check's shape where the model leaves dimensions "
+                             "besides the batch dynamic, which the ONNX file keeps, or the "
+                             "input of a subclassed model never called)")
     export.add_argument("--opset", type=int, default=17)
     export.add_argument("--fold-in-exporter", action="store_true",
                         help="let the exporter fold BatchNorm (fuser's folding is the default)")
@@ -227,3 +238,7 @@ def _configure_logging(level: int) -> None:
         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
         level={-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
             max(-1, min(level, 2)), logging.DEBUG))
+
+
+if __name__ == "__main__":  # python -m fuser.cli (python -m fuser does the same)
+    sys.exit(main())

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,9 @@ def optimize(args: argparse.Namespace) -> int:
     if written:
         if not args.no_bench:  # before saving: a bad input found here leaves no output file
             report.timings = _time_optimized(args, source, model, report.notes)
+        # Everything that can fail runs before the model is written: the report's forms too.
+        report.to_text()
+        _report_text(args, report.to_dict(), report.to_markdown())
         save_start = time.perf_counter()
         graph.save(model, target, external_data=True if args.external_data else None)
         report.seconds["save"] = time.perf_counter() - save_start
@@ -211,9 +214,12 @@ def demo(args: argparse.Namespace) -> int:
         return 1
     layers = sum(int(r["BN"].split(" -> ")[0]) for r in rows)
     left = sum(int(r["BN"].split(" -> ")[1]) for r in rows)
+    if left:
+        print("BatchNorms left, with the reasons the passes gave:")
+        print("\n".join(demo.explain_left(rows)))
     print(f"PASSED | {time.perf_counter() - started:.0f}s | {len(rows)} models, "
           f"{layers - left} of {layers} BatchNorms folded"
-          + (" (the rest sit after an Add, before a Relu: pre-activation)" if left else ""))
+          + (f" ({left} left: the passes' reasons above)" if left else ""))
     return 0
 
 
@@ -311,7 +317,8 @@ def _lossy(args: argparse.Namespace, source: Path):
     shapes = inputs.resolve_shapes(model, inputs.parse_input_shapes(args.input_shape),
                                    args.calibration_batch)
     count = max(2, -(-args.calibration_samples // args.calibration_batch))
-    batches = inputs.load_batches(args.calibration, model, shapes, max_batches=count)
+    batches = inputs.load_batches(args.calibration, model, shapes, max_batches=count,
+                                  remainder=False)
     from fuser.providers import physical_cores
 
     drop = 0.01 if args.max_accuracy_drop is None else args.max_accuracy_drop
@@ -362,23 +369,39 @@ def _emit(args: argparse.Namespace, data: dict, markdown: str, out) -> None:
     """``--json`` prints ``data``; ``--report FILE`` writes JSON, or markdown for ``.md``."""
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
-    if args.report:
-        path = Path(args.report)
-        text = markdown if path.suffix.lower() in (".md", ".markdown") else \
-            json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-        write_text_atomic(path, text)
-        print(f"report: {path}", file=out)
+    text = _report_text(args, data, markdown)
+    if text is not None:
+        write_text_atomic(Path(args.report), text)
+        print(f"report: {args.report}", file=out)
+
+
+def _report_text(args: argparse.Namespace, data: dict, markdown: str) -> str | None:
+    """What ``--report FILE`` writes (None without it); raises, before anything is written,
+    when the report cannot be made or its folder does not exist."""
+    if not args.report:
+        return None
+    path = Path(args.report)
+    if not path.parent.is_dir():
+        raise FuserError(f"{path}: folder {path.parent} does not exist")
+    if path.suffix.lower() in (".md", ".markdown"):
+        return markdown
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+
+    The file gets the mode any new file gets (0666 less the umask), like the models: the
+    temporary file is created with that mode, not ``mkstemp``'s 0600.
+    """
     if not path.parent.is_dir():
         raise FuserError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

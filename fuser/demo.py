@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -164,17 +165,48 @@ def _one(spec: DemoModel, framework: str, folder: Path, time_budget: float
         "accuracy": _accuracy(spec, exported.model, optimized, framework),
         "export diff": f"{exported.max_abs_diff:.1e}",
         "passed": report.passed,
+        "left because": left_reasons(optimized, report),
     }
     return row, report.to_dict()
+
+
+def _left_nodes(model: Any) -> list[Any]:
+    constants = {t.name for t in model.graph.initializer}
+    return [n for n in model.graph.node if n.op_type == "BatchNormalization" or
+            (n.op_type in ("Mul", "Add") and any(i in constants for i in n.input))]
 
 
 def batchnorm_left(model: Any) -> int:
     """BatchNorms not folded: BatchNormalization nodes, plus (Keras exports carry BN as Mul
     + Add) Mul nodes by a constant that survived the pipeline."""
-    constants = {t.name for t in model.graph.initializer}
-    return sum(n.op_type == "BatchNormalization" or
-               (n.op_type == "Mul" and any(i in constants for i in n.input))
-               for n in model.graph.node)
+    return sum(n.op_type != "Add" for n in _left_nodes(model))
+
+
+def left_reasons(model: Any, report: Any) -> dict[str, int]:
+    """``{reason: count}``: the skip reasons the passes gave (last sweep) that name a node
+    or tensor of a BatchNorm left in ``model`` (or of its Mul + Add form), with the names
+    replaced by ``*`` so that equal reasons add up."""
+    names = {f"'{name}'" for n in _left_nodes(model)
+             for name in (n.name, *n.input, *n.output) if name}
+    reasons: dict[str, int] = {}
+    for name in report.pipeline:
+        for reason, count in report.skipped(name).items():
+            if any(quoted in reason for quoted in names):
+                key = f"{name}: " + re.sub(r"'[^']*'", "'*'", reason)
+                reasons[key] = reasons.get(key, 0) + count
+    return reasons
+
+
+def explain_left(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per model with BatchNorms left: how many, and the passes' reasons."""
+    lines = []
+    for row in rows:
+        left = int(row["BN"].split(" -> ")[1])
+        if left:
+            why = "; ".join(f"{count}x {reason}" for reason, count in
+                            sorted(row.get("left because", {}).items())) or "no pass gave one"
+            lines.append(f"  {row['model']} ({row['framework']}): {left} left: {why}")
+    return lines
 
 
 def _accuracy(spec: DemoModel, original: Any, optimized: Any, framework: str) -> str:

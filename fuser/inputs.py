@@ -9,6 +9,7 @@ model that needs one is refused with a message naming the input and the dimensio
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ import onnx
 from fuser.errors import FuserError
 
 Feeds = dict[str, np.ndarray]
+logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -128,9 +130,13 @@ def random_array(dtype: np.dtype, shape: Sequence[int], rng: np.random.Generator
 
 
 def load_batches(source: str | Path, model: onnx.ModelProto,
-                 shapes: Mapping[str, tuple[int, ...]], max_batches: int = 8) -> list[Feeds]:
+                 shapes: Mapping[str, tuple[int, ...]], max_batches: int | None = None,
+                 remainder: bool = True) -> list[Feeds]:
     """Real inputs from a ``.npz``, ``name=file.npy[,name=file.npy]`` or an image folder,
-    cut into batches of the resolved batch size (at most ``max_batches``)."""
+    cut into batches of the resolved batch size: all of them, or at most ``max_batches``.
+
+    With ``remainder``, samples that do not fill a last batch form a smaller one when the
+    model's batch dimension is dynamic; samples left out are logged."""
     specs = input_specs(model)
     text = str(source)
     if "=" in text or text.endswith(".npy"):
@@ -153,13 +159,19 @@ def load_batches(source: str | Path, model: onnx.ModelProto,
             arrays[spec.name] = array.astype(spec.dtype)
     total = min(arrays[s.name].shape[0] for s in specs)
     size = shapes[specs[0].name][0] if specs else 1
-    batches = []
-    for start in range(0, total - size + 1, size):
-        batches.append({s.name: arrays[s.name][start:start + size] for s in specs})
-        if len(batches) == max_batches:
-            break
+    fixed = bool(specs) and isinstance(specs[0].dims[0], int) and specs[0].dims[0] > 0
+    step = max(size, 1)
+    last = total if remainder and not fixed else total - size + 1
+    batches = [{s.name: arrays[s.name][start:start + size] for s in specs}
+               for start in range(0, max(last, 0), step)][:max_batches]
     if not batches:
         raise FuserError(f"{source}: {total} sample(s), fewer than one batch of {size}")
+    used = sum(len(next(iter(b.values()))) for b in batches) if specs else 0
+    if used < total:
+        why = f"at most {max_batches} batch(es)" if len(batches) == max_batches else \
+            "the model fixes the batch size" if fixed else "whole batches only"
+        logger.warning("%s: %d of %d samples used, in batches of %d (%s)", source, used, total,
+                       size, why)
     return batches
 
 
@@ -242,3 +254,43 @@ def describe_shapes(shapes: Mapping[str, tuple[int, ...]]) -> str:
 
 def batch_size(shapes: Mapping[str, tuple[int, ...]]) -> int:
     return math.prod(next(iter(shapes.values()))[:1]) if shapes else 1
+
+
+def _described(spec: InputSpec) -> str:
+    dims = ", ".join(str(d) if d not in (None, "") else "?" for d in spec.dims)
+    return f"[{dims}] {spec.dtype}"
+
+
+def require_matching_inputs(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
+                            label: str, reference: onnx.ModelProto | None = None,
+                            reference_label: str = "the inputs") -> None:
+    """Refuse ``feeds`` that ``model`` cannot take (an input missing or extra, another dtype,
+    rank or fixed dimension), in one line naming the input and both shapes: those of
+    ``reference`` (the model the feeds were made for), else those of the feeds.
+
+    Raises:
+        FuserError: e.g. ``input 'x': a.onnx takes [N, 3, 8, 8] float32, b.onnx takes
+            [N, 3, 9, 9] float32``.
+    """
+    specs = {s.name: s for s in input_specs(model)}
+    made_for = {s.name: s for s in input_specs(reference)} if reference is not None else {}
+
+    def other(name: str) -> str:
+        if name in made_for:
+            return f"{reference_label} takes {_described(made_for[name])}"
+        return f"{reference_label} give {list(feeds[name].shape)} {feeds[name].dtype}"
+
+    for name in feeds:
+        if name not in specs:
+            raise FuserError(f"input '{name}': {other(name)}, {label} has no such input (its "
+                             f"inputs: {', '.join(specs) or 'none'})")
+    for name, spec in specs.items():
+        if name not in feeds:
+            verb = "has" if reference is not None else "have"
+            raise FuserError(f"input '{name}': {label} takes {_described(spec)}, "
+                             f"{reference_label} {verb} no such input")
+        value = np.asarray(feeds[name])
+        fixed = all(not isinstance(d, int) or d <= 0 or d == v
+                    for d, v in zip(spec.dims, value.shape, strict=False))
+        if value.dtype != spec.dtype or len(spec.dims) != value.ndim or not fixed:
+            raise FuserError(f"input '{name}': {other(name)}, {label} takes {_described(spec)}")

@@ -122,6 +122,10 @@ class Report:
     # ---------------------------------------------------------------- forms
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        # A pass's stats are its live Counter (folds add denormal counts on export), and
+        # asdict rebuilds a Counter from (key, value) pairs, counting the pairs themselves.
+        for record, item in zip(self.passes, data["passes"], strict=True):
+            item["stats"] = {str(key): int(value) for key, value in record.stats.items()}
         data["summary"] = {name: {"rewrites": self.rewrites(name),
                                   "skipped": self.skipped(name)} for name in self.pipeline}
         return data
@@ -259,9 +263,13 @@ def timings_text(timings: dict[str, Any], markdown: bool = False) -> str:
     provider = timings.get("provider", {})
     head = (f"timing: {provider.get('used', '?')} ({provider.get('reason', '')}), "
             f"{timings.get('threads', '?')} threads, {timings.get('cpu', '')}")
+    from fuser.bench import SessionInfo  # where each model's nodes ran (CUDA), what fell back
+
+    sessions = [SessionInfo(**s).describe() for s in timings.get("sessions", [])]
+    sessions = [f"  {line}" for line in sessions if line]
     if markdown:
-        return head + "\n\n" + _md_table(rows)
-    return "\n".join([f"  {head}", *_columns(rows)])
+        return "\n".join([head, *sessions, "", _md_table(rows)])
+    return "\n".join([f"  {head}", *_columns(rows), *sessions])
 
 
 def lowrank_text(lowrank: dict[str, Any], markdown: bool = False) -> str:

@@ -84,7 +84,8 @@ MAPPED_WEIGHTS_BYTES = 2**25
 
 def session(model: onnx.ModelProto, *, level: str = "disable", threads: int | None = None,
             providers: list[str] | None = None, provider_options: list[dict] | None = None,
-            config: Mapping[str, str] | None = None, label: str | None = None):
+            config: Mapping[str, str] | None = None, label: str | None = None,
+            profile: str | None = None):
     """An ``onnxruntime.InferenceSession`` for ``model`` at the given optimization level.
 
     ``providers`` defaults to the CPU; ``provider_options`` (one dict per provider) is passed
@@ -94,11 +95,15 @@ def session(model: onnx.ModelProto, *, level: str = "disable", threads: int | No
     ``label`` marks a model the user gave (not one fuser made): when onnxruntime cannot load
     it, that is bad input, raised as :class:`RuntimeRefusedError` naming ``label``. Without a
     label onnxruntime's exception propagates (for fuser's own output it is a bug).
+
+    ``profile`` turns onnxruntime's profiling on, writing to files with that prefix
+    (``session.end_profiling()`` returns the file's path).
     """
+    args = (model, level, threads, providers, provider_options, config, profile)
     if label is None:
-        return _session(model, level, threads, providers, provider_options, config)
+        return _session(*args)
     try:
-        return _session(model, level, threads, providers, provider_options, config)
+        return _session(*args)
     except Exception as exc:
         if not type(exc).__module__.startswith("onnxruntime"):
             raise
@@ -109,13 +114,16 @@ def session(model: onnx.ModelProto, *, level: str = "disable", threads: int | No
                                   reason) from exc
 
 
-def _session(model, level, threads, providers, provider_options, config):
+def _session(model, level, threads, providers, provider_options, config, profile):
     import onnxruntime as ort
 
     providers = providers or ["CPUExecutionProvider"]
     options = ort.SessionOptions()
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
     options.log_severity_level = 3
+    if profile is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile
     if threads is not None:
         options.intra_op_num_threads = threads
     for key, value in (config or {}).items():

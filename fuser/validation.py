@@ -11,7 +11,8 @@ none, and ``max |candidate - reference| <= atol + rtol * max |reference|`` (fini
 positions that are NaN in both are ignored). The tolerance scales with the output's range,
 not element by element: folding re-associates float sums, so an element near zero may move
 by a few ulps of the output's scale. For models computing in float16 or bfloat16 the
-relative tolerance is at least ``FLOOR_ULPS`` ulps of that type (see ``rtol_floor``).
+relative tolerance is at least ``FLOOR_ULPS`` ulps of that type (see ``rtol_floor``). The
+per-output figures and verdict are computed in ``fuser.comparison``.
 """
 
 from __future__ import annotations
@@ -25,34 +26,12 @@ import onnx
 from fuser import graph as graph_io
 from fuser import inputs as inputs_io
 from fuser import runtime
+from fuser.comparison import OutputComparison, compare
 from fuser.errors import FuserError
 
 #: Defaults for exact pipelines (float32): relative to the output's largest magnitude.
 EXACT_RTOL = 1e-4
 EXACT_ATOL = 1e-5
-
-
-@dataclasses.dataclass
-class OutputComparison:
-    """How one output of the candidate differs from the reference over all batches."""
-
-    name: str
-    shape: list[int]
-    max_abs: float
-    max_rel: float
-    mean_abs: float
-    rel_l2: float
-    cosine: float
-    nan_reference: int
-    nan_candidate: int
-    inf_reference: int
-    inf_candidate: int
-    atol: float
-    rtol: float
-    passed: bool
-    message: str
-    top1: float | None = None
-    top5: float | None = None
 
 
 @dataclasses.dataclass
@@ -64,10 +43,12 @@ class ValidationResult:
     batches: int
     samples: int
     inputs: str
+    error: str | None = None  # the candidate could not be run at all
 
     @property
     def failures(self) -> list[str]:
-        return [o.message for o in self.outputs if not o.passed]
+        return [o.message for o in self.outputs if not o.passed] + \
+            ([self.error] if self.error else [])
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -80,6 +61,8 @@ class ValidationResult:
             lines.append(f"  {o.name}: max abs {o.max_abs:.2e}  max rel {o.max_rel:.2e}  "
                          f"mean abs {o.mean_abs:.2e}  rel L2 {o.rel_l2:.2e}  "
                          f"cos {o.cosine:.6f}{agreement}  {'ok' if o.passed else o.message}")
+        if self.error:
+            lines.append(f"  {self.error}")
         return "\n".join(lines)
 
 
@@ -96,6 +79,15 @@ def parse_tolerances(values: Sequence[str], default: float) -> dict[str, float]:
         except ValueError:
             raise FuserError(f"tolerance {value!r}: expected a number or NAME:number") from None
     return result
+
+
+def check_tolerance_names(atol: Tolerance, rtol: Tolerance, outputs: Sequence[str]) -> None:
+    """Refuse a per-output tolerance for an output the model does not have."""
+    for flag, tolerance in (("atol", atol), ("rtol", rtol)):
+        for name in tolerance if isinstance(tolerance, Mapping) else ():
+            if name and name not in outputs:
+                raise FuserError(f"--{flag} {name}:{tolerance[name]:g}: the model has no output "
+                                 f"'{name}' (its outputs: {', '.join(outputs)})")
 
 
 def _tolerance(tolerance: Tolerance, name: str) -> float:
@@ -147,36 +139,37 @@ def validate(reference: graph_io.ModelLike | ReferenceOutputs,
     a labelled (user-given) model raises ``RuntimeRefusedError``.
     """
     cand_model = graph_io.load(candidate)  # a bad file fails before any session is made
+    ref_label = labels[0] or (None if isinstance(reference, ReferenceOutputs) else
+                              _label(reference)) or "the reference model"
+    cand_label = labels[1] or _label(candidate)
     if isinstance(reference, ReferenceOutputs):
         if batches is None:
             raise ValueError("a reference already run needs the batches it ran on")
         source = "given inputs"
-    elif batches is None:
-        ref_model = graph_io.load(reference)
-        shapes = inputs_io.resolve_shapes(ref_model, input_shapes, batch)
-        if inputs is not None:
-            batches = inputs_io.load_batches(inputs, ref_model, shapes)
-            source = str(inputs)
-        else:
-            batches = inputs_io.random_batches(ref_model, shapes, count, seed)
-            source = f"random inputs (seed {seed}, {inputs_io.describe_shapes(shapes)})"
-        reference = ref_model
     else:
-        source = "given inputs"
-    # A model that onnxruntime refuses is bad input when the user gave it (the reference, or a
-    # candidate file); a candidate fuser made in memory that it refuses is a bug.
-    # One session at a time: a session holds about twice the model's weights.
-    if not isinstance(reference, ReferenceOutputs):
-        reference = reference_outputs(reference, batches, labels[0])
-    cand_sess = runtime.session(cand_model, label=labels[1] or _label(candidate))
-    cand_names = {o.name for o in cand_sess.get_outputs()}
-    present = [n for n in reference.names if n in cand_names]
-    got: dict[str, list[np.ndarray]] = {n: [] for n in present}
-    for feeds in batches:
-        values = cand_sess.run(present, dict(feeds)) if present else []  # run([]) runs all
-        for name, value in zip(present, values, strict=True):
-            got[name].append(value)
-    del cand_sess
+        # onnxruntime refusing a model the user gave is bad input (labels); one session at a
+        # time: a session holds about twice the model's weights.
+        ref_model = graph_io.load(reference)
+        batches, source = _inputs(ref_model, batches, inputs, input_shapes, batch, count, seed)
+        check_tolerance_names(atol, rtol, [o.name for o in ref_model.graph.output])
+        for feeds in batches:  # one line naming the input, not onnxruntime's traceback
+            inputs_io.require_matching_inputs(ref_model, feeds, ref_label)
+            inputs_io.require_matching_inputs(cand_model, feeds, cand_label or "the candidate",
+                                              ref_model, ref_label)
+        reference = reference_outputs(ref_model, batches, ref_label)
+    check_tolerance_names(atol, rtol, reference.names)
+    samples = sum(next(iter(b.values())).shape[0] if b and next(iter(b.values())).ndim else 1
+                  for b in batches)
+    try:
+        cand_names, got = _run_candidate(cand_model, cand_label, reference.names, batches)
+    except Exception as exc:
+        # A model fuser made that onnxruntime cannot run is a failed validation (the culprit
+        # search then names the pass), not a crash; a user's model keeps its own error.
+        if cand_label is not None or not type(exc).__module__.startswith("onnxruntime"):
+            raise
+        reason = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        return ValidationResult(False, [], len(batches), samples, source,
+                                error=f"onnxruntime cannot run the result ({reason.strip()})")
     outputs = []
     for name in reference.names:
         if name not in cand_names:
@@ -185,10 +178,36 @@ def validate(reference: graph_io.ModelLike | ReferenceOutputs,
         outputs.append(compare(name, reference.values[name], got[name],
                                _tolerance(atol, name),
                                max(_tolerance(rtol, name), reference.rtol_floor)))
-    samples = sum(next(iter(b.values())).shape[0] if b and next(iter(b.values())).ndim else 1
-                  for b in batches)
     return ValidationResult(passed=all(o.passed for o in outputs), outputs=outputs,
                             batches=len(batches), samples=samples, inputs=source)
+
+
+def _inputs(model: onnx.ModelProto, batches: Sequence[Mapping[str, np.ndarray]] | None,
+            inputs: str | None, input_shapes: Mapping[str, Sequence[int]] | None, batch: int,
+            count: int, seed: int) -> tuple[Sequence[Mapping[str, np.ndarray]], str]:
+    """The batches to compare on and where they came from (see ``validate``)."""
+    if batches is not None:
+        return batches, "given inputs"
+    shapes = inputs_io.resolve_shapes(model, input_shapes, batch)
+    if inputs is not None:
+        return inputs_io.load_batches(inputs, model, shapes), str(inputs)
+    return (inputs_io.random_batches(model, shapes, count, seed),
+            f"random inputs (seed {seed}, {inputs_io.describe_shapes(shapes)})")
+
+
+def _run_candidate(model: onnx.ModelProto, label: str | None, names: list[str],
+                   batches: Sequence[Mapping[str, np.ndarray]]
+                   ) -> tuple[set[str], dict[str, list[np.ndarray]]]:
+    """The candidate's output names and its values of ``names`` on ``batches``."""
+    sess = runtime.session(model, label=label)
+    declared = {o.name for o in sess.get_outputs()}
+    present = [n for n in names if n in declared]
+    got: dict[str, list[np.ndarray]] = {n: [] for n in present}
+    for feeds in batches:
+        values = sess.run(present, dict(feeds)) if present else []  # run([]) runs all
+        for name, value in zip(present, values, strict=True):
+            got[name].append(value)
+    return declared, got
 
 
 #: The relative tolerance is never below this many ulps of the least precise float type the
@@ -219,62 +238,3 @@ def _missing(name: str, atol: Tolerance, rtol: Tolerance) -> OutputComparison:
     return OutputComparison(name, [], nan, nan, nan, nan, nan, 0, 0, 0, 0,
                             _tolerance(atol, name), _tolerance(rtol, name), False,
                             f"output '{name}' is missing from the candidate")
-
-
-def compare(name: str, reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray],
-            atol: float, rtol: float) -> OutputComparison:
-    """Figures and verdict for one output given the per-batch arrays of both models."""
-    shapes_differ = any(r.shape != c.shape for r, c in zip(reference, candidate, strict=True))
-    shape = list(reference[0].shape)
-    if shapes_differ:
-        nan = float("nan")
-        got = [list(c.shape) for c in candidate][0]
-        return OutputComparison(name, shape, nan, nan, nan, nan, nan, 0, 0, 0, 0, atol, rtol,
-                                False, f"output '{name}' shape {got} != reference {shape}")
-    ref = np.concatenate([r.reshape(-1) for r in reference]).astype(np.float64)
-    cand = np.concatenate([c.reshape(-1) for c in candidate]).astype(np.float64)
-    nan_r, nan_c = np.isnan(ref), np.isnan(cand)
-    inf_r, inf_c = np.isinf(ref), np.isinf(cand)
-    finite = np.isfinite(ref) & np.isfinite(cand)
-    diff = np.abs(ref[finite] - cand[finite])
-    scale = float(np.abs(ref[finite]).max()) if finite.any() else 0.0
-    max_abs = float(diff.max()) if diff.size else 0.0
-    max_rel = float((diff / np.maximum(np.abs(ref[finite]), 1e-12)).max()) if diff.size else 0.0
-    norm = float(np.linalg.norm(ref[finite]))
-    rel_l2 = float(np.linalg.norm(diff)) / norm if norm else float(np.linalg.norm(diff))
-    denom = norm * float(np.linalg.norm(cand[finite]))
-    cosine = float(ref[finite] @ cand[finite]) / denom if denom else 1.0
-    new_nan = int(np.count_nonzero(nan_c & ~nan_r))
-    new_inf = int(np.count_nonzero(inf_c & ~(inf_r & (np.sign(ref) == np.sign(cand)))))
-    limit = atol + rtol * scale
-    if new_nan or new_inf:
-        passed, message = False, (f"output '{name}' has {new_nan} NaN and {new_inf} inf where "
-                                  "the reference has none")
-    elif max_abs > limit:
-        passed, message = False, (f"output '{name}' max abs diff {max_abs:.3g} > {limit:.3g} "
-                                  f"(atol {atol:g} + rtol {rtol:g} x max |ref| {scale:.3g})")
-    else:
-        passed, message = True, "ok"
-    top1 = top5 = None
-    if len(shape) >= 2 and shape[-1] > 1:
-        top1, top5 = _agreement(reference, candidate)
-    return OutputComparison(
-        name, shape, max_abs, max_rel, float(diff.mean()) if diff.size else 0.0, rel_l2, cosine,
-        int(nan_r.sum()), int(nan_c.sum()), int(inf_r.sum()), int(inf_c.sum()), atol, rtol,
-        passed, message, top1, top5)
-
-
-def _agreement(reference: Sequence[np.ndarray],
-               candidate: Sequence[np.ndarray]) -> tuple[float, float]:
-    """Top-1 agreement (same argmax) and top-5 agreement (reference's top-1 within the
-    candidate's top 5) over all samples, classes on the last axis."""
-    classes = reference[0].shape[-1]
-    ref = np.concatenate([r.reshape(-1, classes) for r in reference]).astype(np.float64)
-    cand = np.concatenate([c.reshape(-1, classes) for c in candidate]).astype(np.float64)
-    ref_top = ref.argmax(axis=1)
-    top1 = float(np.mean(cand.argmax(axis=1) == ref_top))
-    k = min(5, classes)
-    cand_top5 = np.argpartition(-cand, k - 1, axis=1)[:, :k]
-    top5 = float(np.mean((cand_top5 == ref_top[:, None]).any(axis=1)))
-    return top1, top5
-

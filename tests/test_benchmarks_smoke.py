@@ -50,6 +50,9 @@ def test_each_output_is_measured_and_numerically_equal(suite):
             assert lat["median_ms"] > 0
     fuser = row["entries"]["fuser"]
     assert fuser["graph"]["batchnorm"] == 0 and fuser["exact"]
+    for name, entry in row["entries"].items():  # file to file, in the same run (issue 16)
+        assert entry["file_error"] is None, (name, entry["file_error"])
+        assert len(entry["file_seconds"]) == 1 and entry["file_seconds"][0] > 0
     assert fuser["graph"]["nodes"] == 28  # Conv+BN pairs folded, the Relu/Add structure kept
     assert set(row["original_ms"]) == set(measure.LEVELS)
 
@@ -69,6 +72,9 @@ def test_results_markdown_and_plots_are_written(suite):
     for name in data["contestants"]:
         assert f"| resnet10_tiny (torch) | {name} |" in text
     assert "## Peak memory of the optimization" in text and "## Low-rank" in text
+    files = text.split("## File to file", 1)[1]
+    assert "| resnet10_tiny (torch) |" in files.split("##", 1)[0]
+    assert "File to file (load the file, optimize, save; same run) on resnet10_tiny" in text
     for png in ("results_time.png", "results_latency.png"):
         assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     head = results.headline(data["models"][0])
@@ -109,3 +115,30 @@ def test_a_tool_failing_on_a_model_is_recorded_and_the_others_still_run(rng):
     assert entries["broken"].seconds == [] and "broken" not in outputs
     assert len(entries["fuser"].seconds) == 2 and copy_s >= 0
     assert [n.op_type for n in outputs["fuser"].graph.node] == ["Relu"]
+
+
+def test_file_to_file_of_each_contestant_writes_its_output(tmp_path, rng):
+    from fuser import graph as graph_io
+
+    model = make_model("""
+        g (float[N,3,8,8] x) => (float[N,4,8,8] y) {
+            c = Conv<pads=[1,1,1,1]>(x, W)
+            y = BatchNormalization(c, s, b, mean, var)
+        }""", rng, W=(4, 3, 3, 3), s=(4,), b=(4,), mean=(4,), var=(4,))
+    source = tmp_path / "m.onnx"
+    graph_io.save(model, source)
+    present, _ = peers.select()
+    for contestant in present:
+        target = tmp_path / f"m.{contestant.name}.onnx"
+        contestant.file_to_file(source, target)
+        assert graph_io.load(target).graph.node, contestant.name
+    assert graph_io.op_histogram(graph_io.load(tmp_path / "m.fuser.onnx")) == {"Conv": 1}
+
+
+def test_results_of_an_older_run_without_file_times_still_render(tmp_path):
+    import json
+
+    data = json.loads((results.HERE / "results.json").read_text())
+    results.write(data, tmp_path)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "## Optimization wall time" in text and "## File to file" not in text

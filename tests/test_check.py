@@ -151,9 +151,34 @@ def test_latency_ratio_against_a_reference(checked, capsys):
                  "--reference", str(path)]) == 0
     spec = json.loads(baseline.read_text())["checks"]["latency"]
     assert spec["reference"] == str(path) and 0.2 < spec["ratio"] < 5  # itself: ~1, noisy
+    edit(baseline, "latency", max_ratio=100.0)  # timing noise must not decide this test
     capsys.readouterr()
     code, out = run(path, baseline, capsys)
-    assert "latency ratio to" in out
+    assert code == 0 and "ok   latency: latency ratio to" in out
+    edit(baseline, "latency", max_ratio=0.001)
+    code, out = run(path, baseline, capsys)
+    assert code == 1 and "FAIL latency: latency ratio to" in out and "(max 0.001)" in out
+
+
+def edit(baseline, check, **fields):
+    """Edit a check's values or tolerances in the baseline, as a team may."""
+    data = json.loads(baseline.read_text())
+    data["checks"][check].update(fields)
+    baseline.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.mark.parametrize("check", ["params", "macs"])
+def test_params_and_macs_checks_fail_when_the_count_moves(checked, capsys, check):
+    path, baseline = checked
+    want = json.loads(baseline.read_text())["checks"][check]["value"]
+    edit(baseline, check, value=want * 2)
+    capsys.readouterr()
+    code, out = run(path, baseline, capsys)
+    assert code == 1 and f"FAIL {check}: {check} {want * 2:,} -> {want:,}" in out
+    assert out.splitlines()[-1].startswith("FAILED")
+    edit(baseline, check, rtol=0.6)  # a tolerance a team edited lets it pass
+    code, out = run(path, baseline, capsys)
+    assert code == 0 and f"ok   {check}:" in out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -177,6 +202,10 @@ def test_torch_leg_checks_the_export(tmp_path, capsys):
     code = main(args)
     out = capsys.readouterr().out
     assert code == 0 and "framework vs ONNX max abs diff" in out
+    edit(baseline, "export", max_abs_diff=0.0)
+    code = main(args)
+    out = capsys.readouterr().out
+    assert code == 1 and "FAIL export: framework vs ONNX max abs diff" in out and "(> 0)" in out
 
 
 def test_pytest_helpers(checked, tmp_path, rng):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fuser import bench
+from fuser import bench, providers
 from fuser.errors import FuserError
 from fuser.providers import CPU, CUDA, ProviderChoice, cpu_model, physical_cores, select_provider
 from tests.helpers import make_model
@@ -15,6 +15,12 @@ ALL = ["TensorrtExecutionProvider", CUDA, CPU]
 @pytest.fixture
 def model(rng):
     return make_model("g (float[N,2] x) => (float[N,2] y) { y = Relu(x) }", rng)
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """The NVIDIA driver reports one device (there is none on the test machines)."""
+    monkeypatch.setattr(providers, "cuda_devices", lambda: 1)
 
 
 class FakeSession:
@@ -53,7 +59,7 @@ def test_cuda_not_in_build(model, requested):
     ("cuda", "CUDA requested, library failed to load: CPU used"),
     ("auto", "CUDA available but did not load: CPU used"),
 ])
-def test_cuda_listed_but_library_failed_to_load(model, requested, reason):
+def test_cuda_listed_but_library_failed_to_load(model, gpu, requested, reason):
     calls = []
     choice = select_provider(model, requested, available=ALL, probe=fake_probe([CPU], calls))
     assert calls == [([CUDA, CPU], [{}, {}])]
@@ -61,11 +67,13 @@ def test_cuda_listed_but_library_failed_to_load(model, requested, reason):
     assert bench.runner_kind(choice) == "plain"
 
 
-def test_cuda_loaded_uses_io_binding(model):
+def test_cuda_loaded_uses_io_binding(model, gpu):
     calls = []
     choice = select_provider(model, "cuda", cuda_graph=True, available=ALL,
                              probe=fake_probe([CUDA, CPU], calls))
-    assert calls == [([CUDA, CPU], [{"enable_cuda_graph": "1"}, {}])]
+    # probed without graphs first (item 8), then with them
+    assert calls == [([CUDA, CPU], [{}, {}]), ([CUDA, CPU], [{"enable_cuda_graph": "1"}, {}])]
+    assert choice.cuda_graph
     assert choice.used == choice.device == "cuda"
     assert choice.providers == [CUDA, CPU]
     assert choice.provider_options == [{"enable_cuda_graph": "1"}, {}]
@@ -74,7 +82,7 @@ def test_cuda_loaded_uses_io_binding(model):
     assert bench.runner_kind(choice, io_binding=False) == "binding"  # never plain on CUDA
 
 
-def test_probe_exception_never_raises(model):
+def test_probe_exception_never_raises(model, gpu):
     choice = select_provider(model, "cuda", available=ALL, probe=failing_probe)
     assert choice.used == "cpu"
     assert choice.reason.startswith("CUDA requested, library failed to load: CPU used")

@@ -30,16 +30,22 @@ import onnx
 
 from fuser.errors import FuserError, MissingDependencyError
 from fuser.frontends import ExportResult, count_batchnorm
+from fuser.frontends.tensorflow_import import import_tensorflow
 
 logger = logging.getLogger(__name__)
 
 
 def _frameworks():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
+        import_tensorflow()
         import keras
         import tensorflow as tf
+
+        level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
         import tf2onnx
+        import tf2onnx.convert  # noqa: F401 - it sets TF_CPP_MIN_LOG_LEVEL=3 (errors hidden)
+        if level is not None:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = level
     except ImportError as exc:
         raise MissingDependencyError(
             "exporting Keras models needs tensorflow and tf2onnx: "
@@ -72,8 +78,14 @@ def export(model: Any, path: str | Path | None = None, *, opset: int | None = No
         keep_batchnorm: leave BatchNorm's Mul + Add for fuser (see the module docstring).
         nchw: make the inputs NCHW (the model's NHWC layout is kept by default).
         check: compare Keras's eager output with onnxruntime's (optimizations off).
-        input_shape: the input's shape without the batch, e.g. ``(32, 32, 3)``; needed only
-            for a subclassed model that has not been called yet.
+        input_shape: the input's shape without the batch, e.g. ``(32, 32, 3)``, in the Keras
+            model's layout: the shape of the check's inputs where the model leaves a dimension
+            besides the batch dynamic (a variable-length time axis, say; the ONNX input keeps
+            it dynamic), and the input's shape for a subclassed model never called.
+
+    Raises:
+        FuserError: a dynamic dimension besides the batch and no ``input_shape`` to check
+            with (the message names the input and the dimensions).
     """
     keras, tf, tf2onnx = _frameworks()
     from fuser import graph
@@ -83,6 +95,7 @@ def export(model: Any, path: str | Path | None = None, *, opset: int | None = No
     if not isinstance(model, keras.Model):
         raise FuserError(f"expected a keras.Model, got {type(model).__name__}")
     specs = _input_specs(tf, model, input_shape)
+    check_shapes = _check_shapes(specs, input_shape) if check else None
 
     @tf.function(input_signature=specs)
     def forward(*args: Any) -> Any:
@@ -103,7 +116,7 @@ def export(model: Any, path: str | Path | None = None, *, opset: int | None = No
                                                 ", folded by the exporter where it could"))
     diff = scale = None
     if check:
-        diff, scale = _difference(model, onnx_model, specs, nchw, seed)
+        diff, scale = _difference(model, onnx_model, specs, check_shapes, nchw, seed)
     if path is not None:
         graph.save(onnx_model, path)
     return ExportResult(onnx_model, "keras", exporter + (" (exporter folding off)"
@@ -112,13 +125,14 @@ def export(model: Any, path: str | Path | None = None, *, opset: int | None = No
 
 
 def _input_specs(tf: Any, model: Any, input_shape: tuple | None) -> tuple:
-    """One ``tf.TensorSpec`` per model input, batch dimension left open."""
-    if input_shape is not None:
-        return (tf.TensorSpec((None, *input_shape), tf.float32, name="input"),)
+    """One ``tf.TensorSpec`` per model input, batch dimension left open (and any other the
+    model leaves open)."""
     try:
         inputs = model.inputs
     except (AttributeError, ValueError):
         inputs = None
+    if not inputs and input_shape is not None:
+        return (tf.TensorSpec((None, *input_shape), tf.float32, name="input"),)
     if not inputs:
         raise FuserError(f"model {model.name!r} has no defined inputs (a subclassed model "
                          "never called): give input_shape, e.g. (224, 224, 3)")
@@ -210,12 +224,37 @@ def _is_per_channel(node: Any, trans: Any) -> bool:
     return values.ndim >= 1 and int(np.prod(values.shape)) == values.shape[-1]
 
 
-def _difference(model: Any, onnx_model: onnx.ModelProto, specs: tuple, nchw: bool,
+def _check_shapes(specs: tuple, input_shape: tuple | None) -> list[tuple[int, ...]]:
+    """The shapes (batch 2) of the inputs the export is checked with: the model's, with
+    ``input_shape`` for the dimensions it leaves dynamic besides the batch."""
+    shapes = []
+    for spec in specs:
+        dims = tuple(spec.shape)[1:]
+        given = tuple(input_shape) if input_shape is not None and len(specs) == 1 else None
+        shown = "[N, " + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+        if given is not None and (len(given) != len(dims) or any(
+                d is not None and d != g for d, g in zip(dims, given, strict=False))):
+            raise FuserError(f"--input-shape for '{spec.name}' gives {list(given)} after the "
+                             f"batch, the model's input is {shown}")
+        dynamic = [axis + 1 for axis, d in enumerate(dims) if d is None]
+        if dynamic and given is None:
+            example = "x".join("1" if i == 0 else "?" if i in dynamic else str(dims[i - 1])
+                               for i in range(len(dims) + 1))
+            raise FuserError(
+                f"input '{spec.name}' {shown}: dimension(s) {', '.join(map(str, dynamic))} "
+                f"dynamic; give their sizes for the export's check against Keras, e.g. "
+                f"--input-shape {spec.name}:{example} with each ? a number (the ONNX input "
+                "keeps them dynamic)")
+        shapes.append((2, *(given if given is not None else dims)))
+    return shapes
+
+
+def _difference(model: Any, onnx_model: onnx.ModelProto, specs: tuple, shapes: list, nchw: bool,
                 seed: int) -> tuple[float, float]:
     from fuser import runtime
 
     rng = np.random.default_rng(seed)
-    arrays = [rng.standard_normal((2, *spec.shape[1:])).astype(np.float32) for spec in specs]
+    arrays = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
     expected = model(arrays[0] if len(arrays) == 1 else arrays, training=False)
     expected = [np.asarray(e) for e in (expected if isinstance(expected, list | tuple)
                                         else [expected])]

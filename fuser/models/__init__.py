@@ -58,7 +58,10 @@ def _torch_backend():
 
 
 def _keras_backend():
+    from fuser.frontends.tensorflow_import import import_tensorflow
+
     try:
+        import_tensorflow()  # quietly: TensorFlow's import-time log lines filtered
         from fuser.models import keras_backend
     except ImportError as exc:
         raise MissingDependencyError(

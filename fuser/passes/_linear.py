@@ -145,7 +145,11 @@ def linear_producer(tensor: gs.Tensor, graph: gs.Graph) -> Linear:
         raise NotCandidate(f"'{tensor.name}' is not computed by a node")
     bias_node = None
     if node.op == "Add":
-        bias_node, node = node, _matmul_under_add(node, graph)
+        try:
+            bias_node, node = node, _matmul_under_add(node, graph)
+        except NotCandidate:  # a residual Add, say
+            raise NotCandidate(f"'{tensor.name}' comes from Add, not from "
+                               f"{'/'.join(LINEAR_OPS)} or a MatMul's bias Add") from None
     if node.op not in LINEAR_OPS:
         raise NotCandidate(f"'{tensor.name}' comes from {node.op}, not from "
                            f"{'/'.join(LINEAR_OPS)}")

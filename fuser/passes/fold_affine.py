@@ -13,7 +13,8 @@ i.e. the affine map ``s * y + t`` with the (s, t) above, absorbed as in ``fold-b
 Preconditions: ``c`` is a float constant whose shape broadcasts along the output channel
 axis only and does not grow the output's rank; the producer's output has no other consumer
 and is not a graph output. An ``Add`` right after a bias-free MatMul is already the MatMul's
-bias and stays as it is.
+bias and stays as it is. A per-channel Mul/Add/Sub/Div (BatchNorm as Keras exports it) that
+follows no linear node is counted with the reason; other ops by constants are not candidates.
 """
 
 from __future__ import annotations
@@ -57,6 +58,17 @@ def affine_of(op: str, c: np.ndarray, c_first: bool,
     return 1.0 / c, zero
 
 
+def _per_channel_of(c: gs.Tensor, x: gs.Tensor) -> bool:
+    """Whether the constant ``c`` varies along axis 1 of ``x`` only (BatchNorm's scale or
+    shift as Keras exports it), for a known channel count above 1."""
+    shape = getattr(x, "shape", None)
+    if not isinstance(c, gs.Constant) or shape is None or len(shape) < 2 or \
+            not isinstance(shape[1], int) or shape[1] < 2 or len(c.shape) > len(shape):
+        return False
+    padded = [1] * (len(shape) - len(c.shape)) + list(c.shape)
+    return padded == [1, shape[1]] + [1] * (len(shape) - 2)
+
+
 @register
 class FoldAffine(Pass):
     """Fold per-channel Mul/Add/Sub/Div by constants into the preceding linear node."""
@@ -71,7 +83,18 @@ class FoldAffine(Pass):
                 continue  # detached earlier in this run
             try:
                 x, c_tensor, c_first = split_operands(node)
+            except NotCandidate:
+                continue
+            try:
                 linear = linear_producer(x, graph)
+            except NotCandidate as reason:  # said for per-channel ones: BN's Keras form
+                if _per_channel_of(c_tensor, x):
+                    result.skip(f"{describe(node)} by a per-channel constant: {reason}")
+                continue
+            except Skip as reason:
+                result.skip(str(reason))
+                continue
+            try:
                 c = constant(c_tensor, "operand", node)
                 s, t = affine_of(node.op, c, c_first, node)
                 s, t = per_channel(s, linear, node), per_channel(t, linear, node)

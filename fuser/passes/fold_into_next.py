@@ -14,7 +14,9 @@ This is exact only where the Conv never reads padding: the padded border is 0 *a
 affine map in the original, but the rewrite pads ``x`` with 0, which stands for ``t`` after the
 map. So a shift folds only into Convs with zero pads (``auto_pad`` NOTSET or VALID); a pure scale
 folds into any Conv. Other skips: the affine output has other consumers or is a graph output,
-it is not the Conv's data input, its constants are not per-channel, non-constant weights.
+it is not the Conv's data input, its constants are not per-channel, the affine's input has
+fewer channels than the Conv reads (a per-channel constant broadcasting a 1-channel input, or
+channels unknown), non-constant weights.
 """
 
 from __future__ import annotations
@@ -50,9 +52,17 @@ def _input_affine(node: gs.Node, conv: gs.Node, rank: int,
         return node.inputs[0], s, t
     x, c_tensor, c_first = split_operands(node)
     c = constant(c_tensor, "operand", node)
-    x_rank = len(x.shape) if getattr(x, "shape", None) is not None else None
+    x_shape = getattr(x, "shape", None)
+    x_rank = len(x_shape) if x_shape is not None else None
     if c.ndim == rank and x_rank != rank:
         raise Skip(f"{describe(node)}: input rank {x_rank} is not {rank}")
+    if c.size > 1:  # a per-channel constant may broadcast a 1-channel x to the Conv's channels
+        x_channels = x_shape[1] if x_rank is not None and x_rank >= 2 else None
+        if not isinstance(x_channels, int):
+            raise Skip(f"{describe(node)}: the channels of its input '{x.name}' are unknown")
+        if x_channels != channels:
+            raise Skip(f"{describe(node)}: its input '{x.name}' has {x_channels} channel(s), "
+                       f"{describe(conv)} reads {channels}")
     s, t = affine_of(node.op, c, c_first, node)
     return x, channel_vector(s, channels, 1, rank, node), channel_vector(t, channels, 1, rank, node)
 

@@ -136,3 +136,55 @@ def test_subclassed_model_needs_and_takes_an_input_shape():
     assert result.max_abs_diff < 1e-5 and result.batchnorm_layers == 1
     optimized, report = fuser.optimize(result.model, validate=fuser.Validation(batch=2))
     assert report.passed and report.rewrites("fold-affine") == 2
+
+
+def _variable_length_model():
+    """Like the trained OCR models of a public package: input (None, 40, None, 1), a
+    variable-length time axis besides the batch (issue 16, item 9)."""
+    inp = keras.Input((40, None, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(6, 3, padding="same")(x))
+    return keras.Model(inp, keras.layers.Dense(5)(x))
+
+
+def test_dynamic_dimension_besides_the_batch_is_named_when_no_shape_is_given(tmp_path, capsys):
+    from fuser.cli import main
+
+    _variable_length_model().save(tmp_path / "ocr.h5")
+    out = tmp_path / "ocr.onnx"
+    assert main(["export", "keras", str(tmp_path / "ocr.h5"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("onnx-fuser: error: input 'input' [N, 40, ?, 1]: dimension(s) 2 dynamic; "
+                   "give their sizes for the export's check against Keras, e.g. --input-shape "
+                   "input:1x40x?x1 with each ? a number (the ONNX input keeps them dynamic)")
+    assert not out.exists()
+
+
+def test_dynamic_dimension_is_checked_with_the_given_shape_and_stays_dynamic(tmp_path, capsys,
+                                                                            rng):
+    from fuser.cli import main
+
+    model = _variable_length_model()
+    model.save(tmp_path / "ocr.h5")
+    out = tmp_path / "ocr.onnx"
+    assert main(["export", "keras", str(tmp_path / "ocr.h5"), "-o", str(out),
+                 "--input-shape", "input:1x40x50x1"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("PASSED")
+    exported = graph_io.load(out)
+    dims = exported.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims][1::2] == [40, 1] and dims[2].dim_param  # still dynamic
+    for width in (17, 64):  # any length runs, as in Keras
+        x = rng.standard_normal((1, 40, width, 1)).astype(np.float32)
+        got = next(iter(runtime.run(exported, {"input": x}).values()))
+        np.testing.assert_allclose(got, np.asarray(model(x, training=False)), rtol=1e-4,
+                                   atol=1e-5)
+
+
+def test_a_shape_that_contradicts_the_model_is_refused():
+    from fuser.errors import FuserError
+
+    with pytest.raises(FuserError, match=r"gives \[41, 50, 1\] after the batch, the model's "
+                                         r"input is \[N, 40, \?, 1\]"):
+        keras_frontend.export(_variable_length_model(), input_shape=(41, 50, 1))

@@ -134,13 +134,28 @@ def test_integer_matmul_is_not_folded(rng):
     assert_skipped(model, "weight 'W' of MatMul -> 'c' has dtype int32, not float16/32/64")
 
 
-def test_mul_after_relu_is_not_a_candidate(rng):
+def test_per_channel_mul_after_relu_is_skipped_with_the_reason(rng):
+    """BatchNorm as Keras exports it (a per-channel Mul/Add) after a non-linear node: left
+    alone, and said why, as fold-batchnorm says it for a BatchNormalization there (issue 16,
+    item 15: the demo prints these reasons)."""
     model = make_model("""
         g (float[N,4,6,6] x) => (float[N,8,6,6] y) {
             c = Conv(x, W)
             r = Relu(c)
             y = Mul(r, k)
         }""", rng, W=(8, 4, 1, 1), k=(8, 1, 1))
+    assert_skipped(model, "Mul -> 'y' by a per-channel constant: 'r' comes from Relu, not "
+                          "from Conv/ConvTranspose/Gemm/MatMul")
+
+
+@pytest.mark.parametrize("k", [(1,), (6,), (1, 6, 6)], ids=["scalar", "last-axis", "spatial"])
+def test_other_constants_after_relu_are_not_candidates(rng, k):
+    model = make_model("""
+        g (float[N,4,6,6] x) => (float[N,8,6,6] y) {
+            c = Conv(x, W)
+            r = Relu(c)
+            y = Mul(r, k)
+        }""", rng, W=(8, 4, 1, 1), k=k)
     out, result = apply(model, "fold-affine")
     assert result.rewrites == 0 and not result.skipped and ops(out) == ops(model)
 

@@ -284,3 +284,50 @@ def test_bfloat16_weights_are_not_folded(rng):
     (reason,) = result.skipped
     assert "bfloat16, not float16/32/64" in reason
     assert ops(out) == ops(model)
+
+
+# ---------------------------------------------------------------- preconditions (issue 16)
+
+
+def test_opset_6_is_test_0_is_not_folded(rng):
+    model = make_model(f"""
+        g (float[N,4,6,6] x) => (float[N,8,6,6] y) {{
+            c = Conv(x, W)
+            y = BatchNormalization<is_test=0>(c, {BN_PARAMS})
+        }}""", rng, header='< ir_version: 4, opset_import: ["" : 6] >', W=(8, 4, 1, 1),
+        **bn_inits(8))
+    assert_skipped(model, "BatchNormalization -> 'y' has is_test=0 (training mode)")
+
+
+def test_batchnorm_with_other_channels_than_its_producer_is_not_folded(rng):
+    """A BN whose parameters do not match the Conv's output channels (an invalid model that
+    the checker accepts) is left alone rather than folded into a wrong shape."""
+    model = onnx.parser.parse_model(f"""< ir_version: 8, opset_import: ["" : 17] >
+        g (float[N,4,6,6] x) => (float[N,8,6,6] y) {{
+            c = Conv(x, W)
+            y = BatchNormalization(c, {BN_PARAMS})
+        }}""")
+    for name, shape in {"W": (8, 4, 1, 1), **bn_inits(4)}.items():
+        model.graph.initializer.append(onnx.numpy_helper.from_array(
+            rng.uniform(0.5, 1.5, shape).astype(np.float32), name))
+    onnx.checker.check_model(model)  # valid but for the shapes, which only inference sees
+    assert_skipped(model, "BatchNormalization -> 'y' has 4 channels, Conv -> 'c' has 8")
+
+
+def test_matmul_with_its_constant_on_the_left_is_not_folded(rng):
+    """``W x`` mixes rows, not output channels: BN over axis 1 cannot fold into W."""
+    model = make_model(f"""
+        g (float[5,7] x) => (float[5,7] y) {{
+            c = MatMul(W, x)
+            y = BatchNormalization(c, {BN_PARAMS})
+        }}""", rng, W=(5, 5), **bn_inits(7))
+    assert_skipped(model, "MatMul -> 'c' has its constant on the left")
+
+
+def test_matmul_with_a_3d_weight_is_not_folded(rng):
+    model = make_model(f"""
+        g (float[2,5,7] x) => (float[2,5,3] y) {{
+            c = MatMul(x, W)
+            y = BatchNormalization(c, {BN_PARAMS})
+        }}""", rng, W=(2, 7, 3), **bn_inits(5))
+    assert_skipped(model, "MatMul -> 'c' has a 3-D weight, not 2-D")

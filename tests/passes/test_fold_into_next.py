@@ -127,3 +127,67 @@ def test_non_constant_conv_weight_is_not_folded(rng):
             y = Conv(z, W)
         }""", rng, k=(4, 1, 1))
     assert_skipped(model, "weight 'W' of Conv -> 'y' is not a constant")
+
+
+@pytest.mark.parametrize("op", ["Mul", "Add"])
+def test_constant_broadcasting_a_one_channel_input_is_not_folded(rng, op):
+    """``x[N,1,6,6] * k[1,4,1,1]`` has 4 channels; the Conv must not read the 1-channel x
+    (issue 16, item 2: the checker accepted the rewrite, onnxruntime then refused it)."""
+    model = make_model(f"""
+        g (float[N,1,6,6] x) => (float[N,8,6,6] y) {{
+            z = {op}(x, k)
+            y = Conv(z, W)
+        }}""", rng, W=(8, 4, 1, 1), k=(1, 4, 1, 1))
+    assert_skipped(model, f"{op} -> 'z': its input 'x' has 1 channel(s), Conv -> 'y' reads 4")
+
+
+def test_one_channel_broadcast_passes_optimize_and_its_validation(rng):
+    import fuser
+
+    model = make_model("""
+        g (float[N,1,6,6] x) => (float[N,8,6,6] y) {
+            z = Mul(x, k)
+            y = Conv(z, W)
+        }""", rng, W=(8, 4, 1, 1), k=(1, 4, 1, 1))
+    out, report = fuser.optimize(model, validate=fuser.Validation(batch=2))
+    assert report.passed and ops(out) == ops(model)
+
+
+def test_affine_feeding_the_conv_weight_is_not_folded(rng):
+    model = make_model("""
+        g (float[N,4,6,6] x, float[8,4,1,1] w) => (float[N,8,6,6] y) {
+            m = Mul(w, k)
+            y = Conv(x, m)
+        }""", rng, k=(8, 1, 1, 1))
+    assert_skipped(model, "Mul -> 'm' feeds Conv -> 'y' as its weight, not its data")
+
+
+def test_batchnorm_with_other_channels_than_the_conv_reads_is_not_folded(rng):
+    """A grouped Conv reading 2 x 2 channels after a 2-channel BN: the counts differ."""
+    model = make_model(f"""
+        g (float[N,2,6,6] x) => (float[N,4,6,6] y) {{
+            r = Relu(x)
+            z = {BN}
+            y = Conv<group=2>(z, W)
+        }}""", rng, W=(4, 2, 1, 1), **bn_inits(2))
+    assert_skipped(model, "BatchNormalization -> 'z' has 2 channels, Conv -> 'y' reads 4")
+
+
+def test_affine_whose_input_has_a_lower_rank_is_not_folded(rng):
+    """``x[4,6,6] * k[1,4,1,1]`` is 4-D only through broadcasting."""
+    model = make_model("""
+        g (float[4,6,6] x) => (float[1,8,6,6] y) {
+            z = Mul(x, k)
+            y = Conv(z, W)
+        }""", rng, W=(8, 4, 1, 1), k=(1, 4, 1, 1))
+    assert_skipped(model, "Mul -> 'z': input rank 3 is not 4")
+
+
+def test_batchnorm_in_training_mode_is_not_folded_into_the_next_conv(rng):
+    model = make_model(f"""
+        g (float[N,4,6,6] x) => (float[N,8,6,6] y) {{
+            r = Relu(x)
+            z, rm, rv = BatchNormalization<training_mode=1>(r, s, b, mean, var)
+            y = Conv(z, W)
+        }}""", rng, W=(8, 4, 1, 1), **bn_inits(4))
+    assert_skipped(model, "BatchNormalization -> 'z' has training_mode=1")

@@ -76,3 +76,41 @@ def test_padded_tensor_used_twice_is_not_folded(rng):
 def test_same_autopad_conv_is_not_folded(rng):
     model = pad_model(rng, [0, 0, 1, 1, 0, 0, 1, 1], conv_attrs='auto_pad="SAME_UPPER"')
     assert_skipped(model, "Conv -> 'y' has auto_pad=SAME_UPPER")
+
+
+# ---------------------------------------------------------------- preconditions (issue 16)
+
+
+def test_pads_that_are_not_a_constant_are_not_folded(rng):
+    model = make_model("""
+        g (float[N,3,8,8] x, int64[8] p) => (float[N,4,?,?] y) {
+            z = Pad(x, p)
+            y = Conv<kernel_shape=[3,3]>(z, W)
+        }""", rng, W=(4, 3, 3, 3))
+    assert_skipped(model, "Pad -> 'z' has pads that are not a constant")
+
+
+def test_padding_selected_axes_is_not_folded(rng):
+    model = make_model("""
+        g (float[N,3,8,8] x) => (float[N,4,?,?] y) {
+            z = Pad(x, p, v, a)
+            y = Conv<kernel_shape=[3,3]>(z, W)
+        }""", rng, header='< ir_version: 8, opset_import: ["" : 18] >', W=(4, 3, 3, 3),
+        p=np.array([1, 1, 1, 1], np.int64), v=np.array(0.0, np.float32),
+        a=np.array([2, 3], np.int64))
+    assert_skipped(model, "Pad -> 'z' pads selected axes")
+
+
+def test_padding_value_that_is_not_a_constant_is_not_folded(rng):
+    model = make_model("""
+        g (float[N,3,8,8] x, float v) => (float[N,4,?,?] y) {
+            z = Pad(x, p, v)
+            y = Conv<kernel_shape=[3,3]>(z, W)
+        }""", rng, W=(4, 3, 3, 3), p=np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))
+    assert_skipped(model, "Pad -> 'z' has a padding value that is not a constant")
+
+
+def test_pad_whose_output_is_a_graph_output_is_not_folded(rng):
+    model = pad_model(rng, [0, 0, 1, 1, 0, 0, 1, 1],
+                      outputs="float[N,4,?,?] y, float[N,3,10,10] z")
+    assert_skipped(model, "tensor 'z' is a graph output")

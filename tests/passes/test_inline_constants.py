@@ -115,3 +115,21 @@ def test_constant_holding_strings_stays_a_node(rng):
             y = Identity(k)
         }""", rng)
     assert_skipped(model, "Constant -> 'k' holds a sparse or string value")
+
+
+def test_constant_holding_a_sparse_value_stays_a_node(rng):
+    """A sparse_value Constant (COO indices into a dense shape) is left alone (issue 16)."""
+    import onnx
+
+    values = onnx.numpy_helper.from_array(np.array([1.5, -2.0], np.float32), "k_values")
+    indices = onnx.numpy_helper.from_array(np.array([1, 4], np.int64), "k_indices")
+    sparse = onnx.helper.make_sparse_tensor(values, indices, [6])
+    node = onnx.helper.make_node("Constant", [], ["k"], name="k_const", sparse_value=sparse)
+    graph = onnx.helper.make_graph(
+        [node, onnx.helper.make_node("Mul", ["x", "k"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 6])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 6])])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)],
+                                   ir_version=8)
+    check(model)
+    assert_skipped(model, "Constant 'k_const' holds a sparse or string value")

@@ -2,8 +2,9 @@
 
 ``models()`` draws a ``Case``: a float32 model built with ``onnx.helper`` from a chain of steps
 (Conv, ConvTranspose, Gemm, MatMul[+Add], BatchNormalization, Relu, Mul/Add/Sub/Div by
-constants of any broadcastable shape, Add/Mul of two values, Concat, Transpose, Reshape,
-Flatten, Identity, Dropout, Pad), each step reading the last value or, sometimes, an earlier
+constants of any broadcastable shape, one that broadcasts a size-1 dimension of the value
+included, Add/Mul of two values, Concat, Transpose, Reshape, Flatten, Identity, Dropout,
+Pad), each step reading the last value or, sometimes, an earlier
 one (a value consumed twice). Every value nothing reads is a graph output, and a few
 intermediate values are too. Geometry (channels, groups, kernels, strides, pads, dilations,
 ``auto_pad``, bias on/off, shared weights, weights in Constant nodes, opset, symbolic batch) is

@@ -8,7 +8,8 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
-from tests.robustness.builder import BATCH, MAX_CHANNELS, Builder, Value, broadcast, numel
+from tests.robustness.builder import BATCH, MAX_CHANNELS, MAX_ELEMENTS, Builder, Value
+from tests.robustness.builder import broadcast, numel
 
 
 class Steps(Builder):
@@ -127,12 +128,18 @@ class Steps(Builder):
 
     def affine(self, x: Value, form: str | None = None) -> Value:
         """Mul/Add/Sub/Div by a constant of a drawn broadcastable shape: per channel (the
-        foldable case), scalar, on the last axis, on other axes, or one that grows the rank."""
+        foldable case), scalar, on the last axis, on other axes, one that grows the rank, or
+        one that broadcasts a size-1 dimension of x (the output grows there)."""
         op = self.choice(["Mul", "Add", "Sub", "Div"])
         rank = len(x.shape)
+        if form is None and x.shape[1] == 1 and self.maybe(50):
+            form = "broadcast"  # a 1-channel x: the case fold-into-next-conv once got wrong
         form = form or self.choice(["channel", "channel-full", "scalar", "one", "last",
-                                    "random"] + ([] if x.shape[0] == BATCH else ["grow"]))
-        if form == "channel":
+                                    "random", "broadcast"]
+                                   + ([] if x.shape[0] == BATCH else ["grow"]))
+        if form == "broadcast":
+            shape = self._broadcasting(x)
+        elif form == "channel":
             shape = (x.shape[1],) + (1,) * (rank - 2)
         elif form == "channel-full":
             shape = (1, x.shape[1]) + (1,) * (rank - 2)
@@ -152,6 +159,20 @@ class Steps(Builder):
         first = op != "Div" and self.maybe(30)  # c / x is not affine, and x may be 0
         out = broadcast(x.shape, shape)
         return self.emit(op, [c, x.name] if first else [x.name, c], out, f"<{form} {shape}>")
+
+    def _broadcasting(self, x: Value) -> tuple:
+        """A constant with k > 1 on an axis where x has size 1 (its channels, say): the output
+        is larger than x there (``x[N,1,6,6] * k[1,4,1,1]`` has 4 channels). Falls back to a
+        per-channel constant when x has no such axis or the output would be too large."""
+        rank = len(x.shape)
+        ones = [axis for axis in range(1, rank) if x.shape[axis] == 1]
+        most = MAX_ELEMENTS // max(numel(x.shape), 1)
+        if not ones or most < 2:
+            return (1, x.shape[1]) + (1,) * (rank - 2)
+        axis = 1 if 1 in ones and self.maybe(60) else ones[self.integer(0, len(ones) - 1)]
+        shape = [1] * rank
+        shape[axis] = self.integer(2, min(MAX_CHANNELS, most))
+        return tuple(shape[self.integer(0, axis):])  # leading 1s may be left out
 
     def binary(self, x: Value) -> Value:
         op = "Mul" if self.binary_muls < 2 and self.maybe(30) else "Add"

@@ -68,3 +68,25 @@ def test_chain_of_bns_before_a_conv_folds_in_one_sweep(rng):
     assert [n for r in report.passes if r.name == "fold-pad-into-conv" for n in r.notes] == [
         "Pad -> 'p' into Conv -> 'y'"]  # it said "Pad -> '?'": the note came after detach
     assert_same_outputs(model, out, rng, rtol=1e-4, atol=1e-5)
+
+
+def test_per_channel_constant_broadcasting_a_one_channel_input_is_not_folded(rng):
+    """``x[N,1,3] * c[1,1] / d[1,2,1]`` -> 1-D Conv reading 2 channels (found by the widened
+    strategy, random profile, shrunk to these three nodes; issue 16, item 2):
+    fold-into-next-conv folded the Div into the Conv and rewired it to the 1-channel input,
+    which the checker accepted and onnxruntime refused ("Input channels C is not equal to
+    kernel channels * group. C: 1 kernel channels: 2"). Fixed in ``passes/fold_into_next.py``:
+    the affine's input must have the channels the Conv reads.
+    """
+    model = make_model("""
+        g (float[N,1,3] x) => (float[N,1,3] y) {
+            m = Mul(x, c)
+            d = Div(m, k)
+            y = Conv<auto_pad="VALID">(d, W)
+        }""", rng, c=(1, 1), k=np.array([[[0.75], [-1.5]]], dtype=np.float32), W=(1, 2, 1))
+    out, report = optimize(model)
+    assert graph_io.op_histogram(out) == {"Mul": 1, "Div": 1, "Conv": 1}
+    assert report.rewrites("fold-into-next-conv") == 0
+    assert report.skipped("fold-into-next-conv") == {
+        "Div -> 'd': its input 'm' has 1 channel(s), Conv -> 'y' reads 2": 1}
+    assert_same_outputs(model, out, rng, rtol=1e-4, atol=1e-5)

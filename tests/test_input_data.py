@@ -1,0 +1,67 @@
+"""Inputs from a file: every sample is used by default, in batches of --batch (issue 16,
+item 14: 8 batches at most were used, 8 of 360 samples with the default batch of 1)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from fuser import graph as graph_io
+from fuser import inputs
+from fuser.cli import main
+from tests.helpers import make_model
+
+CONV = """
+    g (float[{batch},3,8,8] x) => (float[{batch},4,8,8] y) {{
+        y = Conv<pads=[1,1,1,1]>(x, W)
+    }}"""
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "test.npz"
+    np.savez(path, x=np.random.default_rng(0).standard_normal((360, 3, 8, 8), dtype=np.float32))
+    return path
+
+
+@pytest.fixture
+def model_path(tmp_path, rng):
+    path = tmp_path / "m.onnx"
+    graph_io.save(make_model(CONV.format(batch="N"), rng, W=(4, 3, 3, 3)), path)
+    return path
+
+
+@pytest.mark.parametrize(("batch", "batches"), [(None, 360), (50, 8), (360, 1)])
+def test_validate_uses_every_sample_of_the_file(model_path, data, capsys, batch, batches):
+    extra = [] if batch is None else ["--batch", str(batch)]
+    assert main(["validate", str(model_path), str(model_path), "--inputs", str(data),
+                 *extra]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"validation on {data} ({batches} batch(es), 360 sample(s)): PASSED"
+
+
+def test_optimize_validates_on_every_sample(model_path, data, tmp_path, capsys):
+    assert main(["optimize", str(model_path), "-o", str(tmp_path / "o.onnx"), "--no-bench",
+                 "--inputs", str(data), "--batch", "64"]) == 0
+    assert "(6 batch(es), 360 sample(s))" in capsys.readouterr().out
+
+
+def test_a_fixed_batch_size_leaves_the_remainder_out_and_says_so(tmp_path, rng, caplog):
+    model = make_model(CONV.format(batch="4"), rng, W=(4, 3, 3, 3))
+    np.savez(tmp_path / "d.npz", x=np.zeros((10, 3, 8, 8), np.float32))
+    shapes = inputs.resolve_shapes(model)
+    with caplog.at_level(logging.WARNING, logger="fuser.inputs"):
+        batches = inputs.load_batches(tmp_path / "d.npz", model, shapes)
+    assert [len(b["x"]) for b in batches] == [4, 4]
+    assert "8 of 10 samples used, in batches of 4 (the model fixes the batch size)" in caplog.text
+
+
+def test_max_batches_still_limits_calibration(tmp_path, rng, data, caplog):
+    model = make_model(CONV.format(batch="N"), rng, W=(4, 3, 3, 3))
+    shapes = inputs.resolve_shapes(model, batch=16)
+    with caplog.at_level(logging.WARNING, logger="fuser.inputs"):
+        batches = inputs.load_batches(data, model, shapes, max_batches=3, remainder=False)
+    assert [len(b["x"]) for b in batches] == [16, 16, 16]
+    assert "48 of 360 samples used, in batches of 16 (at most 3 batch(es))" in caplog.text
