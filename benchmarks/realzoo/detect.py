@@ -148,7 +148,8 @@ def ddddocr_det_data(n: int, seed: int) -> tuple[dict[str, np.ndarray], Boxes]:
             ImageFilter.GaussianBlur(6))
         draw, placed, truth = ImageDraw.Draw(page), [], []
         for _ in range(int(rng.integers(3, 6))):
-            char, size = str(rng.choice(list("ABDEFGHKMNPRSTWXYZ2345689"))), int(rng.integers(48, 81))
+            char = str(rng.choice(list("ABDEFGHKMNPRSTWXYZ2345689")))
+            size = int(rng.integers(48, 81))
             left, top, right, bottom = font(size).getbbox(char)
             corner = _place(rng, (right - left, bottom - top), placed, (416, 416))
             if corner:
@@ -207,11 +208,13 @@ def layout_data(n: int, seed: int) -> tuple[dict[str, np.ndarray], Boxes]:
                 break
             ink = []
             for k in range(lines):
-                words = " ".join(random_text(rng, words=1) for _ in range(7 if k < lines - 1 else 3))
+                count = 7 if k < lines - 1 else 3
+                words = " ".join(random_text(rng, words=1) for _ in range(count))
                 ink.append(_draw_text(draw, (48, y), words, size, (20, 20, 20)))
                 y = int(y + size * 1.5)
             ink = np.array(ink)
-            truth.append(np.array([ink[:, 0].min(), ink[:, 1].min(), ink[:, 2].max(), ink[:, 3].max()]))
+            truth.append(np.array([ink[:, 0].min(), ink[:, 1].min(),
+                                   ink[:, 2].max(), ink[:, 3].max()]))
             y += 2 * size
         pixels = np.asarray(page, np.float32) / 255.0
         images.append(((pixels - mean) / std).transpose(2, 0, 1))

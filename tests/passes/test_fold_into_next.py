@@ -184,10 +184,10 @@ def test_affine_whose_input_has_a_lower_rank_is_not_folded(rng):
 
 
 def test_batchnorm_in_training_mode_is_not_folded_into_the_next_conv(rng):
-    model = make_model(f"""
-        g (float[N,4,6,6] x) => (float[N,8,6,6] y) {{
+    model = make_model("""
+        g (float[N,4,6,6] x) => (float[N,8,6,6] y) {
             r = Relu(x)
             z, rm, rv = BatchNormalization<training_mode=1>(r, s, b, mean, var)
             y = Conv(z, W)
-        }}""", rng, W=(8, 4, 1, 1), **bn_inits(4))
+        }""", rng, W=(8, 4, 1, 1), **bn_inits(4))
     assert_skipped(model, "BatchNormalization -> 'z' has training_mode=1")

@@ -8,8 +8,15 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
-from tests.robustness.builder import BATCH, MAX_CHANNELS, MAX_ELEMENTS, Builder, Value
-from tests.robustness.builder import broadcast, numel
+from tests.robustness.builder import (
+    BATCH,
+    MAX_CHANNELS,
+    MAX_ELEMENTS,
+    Builder,
+    Value,
+    broadcast,
+    numel,
+)
 
 
 class Steps(Builder):
