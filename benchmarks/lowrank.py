@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 import fuser
-from fuser import bench, runtime
 from fuser.frontends import torch as torch_frontend
-from fuser.models import digits
+from fuser.runtime import bench
+from fuser.runtime import sessions as runtime
+from fuser.zoo import digits
 
 #: Larger trained models: trained on first use, cached under ~/.cache/fuser (too big to commit).
 WIDE = {
@@ -49,7 +50,7 @@ def trained(name: str):
 
     if name not in WIDE:
         return digits.load_trained(name), 32
-    from fuser.models import build
+    from fuser.zoo import build
 
     cache = Path.home() / ".cache" / "fuser" / f"{name}.npz"
     arch, params, size, epochs = WIDE[name]
@@ -110,13 +111,13 @@ def main() -> None:
                                  validate=False)
         base_acc = (accuracy(base, data.test_x, data.test_y),
                     accuracy(base, data.jitter_x, data.test_y))
-        macs = fuser.graph.mac_count(base)
+        macs = fuser.ir.mac_count(base)
         rows.append(f"| {name} | original | - | 1.00 | 1.00 | 1.00 | {base_acc[0]:.2%} | "
                     f"{base_acc[1]:.2%} | 100.00% | - |")
         print(rows[-1], flush=True)
         for method, budget in configs:
             out, seconds = run_one(base, data, method, budget, args.threads, args.batch)
-            ratio = macs / max(fuser.graph.mac_count(out), 1)
+            ratio = macs / max(fuser.ir.mac_count(out), 1)
             speed = speedups(base, out, data, args.threads)
             acc = (accuracy(out, data.test_x, data.test_y),
                    accuracy(out, data.jitter_x, data.test_y))

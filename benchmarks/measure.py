@@ -22,8 +22,9 @@ from pathlib import Path
 import onnx
 
 from benchmarks.peers import Contestant
-from fuser import bench, inputs, validation
-from fuser import graph as graph_io
+from fuser import ir as graph_io
+from fuser.runtime import bench, inputs
+from fuser.runtime import validate as validation
 
 LEVELS = ("disable", "all")
 

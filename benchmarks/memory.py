@@ -14,7 +14,7 @@ process after imports, divided by the model file's size:
 - ``validate``: ``fuser.optimize(path)`` with its default validation (two onnxruntime
   sessions on top).
 
-The model is ``fuser.models.synthetic.resnet`` (BatchNormalization kept, random weights).
+The model is ``fuser.zoo.synthetic.resnet`` (BatchNormalization kept, random weights).
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def main() -> None:
     import onnx
 
     import fuser
-    from fuser import graph as graph_io
-    from fuser.models.synthetic import resnet
+    from fuser import ir as graph_io
+    from fuser.zoo.synthetic import resnet
 
     print(f"fuser {fuser.__version__}, onnx {onnx.__version__}, Python "
           f"{platform.python_version()}, {platform.machine()}; {time.strftime('%Y-%m-%d')}")

@@ -6,7 +6,7 @@ Prints, per model, the median over runs of each phase of ``fuser.optimize(path,
 validate=False)`` (load; analyze = the checker and shape inference on the input + statistics;
 passes, gs import included; export, which computes the folded weights; check of the result), of the whole call less the load (``in memory``: what ``benchmarks.run``
 times against the peers, on an already-loaded model) and of saving, in seconds. The models
-are ``fuser.models.synthetic.resnet`` graphs (the structure of a torch export with
+are ``fuser.zoo.synthetic.resnet`` graphs (the structure of a torch export with
 TrainingMode.PRESERVE, random weights).
 """
 
@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import fuser
-from fuser import graph as graph_io
-from fuser.models.synthetic import resnet
+from fuser import ir as graph_io
+from fuser.zoo.synthetic import resnet
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import sys
 import time
 
 from benchmarks.peers import BY_NAME
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 
 
 def _max_rss_mb() -> float:

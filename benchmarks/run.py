@@ -62,7 +62,7 @@ SETS = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
 def export(spec: Spec, framework: str):
     """The zoo model exported to ONNX with BatchNorm kept (seeded random weights)."""
-    from fuser.models import build
+    from fuser.zoo import build
 
     net = build(spec.arch, framework, image_size=spec.image_size, num_classes=spec.num_classes,
                 **spec.params)
@@ -132,7 +132,7 @@ def run_suite(specs: list[Spec], frameworks: list[str], contestants: list[str] |
 
 
 def environment() -> dict:
-    from fuser.providers import cpu_model, physical_cores
+    from fuser.runtime.providers import cpu_model, physical_cores
 
     versions = {name: peers.version(name) for name in (
         "onnx-fuser", "onnx", "onnx-graphsurgeon", "onnxruntime", "numpy", "protobuf", "torch",

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import onnx
 
-from fuser import runtime
+from fuser.runtime import sessions as runtime
 
 SHAPES = [(1, 64, 56, 56), (1, 256, 14, 14), (8, 64, 56, 56)]
 

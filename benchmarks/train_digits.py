@@ -13,7 +13,7 @@ import argparse
 import platform
 from datetime import date
 
-from fuser.models import digits
+from fuser.zoo import digits
 
 
 def main() -> None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from fuser.api import Validation, optimize
-from fuser.bench import benchmark
 from fuser.errors import BadModelError, FuserError, PassError
-from fuser.graph import load, save
-from fuser.manager import PassManager
+from fuser.ir import load, save
 from fuser.passes import DEFAULT_PIPELINE, REGISTRY, Pass, PassResult
+from fuser.passes.manager import PassManager
 from fuser.report import Report
-from fuser.validation import ValidationResult, validate
+from fuser.runtime.bench import benchmark
+from fuser.runtime.validate import ValidationResult, validate
 
 __all__ = [
     "DEFAULT_PIPELINE",

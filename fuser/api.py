@@ -14,16 +14,17 @@ from pathlib import Path
 
 import onnx
 
-from fuser import graph as graph_io
-from fuser import inputs as inputs_io
-from fuser import runtime, validation
-from fuser.culprit import find_culprit, rollback
+from fuser import ir as graph_io
 from fuser.errors import FuserError
-from fuser.manager import PassManager
 from fuser.passes import DEFAULT_PIPELINE, REGISTRY, get_pass
 from fuser.passes.base import Pass
+from fuser.passes.culprit import find_culprit, rollback
+from fuser.passes.manager import PassManager
 from fuser.report import ModelStats, PassRecord, Report
-from fuser.runtime import RuntimeRefusedError
+from fuser.runtime import inputs as inputs_io
+from fuser.runtime import sessions as runtime
+from fuser.runtime import validate as validation
+from fuser.runtime.sessions import RuntimeRefusedError
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ ON_FAILURE = ("bisect", "rollback", "none")
 
 @dataclasses.dataclass
 class Validation:
-    """How ``optimize`` validates its result (see ``fuser.validation.validate``)."""
+    """How ``optimize`` validates its result (see ``fuser.runtime.validate.validate``)."""
 
     inputs: str | None = None
     input_shapes: Mapping[str, Sequence[int]] | None = None

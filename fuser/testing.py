@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 
 
 def assert_equivalent(reference: graph_io.ModelLike, candidate: graph_io.ModelLike, *,
                       atol: float = 1e-5, rtol: float = 1e-4, batch: int = 1,
                       input_shapes: dict | None = None, inputs: str | None = None) -> None:
     """Both models give the same outputs (onnxruntime, optimizations off)."""
-    from fuser.validation import validate
+    from fuser.runtime.validate import validate
 
     result = validate(reference, candidate, atol=atol, rtol=rtol, batch=batch,
                       input_shapes=input_shapes, inputs=inputs)
@@ -34,7 +34,7 @@ def assert_equivalent(reference: graph_io.ModelLike, candidate: graph_io.ModelLi
 def assert_no_regression(model: graph_io.ModelLike, baseline: str | Path, *,
                          optimize: bool = False) -> None:
     """``model`` passes every check of the baseline written by ``onnx-fuser check --update``."""
-    from fuser.check import Subject, compare, read_baseline, subject_for
+    from fuser.regression import Subject, compare, read_baseline, subject_for
 
     if isinstance(model, str | Path):
         subject = subject_for(str(model), optimize=optimize)

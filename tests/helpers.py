@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from fuser import graph as graph_io
-from fuser import runtime
+from fuser import ir as graph_io
 from fuser.passes import get_pass
 from fuser.passes.base import PassResult
+from fuser.runtime import sessions as runtime
 
 HEADER = '< ir_version: 8, opset_import: ["" : 17] >'
 

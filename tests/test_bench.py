@@ -11,10 +11,11 @@ import numpy as np
 import onnx
 import pytest
 
-from fuser import bench, runtime
-from fuser.bench import BenchResult, Stats, TimingResult
 from fuser.errors import FuserError
-from fuser.providers import CPU, CUDA, ProviderChoice
+from fuser.runtime import bench
+from fuser.runtime import sessions as runtime
+from fuser.runtime.bench import BenchResult, Stats, TimingResult
+from fuser.runtime.providers import CPU, CUDA, ProviderChoice
 from tests.helpers import make_model
 
 EPS = 1e-5
@@ -231,7 +232,7 @@ def test_cuda_choice_with_cpu_fallback_ignores_cuda_graphs(pair, caplog):
 
 def test_sessions_with_several_threads_do_not_spin(monkeypatch, rng):
     """Spinning idle sessions distorted A/A comparisons by up to 1.65x with 2 threads."""
-    from fuser import runtime
+    from fuser.runtime import sessions as runtime
 
     seen = []
     real = runtime.session

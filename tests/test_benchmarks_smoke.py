@@ -118,7 +118,7 @@ def test_a_tool_failing_on_a_model_is_recorded_and_the_others_still_run(rng):
 
 
 def test_file_to_file_of_each_contestant_writes_its_output(tmp_path, rng):
-    from fuser import graph as graph_io
+    from fuser import ir as graph_io
 
     model = make_model("""
         g (float[N,3,8,8] x) => (float[N,4,8,8] y) {

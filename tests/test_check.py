@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 from fuser.cli import main
 from fuser.testing import assert_equivalent, assert_no_regression
 from tests.helpers import make_model

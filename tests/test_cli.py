@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 from fuser.cli import main
 from tests.helpers import make_model
 

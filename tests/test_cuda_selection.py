@@ -15,11 +15,12 @@ import ctypes
 import numpy as np
 import pytest
 
-from fuser import bench, providers, runtime
-from fuser.bench import SessionInfo
 from fuser.cli import main
-from fuser.providers import CPU, CUDA, ProviderChoice, select_provider
 from fuser.report import timings_text
+from fuser.runtime import bench, providers
+from fuser.runtime import sessions as runtime
+from fuser.runtime.bench import SessionInfo
+from fuser.runtime.providers import CPU, CUDA, ProviderChoice, select_provider
 from tests.helpers import make_model
 
 ALL = [CUDA, CPU]
@@ -137,7 +138,7 @@ def test_cuda_devices_from_the_driver_api(monkeypatch, driver, expected):
 
 
 def test_cpu_no_cuda_device_in_the_timing_line(tmp_path, rng, model, monkeypatch, capsys):
-    from fuser import graph as graph_io
+    from fuser import ir as graph_io
 
     monkeypatch.setattr(providers, "cuda_devices", lambda: 0)
     graph_io.save(model, tmp_path / "m.onnx")

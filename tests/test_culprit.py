@@ -9,7 +9,7 @@ import onnx_graphsurgeon as gs
 import pytest
 
 import fuser
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 from fuser.passes.base import Pass, PassResult
 from tests.helpers import assert_same_outputs, make_model
 

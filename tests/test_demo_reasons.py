@@ -4,8 +4,7 @@ sentence (issue 16, item 15)."""
 from __future__ import annotations
 
 import fuser
-from fuser import demo
-from fuser.cli import main
+from fuser.cli import demo, main
 from tests.helpers import make_model
 
 

@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 import fuser
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 from fuser.errors import BadModelError, FuserError
 from tests.helpers import make_model
 

@@ -8,9 +8,9 @@ import logging
 import numpy as np
 import pytest
 
-from fuser import graph as graph_io
-from fuser import inputs
+from fuser import ir as graph_io
 from fuser.cli import main
+from fuser.runtime import inputs
 from tests.helpers import make_model
 
 CONV = """
@@ -52,7 +52,7 @@ def test_a_fixed_batch_size_leaves_the_remainder_out_and_says_so(tmp_path, rng, 
     model = make_model(CONV.format(batch="4"), rng, W=(4, 3, 3, 3))
     np.savez(tmp_path / "d.npz", x=np.zeros((10, 3, 8, 8), np.float32))
     shapes = inputs.resolve_shapes(model)
-    with caplog.at_level(logging.WARNING, logger="fuser.inputs"):
+    with caplog.at_level(logging.WARNING, logger="fuser.runtime.inputs"):
         batches = inputs.load_batches(tmp_path / "d.npz", model, shapes)
     assert [len(b["x"]) for b in batches] == [4, 4]
     assert "8 of 10 samples used, in batches of 4 (the model fixes the batch size)" in caplog.text
@@ -61,7 +61,7 @@ def test_a_fixed_batch_size_leaves_the_remainder_out_and_says_so(tmp_path, rng, 
 def test_max_batches_still_limits_calibration(tmp_path, rng, data, caplog):
     model = make_model(CONV.format(batch="N"), rng, W=(4, 3, 3, 3))
     shapes = inputs.resolve_shapes(model, batch=16)
-    with caplog.at_level(logging.WARNING, logger="fuser.inputs"):
+    with caplog.at_level(logging.WARNING, logger="fuser.runtime.inputs"):
         batches = inputs.load_batches(data, model, shapes, max_batches=3, remainder=False)
     assert [len(b["x"]) for b in batches] == [16, 16, 16]
     assert "48 of 360 samples used, in batches of 16 (at most 3 batch(es))" in caplog.text

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fuser
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 from fuser.errors import FuserError
 from fuser.passes.lowrank.latency import LatencyTable
 from fuser.passes.lowrank.ranks import DENSE, allocate
@@ -108,7 +108,7 @@ def test_the_latency_table_measures_once_and_caches_on_disk(rng, tmp_path):
 def trained_vgg():
     pytest.importorskip("torch")
     from fuser.frontends import torch as torch_frontend
-    from fuser.models import digits
+    from fuser.zoo import digits
 
     data = digits.load(32)
     model = torch_frontend.export(digits.load_trained("digits_vgg"), (1, 1, 32, 32)).model
@@ -127,7 +127,7 @@ def test_a_modest_budget_keeps_the_trained_models_predictions(trained_vgg, recon
     assert lowrank["top1_agreement"] >= 0.97
     assert any(c["method"] == "channel" for c in lowrank["layers"])
     check(out)
-    from fuser import runtime
+    from fuser.runtime import sessions as runtime
 
     logits = runtime.run(out, {"input": data.test_x})["output"]
     assert np.mean(logits.argmax(1) == data.test_y) >= 0.97  # the original: 100 %

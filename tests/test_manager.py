@@ -6,11 +6,11 @@ import onnx_graphsurgeon as gs
 import pytest
 
 import fuser
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 from fuser.errors import FuserError, PassError
-from fuser.manager import PassManager
 from fuser.passes import DEFAULT_PIPELINE, get_pass
 from fuser.passes.base import Pass, PassResult
+from fuser.passes.manager import PassManager
 from tests.helpers import assert_same_outputs, check, make_model
 
 MODEL = """

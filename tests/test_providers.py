@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from fuser import bench, providers
 from fuser.errors import FuserError
-from fuser.providers import CPU, CUDA, ProviderChoice, cpu_model, physical_cores, select_provider
+from fuser.runtime import bench, providers
+from fuser.runtime.providers import (
+    CPU,
+    CUDA,
+    ProviderChoice,
+    cpu_model,
+    physical_cores,
+    select_provider,
+)
 from tests.helpers import make_model
 
 ALL = ["TensorrtExecutionProvider", CUDA, CPU]
@@ -108,9 +115,9 @@ CPUINFO = "\n\n".join(
 
 
 def test_physical_cores_counts_unique_pairs(monkeypatch):
-    monkeypatch.setattr("fuser.providers._usable_cpus", lambda: 64)
+    monkeypatch.setattr("fuser.runtime.providers._usable_cpus", lambda: 64)
     assert physical_cores(CPUINFO) == 4  # 2 sockets x 2 cores, hyper-threads counted once
-    monkeypatch.setattr("fuser.providers._usable_cpus", lambda: 3)
+    monkeypatch.setattr("fuser.runtime.providers._usable_cpus", lambda: 3)
     assert physical_cores(CPUINFO) == 3  # never more than this process may use
     monkeypatch.setattr("os.cpu_count", lambda: 6)
     assert physical_cores("processor : 0\n") == 3

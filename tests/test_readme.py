@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 from tests.helpers import make_model
 
 README = Path(__file__).resolve().parents[1] / "README.md"

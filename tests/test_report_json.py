@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fuser
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 from fuser.cli import main
 from tests.helpers import make_model
 

@@ -10,8 +10,8 @@ import onnx
 import pytest
 
 import fuser
-from fuser import graph as graph_io
-from fuser import runtime
+from fuser import ir as graph_io
+from fuser.runtime import sessions as runtime
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

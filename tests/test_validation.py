@@ -7,8 +7,9 @@ import onnx
 import pytest
 
 import fuser
-from fuser import inputs, validation
 from fuser.errors import FuserError
+from fuser.runtime import inputs
+from fuser.runtime import validate as validation
 from tests.helpers import make_model
 
 CONV_BN = """
@@ -60,7 +61,7 @@ def test_sessions_from_mapped_weight_files_compute_the_same_and_catch_the_same(
     """Large models reach onnxruntime as a temporary file with external data (memory-mapped);
     forced here on a small one: same outputs as from bytes, planted error still caught, and
     the temporary files are gone afterwards."""
-    from fuser import runtime
+    from fuser.runtime import sessions as runtime
 
     feeds = {"x": np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)}
     from_bytes = runtime.session(conv_bn).run(None, feeds)[0]

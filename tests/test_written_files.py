@@ -9,9 +9,9 @@ import stat
 
 import pytest
 
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 from fuser.cli import main
-from fuser.commands import write_text_atomic
+from fuser.cli.commands import write_text_atomic
 from tests.helpers import make_model
 
 MODEL = """

@@ -120,7 +120,7 @@ def onnx_path(model: RealModel) -> Path:
         result = export(source, None, input_shape=tuple(shape[1:]))
     else:
         raise FetchError(f"{model.name}: unknown kind {model.kind!r}")
-    from fuser import graph
+    from fuser import ir as graph
 
     graph.save(result.model, target)
     info = {"framework": result.framework, "exporter": result.exporter,

@@ -47,7 +47,7 @@ def load_spec(framework: str, spec: str) -> tuple[Any, Any]:
     """``(model, example input or None)`` from a CLI spec: ``module:factory``, ``zoo:NAME``,
     or (Keras) a ``.keras``/``.h5`` path. A torch factory may return ``(module, example)``."""
     if spec.startswith("zoo:"):
-        from fuser.models import TINY, build
+        from fuser.zoo import TINY, build
 
         name = spec[4:]
         if name not in TINY:

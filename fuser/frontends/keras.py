@@ -88,7 +88,7 @@ def export(model: Any, path: str | Path | None = None, *, opset: int | None = No
             with (the message names the input and the dimensions).
     """
     keras, tf, tf2onnx = _frameworks()
-    from fuser import graph
+    from fuser import ir as graph
 
     if isinstance(model, str | Path):
         model = load_keras(model)
@@ -251,7 +251,7 @@ def _check_shapes(specs: tuple, input_shape: tuple | None) -> list[tuple[int, ..
 
 def _difference(model: Any, onnx_model: onnx.ModelProto, specs: tuple, shapes: list, nchw: bool,
                 seed: int) -> tuple[float, float]:
-    from fuser import runtime
+    from fuser.runtime import sessions as runtime
 
     rng = np.random.default_rng(seed)
     arrays = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]

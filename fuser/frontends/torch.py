@@ -54,7 +54,8 @@ def export(module: Any, example_inputs: Any, path: str | Path | None = None, *,
         check: compare the module's eager output with onnxruntime's (optimizations off).
     """
     torch = _torch()
-    from fuser import api, graph
+    from fuser import api
+    from fuser import ir as graph
 
     if not isinstance(module, torch.nn.Module):
         raise FuserError(f"expected a torch.nn.Module, got {type(module).__name__}")
@@ -108,7 +109,7 @@ def _as_inputs(torch: Any, example: Any) -> tuple:
 
 def _difference(model: onnx.ModelProto, feeds: dict, expected: list[np.ndarray],
                 names: list[str]) -> tuple[float, float]:
-    from fuser import runtime
+    from fuser.runtime import sessions as runtime
 
     got = runtime.run(model, feeds)
     diff = max(float(np.abs(got[n] - e).max()) for n, e in zip(names, expected, strict=True))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fuser.errors import FuserError
-from fuser.passes import (  # noqa: F401  (importing registers the passes)
+from fuser.passes.base import REGISTRY, Pass, PassResult, register
+from fuser.passes.exact import (  # noqa: F401  (importing registers the passes)
     batchnorm_to_affine,
     cancel_squeeze,
     cancel_transposes,
@@ -22,7 +23,6 @@ from fuser.passes import (  # noqa: F401  (importing registers the passes)
     merge_slices,
     merge_unsqueezes,
 )
-from fuser.passes.base import REGISTRY, Pass, PassResult, register
 from fuser.passes.lowrank import weight_only  # noqa: F401
 
 #: The exact (output-preserving) pipeline, in order. Folding into a producer comes before

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import onnx_graphsurgeon as gs
 
-from fuser.passes._match import Names, NotCandidate, Skip
+from fuser.passes.match import Names, NotCandidate, Skip
 
 
 @dataclasses.dataclass

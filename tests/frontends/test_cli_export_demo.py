@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 from fuser.cli import main
 
 pytest.importorskip("torch")
@@ -39,7 +39,7 @@ def test_export_torch_from_a_factory(tmp_path, capsys, monkeypatch):
 
 
 def test_export_keras_file(tmp_path, capsys):
-    from fuser.models import TINY, build
+    from fuser.zoo import TINY, build
 
     arch, params = TINY["resnet10"]
     build(arch, "keras", **params).save(tmp_path / "m.keras")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fuser
-from fuser import runtime
+from fuser.runtime import sessions as runtime
 from tests.helpers import check, ops
 
 torch = pytest.importorskip("torch")

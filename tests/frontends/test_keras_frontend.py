@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import fuser
-from fuser import graph as graph_io
-from fuser import runtime
-from fuser.models import TINY, build
+from fuser import ir as graph_io
+from fuser.runtime import sessions as runtime
+from fuser.zoo import TINY, build
 
 keras = pytest.importorskip("keras")
 pytest.importorskip("tf2onnx")

@@ -18,7 +18,7 @@ def test_report_macs_match_torch_flop_counter(arch, params):
     from torch.utils.flop_counter import FlopCounterMode
 
     from fuser.frontends.torch import export
-    from fuser.models import build
+    from fuser.zoo import build
 
     net = build(arch, "torch", image_size=32, **params).eval()
     example = torch.randn(1, 3, 32, 32)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import fuser
-from fuser import graph as graph_io
-from fuser import runtime
-from fuser.models import TINY, build
+from fuser import ir as graph_io
+from fuser.runtime import sessions as runtime
+from fuser.zoo import TINY, build
 
 torch = pytest.importorskip("torch")
 from fuser.frontends import torch as torch_frontend  # noqa: E402

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import fuser
-from fuser import runtime
+from fuser.runtime import sessions as runtime
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
-from fuser.models import digits  # noqa: E402
+from fuser.zoo import digits  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fuser.models import TINY, build
-from fuser.models.transfer import torch_to_keras
+from fuser.zoo import TINY, build
+from fuser.zoo.transfer import torch_to_keras
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("keras")

@@ -8,9 +8,9 @@ import numpy as np
 import onnx
 import pytest
 
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 from fuser.passes import get_pass
-from fuser.passes._scaled import ScaledWeight
+from fuser.passes.exact._scaled import ScaledWeight
 from tests.helpers import (
     apply,
     assert_same_outputs,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fuser import runtime
+from fuser.runtime import sessions as runtime
 from tests import helpers
 from tests.helpers import make_model, ops
 

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from fuser import graph as graph_io
-from fuser.passes._match import Names
+from fuser import ir as graph_io
 from fuser.passes.lowrank import factorize
 from fuser.passes.lowrank.layers import candidates
 from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
+from fuser.passes.match import Names
 from tests.helpers import assert_same_outputs, check, make_model, ops
 
 SETTINGS = settings(max_examples=30, deadline=None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fuser import graph as graph_io
-from fuser import runtime
+from fuser import ir as graph_io
 from fuser.passes import DEFAULT_PIPELINE, REGISTRY
+from fuser.runtime import sessions as runtime
 from tests.helpers import apply, check, make_model, ops
 
 CONV = """

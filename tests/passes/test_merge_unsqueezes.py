@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fuser.passes.merge_unsqueezes import merged_axes
+from fuser.passes.exact.merge_unsqueezes import merged_axes
 from tests import helpers
 from tests.helpers import apply, assert_same_outputs, check, make_model, ops, second_run_rewrites
 

@@ -13,7 +13,7 @@ import onnx
 import pytest
 
 import fuser
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 from fuser.api import Validation
 from fuser.cli import main
 from fuser.errors import FuserError

@@ -9,7 +9,7 @@ every Constant node and every Identity/Dropout that is not a graph output, and i
 point (a second run rewrites nothing). Independently of fuser's validation, on seeded inputs
 both models give the same outputs on onnxruntime with graph optimizations off (one thread)
 within the exact pipeline's default tolerance: ``max |got - want| <= 1e-5 + 1e-4 * max |want|``
-per output (float32, relative to the output's scale; ``fuser.validation.compare``).
+per output (float32, relative to the output's scale; ``fuser.runtime.validate.compare``).
 
 Profiles (hypothesis settings): ``ci`` (the default) runs 300 derandomized examples of graphs
 of up to 10 steps, the same examples on every run; ``slow`` runs 5,000 fresh random examples
@@ -33,7 +33,8 @@ import onnx
 from hypothesis import HealthCheck, given, settings
 
 import fuser
-from fuser import runtime, validation
+from fuser.runtime import sessions as runtime
+from fuser.runtime import validate as validation
 from tests.helpers import check
 from tests.robustness.graphs import Case, models
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 import fuser
-from fuser import graph as graph_io
+from fuser import ir as graph_io
 from tests.helpers import assert_same_outputs, check, make_model
 
 

@@ -15,8 +15,8 @@ import onnx
 import pytest
 
 import fuser
-from fuser import graph as graph_io
-from fuser import runtime
+from fuser import ir as graph_io
+from fuser.runtime import sessions as runtime
 from tests.helpers import make_model
 
 #: just over 2 GiB of float32

@@ -10,8 +10,8 @@ from __future__ import annotations
 import tracemalloc
 
 import fuser
-from fuser import graph as graph_io
-from fuser.models.synthetic import resnet
+from fuser import ir as graph_io
+from fuser.zoo.synthetic import resnet
 
 
 def test_optimize_holds_few_copies_of_the_weights(tmp_path):

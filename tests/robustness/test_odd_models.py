@@ -10,9 +10,9 @@ import onnx
 import pytest
 
 import fuser
-from fuser import graph as graph_io
-from fuser import runtime
+from fuser import ir as graph_io
 from fuser.cli import main
+from fuser.runtime import sessions as runtime
 from tests.helpers import HEADER, assert_same_outputs, check, make_model, ops
 
 CONV_BN = """

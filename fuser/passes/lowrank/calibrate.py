@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx
 
-from fuser import graph as graph_io
-from fuser import runtime
+from fuser import ir as graph_io
 from fuser.passes.lowrank.layers import Layer
+from fuser.runtime import sessions as runtime
 
 Feeds = Mapping[str, np.ndarray]
 

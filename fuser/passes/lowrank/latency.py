@@ -19,11 +19,11 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from fuser import graph as graph_io
-from fuser import runtime
-from fuser.passes._match import Names
+from fuser import ir as graph_io
 from fuser.passes.lowrank.layers import Layer
 from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
+from fuser.passes.match import Names
+from fuser.runtime import sessions as runtime
 
 logger = logging.getLogger(__name__)
 

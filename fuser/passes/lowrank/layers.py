@@ -13,8 +13,8 @@ import dataclasses
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.passes._match import Skip, constant, describe
 from fuser.passes.lowrank.rewrite import ConvGeometry, conv_geometry, conv_macs
+from fuser.passes.match import Skip, constant, describe
 
 
 @dataclasses.dataclass

@@ -22,7 +22,7 @@ import math
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.passes._match import Names, Skip, cast_back, describe
+from fuser.passes.match import Names, Skip, cast_back, describe
 
 CONV_METHODS = ("spatial", "channel", "tucker2", "cp")
 

@@ -29,16 +29,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx
 
-from fuser import graph as graph_io
-from fuser import runtime
+from fuser import ir as graph_io
 from fuser.errors import FuserError
-from fuser.passes._match import Names, describe
 from fuser.passes.lowrank import factorize
 from fuser.passes.lowrank.calibrate import layer_outputs, responses
 from fuser.passes.lowrank.latency import LatencyTable
 from fuser.passes.lowrank.layers import Layer, candidates
 from fuser.passes.lowrank.ranks import DENSE, allocate, retained
 from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
+from fuser.passes.match import Names, describe
+from fuser.runtime import sessions as runtime
 
 logger = logging.getLogger(__name__)
 Feeds = Mapping[str, np.ndarray]

@@ -1,0 +1,82 @@
+"""Handler of ``onnx-fuser check`` (the CLI side of ``fuser.regression``): jobs from the arguments,
+a process pool for folder mode, text / JSON / JUnit out, exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from fuser.cli.commands import write_text_atomic
+from fuser.errors import FuserError
+
+
+def check(args: argparse.Namespace) -> int:
+    from fuser import regression as checking
+
+    started = time.perf_counter()
+    jobs = _check_jobs(args)
+    if args.jobs > 1 and len(jobs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(_check_one, jobs))
+    else:
+        results = [_check_one(job) for job in jobs]
+    out = sys.stderr if args.json else sys.stdout
+    for result in results:
+        print(result.to_text(), file=out)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2, sort_keys=True))
+    if args.junit:
+        write_text_atomic(Path(args.junit), checking.junit(results))
+    failed = [c for r in results for c in r.checks if not c.passed]
+    elapsed = time.perf_counter() - started
+    if failed:
+        print(f"FAILED | {elapsed:.2f}s | {len(failed)} check(s) regressed: "
+              f"{'; '.join(c.message for c in failed[:3])}", file=out)
+        return 1
+    verb = "baseline(s) written" if args.update else "all checks passed"
+    print(f"PASSED | {elapsed:.2f}s | {len(results)} model(s), {verb}", file=out)
+    return 0
+
+
+def _check_jobs(args: argparse.Namespace) -> list[dict]:
+    """One job per model: single mode (MODEL or --torch/--keras, --baseline) or folder mode."""
+    from fuser.runtime import inputs
+
+    common = {"update": args.update, "optimize": args.optimize, "reference": args.reference,
+              "input_shapes": inputs.parse_input_shapes(args.input_shape)}
+    if args.model and Path(args.model).is_dir():
+        if not args.baseline_dir:
+            raise FuserError(f"{args.model} is a folder: give --baseline-dir")
+        models = sorted(Path(args.model).glob("*.onnx"))
+        if not models:
+            raise FuserError(f"{args.model}: no .onnx files")
+        folder = Path(args.baseline_dir)
+        if not folder.is_dir():
+            if not args.update:
+                raise FuserError(f"{folder}: no such folder (write baselines with --update)")
+            folder.mkdir(parents=True)
+        return [{**common, "path": str(m), "baseline": str(folder / f"{m.stem}.json"),
+                 "name": m.name} for m in models]
+    if not args.baseline:
+        raise FuserError("give --baseline FILE (or a folder and --baseline-dir)")
+    if not (args.model or args.torch or args.keras):
+        raise FuserError("give MODEL, --torch SPEC or --keras SPEC")
+    name = args.model or args.torch or args.keras
+    return [{**common, "path": args.model, "torch": args.torch, "keras": args.keras,
+             "baseline": args.baseline, "name": Path(name).name if args.model else name}]
+
+
+def _check_one(job: dict):
+    from fuser import regression as checking
+
+    subject = checking.subject_for(job["path"], optimize=job["optimize"],
+                                   torch=job.get("torch"), keras=job.get("keras"),
+                                   input_shapes=job["input_shapes"])
+    return checking.run(subject, Path(job["baseline"]), name=job["name"],
+                        update=job["update"], reference=job["reference"],
+                        input_shapes=job["input_shapes"])

@@ -1,0 +1,139 @@
+"""Fold a per-channel affine map (BatchNormalization, or Mul/Add/Sub/Div by a constant) into
+the Conv that consumes it.
+
+With ``x' = s * x + t`` on input channels (axis 1) and a Conv with weight W (M, C/g, k...):
+
+    Conv(s * x + t) = Conv_{W'}(x) + b'
+    W'[o, i, ...] = W[o, i, ...] * s[c(o, i)]
+    b'[o]         = b[o] + sum_{i, k} W[o, i, k] * t[c(o, i)]
+
+where ``c(o, i) = (o // (M/g)) * (C/g) + i`` is the input channel that weight column ``i`` of
+output ``o`` reads (grouped and depthwise convs included).
+
+This is exact only where the Conv never reads padding: the padded border is 0 *after* the
+affine map in the original, but the rewrite pads ``x`` with 0, which stands for ``t`` after the
+map. So a shift folds only into Convs with zero pads (``auto_pad`` NOTSET or VALID); a pure scale
+folds into any Conv. Other skips: the affine output has other consumers or is a graph output,
+it is not the Conv's data input, its constants are not per-channel, the affine's input has
+fewer channels than the Conv reads (a per-channel constant broadcasting a 1-channel input, or
+channels unknown), non-constant weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from fuser.passes.base import Pass, PassResult, register
+from fuser.passes.exact._linear import channel_vector
+from fuser.passes.exact.fold_affine import AFFINE_OPS, affine_of, split_operands
+from fuser.passes.match import (
+    Names,
+    NotCandidate,
+    Skip,
+    batchnorm_affine,
+    cast_back,
+    constant,
+    describe,
+    detach,
+    require_sole_consumer,
+    weight_dtype,
+)
+
+
+def _input_affine(node: gs.Node, conv: gs.Node, rank: int,
+                  channels: int) -> tuple[gs.Tensor, np.ndarray, np.ndarray]:
+    """``(x, s, t)``: the affine ``node`` feeding ``conv`` is ``s * x + t`` per channel."""
+    if node.op == "BatchNormalization":
+        s, t = batchnorm_affine(node)
+        if s.shape[0] != channels:
+            raise Skip(f"{describe(node)} has {s.shape[0]} channels, {describe(conv)} reads "
+                       f"{channels}")
+        return node.inputs[0], s, t
+    x, c_tensor, c_first = split_operands(node)
+    c = constant(c_tensor, "operand", node)
+    x_shape = getattr(x, "shape", None)
+    x_rank = len(x_shape) if x_shape is not None else None
+    if c.ndim == rank and x_rank != rank:
+        raise Skip(f"{describe(node)}: input rank {x_rank} is not {rank}")
+    if c.size > 1:  # a per-channel constant may broadcast a 1-channel x to the Conv's channels
+        x_channels = x_shape[1] if x_rank is not None and x_rank >= 2 else None
+        if not isinstance(x_channels, int):
+            raise Skip(f"{describe(node)}: the channels of its input '{x.name}' are unknown")
+        if x_channels != channels:
+            raise Skip(f"{describe(node)}: its input '{x.name}' has {x_channels} channel(s), "
+                       f"{describe(conv)} reads {channels}")
+    s, t = affine_of(node.op, c, c_first, node)
+    return x, channel_vector(s, channels, 1, rank, node), channel_vector(t, channels, 1, rank, node)
+
+
+def _pads_zero(conv: gs.Node) -> bool:
+    if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return False
+    return not any(conv.attrs.get("pads", []))
+
+
+@register
+class FoldIntoNextConv(Pass):
+    """Fold BatchNormalization or per-channel Mul/Add right before a Conv into that Conv."""
+
+    name = "fold-into-next-conv"
+
+    def run(self, graph: gs.Graph) -> PassResult:
+        result = PassResult()
+        names = Names(graph)
+        # Last first: in a chain ``BN -> Mul -> Conv`` the Mul folds, then the BN reads the
+        # Conv and folds too, in this one run (first first took one sweep per link).
+        for node in [n for n in reversed(graph.nodes)
+                     if n.op in ("BatchNormalization", *AFFINE_OPS)]:
+            if not node.outputs or len(node.outputs[0].outputs) != 1:
+                continue
+            conv = node.outputs[0].outputs[0]
+            if conv.op != "Conv":
+                continue
+            try:
+                self._fold(node, conv, graph, names, result)
+            except NotCandidate:
+                continue
+            except Skip as reason:
+                result.skip(str(reason))
+        return result
+
+    @staticmethod
+    def _fold(node: gs.Node, conv: gs.Node, graph: gs.Graph, names: Names,
+              result: PassResult) -> None:
+        y = node.outputs[0]
+        if conv.inputs[0] is not y:
+            raise Skip(f"{describe(node)} feeds {describe(conv)} as its weight, not its data")
+        require_sole_consumer(y, graph)
+        w = constant(conv.inputs[1], "weight", conv)
+        bias = constant(conv.inputs[2], "bias", conv) if len(conv.inputs) > 2 \
+            and conv.inputs[2].name else np.zeros(w.shape[0])
+        group = int(conv.attrs.get("group", 1))
+        x, s, t = _input_affine(node, conv, w.ndim, w.shape[1] * group)
+        if np.any(t) and not _pads_zero(conv):
+            raise Skip(f"{describe(node)} shifts the input of padded {describe(conv)} "
+                       "(the shift would leak into the zero padding)")
+        per_output = np.arange(w.shape[0]) // (w.shape[0] // group)  # group of each output
+        s_full = s.reshape(group, -1)[per_output]  # (M, C/g): the scale each column sees
+        t_full = t.reshape(group, -1)[per_output]
+        spatial = (1,) * (w.ndim - 2)
+        new_w = w * s_full.reshape(s_full.shape + spatial)
+        new_b = bias + (w.sum(axis=tuple(range(2, w.ndim))) * t_full).sum(axis=1)
+        dtype = weight_dtype(conv.inputs[1])
+        base = conv.name or conv.outputs[0].name
+        new_w, flushed_w = cast_back(new_w, dtype)
+        new_b, flushed_b = cast_back(new_b, dtype)
+        result.stats["denormals flushed"] += flushed_w + flushed_b
+        if conv.inputs[1].outputs != [conv]:
+            result.stats["shared weight cloned"] += 1
+        note = f"{describe(node)} into next {describe(conv)}"  # before detach: describe
+        detach(node)  # names an unnamed node by its output
+        conv.inputs[0] = x
+        conv.inputs[1] = gs.Constant(names.fresh(f"{base}_W_folded"), new_w)
+        new_bias = gs.Constant(names.fresh(f"{base}_B_folded"), new_b)
+        if len(conv.inputs) > 2:
+            conv.inputs[2] = new_bias
+        else:
+            conv.inputs.append(new_bias)
+        result.rewrote(note)

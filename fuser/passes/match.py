@@ -1,0 +1,241 @@
+"""Matching helpers and the safety checks that every rewrite needs, in one place.
+
+A matcher raises ``Skip(reason)`` to reject a candidate; the pass counts the reason. Reasons
+name the node (``BatchNormalization 'bn3'``) so that a report can say exactly what was left
+alone and why.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from fuser.ir.statistics import constant_view
+
+#: numpy dtypes whose weights passes may rewrite (bfloat16 and float8 have no numpy dtype).
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Skip(Exception):
+    """Raised by a matcher: the candidate is left alone for the reason in the message."""
+
+
+class NotCandidate(Skip):
+    """The node is not the pattern at all (a pass may leave such nodes out of its counts)."""
+
+
+def describe(node: gs.Node) -> str:
+    """``Conv 'name'``, or ``Conv -> 'output'`` for an unnamed node."""
+    if node.name:
+        return f"{node.op} '{node.name}'"
+    out = node.outputs[0].name if node.outputs else "?"
+    return f"{node.op} -> '{out}'"
+
+
+def producer(tensor: gs.Tensor) -> gs.Node | None:
+    """The node that computes ``tensor`` (None for graph inputs and constants)."""
+    return tensor.inputs[0] if len(tensor.inputs) == 1 else None
+
+
+def require_sole_consumer(tensor: gs.Tensor, graph: gs.Graph) -> None:
+    """The tensor feeds exactly one node and is not a graph output (else the rewrite would
+    change a value that someone else still reads)."""
+    if tensor in graph.outputs:
+        raise Skip(f"tensor '{tensor.name}' is a graph output")
+    if len(tensor.outputs) != 1:
+        raise Skip(f"tensor '{tensor.name}' has {len(tensor.outputs)} consumers")
+
+
+def float_constant(tensor: gs.Tensor, what: str, node: gs.Node) -> gs.Constant:
+    """``tensor`` when it is a constant of a float dtype passes may rewrite (nothing is read).
+
+    Raises Skip when the tensor is computed, a graph input, or not a supported float dtype.
+    """
+    if not isinstance(tensor, gs.Constant):
+        raise Skip(f"{what} '{tensor.name}' of {describe(node)} is not a constant")
+    dtype = tensor.dtype
+    if not isinstance(dtype, np.dtype | type) or np.dtype(dtype) not in FLOAT_DTYPES:
+        raise Skip(f"{what} '{tensor.name}' of {describe(node)} has dtype "
+                   f"{_dtype_name(dtype)}, not float16/32/64")
+    return tensor
+
+
+def constant(tensor: gs.Tensor, what: str, node: gs.Node, *,
+             float64: bool = True) -> np.ndarray:
+    """The values of a constant floating-point input, as float64 (``float64=False``: in their
+    own dtype, without a copy where possible).
+
+    Raises Skip when the tensor is computed, a graph input, or not a supported float dtype.
+    """
+    float_constant(tensor, what, node)
+    if not float64:
+        return constant_view(tensor)  # read-only; gs's cached copy of the values is not made
+    # Not ``tensor.values``: onnx-graphsurgeon would cache a copy of the original weight in a
+    # constant that the rewrite then drops, and tensors sit in reference cycles, so the copies
+    # of every folded weight lived until the next garbage collection (+1x the model's size).
+    return np.asarray(constant_view(tensor), dtype=np.float64)
+
+
+def _dtype_name(dtype: object) -> str:
+    if isinstance(dtype, int):
+        import onnx
+
+        return onnx.TensorProto.DataType.Name(dtype).lower()
+    return np.dtype(dtype).name  # type: ignore[arg-type]
+
+
+def weight_dtype(tensor: gs.Constant) -> np.dtype:
+    return np.dtype(tensor.dtype)
+
+
+def refuse_shared_weight(node: gs.Node) -> None:
+    """Skip when the node's weight is also read by another node (used with cloning off)."""
+    weight = node.inputs[1]
+    if len(weight.outputs) > 1:
+        raise Skip(f"weight '{weight.name}' of {describe(node)} is shared with "
+                   f"{len(weight.outputs) - 1} other node(s)")
+
+
+def batchnorm_affine(bn: gs.Node) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNormalization in inference mode as ``y = scale * x + shift`` per channel.
+
+    ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean * scale`` (float64).
+    Raises Skip for training mode, used optional outputs or non-constant parameters.
+    """
+    if bn.attrs.get("training_mode", 0):
+        raise Skip(f"{describe(bn)} has training_mode=1")
+    if len(bn.outputs) > 1 and any(t.outputs or t.name for t in bn.outputs[1:]):
+        raise Skip(f"{describe(bn)} has optional outputs (running mean/var)")
+    if bn.attrs.get("is_test", 1) == 0:  # opset <= 6 spelling of training mode
+        raise Skip(f"{describe(bn)} has is_test=0 (training mode)")
+    if len(bn.inputs) != 5:
+        raise Skip(f"{describe(bn)} has {len(bn.inputs)} inputs, not 5")
+    gamma, beta, mean, var = (
+        constant(t, what, bn)
+        for t, what in zip(bn.inputs[1:], ("scale", "bias", "mean", "var"), strict=True))
+    eps = float(bn.attrs.get("epsilon", 1e-5))
+    scale = gamma / np.sqrt(var + eps)
+    return scale, beta - mean * scale
+
+
+class Names:
+    """Fresh tensor names derived from the node being rewritten, never colliding."""
+
+    def __init__(self, graph: gs.Graph) -> None:
+        self._taken = set(graph.tensors().keys())
+        self._taken.update(n.name for n in graph.nodes)
+
+    def fresh(self, base: str) -> str:
+        name, i = base, 1
+        while name in self._taken:
+            name, i = f"{base}_{i}", i + 1
+        self._taken.add(name)
+        return name
+
+
+def cast_back(values: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
+    """Cast float64 results to the weight dtype, flushing denormals to zero.
+
+    Returns the array and how many denormals were flushed (weights with denormals run many
+    times slower on CPUs: onnxruntime issues #6865 and #7448).
+    """
+    out = np.ascontiguousarray(values.astype(dtype))
+    flushed = flush_denormals_in_place(out)
+    return mark_flushed(out), flushed
+
+
+#: Elements per chunk of the denormal scan (1 MB of float32: the temporaries stay in cache).
+_CHUNK = 1 << 18
+
+
+def denormal_mask(values: np.ndarray) -> np.ndarray:
+    """Where ``values`` (a float array) holds denormals."""
+    tiny = np.finfo(values.dtype).tiny
+    return (np.abs(values) < tiny) & (values != 0)
+
+
+def count_denormals(values: np.ndarray) -> int:
+    """Denormals in ``values``, counted in chunks: no full-size temporaries, and a chunk whose
+    smallest magnitude is a normal number is cleared with one ``min``."""
+    flat = values.reshape(-1)
+    tiny = np.finfo(values.dtype).tiny
+    count = 0
+    for i in range(0, flat.size, _CHUNK):
+        magnitude = np.abs(flat[i:i + _CHUNK])
+        if magnitude.min() < tiny:  # a zero or a denormal: count exactly
+            count += int(np.count_nonzero((magnitude < tiny) & (magnitude != 0)))
+    return count
+
+
+def flush_denormals_in_place(values: np.ndarray) -> int:
+    """Set the denormals of a writable float array to zero; return how many there were."""
+    flushed = count_denormals(values) if values.size else 0
+    if flushed:
+        values[denormal_mask(values)] = 0
+    return flushed
+
+
+#: ``id -> weak reference`` of the arrays that folds computed with their denormals flushed.
+_FLUSHED: dict[int, weakref.ref] = {}
+
+
+def mark_flushed(values: np.ndarray) -> np.ndarray:
+    """Record that ``values`` holds no denormals (``flush-denormals`` need not scan it again)
+    and make it read-only, so that it stays so; return it."""
+    values.flags.writeable = False
+    key = id(values)
+    _FLUSHED[key] = weakref.ref(values, lambda _, key=key: _FLUSHED.pop(key, None))
+    return values
+
+
+def is_flushed(values: object) -> bool:
+    """Whether ``values`` is an array that ``mark_flushed`` recorded (and is still alive)."""
+    ref = _FLUSHED.get(id(values))
+    return ref is not None and ref() is values
+
+
+def detach(node: gs.Node) -> None:
+    """Disconnect a node so that cleanup removes it and it confuses no consumer count."""
+    node.inputs.clear()
+    node.outputs.clear()
+
+
+def take_outputs(new_producer: gs.Node, old: gs.Node) -> None:
+    """Make ``new_producer`` compute what ``old`` computed (its output tensors keep their
+    names, so graph outputs stay intact), then detach ``old``."""
+    new_producer.outputs = [old.outputs[0]]
+    detach(old)
+
+
+def bypass(node: gs.Node, graph: gs.Graph) -> None:
+    """Remove a node whose first output equals its first input (Identity, Dropout, ...).
+
+    Consumers of the output read the input instead. When the output is a graph output, the
+    input's producer is made to compute the output tensor directly (keeping the graph's
+    output name); that needs an input that is computed, not a graph input/output.
+    """
+    x, y = node.inputs[0], node.outputs[0]
+    if y in graph.outputs:
+        source = producer(x)
+        if source is None or x in graph.outputs or x in graph.inputs:
+            raise Skip(f"{describe(node)} joins a graph input/constant or output to a graph "
+                       "output")
+        consumers = [c for c in x.outputs if c is not node]
+        detach(node)
+        for consumer in consumers:
+            _replace(consumer.inputs, x, y)
+        _replace(source.outputs, x, y)
+        return
+    for consumer in list(y.outputs):
+        _replace(consumer.inputs, y, x)
+    detach(node)
+
+
+def _replace(tensors: list[gs.Tensor], old: gs.Tensor, new: gs.Tensor) -> None:
+    """Swap ``old`` for ``new`` in a node's inputs or outputs, one item at a time: gs keeps
+    tensor <-> node links in sync on ``tensors[i] = ...`` but not on slice assignment."""
+    for i, tensor in enumerate(tensors):
+        if tensor is old:
+            tensors[i] = new

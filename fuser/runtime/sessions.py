@@ -1,0 +1,220 @@
+"""onnxruntime sessions and inputs: the one place that creates inference sessions.
+
+The reference for every numeric comparison runs with ``ORT_DISABLE_ALL``: at higher levels
+onnxruntime folds Conv+BatchNormalization itself when the session is created, which would hide
+a wrong fold in fuser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import onnx
+
+from fuser import ir as graph_io
+from fuser.errors import BadModelError
+
+#: onnxruntime's process-wide log severity as fuser last set it (onnxruntime's default: 2).
+_log_severity = 2
+
+
+def set_log_severity(severity: int) -> None:
+    """Set onnxruntime's process-wide log severity (0 verbose ... 3 error, 4 fatal)."""
+    global _log_severity
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(severity)
+    _log_severity = severity
+
+
+@contextlib.contextmanager
+def expected_errors_silenced() -> Iterator[None]:
+    """Hide onnxruntime's error lines for a call that is expected to fail (a CUDA probe on a
+    machine without CUDA libraries), unless the user asked for verbose logs."""
+    previous = _log_severity
+    if previous < 2:  # verbose: show everything
+        yield
+        return
+    set_log_severity(4)
+    try:
+        yield
+    finally:
+        set_log_severity(previous)
+
+
+LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+          "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+class RuntimeRefusedError(BadModelError):
+    """onnxruntime cannot load a model the user gave (unknown op, unsupported type or opset).
+
+    ``reason`` is onnxruntime's first line.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def release_free_memory() -> None:
+    """Hand memory that Python and protobuf have freed back to the operating system.
+
+    glibc keeps freed heap memory in the process (a dropped ModelProto's hundreds of MB stay
+    resident) until ``malloc_trim``; a no-op where that function does not exist.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the C library the process already uses
+    except (OSError, AttributeError, TypeError):  # not glibc, or Windows
+        return
+    gc.collect()
+    trim(0)
+
+
+#: Models with at least this many bytes of weights reach onnxruntime as a file with external
+#: data (written one tensor at a time), which it memory-maps, instead of as serialized bytes,
+#: which it parses into a copy of its own: a session from bytes held ~2.6x the weights
+#: (anonymous memory), one from a file ~1.1x (file-backed pages, touched on the first run).
+MAPPED_WEIGHTS_BYTES = 2**25
+
+
+def session(model: onnx.ModelProto, *, level: str = "disable", threads: int | None = None,
+            providers: list[str] | None = None, provider_options: list[dict] | None = None,
+            config: Mapping[str, str] | None = None, label: str | None = None,
+            profile: str | None = None):
+    """An ``onnxruntime.InferenceSession`` for ``model`` at the given optimization level.
+
+    ``providers`` defaults to the CPU; ``provider_options`` (one dict per provider) is passed
+    through; ``config`` entries go to ``SessionOptions.add_session_config_entry``. Which
+    providers really loaded: ``session.get_providers()``.
+
+    ``label`` marks a model the user gave (not one fuser made): when onnxruntime cannot load
+    it, that is bad input, raised as :class:`RuntimeRefusedError` naming ``label``. Without a
+    label onnxruntime's exception propagates (for fuser's own output it is a bug).
+
+    ``profile`` turns onnxruntime's profiling on, writing to files with that prefix
+    (``session.end_profiling()`` returns the file's path).
+    """
+    args = (model, level, threads, providers, provider_options, config, profile)
+    if label is None:
+        return _session(*args)
+    try:
+        return _session(*args)
+    except Exception as exc:
+        if not type(exc).__module__.startswith("onnxruntime"):
+            raise
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        reason = lines[0] if lines else type(exc).__name__
+        reason = reason.split(" : ", 3)[-1]  # drop "[ONNXRuntimeError] : 1 : FAIL : "
+        raise RuntimeRefusedError(f"{label}: onnxruntime cannot run it ({reason})",
+                                  reason) from exc
+
+
+def _session(model, level, threads, providers, provider_options, config, profile):
+    import onnxruntime as ort
+
+    providers = providers or ["CPUExecutionProvider"]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
+    options.log_severity_level = 3
+    if profile is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
+    with unique_node_names(model):
+        serialized = model.SerializeToString() if graph_io.weights_nbytes(model) < \
+            MAPPED_WEIGHTS_BYTES else None
+        if serialized is None:  # weights in a file that onnxruntime maps: no copy of its own
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="fuser-ort-") as folder:
+                path = f"{folder}/model.onnx"
+                graph_io.save(model, path, external_data=True)
+                return ort.InferenceSession(path, options, providers=providers,
+                                            provider_options=provider_options)
+    return ort.InferenceSession(serialized, options, providers=providers,
+                                provider_options=provider_options)
+
+
+@contextlib.contextmanager
+def unique_node_names(model: onnx.ModelProto) -> Iterator[dict[str, int]]:
+    """Give repeated node names a suffix for the duration of the block, then restore them.
+
+    ONNX allows repeated node names; onnxruntime refuses such a model ("two nodes with same
+    node name"). Names do not change what a model computes, so sessions see unique ones.
+    Yields ``{repeated name: how many nodes had it}``.
+    """
+    seen: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.name:
+            seen[node.name] = seen.get(node.name, 0) + 1
+    repeated = {name: count for name, count in seen.items() if count > 1}
+    if not repeated:
+        yield repeated
+        return
+    taken, renamed = set(seen), []
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.name in repeated:
+            counts[node.name] = counts.get(node.name, 0) + 1
+            if counts[node.name] > 1:
+                new, i = node.name, counts[node.name]
+                while new in taken:
+                    new, i = f"{node.name}__{i}", i + 1
+                taken.add(new)
+                renamed.append((node, node.name))
+                node.name = new
+    try:
+        yield repeated
+    finally:
+        for node, name in renamed:
+            node.name = name
+
+
+def run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], *,
+        level: str = "disable") -> dict[str, np.ndarray]:
+    """Outputs of ``model`` on ``feeds`` by name, on the CPU."""
+    sess = session(model, level=level)
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, dict(feeds)), strict=True))
+
+
+def random_feeds(model: onnx.ModelProto, rng: np.random.Generator,
+                 shapes: Mapping[str, tuple[int, ...]] | None = None,
+                 dynamic: int = 1) -> dict[str, np.ndarray]:
+    """Seeded inputs for every graph input (values as ``inputs.random_array``).
+
+    Dynamic dimensions take ``shapes[name]`` when given, else ``dynamic``.
+    """
+    from fuser.runtime import inputs
+
+    shapes = dict(shapes or {})
+    return {spec.name: inputs.random_array(spec.dtype, shapes.get(spec.name) or tuple(
+        d if isinstance(d, int) and d > 0 else dynamic for d in spec.dims), rng)
+        for spec in inputs.input_specs(model)}
+
+
+def median_ms(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], *, threads: int,
+              rounds: int = 20, level: str = "all") -> float:
+    """Median milliseconds of ``model`` on ``feeds`` after 3 warm-up runs (threads do not
+    spin between runs: see ``bench.NO_SPINNING``)."""
+    import time
+
+    from fuser.runtime.bench import NO_SPINNING
+
+    sess = session(model, level=level, threads=threads, config=NO_SPINNING)
+    for _ in range(3):
+        sess.run(None, dict(feeds))
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        sess.run(None, dict(feeds))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
