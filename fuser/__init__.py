@@ -11,8 +11,8 @@ Public API::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from fuser import search  # noqa: F401  (registers the weight-only low-rank passes)
+from fuser._version import __version__
 from fuser.api import Validation, optimize
 from fuser.errors import BadModelError, FuserError, PassError
 from fuser.ir import load, save

@@ -48,7 +48,7 @@ class Validation:
 
 @dataclasses.dataclass
 class LowRank:
-    """The lossy low-rank stage of ``optimize`` (see ``fuser.passes.lowrank.search``).
+    """The lossy low-rank stage of ``optimize`` (see ``fuser.search.search``).
 
     ``calibration``: feed dicts (unlabeled inputs; the last quarter is held out).
     ``labels``: labels of the held-out samples, to measure accuracy instead of agreement.
@@ -204,7 +204,7 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
 
     compression = None
     if lossy is not None:
-        from fuser.passes.lowrank.search import compress
+        from fuser.search.search import compress
 
         start = time.perf_counter()
         result, compression = compress(

@@ -11,9 +11,9 @@ import pytest
 import fuser
 from fuser import ir as graph_io
 from fuser.errors import FuserError
-from fuser.passes.lowrank.latency import LatencyTable
+from fuser.search.latency import LatencyTable
 from fuser.passes.lowrank.ranks import DENSE, allocate
-from fuser.passes.lowrank.search import compress, parse_budget
+from fuser.search.search import compress, parse_budget
 from tests.helpers import check, make_model
 
 
@@ -91,7 +91,7 @@ def test_the_latency_table_measures_once_and_caches_on_disk(rng, tmp_path):
         g (float[N,16,8,8] x) => (float[N,16,8,8] y) {
             y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W)
         }""", rng, W=(16, 16, 3, 3))
-    from fuser.passes.lowrank.search import _layers
+    from fuser.search.search import _layers
 
     (layer,) = _layers(model)
     table = LatencyTable(path=tmp_path / "latency.json", rounds=5)

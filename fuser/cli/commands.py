@@ -310,7 +310,7 @@ def _lossy(args: argparse.Namespace, source: Path):
     """The low-rank stage's settings, with calibration batches loaded from ``--calibration``."""
     from fuser import api
     from fuser import ir as graph
-    from fuser.passes.lowrank.search import parse_budget
+    from fuser.search.search import parse_budget
     from fuser.runtime import inputs
 
     if args.lossy is None:

@@ -23,7 +23,6 @@ from fuser.passes.exact import (  # noqa: F401  (importing registers the passes)
     merge_slices,
     merge_unsqueezes,
 )
-from fuser.passes.lowrank import weight_only  # noqa: F401
 
 #: The exact (output-preserving) pipeline, in order. Folding into a producer comes before
 #: folding into a consumer: ``Conv -> BN -> Conv`` should fold into the first Conv, where it is

@@ -17,34 +17,7 @@ import onnx
 
 from fuser import ir as graph_io
 from fuser.errors import BadModelError
-
-#: onnxruntime's process-wide log severity as fuser last set it (onnxruntime's default: 2).
-_log_severity = 2
-
-
-def set_log_severity(severity: int) -> None:
-    """Set onnxruntime's process-wide log severity (0 verbose ... 3 error, 4 fatal)."""
-    global _log_severity
-    import onnxruntime
-
-    onnxruntime.set_default_logger_severity(severity)
-    _log_severity = severity
-
-
-@contextlib.contextmanager
-def expected_errors_silenced() -> Iterator[None]:
-    """Hide onnxruntime's error lines for a call that is expected to fail (a CUDA probe on a
-    machine without CUDA libraries), unless the user asked for verbose logs."""
-    previous = _log_severity
-    if previous < 2:  # verbose: show everything
-        yield
-        return
-    set_log_severity(4)
-    try:
-        yield
-    finally:
-        set_log_severity(previous)
-
+from fuser.ortlog import expected_errors_silenced, set_log_severity  # noqa: F401 (API)
 
 LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
           "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}

@@ -100,7 +100,7 @@ def test_a_lossy_pass_runs_once_in_the_pipeline(conv):
 
 
 def test_a_rewrite_that_onnxruntime_runs_slower_is_not_made(conv, monkeypatch):
-    from fuser.passes.lowrank import latency
+    from fuser.search import latency
 
     monkeypatch.setattr(latency.LatencyTable, "ms",
                         lambda self, layer, method="dense", rank=0: 1.0 if method == "dense"

@@ -43,9 +43,9 @@ from onnx_graphsurgeon.logger import G_LOGGER
 
 from fuser.ir import reannotate
 from fuser.ir.proto import first_line
+from fuser.ortlog import expected_errors_silenced
 from fuser.passes.base import Pass, PassResult, register
 from fuser.passes.match import describe
-from fuser.runtime.sessions import expected_errors_silenced
 
 #: Ops whose value is random (or may be): folding would freeze one draw.
 RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike",

@@ -32,8 +32,8 @@ import onnx
 from fuser import ir as graph_io
 from fuser.errors import FuserError
 from fuser.passes.lowrank import factorize
-from fuser.passes.lowrank.calibrate import layer_outputs, responses
-from fuser.passes.lowrank.latency import LatencyTable
+from fuser.search.calibrate import layer_outputs, responses
+from fuser.search.latency import LatencyTable
 from fuser.passes.lowrank.layers import Layer, candidates
 from fuser.passes.lowrank.ranks import DENSE, allocate, retained
 from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul

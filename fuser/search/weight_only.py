@@ -29,7 +29,7 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Pass, PassResult, register
 from fuser.passes.lowrank import factorize
-from fuser.passes.lowrank.latency import LatencyTable
+from fuser.search.latency import LatencyTable
 from fuser.passes.lowrank.layers import Layer, candidates
 from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
 from fuser.passes.lowrank.vbmf import vbmf_rank

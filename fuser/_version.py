@@ -1,0 +1,3 @@
+"""fuser's version (read by pyproject.toml)."""
+
+__version__ = "0.1.0"
