@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 import onnx
 
+from fuser import ir as graph
 from fuser.errors import FuserError, MissingDependencyError
 from fuser.frontends import ExportResult, count_batchnorm
 from fuser.frontends.tensorflow_import import import_tensorflow
+from fuser.runtime import sessions as runtime
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +90,6 @@ def export(model: Any, path: str | Path | None = None, *, opset: int | None = No
             with (the message names the input and the dimensions).
     """
     keras, tf, tf2onnx = _frameworks()
-    from fuser import ir as graph
 
     if isinstance(model, str | Path):
         model = load_keras(model)
@@ -251,8 +252,6 @@ def _check_shapes(specs: tuple, input_shape: tuple | None) -> list[tuple[int, ..
 
 def _difference(model: Any, onnx_model: onnx.ModelProto, specs: tuple, shapes: list, nchw: bool,
                 seed: int) -> tuple[float, float]:
-    from fuser.runtime import sessions as runtime
-
     rng = np.random.default_rng(seed)
     arrays = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
     expected = model(arrays[0] if len(arrays) == 1 else arrays, training=False)

@@ -22,8 +22,11 @@ from typing import Any
 import numpy as np
 import onnx
 
+from fuser import api
+from fuser import ir as graph
 from fuser.errors import FuserError, MissingDependencyError
 from fuser.frontends import ExportResult, count_batchnorm
+from fuser.runtime import sessions as runtime
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +57,6 @@ def export(module: Any, example_inputs: Any, path: str | Path | None = None, *,
         check: compare the module's eager output with onnxruntime's (optimizations off).
     """
     torch = _torch()
-    from fuser import api
-    from fuser import ir as graph
-
     if not isinstance(module, torch.nn.Module):
         raise FuserError(f"expected a torch.nn.Module, got {type(module).__name__}")
     inputs = _as_inputs(torch, example_inputs)
@@ -109,8 +109,6 @@ def _as_inputs(torch: Any, example: Any) -> tuple:
 
 def _difference(model: onnx.ModelProto, feeds: dict, expected: list[np.ndarray],
                 names: list[str]) -> tuple[float, float]:
-    from fuser.runtime import sessions as runtime
-
     got = runtime.run(model, feeds)
     diff = max(float(np.abs(got[n] - e).max()) for n, e in zip(names, expected, strict=True))
     scale = max(float(np.abs(e).max()) for e in expected)

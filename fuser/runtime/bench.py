@@ -28,6 +28,7 @@ from fuser.runtime import providers
 from fuser.runtime import sessions as runtime
 from fuser.runtime.providers import CUDA, ProviderChoice, cpu_model, physical_cores, select_provider
 from fuser.runtime.runners import IOBindingRunner, PlainRunner, _Progress, make_runner, runner_kind
+from fuser.runtime.sessions import NO_SPINNING
 from fuser.runtime.timing_stats import Stats, bootstrap_speedup
 
 __all__ = ["BenchResult", "IOBindingRunner", "PlainRunner", "SessionInfo", "Stats",
@@ -154,10 +155,6 @@ def _choose(models, reference, provider, cuda_graph) -> ProviderChoice:
     return choice
 
 
-#: Idle sessions' worker threads spin after a run and steal the CPU from the session being
-#: timed: with 2 threads, an A/A comparison of one model against itself gave "speed-ups" from
-#: 0.60 to 1.65; without spinning, 0.98 to 1.01.
-NO_SPINNING = {"session.intra_op.allow_spinning": "0"}
 
 
 def _open(model, name, level, threads, choice) -> tuple[object, SessionInfo]:

@@ -33,6 +33,7 @@ from typing import Any
 import onnx
 
 from fuser.errors import FuserError
+from fuser.runtime import sessions as runtime
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,6 @@ def _cpu(requested: str, reason: str) -> ProviderChoice:
 
 
 def _default_probe(model: onnx.ModelProto, providers: list[str], provider_options: list[dict]):
-    from fuser.runtime import sessions as runtime
-
     with runtime.expected_errors_silenced():
         return runtime.session(model, level="disable", threads=1, providers=providers,
                                provider_options=provider_options)
@@ -232,8 +231,6 @@ def node_placement(model: onnx.ModelProto, feeds: Mapping[str, object], provider
                    provider_options: list[dict], level: str = "disable") -> dict[str, int]:
     """Where the nodes of ``model`` really run: a profiling session (without CUDA graphs)
     runs once on ``feeds``; ``{provider: nodes}`` from its profile."""
-    from fuser.runtime import sessions as runtime
-
     with tempfile.TemporaryDirectory(prefix="fuser-profile-") as folder:
         sess = runtime.session(model, level=level, threads=1, providers=list(providers),
                                provider_options=without_graphs(provider_options),
