@@ -118,10 +118,13 @@ class Rule(Pass):
     """
 
     ops: ClassVar[tuple[str, ...]]
+    #: Visit the candidates last first (a chain then folds in one run, from its end).
+    reverse: ClassVar[bool] = False
 
     def run(self, graph: gs.Graph) -> PassResult:
         context = Context(graph, PassResult())
-        for node in [n for n in graph.nodes if n.op in self.ops]:
+        nodes = reversed(graph.nodes) if self.reverse else graph.nodes
+        for node in [n for n in nodes if n.op in self.ops]:
             if node.domain not in STANDARD_DOMAINS or not (node.inputs or node.outputs):
                 continue
             try:

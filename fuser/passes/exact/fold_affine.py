@@ -22,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes.base import Context, Rule, register
 from fuser.passes.exact._linear import linear_producer, per_channel
-from fuser.passes.match import Names, NotCandidate, Skip, constant, describe, take_outputs
+from fuser.passes.match import NotCandidate, Skip, constant, describe, take_outputs
 
 AFFINE_OPS = ("Mul", "Add", "Sub", "Div")
 
@@ -70,42 +70,32 @@ def _per_channel_of(c: gs.Tensor, x: gs.Tensor) -> bool:
 
 
 @register
-class FoldAffine(Pass):
+class FoldAffine(Rule):
     """Fold per-channel Mul/Add/Sub/Div by constants into the preceding linear node."""
 
     name = "fold-affine"
+    ops = AFFINE_OPS
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        names = Names(graph)
-        for node in [n for n in graph.nodes if n.op in AFFINE_OPS]:
-            if not node.inputs or not node.outputs:
-                continue  # detached earlier in this run
-            try:
-                x, c_tensor, c_first = split_operands(node)
-            except NotCandidate:
-                continue
-            try:
-                linear = linear_producer(x, graph)
-            except NotCandidate as reason:  # said for per-channel ones: BN's Keras form
-                if _per_channel_of(c_tensor, x):
-                    result.skip(f"{describe(node)} by a per-channel constant: {reason}")
-                continue
-            except Skip as reason:
-                result.skip(str(reason))
-                continue
-            try:
-                c = constant(c_tensor, "operand", node)
-                s, t = affine_of(node.op, c, c_first, node)
-                s, t = per_channel(s, linear, node), per_channel(t, linear, node)
-            except NotCandidate:
-                continue
-            except Skip as reason:
-                result.skip(str(reason))
-                continue
-            if linear.node.op == "MatMul" and linear.bias_node is None and np.all(s == 1):
-                continue  # Add after a bare MatMul is its bias already
-            linear.absorb(s, t, graph, names, result)
-            result.rewrote(f"{describe(node)} into {describe(linear.node)}")
-            take_outputs(linear.last_node, node)
-        return result
+    def match(self, node: gs.Node, context: Context) -> tuple:
+        if not node.inputs or not node.outputs:
+            raise NotCandidate(describe(node))
+        x, c_tensor, c_first = split_operands(node)
+        try:
+            linear = linear_producer(x, context.graph)
+        except NotCandidate as reason:  # said for per-channel ones: BN's Keras form
+            if _per_channel_of(c_tensor, x):
+                raise Skip(f"{describe(node)} by a per-channel constant: {reason}") from None
+            raise
+        c = constant(c_tensor, "operand", node)
+        s, t = affine_of(node.op, c, c_first, node)
+        s, t = per_channel(s, linear, node), per_channel(t, linear, node)
+        if linear.node.op == "MatMul" and linear.bias_node is None and np.all(s == 1):
+            raise NotCandidate(describe(node))  # Add after a bare MatMul is its bias already
+        return node, linear, s, t
+
+    def rewrite(self, found: tuple, context: Context) -> str:
+        node, linear, s, t = found
+        linear.absorb(s, t, context.graph, context.names, context.result)
+        note = f"{describe(node)} into {describe(linear.node)}"
+        take_outputs(linear.last_node, node)
+        return note

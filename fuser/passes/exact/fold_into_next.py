@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.passes.base import Pass, PassResult, register
+from fuser.passes.base import Context, PassResult, Rule, register
 from fuser.passes.exact._linear import channel_vector
 from fuser.passes.exact.fold_affine import AFFINE_OPS, affine_of, split_operands
 from fuser.passes.match import (
@@ -74,30 +74,26 @@ def _pads_zero(conv: gs.Node) -> bool:
 
 
 @register
-class FoldIntoNextConv(Pass):
+class FoldIntoNextConv(Rule):
     """Fold BatchNormalization or per-channel Mul/Add right before a Conv into that Conv."""
 
     name = "fold-into-next-conv"
+    ops = ("BatchNormalization", *AFFINE_OPS)
+    # Last first: in a chain ``BN -> Mul -> Conv`` the Mul folds, then the BN reads the Conv
+    # and folds too, in this one run (first first took one sweep per link).
+    reverse = True
 
-    def run(self, graph: gs.Graph) -> PassResult:
-        result = PassResult()
-        names = Names(graph)
-        # Last first: in a chain ``BN -> Mul -> Conv`` the Mul folds, then the BN reads the
-        # Conv and folds too, in this one run (first first took one sweep per link).
-        for node in [n for n in reversed(graph.nodes)
-                     if n.op in ("BatchNormalization", *AFFINE_OPS)]:
-            if not node.outputs or len(node.outputs[0].outputs) != 1:
-                continue
-            conv = node.outputs[0].outputs[0]
-            if conv.op != "Conv":
-                continue
-            try:
-                self._fold(node, conv, graph, names, result)
-            except NotCandidate:
-                continue
-            except Skip as reason:
-                result.skip(str(reason))
-        return result
+    def match(self, node: gs.Node, context: Context) -> tuple[gs.Node, gs.Node]:
+        if not node.outputs or len(node.outputs[0].outputs) != 1:
+            raise NotCandidate(describe(node))
+        conv = node.outputs[0].outputs[0]
+        if conv.op != "Conv":
+            raise NotCandidate(describe(node))
+        return node, conv
+
+    def rewrite(self, found: tuple[gs.Node, gs.Node], context: Context) -> None:
+        node, conv = found  # _fold raises Skip before it changes anything
+        self._fold(node, conv, context.graph, context.names, context.result)
 
     @staticmethod
     def _fold(node: gs.Node, conv: gs.Node, graph: gs.Graph, names: Names,
