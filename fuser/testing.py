@@ -17,14 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from fuser import ir as graph_io
+from fuser.regression import Subject, compare, read_baseline, subject_for
+from fuser.runtime.validate import validate
 
 
 def assert_equivalent(reference: graph_io.ModelLike, candidate: graph_io.ModelLike, *,
                       atol: float = 1e-5, rtol: float = 1e-4, batch: int = 1,
                       input_shapes: dict | None = None, inputs: str | None = None) -> None:
     """Both models give the same outputs (onnxruntime, optimizations off)."""
-    from fuser.runtime.validate import validate
-
     result = validate(reference, candidate, atol=atol, rtol=rtol, batch=batch,
                       input_shapes=input_shapes, inputs=inputs)
     if not result.passed:
@@ -34,8 +34,6 @@ def assert_equivalent(reference: graph_io.ModelLike, candidate: graph_io.ModelLi
 def assert_no_regression(model: graph_io.ModelLike, baseline: str | Path, *,
                          optimize: bool = False) -> None:
     """``model`` passes every check of the baseline written by ``onnx-fuser check --update``."""
-    from fuser.regression import Subject, compare, read_baseline, subject_for
-
     if isinstance(model, str | Path):
         subject = subject_for(str(model), optimize=optimize)
     else:

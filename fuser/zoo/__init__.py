@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from fuser.errors import FuserError, MissingDependencyError
+from fuser.frontends.tensorflow_import import import_tensorflow
 from fuser.zoo.architectures import ARCHITECTURES
 
 #: Tiny variants for tests and the quick demo: name -> (architecture, parameters).
@@ -58,8 +59,6 @@ def _torch_backend():
 
 
 def _keras_backend():
-    from fuser.frontends.tensorflow_import import import_tensorflow
-
     try:
         import_tensorflow()  # quietly: TensorFlow's import-time log lines filtered
         from fuser.zoo import keras_backend

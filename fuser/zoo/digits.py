@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from fuser.zoo import build
+
 #: The committed trained zoo: name -> (architecture, parameters, image size, epochs).
 ZOO: dict[str, tuple[str, dict[str, Any], int, int]] = {
     "digits_vgg": ("vgg", {"depth": 11, "width": 16, "stages": 4}, 32, 20),
@@ -90,8 +92,6 @@ def train(arch: str, params: dict[str, Any], size: int, epochs: int, seed: int =
     accuracies on the held-out and jittered splits, plus the training time."""
     import torch
 
-    from fuser.zoo import build
-
     data = data or load(size, seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # reproducible sums
@@ -146,7 +146,6 @@ def load_trained(name: str, framework: str = "torch") -> Any:
     """A committed trained network (``ZOO``) in ``torch`` or ``keras``."""
     import torch
 
-    from fuser.zoo import build
     from fuser.zoo.transfer import torch_to_keras
 
     arch, params, size, _ = ZOO[name]
