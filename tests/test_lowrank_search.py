@@ -91,7 +91,7 @@ def test_the_latency_table_measures_once_and_caches_on_disk(rng, tmp_path):
         g (float[N,16,8,8] x) => (float[N,16,8,8] y) {
             y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W)
         }""", rng, W=(16, 16, 3, 3))
-    from fuser.search.search import _layers
+    from fuser.search.plan import candidate_layers as _layers
 
     (layer,) = _layers(model)
     table = LatencyTable(path=tmp_path / "latency.json", rounds=5)

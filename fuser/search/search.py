@@ -31,17 +31,21 @@ import onnx
 
 from fuser import ir as graph_io
 from fuser.errors import FuserError
-from fuser.passes.lowrank import factorize
-from fuser.search.calibrate import layer_outputs, responses
+from fuser.passes.lowrank.ranks import DENSE, retained
+from fuser.search.build import build, verify
+from fuser.search.calibrate import Feeds
 from fuser.search.latency import LatencyTable
-from fuser.passes.lowrank.layers import Layer, candidates
-from fuser.passes.lowrank.ranks import DENSE, allocate, retained
-from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
-from fuser.passes.match import Names, describe
-from fuser.runtime import sessions as runtime
+from fuser.search.plan import (
+    Plan,
+    back_off,
+    faster_ranks,
+    form_of,
+    initial_ranks,
+    make_plan,
+    split,
+)
 
 logger = logging.getLogger(__name__)
-Feeds = Mapping[str, np.ndarray]
 
 
 @dataclasses.dataclass
@@ -134,191 +138,45 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
                          f"{reconstruction!r}")
     if not calibration:
         raise FuserError("low-rank compression needs calibration data")
-    split = max(1, len(calibration) * 3 // 4) if len(calibration) > 1 else 1
-    fit, held = list(calibration[:split]), list(calibration[split:]) or list(calibration)
-    if labels is not None:
-        sizes = [len(next(iter(b.values()))) for b in calibration]
-        labels = np.asarray(labels)[sum(sizes[:split]) if len(calibration) > 1 else 0:
-                                    sum(sizes)]
+    fit, held, labels = split(calibration, labels)
     table = table or LatencyTable(batch=batch, threads=threads)
-    layers, not_considered = _considered(model, input_shapes)
-    keys = [layer.node.outputs[0].name for layer in layers]
-    original = layer_outputs(model, keys, fit)
-    targets = [responses(layer, original[k], samples, seed + i)
-               for i, (layer, k) in enumerate(zip(layers, keys, strict=True))]
-    spectra = [_spectrum(y) for y in targets]
-    total_macs = graph_io.mac_count(model, graph_io.infer_shapes(model, input_shapes)) or 0
-    dense_ms = [table.ms(layer) for layer in layers]
-    grids = [_grid(layer) for layer in layers]
-
-    def factor_cost(index: int, rank: int) -> float:
-        layer = layers[index]
-        if kind == "macs":
-            return layer.macs(_method(layer), rank)
-        return table.interpolate(layer, _method(layer), rank, grids[index])
-
-    if kind == "macs":
-        dense = [layer.macs() for layer in layers]
-        target, fixed = fraction * total_macs, total_macs - sum(dense)
-    else:
-        whole = runtime.median_ms(model, fit[0], threads=threads)
-        dense, target, fixed = dense_ms, fraction * whole, max(whole - sum(dense_ms), 0.0)
-    options, choices = [], {}
-    for i, layer in enumerate(layers):  # only ranks measurably faster than the dense layer
-        step = max(1, layer.out_channels // 64)
-        faster = [r for r in range(layer.max_rank(_method(layer)), 0, -step)
-                  if table.interpolate(layer, _method(layer), r, grids[i])
-                  < (1 - speed_margin) * dense_ms[i]]
-        options.append(faster)
-        if not faster:
-            choices[i] = "no rank is faster than the dense layer"
-    ranks = allocate(spectra, factor_cost, dense, options, target, fixed)
+    plan = make_plan(model, fit, table, input_shapes, samples, seed)
+    options, choices = faster_ranks(plan, table, speed_margin)
+    ranks = initial_ranks(model, plan, table, kind, fraction, fit, threads, options)
     table.save()
 
     notes, backed_off = [], []
     while True:
-        result, errors = _build(model, layers, keys, ranks, targets, fit, samples, seed,
-                                reconstruction, input_shapes)
-        agreement, relative, acc_before, acc_after = _verify(model, result, held, labels)
+        result, errors = build(model, plan.layers, plan.keys, ranks, plan.targets, fit,
+                                samples, seed, reconstruction, input_shapes)
+        agreement, relative, acc_before, acc_after = verify(model, result, held, labels)
         drop = (acc_before - acc_after) if labels is not None else 1.0 - (agreement or 1.0)
         if max_accuracy_drop is None or drop <= max_accuracy_drop or not any(ranks):
             break
         worst = max((e, i) for i, e in enumerate(errors) if ranks[i] != DENSE)[1]
-        before, ranks[worst] = ranks[worst], _back_off(ranks[worst], options[worst])
-        backed_off.append(layers[worst].name)
-        notes.append(f"backed off {layers[worst].name}: rank {before} -> "
-                     f"{ranks[worst] or 'dense'} (response error {errors[worst]:.3f}, "
-                     f"accuracy drop {drop:.3f})")
-    layer_choices = []
-    for i, layer in enumerate(layers):
-        method = _method(layer) if ranks[i] != DENSE else "dense"
-        macs_after = layer.macs(method, ranks[i]) if ranks[i] != DENSE else layer.macs()
-        ms_after = table.interpolate(layer, method, ranks[i], grids[i]) \
-            if ranks[i] != DENSE else dense_ms[i]
-        layer_choices.append(LayerChoice(
-            layer.name, layer.node.op, method, ranks[i], layer.macs(), macs_after, dense_ms[i],
-            ms_after, retained(spectra[i], ranks[i]) if ranks[i] != DENSE else 1.0,
-            errors[i], choices.get(i, "")))
+        before, ranks[worst] = ranks[worst], back_off(ranks[worst], options[worst])
+        name = plan.layers[worst].name
+        backed_off.append(name)
+        notes.append(f"backed off {name}: rank {before} -> {ranks[worst] or 'dense'} "
+                     f"(response error {errors[worst]:.3f}, accuracy drop {drop:.3f})")
     return result, Compression(
-        budget, layer_choices, total_macs,
+        budget, _layer_choices(plan, table, ranks, errors, choices), plan.total_macs,
         graph_io.mac_count(result, graph_io.infer_shapes(result, input_shapes)) or 0,
         agreement, relative, acc_before, acc_after, backed_off, time.perf_counter() - started,
-        notes, not_considered)
+        notes, plan.not_considered)
 
 
-def _back_off(rank: int, options: list[int]) -> int:
-    """Double the rank, within the ranks that stay faster than dense; else keep it dense."""
-    larger = [r for r in options if r >= 2 * rank]
-    return min(larger) if larger else DENSE
-
-
-def _layers(model: onnx.ModelProto,
-            input_shapes: Mapping[str, Sequence[int]] | None = None) -> list[Layer]:
-    return _considered(model, input_shapes)[0]
-
-
-def _considered(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None
-                ) -> tuple[list[Layer], list[str]]:
-    """The candidate layers, and each Conv/Gemm/MatMul left out with the reason."""
-    graph = graph_io.to_graph(model)
-    with graph_io.annotated_at(graph, model, input_shapes):
-        layers, skipped = candidates(graph)
-    left = [f"{describe(la.node)}: weight on the left (W @ X) is not factorized"
-            for la in layers if la.weight_on_left]
-    return [la for la in layers if not la.weight_on_left], [*skipped, *left]
-
-
-def _method(layer: Layer) -> str:
-    return "channel" if layer.is_conv else "svd"
-
-
-def _spectrum(y: np.ndarray) -> np.ndarray:
-    centered = y - y.mean(axis=1, keepdims=True)
-    values = np.linalg.eigvalsh(centered @ centered.T / max(y.shape[1], 1))
-    return np.clip(values[::-1], 0, None)
-
-
-def _grid(layer: Layer) -> list[int]:
-    """Ranks at which the latency table is measured (interpolated in between)."""
-    method = _method(layer)
-    ranks = {layer.rank_for(method, f) for f in (0.1, 0.2, 0.35, 0.5, 0.7, 0.9)}
-    ranks.add(1)
-    return sorted(r for r in ranks if r >= 1)
-
-
-def _build(model: onnx.ModelProto, layers: list[Layer], keys: list[str], ranks: list[int],
-           targets: list[np.ndarray], fit: list[Feeds], samples: int, seed: int,
-           reconstruction: str, input_shapes: Mapping[str, Sequence[int]] | None = None,
-           ) -> tuple[onnx.ModelProto, list[float | None]]:
-    """Rewrite the chosen layers in network order; return the model and response errors."""
-    current, errors = model, [None] * len(layers)
-    for i, key in enumerate(keys):
-        if ranks[i] == DENSE:
-            continue
-        graph = graph_io.to_graph(current)
-        with graph_io.annotated_at(graph, current, input_shapes):  # the export keeps the
-            layer = next(la for la in candidates(graph)[0]          # declared interface
-                         if la.node.outputs[0].name == key)
-        if reconstruction == "whitened" and _whitenable(layer):
-            factors, fitted = _whitened(current, layer, ranks[i], fit)
-        else:
-            if reconstruction == "asymmetric":
-                seen = layer_outputs(current, [key], fit)[key]
-                inputs = responses(layer, seen, samples, seed + i)
-                factors = factorize.asymmetric(layer.weight, targets[i], inputs, ranks[i])
-            else:  # pca, and the convolutions under "whitened"
-                inputs = targets[i]
-                factors = factorize.response_pca(layer.weight, inputs, ranks[i])
-            second = factors.weights[1].reshape(len(inputs), -1)
-            fitted = second @ (factors.mixing @ inputs) + factors.bias_shift[:, None]
-        errors[i] = float(np.linalg.norm(fitted - targets[i]) / max(np.linalg.norm(targets[i]),
-                                                                    1e-30))
-        shift = factors.bias_shift if factors.bias_shift is not None else 0.0
-        bias = shift + (layer.bias if layer.bias is not None else 0.0)
-        bias = None if np.isscalar(bias) and bias == 0.0 else bias
-        names = Names(graph)
-        if layer.is_conv:
-            replace_conv(graph, layer.node, "channel", factors.weights, bias, layer.geometry,
-                         names)
-        else:
-            replace_matmul(graph, layer.node, *factors.weights, bias, names)
-        graph.cleanup().toposort()
-        current = graph_io.to_model(graph, template=model)
-    return current, errors
-
-
-def _whitenable(layer: Layer) -> bool:
-    """Gemm/MatMul whose input rows are the samples (no transA)."""
-    return not layer.is_conv and not layer.node.attrs.get("transA", 0)
-
-
-def _whitened(current: onnx.ModelProto, layer: Layer, rank: int,
-              fit: list[Feeds]) -> tuple[factorize.Factors, np.ndarray]:
-    """Activation-whitened SVD from the layer's inputs in the approximated network."""
-    name = layer.node.inputs[0].name
-    batches = layer_outputs(current, [name], fit)[name]
-    x = np.concatenate([b.reshape(-1, b.shape[-1]) for b in batches]).T.astype(np.float64)
-    factors = factorize.whitened_svd(layer.weight, x, rank)
-    a, b = factors.weights
-    return factors, b @ (a @ x)
-
-
-def _verify(model: onnx.ModelProto, result: onnx.ModelProto, held: list[Feeds],
-            labels: np.ndarray | None) -> tuple[float | None, float, float | None, float | None]:
-    """Top-1 agreement, relative L2 error, accuracy before/after (with labels)."""
-    ref_sess, new_sess = runtime.session(model), runtime.session(result)
-    refs, news = [], []
-    for feeds in held:
-        refs.append(ref_sess.run(None, dict(feeds))[0])
-        news.append(new_sess.run(None, dict(feeds))[0])
-    ref, new = np.concatenate(refs), np.concatenate(news)
-    relative = float(np.linalg.norm(new - ref) / max(np.linalg.norm(ref), 1e-30))
-    if ref.ndim < 2 or ref.shape[-1] < 2:
-        return None, relative, None, None
-    ref_top, new_top = ref.reshape(-1, ref.shape[-1]).argmax(1), new.reshape(
-        -1, new.shape[-1]).argmax(1)
-    agreement = float(np.mean(ref_top == new_top))
-    if labels is None:
-        return agreement, relative, None, None
-    return agreement, relative, float(np.mean(ref_top == labels)), float(
-        np.mean(new_top == labels))
+def _layer_choices(plan: Plan, table: LatencyTable, ranks: list[int],
+                   errors: list[float | None], choices: dict[int, str]) -> list[LayerChoice]:
+    rows = []
+    for i, layer in enumerate(plan.layers):
+        dense = ranks[i] == DENSE
+        method = "dense" if dense else form_of(layer)
+        rows.append(LayerChoice(
+            layer.name, layer.node.op, method, ranks[i], layer.macs(),
+            layer.macs() if dense else layer.macs(method, ranks[i]), plan.dense_ms[i],
+            plan.dense_ms[i] if dense else table.interpolate(layer, method, ranks[i],
+                                                             plan.grids[i]),
+            1.0 if dense else retained(plan.spectra[i], ranks[i]), errors[i],
+            choices.get(i, "")))
+    return rows

@@ -29,11 +29,11 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Pass, PassResult, register
 from fuser.passes.lowrank import factorize
-from fuser.search.latency import LatencyTable
 from fuser.passes.lowrank.layers import Layer, candidates
 from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
 from fuser.passes.lowrank.vbmf import vbmf_rank
 from fuser.passes.match import Names, Skip, describe
+from fuser.search.latency import LatencyTable
 
 
 def _energy_rank(values: np.ndarray, energy: float) -> int:
