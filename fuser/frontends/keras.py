@@ -161,8 +161,24 @@ def _exporter_folding_off(tf: Any, tf2onnx: Any, notes: list[str]) -> Iterator[N
         return
     saved_optimizers = optimizer._optimizers.copy()
     saved_grappler = tf_loader.tf_optimize_grappler
+    grappler_without_constfold = _grappler_without_constfold(tf)
+    TransposesOnly = _transposes_only(TransposeOptimizer)  # noqa: N806 - a class
 
-    def grappler_without_constfold(input_names, output_names, graph_def):
+    try:
+        tf_loader.tf_optimize_grappler = grappler_without_constfold
+        optimizer._optimizers["optimize_transpose"] = TransposesOnly
+        optimizer._optimizers.pop("remove_back_to_back", None)
+        yield
+    finally:
+        tf_loader.tf_optimize_grappler = saved_grappler
+        optimizer._optimizers.clear()
+        optimizer._optimizers.update(saved_optimizers)
+
+
+def _grappler_without_constfold(tf: Any) -> Any:
+    """tf2onnx's grappler step with constant folding off (it folds BN into the Conv)."""
+
+    def grappler(input_names, output_names, graph_def):
         from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
         from tensorflow.python.grappler import tf_optimizer
 
@@ -177,7 +193,13 @@ def _exporter_folding_off(tf: Any, tf2onnx: Any, notes: list[str]) -> Iterator[N
         meta_graph.collection_def["train_op"].CopyFrom(fetch)
         return tf_optimizer.OptimizeGraph(config, meta_graph)
 
-    class TransposesOnly(TransposeOptimizer):
+    return grappler
+
+
+def _transposes_only(transpose_optimizer: type) -> type:
+    """tf2onnx's transpose optimizer, minus its folding of a Mul/Add into a Conv."""
+
+    class TransposesOnly(transpose_optimizer):
         """Removes layout transposes but never folds a Mul/Add into a Conv."""
 
         def _mul_handler(self, trans, node):
@@ -205,15 +227,7 @@ def _exporter_folding_off(tf: Any, tf2onnx: Any, notes: list[str]) -> Iterator[N
             const.set_tensor_value(values.reshape(shape))
             return self._switch_transpose_and_node(node, trans)
 
-    try:
-        tf_loader.tf_optimize_grappler = grappler_without_constfold
-        optimizer._optimizers["optimize_transpose"] = TransposesOnly
-        optimizer._optimizers.pop("remove_back_to_back", None)
-        yield
-    finally:
-        tf_loader.tf_optimize_grappler = saved_grappler
-        optimizer._optimizers.clear()
-        optimizer._optimizers.update(saved_optimizers)
+    return TransposesOnly
 
 
 def _is_per_channel(node: Any, trans: Any) -> bool:
