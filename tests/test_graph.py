@@ -103,3 +103,15 @@ def test_weights_in_constant_nodes_fold_like_initializers(rng, conv_bn):
     assert report.rewrites("inline-constants") == 5
     assert report.rewrites("fold-batchnorm") == 1
     assert graph_io.op_histogram(out) == {"Conv": 1}
+
+
+def test_recurrent_layers_count_their_macs(rng):
+    """LSTM: steps x batch x directions x (4 x hidden) x (input + hidden)."""
+    from tests.helpers import make_model
+
+    model = make_model("""
+        g (float[7,N,5] x) => (float[7,2,N,3] y) {
+            y = LSTM<hidden_size=3, direction="bidirectional">(x, W, R)
+        }""", rng, W=(2, 12, 5), R=(2, 12, 3))
+    macs, coverage, unknown = graph_io.count_macs(model)
+    assert macs == 7 * 1 * 2 * 12 * (5 + 3) and coverage == {"LSTM": [1, 1]} and not unknown

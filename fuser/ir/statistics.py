@@ -42,7 +42,8 @@ _FLOAT_TYPES = {
 
 
 def mac_count(model: onnx.ModelProto, shapes: Shapes | None = None) -> int | None:
-    """Multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul for one inference.
+    """Multiply-accumulates of Conv, ConvTranspose, Gemm, MatMul and the recurrent layers
+    (LSTM, GRU, RNN) for one inference.
 
     Dynamic dimensions (a symbolic batch) count as 1, so the figure is per sample. Layers
     whose shapes are unknown are left out (``layer_coverage`` says which); returns ``None``
@@ -55,9 +56,9 @@ def count_macs(model: onnx.ModelProto, shapes: Shapes | None = None
                ) -> tuple[int | None, dict[str, list[int]], list[str]]:
     """``(MACs of the layers with known shapes, {op: [known, total]}, unknown layers)``.
 
-    The layers are the Conv, ConvTranspose, Gemm and MatMul nodes of the main graph; a layer
-    is unknown when shape inference could not give it the shapes its MACs need (its name, or
-    its output's, is listed).
+    The layers are the Conv, ConvTranspose, Gemm, MatMul, LSTM, GRU and RNN nodes of the main
+    graph; a layer is unknown when shape inference could not give it the shapes its MACs need
+    (its name, or its output's, is listed).
     """
     shapes = infer_shapes(model) if shapes is None else shapes
     total, counted = 0, False
@@ -82,7 +83,7 @@ def _has_counted_ops(model: onnx.ModelProto) -> bool:
     return any(n.op_type in _MAC_OPS for n in model.graph.node)
 
 
-_MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+_MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN"}
 
 
 def _dims(shapes: Shapes, name: str) -> list[int] | None:
@@ -105,6 +106,8 @@ def _node_macs(node: onnx.NodeProto, shapes: Shapes) -> int | None:
     if node.op_type not in _MAC_OPS or len(node.input) < 2:
         return None
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type in ("LSTM", "GRU", "RNN"):
+        return _recurrent_macs(node, attrs, shapes)
     x, w = _dims(shapes, node.input[0]), _dims(shapes, node.input[1])
     y = _dims(shapes, node.output[0])
     if node.op_type == "Conv":
@@ -120,6 +123,27 @@ def _node_macs(node: onnx.NodeProto, shapes: Shapes) -> int | None:
     if x is None or y is None:  # MatMul
         return None
     return math.prod(y) * x[-1]
+
+
+def _recurrent_macs(node: onnx.NodeProto, attrs: dict, shapes: Shapes) -> int | None:
+    """Every step multiplies the input by W and the hidden state by R, per direction:
+    ``steps * batch * directions * (gates * hidden) * (input + hidden)``; W is
+    ``[directions, gates * hidden, input]``, X ``[steps, batch, input]`` (``layout`` 1 swaps
+    steps and batch: the product is the same)."""
+    x = shapes.get(node.input[0], (0, ()))[1]
+    w = shapes.get(node.input[1], (0, ()))[1]
+    if len(x) != 3 or len(w) != 3:
+        return None
+    steps_and_batch = [d if isinstance(d, int) and d > 0 else None for d in x[:2]]
+    batch_axis = 0 if attrs.get("layout", 0) else 1
+    if isinstance(x[batch_axis], str):  # a symbolic batch: 1 per sample
+        steps_and_batch[batch_axis] = 1
+    directions, rows, inputs = w
+    hidden = attrs.get("hidden_size")
+    if None in steps_and_batch or not hidden or not all(
+            isinstance(d, int) and d > 0 for d in (directions, rows, inputs)):
+        return None
+    return math.prod(steps_and_batch) * directions * rows * (inputs + hidden)
 
 
 def _gemm_macs(attrs: dict, shapes: Shapes, node: onnx.NodeProto) -> int | None:

@@ -35,13 +35,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 from onnx_graphsurgeon.logger import G_LOGGER
 
+from fuser import ir as graph_io
 from fuser.ir import reannotate
+from fuser.ir.export import skeleton_of
 from fuser.ir.proto import first_line
 from fuser.ortlog import expected_errors_silenced
 from fuser.passes.base import Pass, PassResult, register
@@ -260,3 +263,20 @@ class FoldConstants(Pass):
                 result.skip(f"onnxruntime could not evaluate every constant subgraph "
                             f"({first_line(exc)}): the rest folded node by node")
                 graph.fold_constants(partitioning="recursive", error_ok=True, **options)
+
+
+def folded_at(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]
+              ) -> onnx.ModelProto:
+    """A copy of ``model`` with ``input_shapes`` written in and everything they determine
+    folded: what the statistics count when the delivered model keeps symbolic dims (its
+    shape arithmetic can hide the shapes of the layers behind it from shape inference)."""
+    graph = graph_io.to_graph(model)
+    shapes = graph_io.infer_shapes(model, input_shapes)
+    graph_io.fix_graph_shapes(graph, input_shapes, shapes)
+    graph_io.annotate(graph, shapes)
+    fold = FoldConstants()
+    for _ in range(8):  # each fold can make more shapes known, and so more foldable
+        if not fold(graph).rewrites:
+            break
+        graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    return skeleton_of(graph)
