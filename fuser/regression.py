@@ -120,7 +120,7 @@ def make_baseline(subject: Subject, *, seed: int = 0, batches: int = 2,
 
 def write_baseline(path: Path, baseline: dict[str, Any], golden: dict[str, np.ndarray]) -> None:
     """Write the JSON (sorted, stable) and the golden ``.npz`` beside it, atomically."""
-    from fuser.cli.commands import write_text_atomic
+    from fuser.ir.io import write_text_atomic
 
     write_text_atomic(path, json.dumps(baseline, indent=2, sort_keys=True) + "\n")
     arrays = path.with_suffix(".npz")

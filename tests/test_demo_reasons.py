@@ -4,7 +4,8 @@ sentence (issue 16, item 15)."""
 from __future__ import annotations
 
 import fuser
-from fuser.cli import demo, main
+from fuser.cli import demo_job as demo
+from fuser.cli import main
 from tests.helpers import make_model
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from fuser import ir as graph_io
 from fuser.cli import main
-from fuser.cli.commands import write_text_atomic
+from fuser.ir.io import write_text_atomic
 from tests.helpers import make_model
 
 MODEL = """

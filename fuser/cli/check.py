@@ -1,35 +1,54 @@
-"""Handler of ``onnx-fuser check`` (the CLI side of ``fuser.regression``): jobs from the arguments,
-a process pool for folder mode, text / JSON / JUnit out, exit code."""
+"""``onnx-fuser check`` (the CLI side of ``fuser.regression``): jobs from the arguments, a
+process pool for folder mode, text / JSON / JUnit out, exit code."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from fuser.cli.commands import write_text_atomic
+from fuser import regression as checking
+from fuser.cli import options
 from fuser.errors import FuserError
+from fuser.ir.io import write_text_atomic
+
+RUNS_MODELS = True
 
 
-def check(args: argparse.Namespace) -> int:
-    from fuser import regression as checking
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    chk = subparsers.add_parser("check", help="regression check against a stored baseline "
+                                              "(for CI)")
+    chk.add_argument("model", nargs="?", help="an .onnx file, or a folder of them")
+    chk.add_argument("--baseline", help="baseline JSON (golden outputs in the .npz beside it)")
+    chk.add_argument("--baseline-dir", help="folder mode: one BASELINE_DIR/<model>.json each")
+    chk.add_argument("--update", action="store_true", help="(re)write the baseline(s)")
+    chk.add_argument("--optimize", action="store_true",
+                     help="check fuser's exact pipeline applied to the model")
+    chk.add_argument("--torch", metavar="SPEC", help="export module:factory first")
+    chk.add_argument("--keras", metavar="SPEC", help="export a .keras/.h5 or module:factory")
+    chk.add_argument("--reference", help="a model to time against (latency ratio check)")
+    options.add_input_shape(chk)
+    chk.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    chk.add_argument("-j", "--jobs", type=int, default=1, help="models checked in parallel")
+    options.add_output(chk, what="the results", report=False)
+    chk.set_defaults(handler=run)
+    return chk
 
+
+def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     jobs = _check_jobs(args)
     if args.jobs > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
         with ProcessPoolExecutor(args.jobs) as pool:
             results = list(pool.map(_check_one, jobs))
     else:
         results = [_check_one(job) for job in jobs]
-    out = sys.stderr if args.json else sys.stdout
+    out = options.human(args)
     for result in results:
         print(result.to_text(), file=out)
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2, sort_keys=True))
+        options.print_json([r.to_dict() for r in results])
     if args.junit:
         write_text_atomic(Path(args.junit), checking.junit(results))
     failed = [c for r in results for c in r.checks if not c.passed]
@@ -45,10 +64,8 @@ def check(args: argparse.Namespace) -> int:
 
 def _check_jobs(args: argparse.Namespace) -> list[dict]:
     """One job per model: single mode (MODEL or --torch/--keras, --baseline) or folder mode."""
-    from fuser.runtime import inputs
-
     common = {"update": args.update, "optimize": args.optimize, "reference": args.reference,
-              "input_shapes": inputs.parse_input_shapes(args.input_shape)}
+              "input_shapes": options.input_shapes(args)}
     if args.model and Path(args.model).is_dir():
         if not args.baseline_dir:
             raise FuserError(f"{args.model} is a folder: give --baseline-dir")
@@ -71,9 +88,7 @@ def _check_jobs(args: argparse.Namespace) -> list[dict]:
              "baseline": args.baseline, "name": Path(name).name if args.model else name}]
 
 
-def _check_one(job: dict):
-    from fuser import regression as checking
-
+def _check_one(job: dict) -> checking.CheckResult:
     subject = checking.subject_for(job["path"], optimize=job["optimize"],
                                    torch=job.get("torch"), keras=job.get("keras"),
                                    input_shapes=job["input_shapes"])

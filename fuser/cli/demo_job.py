@@ -1,4 +1,4 @@
-"""``onnx-fuser demo``: the whole story on built-in models, end to end.
+"""The job of ``onnx-fuser demo`` (``fuser.cli.demo``): the whole story on built-in models.
 
 For each zoo model, in PyTorch and in Keras: export with BatchNorm left for fuser, run the
 exact pipeline, validate against the original on onnxruntime (optimizations off), time both
@@ -9,6 +9,7 @@ before and after. Prints a table and writes ``demo.json`` and ``demo.md`` to a f
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import sys
@@ -19,7 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from fuser import api
+from fuser import ir as graph
 from fuser.errors import MissingDependencyError
+from fuser.frontends.keras import _frameworks as keras_frameworks
+from fuser.frontends.keras import export as export_keras
+from fuser.frontends.torch import export as export_torch
+from fuser.ir.io import write_text_atomic
+from fuser.runtime import bench, inputs
+from fuser.runtime import sessions as runtime
+from fuser.zoo import build, digits
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +76,6 @@ SETTINGS: dict[str, list[DemoModel]] = {
 def run(folder: Path, setting: str = "default", frameworks: tuple[str, ...] = ("torch", "keras"),
         time_budget: float = 1.0, say: Callable[[str], None] | None = None) -> list[dict]:
     """Run the demo; return one row per model and framework (also written to ``folder``)."""
-    from fuser.cli.commands import write_text_atomic
-
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     folder.mkdir(parents=True, exist_ok=True)
     rows, reports = [], []
@@ -83,8 +91,6 @@ def run(folder: Path, setting: str = "default", frameworks: tuple[str, ...] = ("
             reports.append(report)
             say(f"  {spec.name} ({framework}): BN {row['BN']}, max diff {row['max diff']}, "
                 f"{time.perf_counter() - start:.1f}s")
-    import json
-
     write_text_atomic(folder / "demo.json", json.dumps(
         {"rows": rows, "reports": reports}, indent=2, sort_keys=True, default=str) + "\n")
     write_text_atomic(folder / "demo.md", "# onnx-fuser demo\n\n" + table(rows, markdown=True)
@@ -95,11 +101,9 @@ def run(folder: Path, setting: str = "default", frameworks: tuple[str, ...] = ("
 def _available(framework: str, say: Callable[[str], None]) -> bool:
     try:
         if framework == "torch":
-            import torch  # noqa: F401
+            import torch  # noqa: F401, PLC0415 - heavy: imported only to see if it is there
         else:
-            from fuser.frontends.keras import _frameworks
-
-            _frameworks()
+            keras_frameworks()
     except (ImportError, MissingDependencyError):
         say(f"  {framework} is not installed: pip install 'onnx-fuser[{framework}]'; skipped")
         return False
@@ -107,38 +111,21 @@ def _available(framework: str, say: Callable[[str], None]) -> bool:
 
 
 def _trained_weights(name: str) -> bool:
-    from fuser.zoo.digits import WEIGHTS
-
-    return (WEIGHTS / f"{name}.npz").exists()
+    return (digits.WEIGHTS / f"{name}.npz").exists()
 
 
 def _build(spec: DemoModel, framework: str) -> Any:
-    from fuser.zoo import build
-
     if spec.trained:
-        from fuser.zoo.digits import load_trained
-
-        return load_trained(spec.trained, framework)
+        return digits.load_trained(spec.trained, framework)
     return build(spec.arch, framework, image_size=spec.image_size, in_channels=spec.in_channels,
                  num_classes=10, **spec.params)
 
 
 def _one(spec: DemoModel, framework: str, folder: Path, time_budget: float
          ) -> tuple[dict[str, Any], dict[str, Any]]:
-    from fuser import api
-    from fuser import ir as graph
-    from fuser.runtime import bench, inputs
-
     net = _build(spec, framework)
     shape = (1, spec.in_channels, spec.image_size, spec.image_size)
-    if framework == "torch":
-        from fuser.frontends.torch import export as export_torch
-
-        exported = export_torch(net, shape)
-    else:
-        from fuser.frontends.keras import export as export_keras
-
-        exported = export_keras(net)
+    exported = export_torch(net, shape) if framework == "torch" else export_keras(net)
     source = folder / f"{spec.name}-{framework}.onnx"
     graph.save(exported.model, source)
     optimized, report = api.optimize(exported.model, validate=api.Validation(batch=2))
@@ -215,9 +202,6 @@ def _accuracy(spec: DemoModel, original: Any, optimized: Any, framework: str) ->
     """Top-1 on the digits held-out split, original -> optimized (trained models only)."""
     if not spec.trained:
         return "-"
-    from fuser.runtime import sessions as runtime
-    from fuser.zoo import digits
-
     data = digits.load(spec.image_size)
     images = data.test_x if framework == "torch" else data.test_x.transpose(0, 2, 3, 1)
     scores = []

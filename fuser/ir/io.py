@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -185,6 +186,25 @@ def _write_external(model: onnx.ModelProto, model_path: str, data_path: str,
         os.unlink(data_path)
     with open(model_path, "wb") as f:
         f.write(out.SerializeToString())
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+
+    The file gets the mode any new file gets (0666 less the umask), like the models: the
+    temporary file is created with that mode, not ``mkstemp``'s 0600.
+    """
+    if not path.parent.is_dir():
+        raise FuserError(f"{path}: folder {path.parent} does not exist")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # --------------------------------------------------------------------------- gs conversion

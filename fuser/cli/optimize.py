@@ -1,0 +1,153 @@
+"""``onnx-fuser optimize``: run the exact pipeline (or chosen passes), validate and time the
+result, write it and its report."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import onnx
+
+from fuser import api
+from fuser import ir as graph
+from fuser.cli import options
+from fuser.errors import FuserError
+from fuser.report import Report
+from fuser.runtime.sessions import RuntimeRefusedError
+
+RUNS_MODELS = True
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    opt = subparsers.add_parser("optimize", help="run the exact pipeline (or chosen passes), "
+                                                 "validate and time the result")
+    opt.add_argument("model", help="input .onnx file (never modified)")
+    opt.add_argument("-o", "--output", required=True, help="where to write the optimized model")
+    opt.add_argument("--passes", help="comma-separated pass names, in order (default: the "
+                                      "exact pipeline; see 'onnx-fuser passes')")
+    opt.add_argument("--skip", action="append", default=[],
+                     help="leave this pass out (repeatable, or comma-separated)")
+    opt.add_argument("--no-clone-shared", action="store_true",
+                     help="skip folds into weights shared with other nodes instead of cloning")
+    opt.add_argument("--max-steps", type=int, default=4, help="sweeps of the pipeline at most")
+    opt.add_argument("--check-each", action="store_true",
+                     help="run the ONNX checker after every pass")
+    opt.add_argument("--dump-dir", help="write the model after every pass that changed it")
+    opt.add_argument("--no-validate", action="store_true", help="skip the numeric validation")
+    opt.add_argument("--force", action="store_true",
+                     help="write the output even when validation fails (exit code stays 1)")
+    opt.add_argument("--rollback", action="store_true",
+                     help="when validation fails, drop the culprit pass(es) and keep the rest")
+    opt.add_argument("--no-bench", action="store_true", help="skip the timing")
+    opt.add_argument("--static-shapes", action="store_true",
+                     help="write the fixed input shapes (--input-shape; a symbolic first dim "
+                          "is --batch) into the output, so that everything computed from them "
+                          "folds; the output then runs at those shapes only (default: the "
+                          "output keeps its symbolic dims)")
+    options.add_lossy(opt)
+    opt.add_argument("--external-data", action="store_true",
+                     help="write weights to OUTPUT.data (automatic past 2 GB)")
+    options.add_inputs(opt)
+    options.add_tolerances(opt)
+    options.add_timing(opt, batch=False)
+    options.add_output(opt)
+    opt.set_defaults(handler=run)
+    return opt
+
+
+def run(args: argparse.Namespace) -> int:
+    source, target = Path(args.model), Path(args.output)
+    _check_paths(source, target)
+    started = time.perf_counter()
+    model, report = _optimize(args, source)
+    out = options.human(args)
+    written = report.passed or args.force
+    if written:
+        if not args.no_bench:  # before saving: a bad input found here leaves no output file
+            report.timings = _time_optimized(args, source, model, report.notes)
+        # Everything that can fail runs before the model is written: the report's forms too.
+        report.to_text()
+        options.report_text(args, report.to_dict(), report.to_markdown())
+        save_start = time.perf_counter()
+        graph.save(model, target, external_data=True if args.external_data else None)
+        report.seconds["save"] = time.perf_counter() - save_start
+    print(report.to_text(), file=out)
+    options.emit(args, report.to_dict(), report.to_markdown(), out)
+    elapsed = time.perf_counter() - started
+    if not report.passed:
+        culprit = report.culprits[0]["name"] if report.culprits else "unknown"
+        print(f"{'wrote' if written else 'did not write'} {target}", file=out)
+        print(f"FAILED | {elapsed:.2f}s | validation failed; culprit pass: {culprit} "
+              f"(try --rollback or --skip {culprit})", file=out)
+        return 1
+    print(f"wrote {target}", file=out)
+    print(f"PASSED | {elapsed:.2f}s | {_summary(args, report)}", file=out)
+    return 0
+
+
+def _optimize(args: argparse.Namespace, source: Path) -> tuple[onnx.ModelProto, Report]:
+    """``fuser.api.optimize`` with the settings the arguments give."""
+    config = {"fold-batchnorm": {"clone_shared": False}} if args.no_clone_shared else None
+    passes = options.split([args.passes]) if args.passes else None
+    return api.optimize(
+        source, passes, skip=options.split(args.skip), options=config,
+        max_steps=args.max_steps, check_each=args.check_each, dump_dir=args.dump_dir,
+        validate=False if args.no_validate else options.validation_settings(args),
+        on_failure="rollback" if args.rollback else "bisect",
+        lossy=options.lowrank(args, source), input_shapes=options.input_shapes(args) or None,
+        static_shapes=args.static_shapes)
+
+
+def _summary(args: argparse.Namespace, report: Report) -> str:
+    """The key figures of the PASSED line."""
+    summary = (f"{report.rewrites()} rewrites, nodes {report.before.nodes} -> "
+               f"{report.after.nodes}, BatchNormalization left "
+               f"{report.after.ops.get('BatchNormalization', 0)}")
+    if report.validation is not None:
+        worst = max((o.max_abs for o in report.validation.outputs), default=0.0)
+        return summary + f", max diff {worst:.1e}"
+    return summary + ", not validated" + ("" if args.no_validate else
+                                          " (onnxruntime cannot run the input: see the notes)")
+
+
+def _check_paths(source: Path, target: Path) -> None:
+    """Refuse an output that is the input, or in a folder that does not exist."""
+    if source.exists() and target.exists() and target.resolve() == source.resolve():
+        raise FuserError(f"{target}: output path is the input path; the input is never "
+                         "overwritten")
+    if not target.parent.is_dir():
+        raise FuserError(f"{target}: folder {target.parent} does not exist")
+    _refuse_overwriting_the_input(source, target)
+
+
+def _refuse_overwriting_the_input(source: Path, target: Path) -> None:
+    """The output and its data file (OUTPUT.data) must not be a file the input reads: its
+    external data, say (only looked up when one of them already exists)."""
+    written = [p for p in (target, target.with_name(f"{target.name}.data")) if p.exists()]
+    if not written or not source.is_file():
+        return
+    try:
+        read = graph.referenced_files(source)
+    except Exception:  # noqa: BLE001  (an unreadable input is refused by load, with its message)
+        return
+    for path in written:
+        for used in read:
+            if used.exists() and path.samefile(used):
+                raise FuserError(f"{path}: the input {source} reads this file; the input is "
+                                 "never overwritten (choose another output name)")
+
+
+def _time_optimized(args: argparse.Namespace, source: Path, model: onnx.ModelProto,
+                    notes: list[str]) -> dict | None:
+    """Time the original and the result; ``None`` (and a note) when onnxruntime cannot run
+    the original (a custom-domain op, say)."""
+    original = graph.load(source)
+    shapes = options.resolve_shapes(args, original, args.batch)
+    try:
+        return options.timing(args).benchmark(
+            {"original": original, "optimized": model},
+            {args.batch: options.random_feeds(original, shapes, args.seed)})
+    except RuntimeRefusedError as exc:
+        notes.append(f"not timed: onnxruntime cannot run {source} ({exc.reason})")
+        return None

@@ -1,0 +1,45 @@
+"""``onnx-fuser validate A B``: compare two models' outputs on onnxruntime."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from fuser import ir as graph
+from fuser.cli import options
+from fuser.runtime import validate as validation
+
+RUNS_MODELS = True
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    val = subparsers.add_parser("validate", help="compare two models' outputs on onnxruntime")
+    val.add_argument("reference", help="the original model")
+    val.add_argument("candidate", help="the model to check against it")
+    options.add_inputs(val)
+    options.add_tolerances(val)
+    options.add_output(val)
+    val.set_defaults(handler=run)
+    return val
+
+
+def run(args: argparse.Namespace) -> int:
+    reference, candidate = graph.load(args.reference), graph.load(args.candidate)
+    started = time.perf_counter()
+    shapes = options.resolve_shapes(args, reference, args.batch)
+    settings = options.validation_settings(args)
+    result = validation.validate(reference, candidate, inputs=settings.inputs,
+                                 input_shapes=shapes, batch=settings.batch,
+                                 count=settings.count, seed=settings.seed, atol=settings.atol,
+                                 rtol=settings.rtol, labels=(args.reference, args.candidate))
+    out = options.human(args)
+    print(result.to_text(), file=out)
+    options.emit(args, result.to_dict(), result.to_text(), out)
+    elapsed = time.perf_counter() - started
+    if result.passed:
+        worst = max((o.max_abs for o in result.outputs), default=0.0)
+        print(f"PASSED | {elapsed:.2f}s | {len(result.outputs)} output(s), max abs diff "
+              f"{worst:.2e}", file=out)
+        return 0
+    print(f"FAILED | {elapsed:.2f}s | {'; '.join(result.failures)}", file=out)
+    return 1
