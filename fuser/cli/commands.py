@@ -7,6 +7,7 @@ pure JSON) and ends with a PASSED or FAILED line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import secrets
@@ -50,13 +51,16 @@ def optimize(args: argparse.Namespace) -> int:
     written = report.passed or args.force
     if written:
         if not args.no_bench:  # before saving: a bad input found here leaves no output file
-            report.timings = _time_optimized(args, source, model, report.notes)
+            notes = list(report.notes)  # _time_optimized may add one
+            report = dataclasses.replace(
+                report, timings=_time_optimized(args, source, model, notes), notes=notes)
         # Everything that can fail runs before the model is written: the report's forms too.
         report.to_text()
         _report_text(args, report.to_dict(), report.to_markdown())
         save_start = time.perf_counter()
         graph.save(model, target, external_data=True if args.external_data else None)
-        report.seconds["save"] = time.perf_counter() - save_start
+        report = dataclasses.replace(
+            report, seconds={**report.seconds, "save": time.perf_counter() - save_start})
     print(report.to_text(), file=out)
     _emit(args, report.to_dict(), report.to_markdown(), out)
     elapsed = time.perf_counter() - started
