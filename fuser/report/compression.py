@@ -47,5 +47,6 @@ class Compression(Record):
     not_considered: list[str] = doc(
         "each Conv/Gemm/MatMul the search could not consider, with the reason, e.g. "
         "`Conv 'c3': input size unknown (give --input-shape)`", default_factory=list)
-    passed: bool | None = doc("with a maximum accuracy drop: whether the result is within it "
-                              "(the key is absent otherwise)", default=None, omit_none=True)
+    passed: bool | None = doc("with an accuracy bound (`max_accuracy_drop`): whether the "
+                              "result is within it; the key is absent without a bound",
+                              schema_type="bool", default=None, omit_none=True)

@@ -112,8 +112,7 @@ _NESTED = ("validation", "culprits", "timings", "lowrank")
 
 @dataclasses.dataclass(frozen=True)
 class Report(Record):
-    """What one ``optimize`` run did and how long it took. Keys are sorted in the JSON; times
-    are seconds unless the key says `_ms`."""
+    """What one ``optimize`` run did and how long it took."""
 
     model: str = doc("the input path (or the graph name for an in-memory model)")
     pipeline: list[str] = doc("pass names in the order they ran")
@@ -134,8 +133,7 @@ class Report(Record):
     timings: BenchResult | None = doc("null with `--no-bench`", default=None)
     lowrank: Compression | None = doc("with `--lossy lowrank`, else null", default=None)
     notes: list[str] = doc("anything else worth saying", default_factory=list)
-    schema: int = doc("2. Bumped when a key changes meaning or disappears; new keys may "
-                      "appear without a bump", default=SCHEMA_VERSION)
+    schema: int = doc(f"the schema's version: {SCHEMA_VERSION}", default=SCHEMA_VERSION)
 
     #: Keys of the JSON form computed from the fields: key -> (schema type, meaning).
     computed_keys = {"summary": ("{pass: {`rewrites`: int, `skipped`: {reason: count}}}",

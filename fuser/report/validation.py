@@ -20,7 +20,7 @@ class OutputComparison(Record):
     max_abs: float = doc("largest absolute difference (finite elements)")
     max_rel: float = doc("largest difference relative to the reference element")
     mean_abs: float = doc("mean absolute difference")
-    rel_l2: float = doc("‖candidate − reference‖ / ‖reference‖")
+    rel_l2: float = doc("L2 norm of the difference / L2 norm of the reference")
     cosine: float = doc("cosine similarity of the two outputs")
     nan_reference: int = doc("NaN elements in the reference's output")
     nan_candidate: int = doc("NaN elements in the candidate's output")
