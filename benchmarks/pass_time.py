@@ -4,8 +4,9 @@
 
 Prints, per model, the median over runs of each phase of ``fuser.optimize(path,
 validate=False)`` (load; analyze = the checker and shape inference on the input + statistics;
-passes, gs import included; export, which computes the folded weights; check of the result), of the whole call less the load (``in memory``: what ``benchmarks.run``
-times against the peers, on an already-loaded model) and of saving, in seconds. The models
+passes, gs import included; export, which computes the folded weights; check of the
+result), of the whole call less the load (``in memory``: what ``benchmarks.run`` times
+against the peers, on an already-loaded model) and of saving, in seconds. The models
 are ``fuser.zoo.synthetic.resnet`` graphs (the structure of a torch export with
 TrainingMode.PRESERVE, random weights).
 """
