@@ -2,7 +2,7 @@
 
     python -m benchmarks.train_digits [--tiny]
 
-Writes ``fuser/models/weights/<name>.npz`` and ``benchmarks/DIGITS.md`` (accuracy on the
+Writes ``fuser/zoo/weights/<name>.npz`` and ``benchmarks/DIGITS.md`` (accuracy on the
 held-out and the jittered split, parameters, training time). Seeded: a rerun on the same
 machine and library versions reproduces the weights.
 """

@@ -12,15 +12,13 @@ Public API::
 from __future__ import annotations
 
 from fuser import search  # noqa: F401  (registers the weight-only low-rank passes)
-from fuser._version import __version__
-from fuser.api import Validation, optimize
+from fuser.about import __version__
+from fuser.api import Validation, benchmark, optimize, validate
 from fuser.errors import BadModelError, FuserError, PassError
 from fuser.ir import load, save
 from fuser.passes import DEFAULT_PIPELINE, REGISTRY, Pass, PassResult
 from fuser.passes.manager import PassManager
-from fuser.report import Report
-from fuser.runtime.bench import benchmark
-from fuser.runtime.validate import ValidationResult, validate
+from fuser.report import Report, ValidationResult
 
 __all__ = [
     "DEFAULT_PIPELINE",

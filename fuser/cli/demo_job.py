@@ -129,13 +129,13 @@ def _one(spec: DemoModel, framework: str, folder: Path, time_budget: float
     source = folder / f"{spec.name}-{framework}.onnx"
     graph.save(exported.model, source)
     optimized, report = api.optimize(exported.model, validate=api.Validation(batch=2))
-    report.model = str(source)
+    report = dataclasses.replace(report, model=str(source))
     graph.save(optimized, folder / f"{spec.name}-{framework}.opt.onnx")
     shapes = inputs.resolve_shapes(exported.model)
     feeds = inputs.random_batches(exported.model, shapes, 1)[0]
     timing = bench.benchmark({"original": exported.model, "optimized": optimized}, {1: feeds},
                              provider="cpu", warmup=3, rounds=200, time_budget=time_budget)
-    report.timings = timing.to_dict()
+    report = dataclasses.replace(report, timings=timing)
     medians = {(t.model, t.level): t.stats.median_ms for t in timing.timings}
     outputs = report.validation.outputs
     row = {

@@ -10,9 +10,10 @@ from typing import Any
 
 from fuser.cli import options
 from fuser.errors import FuserError
-from fuser.frontends import ExportResult, load_spec
+from fuser.frontends import ExportResult
 from fuser.frontends.keras import export as export_keras
 from fuser.frontends.torch import export as export_torch
+from fuser.zoo.spec import load_spec
 
 RUNS_MODELS = True
 

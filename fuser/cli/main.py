@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from fuser._version import __version__
+from fuser.about import __version__
 from fuser.cli import bench, check, demo, export, optimize, passes, validate
 from fuser.errors import FuserError, PassError
 from fuser.ortlog import set_log_severity

@@ -4,6 +4,7 @@ result, write it and its report."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -65,18 +66,21 @@ def run(args: argparse.Namespace) -> int:
     written = report.passed or args.force
     if written:
         if not args.no_bench:  # before saving: a bad input found here leaves no output file
-            report.timings = _time_optimized(args, source, model, report.notes)
+            notes = list(report.notes)
+            report = dataclasses.replace(
+                report, timings=_time_optimized(args, source, model, notes), notes=notes)
         # Everything that can fail runs before the model is written: the report's forms too.
         report.to_text()
         options.report_text(args, report.to_dict(), report.to_markdown())
         save_start = time.perf_counter()
         graph.save(model, target, external_data=True if args.external_data else None)
-        report.seconds["save"] = time.perf_counter() - save_start
+        report = dataclasses.replace(
+            report, seconds={**report.seconds, "save": time.perf_counter() - save_start})
     print(report.to_text(), file=out)
     options.emit(args, report.to_dict(), report.to_markdown(), out)
     elapsed = time.perf_counter() - started
     if not report.passed:
-        culprit = report.culprits[0]["name"] if report.culprits else "unknown"
+        culprit = report.culprits[0].name if report.culprits else "unknown"
         print(f"{'wrote' if written else 'did not write'} {target}", file=out)
         print(f"FAILED | {elapsed:.2f}s | validation failed; culprit pass: {culprit} "
               f"(try --rollback or --skip {culprit})", file=out)

@@ -7,12 +7,8 @@ framework's own eager output on seeded inputs, and returns an ``ExportResult``.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from typing import Any
 
 import onnx
-
-from fuser.errors import FuserError
 
 
 @dataclasses.dataclass
@@ -43,34 +39,4 @@ def count_batchnorm(model: onnx.ModelProto) -> int:
     return sum(n.op_type == "BatchNormalization" for n in model.graph.node)
 
 
-def load_spec(framework: str, spec: str) -> tuple[Any, Any]:
-    """``(model, example input or None)`` from a CLI spec: ``module:factory``, ``zoo:NAME``,
-    or (Keras) a ``.keras``/``.h5`` path. A torch factory may return ``(module, example)``."""
-    if spec.startswith("zoo:"):
-        from fuser.zoo import TINY, build
-
-        name = spec[4:]
-        if name not in TINY:
-            raise FuserError(f"unknown zoo model {name!r} (known: {', '.join(TINY)})")
-        arch, params = TINY[name]
-        return build(arch, framework, **params), (1, 3, 32, 32)
-    if framework == "keras" and spec.endswith((".keras", ".h5", ".hdf5")):
-        from fuser.frontends.keras import load_keras
-
-        return load_keras(spec), None
-    module_name, sep, factory = spec.partition(":")
-    if not sep or not module_name or not factory:
-        raise FuserError(f"{spec!r}: expected module:factory, zoo:NAME or a Keras file")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise FuserError(f"{spec!r}: cannot import {module_name} ({exc})") from exc
-    if not hasattr(module, factory):
-        raise FuserError(f"{spec!r}: {module_name} has no {factory!r}")
-    made = getattr(module, factory)()
-    if isinstance(made, tuple) and len(made) == 2:
-        return made
-    return made, None
-
-
-__all__ = ["ExportResult", "count_batchnorm", "load_spec"]
+__all__ = ["ExportResult", "count_batchnorm"]

@@ -7,40 +7,42 @@ here from the modules that define them (``io``, ``export``, ``checker``, ``stati
 ``proto``), so stages above write ``from fuser import ir`` and ``ir.load(...)``.
 """
 
+from fuser.ir.convert import (
+    annotated_at,
+    fix_graph_shapes,
+    opset,
+    reannotate,
+    to_graph,
+    with_outputs,
+)
 from fuser.ir.io import (
     PROTOBUF_LIMIT,
     ModelLike,
     Shapes,
     annotate,
-    annotated_at,
     check,
     check_and_infer,
     constant_view,
     count_macs,
-    fix_graph_shapes,
     fix_input_shapes,
     float_weights,
     infer_shapes,
     load,
     mac_count,
     op_histogram,
-    opset,
     param_count,
-    reannotate,
     referenced_files,
     require_known_opsets,
     save,
     skeleton,
     subgraph_node_count,
-    to_graph,
     to_model,
     weights_nbytes,
-    with_outputs,
 )
 
 __all__ = [
-    "PROTOBUF_LIMIT",
     "ModelLike",
+    "PROTOBUF_LIMIT",
     "Shapes",
     "annotate",
     "annotated_at",

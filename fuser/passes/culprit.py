@@ -10,14 +10,13 @@ again, dropping one more culprit each time until the outputs hold or nothing is 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 
 import onnx
 
 from fuser.passes.base import Pass
-from fuser.report import PassRecord
+from fuser.report import Culprit, PassRecord
 
 logger = logging.getLogger(__name__)
 
@@ -25,16 +24,6 @@ logger = logging.getLogger(__name__)
 Runner = Callable[[Sequence[Pass], "int | None"], tuple[onnx.ModelProto, list[PassRecord]]]
 #: ``good(model) -> bool``: does the model still validate?
 Judge = Callable[[onnx.ModelProto], bool]
-
-
-@dataclasses.dataclass
-class Culprit:
-    """The first pass application after which validation failed."""
-
-    name: str
-    sweep: int
-    application: int  # 1-based position in the run
-    probes: int  # pipeline re-runs the search needed
 
 
 def find_culprit(run: Runner, pipeline: Sequence[Pass], records: Sequence[PassRecord],

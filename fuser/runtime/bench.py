@@ -17,19 +17,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 
 import numpy as np
 
 from fuser import ir as graph_io
 from fuser.errors import FuserError
+from fuser.report.timing import BenchResult, SessionInfo, Stats, TimingResult
 from fuser.runtime import inputs as inputs_io
 from fuser.runtime import providers
 from fuser.runtime import sessions as runtime
 from fuser.runtime.providers import CUDA, ProviderChoice, cpu_model, physical_cores, select_provider
 from fuser.runtime.runners import IOBindingRunner, PlainRunner, _Progress, make_runner, runner_kind
 from fuser.runtime.sessions import NO_SPINNING
-from fuser.runtime.timing_stats import Stats, bootstrap_speedup
+from fuser.runtime.timing_stats import bootstrap_speedup
 
 __all__ = ["BenchResult", "IOBindingRunner", "PlainRunner", "SessionInfo", "Stats",
            "TimingResult", "benchmark", "bootstrap_speedup", "make_runner", "runner_kind"]
@@ -39,86 +40,6 @@ log = logging.getLogger(__name__)
 MIN_ROUNDS = 10
 CUDA_MIN_WARMUP = 10  # cuDNN searches convolution algorithms on the first runs
 CUDA_GRAPH_MIN_WARMUP = 2  # the first runs allocate and capture; replays come after
-
-
-@dataclass
-class TimingResult:
-    """One model at one level and batch size; speed-up against ``reference``."""
-
-    model: str
-    level: str
-    batch: int
-    provider: str
-    threads: int
-    stats: Stats
-    speedup: float | None = None
-    speedup_ci: tuple[float, float] | None = None
-    reference: str | None = None
-
-
-@dataclass
-class SessionInfo:
-    """One model's session at one level: the providers it loaded, CUDA graphs, and (on
-    CUDA) where its nodes really run, from the session's profile; ``note`` says what fell
-    back."""
-
-    model: str
-    level: str
-    providers: list[str]
-    cuda_graph: bool = False
-    placement: dict[str, int] | None = None
-    note: str = ""
-
-    def describe(self) -> str | None:
-        """A line for the text report, or None when there is nothing to say (the CPU)."""
-        parts = [providers.placement_text(self.placement)] if self.placement else []
-        parts += [self.note] if self.note else []
-        return f"{self.model} ({self.level}): {'; '.join(parts)}" if parts else None
-
-
-@dataclass
-class BenchResult:
-    timings: list[TimingResult]
-    provider: ProviderChoice
-    threads: int
-    cpu: str
-    onnxruntime: str
-    sessions: list[SessionInfo] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        """Plain types only (JSON-ready); tuples become lists."""
-        timings = []
-        for timing in self.timings:
-            item = asdict(timing)
-            if timing.speedup_ci is not None:
-                item["speedup_ci"] = [float(v) for v in timing.speedup_ci]
-            timings.append(item)
-        return {"timings": timings, "provider": asdict(self.provider), "threads": self.threads,
-                "cpu": self.cpu, "onnxruntime": self.onnxruntime,
-                "sessions": [asdict(s) for s in self.sessions]}
-
-    def to_text(self) -> str:
-        """A table: model, level, batch, median ms, p90 ms, speed-up [95 % CI]."""
-        lines = [f"onnxruntime {self.onnxruntime} on {self.provider.used} "
-                 f"({self.provider.reason}); {self.threads} threads; CPU {self.cpu}"]
-        rows = [("model", "level", "batch", "median ms", "p90 ms", "speed-up [95% CI]")]
-        for t in self.timings:
-            if t.speedup is None:
-                speed = "-"
-            elif t.model == t.reference:
-                speed = "1.00 (reference)"
-            else:
-                ci = t.speedup_ci or (t.speedup, t.speedup)
-                speed = f"{t.speedup:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
-            rows.append((t.model, t.level, str(t.batch), f"{t.stats.median_ms:.3f}",
-                         f"{t.stats.p90_ms:.3f}", speed))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            cells = [cell.ljust(w) if i < 2 else cell.rjust(w)
-                     for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
-            lines.append("  ".join(cells).rstrip())
-        lines += [line for line in (s.describe() for s in self.sessions) if line]
-        return "\n".join(lines)
 
 
 def _check_args(models, feeds_by_batch, reference, levels, threads, warmup, rounds) -> str:
@@ -188,8 +109,8 @@ def _sessions(models, feeds, level, threads, choice, kind) -> tuple[dict, list[S
             raise RuntimeError(f"CUDA loaded for the probe but not for model {name!r} "
                                f"(session providers: {sess.get_providers()})")
         if choice.used == "cuda":  # get_providers() cannot see nodes fallen back to the CPU
-            info.placement = providers.node_placement(model, feeds, choice.providers,
-                                                      choice.provider_options, level)
+            info = replace(info, placement=providers.node_placement(
+                model, feeds, choice.providers, choice.provider_options, level))
         outputs_like = runtime.run(model, {i.name: feeds[i.name] for i in sess.get_inputs()}) \
             if info.cuda_graph else None
         runners[name] = make_runner(sess, feeds, kind, choice.device, outputs_like=outputs_like)

@@ -5,33 +5,13 @@ rel, mean abs, relative L2, cosine, NaN/inf counts, top-1/top-5 agreement) and t
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 
+from fuser.report.validation import OutputComparison
 
-@dataclasses.dataclass
-class OutputComparison:
-    """How one output of the candidate differs from the reference over all batches."""
-
-    name: str
-    shape: list[int]
-    max_abs: float
-    max_rel: float
-    mean_abs: float
-    rel_l2: float
-    cosine: float
-    nan_reference: int
-    nan_candidate: int
-    inf_reference: int
-    inf_candidate: int
-    atol: float
-    rtol: float
-    passed: bool
-    message: str
-    top1: float | None = None
-    top5: float | None = None
+__all__ = ["OutputComparison", "compare"]
 
 
 def compare(name: str, reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray],

@@ -27,12 +27,13 @@ import os
 import platform
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import onnx
 
 from fuser.errors import FuserError
+from fuser.report.text import placement_text as placement_text  # re-exported
+from fuser.report.timing import ProviderChoice
 from fuser.runtime import sessions as runtime
 
 log = logging.getLogger(__name__)
@@ -88,28 +89,6 @@ def cpu_model(cpuinfo: str | None = None) -> str:
         if sep and key.strip() == "model name" and value.strip():
             return value.strip()
     return platform.processor() or platform.machine() or "unknown"
-
-
-@dataclass
-class ProviderChoice:
-    """The provider a timing runs on and why.
-
-    ``requested`` is what the user asked for ("auto", "cpu", "cuda"); ``used`` is "cpu" or
-    "cuda"; ``providers`` and ``provider_options`` go to ``runtime.session`` unchanged;
-    ``cuda_graph``: the options turn CUDA graphs on (a probe session accepted them).
-    """
-
-    requested: str
-    used: str
-    providers: list[str]
-    provider_options: list[dict] = field(default_factory=list)
-    reason: str = ""
-    cuda_graph: bool = False
-
-    @property
-    def device(self) -> str:
-        """The OrtValue device name inputs and outputs are bound to ("cpu" or "cuda")."""
-        return self.used
 
 
 def _cpu(requested: str, reason: str) -> ProviderChoice:
@@ -238,10 +217,3 @@ def node_placement(model: onnx.ModelProto, feeds: Mapping[str, object], provider
         sess.run(None, dict(feeds))
         with open(sess.end_profiling(), encoding="utf-8") as handle:
             return placement_from_profile(json.load(handle))
-
-
-def placement_text(placement: Mapping[str, int]) -> str:
-    """``50 nodes on CUDA, 3 on CPU``."""
-    parts = [f"{count} on {name.removesuffix('ExecutionProvider')}"
-             for name, count in sorted(placement.items(), key=lambda item: -item[1])]
-    return f"{sum(placement.values())} nodes: {', '.join(parts)}" if parts else "no nodes"

@@ -4,32 +4,14 @@ speed-up (see ``fuser.runtime.bench``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from fuser.report.timing import Stats
+
+__all__ = ["RESAMPLES", "Stats", "bootstrap_speedup"]
+
 RESAMPLES = 1000
-
-
-@dataclass
-class Stats:
-    """Summary of repeated timings, in milliseconds."""
-
-    median_ms: float
-    p90_ms: float
-    min_ms: float
-    mean_ms: float
-    iqr_ms: float
-    runs: int
-
-    @classmethod
-    def from_seconds(cls, seconds: Sequence[float]) -> Stats:
-        values = np.asarray(seconds, dtype=np.float64) * 1e3
-        if values.size == 0:
-            raise ValueError("no timings to summarize")
-        q25, median, q75, p90 = np.percentile(values, [25, 50, 75, 90])
-        return cls(float(median), float(p90), float(values.min()), float(values.mean()),
-                   float(q75 - q25), int(values.size))
 
 
 def bootstrap_speedup(reference_s: Sequence[float], candidate_s: Sequence[float], *,

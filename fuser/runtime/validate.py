@@ -25,6 +25,7 @@ import onnx
 
 from fuser import ir as graph_io
 from fuser.errors import FuserError
+from fuser.report.validation import ValidationResult
 from fuser.runtime import inputs as inputs_io
 from fuser.runtime import sessions as runtime
 from fuser.runtime.comparison import OutputComparison, compare
@@ -32,38 +33,6 @@ from fuser.runtime.comparison import OutputComparison, compare
 #: Defaults for exact pipelines (float32): relative to the output's largest magnitude.
 EXACT_RTOL = 1e-4
 EXACT_ATOL = 1e-5
-
-
-@dataclasses.dataclass
-class ValidationResult:
-    """The verdict and the per-output figures of one validation."""
-
-    passed: bool
-    outputs: list[OutputComparison]
-    batches: int
-    samples: int
-    inputs: str
-    error: str | None = None  # the candidate could not be run at all
-
-    @property
-    def failures(self) -> list[str]:
-        return [o.message for o in self.outputs if not o.passed] + \
-            ([self.error] if self.error else [])
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_text(self) -> str:
-        lines = [f"validation on {self.inputs} ({self.batches} batch(es), {self.samples} "
-                 f"sample(s)): {'PASSED' if self.passed else 'FAILED'}"]
-        for o in self.outputs:
-            agreement = "" if o.top1 is None else f"  top-1 {o.top1:.2%}  top-5 {o.top5:.2%}"
-            lines.append(f"  {o.name}: max abs {o.max_abs:.2e}  max rel {o.max_rel:.2e}  "
-                         f"mean abs {o.mean_abs:.2e}  rel L2 {o.rel_l2:.2e}  "
-                         f"cos {o.cosine:.6f}{agreement}  {'ok' if o.passed else o.message}")
-        if self.error:
-            lines.append(f"  {self.error}")
-        return "\n".join(lines)
 
 
 Tolerance = float | Mapping[str, float]

@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,7 @@ import onnx
 from fuser import ir as graph_io
 from fuser.errors import FuserError
 from fuser.passes.lowrank.ranks import DENSE, retained
+from fuser.report.compression import Compression, LayerChoice
 from fuser.search.build import build, verify
 from fuser.search.calibrate import Feeds
 from fuser.search.latency import LatencyTable
@@ -46,45 +46,6 @@ from fuser.search.plan import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class LayerChoice:
-    """What happened to one candidate layer."""
-
-    layer: str
-    op: str
-    method: str  # "dense" or the factorized form
-    rank: int
-    macs_before: int
-    macs_after: int
-    ms_before: float
-    ms_after: float
-    energy: float  # retained response energy
-    response_error: float | None = None  # relative, on the calibration responses
-    note: str = ""
-
-
-@dataclasses.dataclass
-class Compression:
-    """The result of a search: per-layer choices and end-to-end figures."""
-
-    budget: str
-    layers: list[LayerChoice]
-    macs_before: int
-    macs_after: int
-    top1_agreement: float | None
-    relative_error: float
-    accuracy_before: float | None = None
-    accuracy_after: float | None = None
-    backed_off: list[str] = dataclasses.field(default_factory=list)
-    seconds: float = 0.0
-    notes: list[str] = dataclasses.field(default_factory=list)
-    #: Conv/Gemm/MatMul layers the search could not consider, each with the reason.
-    not_considered: list[str] = dataclasses.field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 #: ``accuracy=D`` aims at this latency fraction and backs off until the drop is at most D.

@@ -1,0 +1,52 @@
+"""The result of a low-rank search (``fuser.search.search.compress``): one choice per
+candidate layer and the end-to-end figures."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fuser.report.records import Record, doc
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerChoice(Record):
+    """What happened to one candidate layer."""
+
+    layer: str = doc("the layer (its node's name)")
+    op: str = doc("Conv, Gemm or MatMul")
+    method: str = doc('"dense" (kept) or the factorized form (`channel`, `svd`)')
+    rank: int = doc("the rank chosen (0 when dense)")
+    macs_before: int = doc("the layer's MACs, dense")
+    macs_after: int = doc("its MACs as chosen")
+    ms_before: float = doc("onnxruntime latency of the dense layer alone (ms)")
+    ms_after: float = doc("latency as chosen (ms)")
+    energy: float = doc("retained response energy (1 when dense)")
+    response_error: float | None = doc("relative error on the calibration responses",
+                                       default=None)
+    note: str = doc("why the layer stayed dense, if it did", default="")
+
+
+@dataclasses.dataclass(frozen=True)
+class Compression(Record):
+    """The result of a search: per-layer choices and end-to-end figures (the report's
+    `lowrank`, with `--lossy lowrank`, else null)."""
+
+    budget: str = doc("the budget asked for (`latency=F`, `macs=F`, `accuracy=D`)")
+    layers: list[LayerChoice] = doc("one per candidate layer")
+    macs_before: int = doc("the model's MACs before")
+    macs_after: int = doc("and after")
+    top1_agreement: float | None = doc("held-out top-1 agreement with the original (null "
+                                       "when the output is not class scores)")
+    relative_error: float = doc("relative L2 error of the output on held-out batches")
+    accuracy_before: float | None = doc("accuracy with labels, else null", default=None)
+    accuracy_after: float | None = doc("accuracy after, with labels", default=None)
+    backed_off: list[str] = doc("layers whose rank was raised (or made dense) to keep the "
+                                "accuracy", default_factory=list)
+    seconds: float = doc("time of the search", default=0.0)
+    notes: list[str] = doc("what the search did, e.g. each back-off", default_factory=list)
+    not_considered: list[str] = doc(
+        "each Conv/Gemm/MatMul the search could not consider, with the reason, e.g. "
+        "`Conv 'c3': input size unknown (give --input-shape)`", default_factory=list)
+    passed: bool | None = doc("with an accuracy bound (`max_accuracy_drop`): whether the "
+                              "result is within it; the key is absent without a bound",
+                              schema_type="bool", default=None, omit_none=True)

@@ -1,0 +1,198 @@
+"""The report of one ``optimize`` run and the records it is made of: pass applications,
+model statistics, culprits.
+
+The JSON form (``Report.to_dict``) is documented in docs/report-schema.md, which
+``python -m fuser.report.schema`` writes from these classes (``schema`` = 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from fuser.report.compression import Compression
+from fuser.report.markdown import report_markdown, summary_row
+from fuser.report.records import Record, doc, field_types, typed
+from fuser.report.tables import fmt
+from fuser.report.text import report_text
+from fuser.report.timing import BenchResult
+from fuser.report.validation import ValidationResult
+
+SCHEMA_VERSION = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class PassRecord(Record):
+    """One application of one pass (pass x sweep)."""
+
+    name: str = doc("the pass")
+    sweep: int = doc("1-based")
+    rewrites: int = doc("rewrites it made")
+    skipped: dict[str, int] = doc("why it left candidates alone, naming the node",
+                                  schema_type="{reason: count}")
+    stats: dict[str, int] = doc(
+        'e.g. {"denormals flushed": n, "shared weight cloned": n}; a fold\'s flushed '
+        "denormals are counted when its weights are computed, on export, into its own record",
+        schema_type="{str: int}")
+    notes: list[str] = doc("one line per rewrite, naming the nodes")
+    nodes_before: int = doc("nodes of the graph before the pass")
+    nodes_after: int = doc("and after")
+    seconds: float = doc("time of the pass (a fold's excludes computing its weights: that is "
+                         "in the report's `export`)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form; ``stats`` is the pass's live counter, written as plain ints."""
+        data = super().to_dict()
+        data["stats"] = {str(key): int(value) for key, value in self.stats.items()}
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelStats(Record):
+    """Size of a model: nodes, op histogram, parameters and MACs (per sample). With
+    `input_shapes` (`--input-shape`) the statistics use the fixed shapes."""
+
+    nodes: int = doc("nodes of the main graph")
+    ops: dict[str, int] = doc("op histogram, custom domains as `domain::Op`",
+                              schema_type="{op type: count}")
+    params: int = doc("elements of floating-point initializers")
+    macs: int | None = doc(
+        "multiply-accumulates of Conv, ConvTranspose, Gemm, MatMul, LSTM, GRU and RNN per "
+        "sample, a symbolic batch counted as 1, of the layers whose shapes are known (at the "
+        "fixed input shapes when given); null when none is known")
+    layer_shapes: dict[str, list[int]] = doc(
+        "for those ops: how many layers have the shapes their MACs need, and how many "
+        "there are; `macs` is a lower bound unless known == total for every op",
+        schema_type="{op: [known, total]}", default_factory=dict)
+    unknown_layers: list[str] = doc("the layers left out of `macs`, `Conv 'name'`",
+                                    default_factory=list)
+
+    @property
+    def macs_complete(self) -> bool:
+        """Every layer's shapes are known: ``macs`` is exact, not a lower bound."""
+        return all(known == total for known, total in self.layer_shapes.values())
+
+    def macs_text(self) -> str:
+        """The MACs, with "at least" when some layers' shapes are unknown."""
+        if self.macs is None and self.layer_shapes:
+            return "unknown"
+        return fmt(self.macs) if self.macs_complete else f"at least {fmt(self.macs)}"
+
+    def coverage_text(self) -> str:
+        """``Conv 6/6, Gemm 1/1 (MACs counted on all)``."""
+        if not self.layer_shapes:
+            return "no Conv/ConvTranspose/Gemm/MatMul/LSTM/GRU/RNN layers"
+        parts = ", ".join(f"{op} {known}/{total}" for op, (known, total)
+                          in self.layer_shapes.items())
+        if self.macs_complete:
+            return f"{parts} (MACs counted on all)"
+        missing = len(self.unknown_layers)
+        shown = ", ".join(self.unknown_layers[:3]) + (", ..." if missing > 3 else "")
+        return f"{parts} (MACs at least: {missing} layer(s) of unknown shape: {shown})"
+
+    @property
+    def layers(self) -> int:
+        """The node count (kept for callers of earlier versions)."""
+        return self.nodes
+
+
+@dataclasses.dataclass(frozen=True)
+class Culprit(Record):
+    """The first pass application after which validation failed."""
+
+    name: str = doc("the pass")
+    sweep: int = doc("its sweep")
+    application: int = doc("1-based position in the run")
+    probes: int = doc("pipeline re-runs the bisection needed")
+
+
+#: The report's fields that hold records; the constructor also takes their JSON forms.
+_NESTED = ("validation", "culprits", "timings", "lowrank")
+
+
+@dataclasses.dataclass(frozen=True)
+class Report(Record):
+    """What one ``optimize`` run did and how long it took."""
+
+    model: str = doc("the input path (or the graph name for an in-memory model)")
+    pipeline: list[str] = doc("pass names in the order they ran")
+    passes: list[PassRecord] = doc("one per pass application (pass x sweep), in order")
+    before: ModelStats = doc("the model before")
+    after: ModelStats = doc("the model after")
+    seconds: dict[str, float] = doc(
+        "`load`, `analyze` (checker and shape inference of the input, statistics), `passes`, "
+        "`export` (computes the folded weights), `check` (checker and shape inference of the "
+        "result), `validate`, `lowrank`, `save`")
+    fuser_version: str = doc("the fuser that wrote it")
+    libraries: dict[str, str] = doc("versions of onnx, onnx-graphsurgeon, numpy, protobuf, "
+                                    "onnxruntime(-gpu)")
+    validation: ValidationResult | None = doc("null with `--no-validate`", default=None)
+    culprits: list[Culprit] = doc("when validation failed: the pass application(s) that "
+                                  "broke the outputs", default_factory=list)
+    rolled_back: list[str] = doc("passes dropped by `--rollback`", default_factory=list)
+    timings: BenchResult | None = doc("null with `--no-bench`", default=None)
+    lowrank: Compression | None = doc("with `--lossy lowrank`, else null", default=None)
+    notes: list[str] = doc("anything else worth saying", default_factory=list)
+    schema: int = doc(f"the schema's version: {SCHEMA_VERSION}", default=SCHEMA_VERSION)
+
+    #: Keys of the JSON form computed from the fields: key -> (schema type, meaning).
+    computed_keys = {"summary": ("{pass: {`rewrites`: int, `skipped`: {reason: count}}}",
+                                 "totals per pass; skip reasons are those of the last sweep")}
+
+    def __post_init__(self) -> None:
+        # Culprits, timings and the low-rank summary were dicts in earlier versions: their
+        # JSON forms are accepted and held as records.
+        hints = field_types(type(self))
+        for name in _NESTED:
+            object.__setattr__(self, name, typed(hints[name], getattr(self, name)))
+
+    @property
+    def passed(self) -> bool:
+        """False when validation ran and failed, or a lossy stage missed its accuracy bound."""
+        exact = self.validation is None or self.validation.passed
+        return exact and (self.lowrank is None or self.lowrank.passed is not False)
+
+    def rewrites(self, name: str | None = None) -> int:
+        """Total rewrites of one pass (or of all passes)."""
+        return sum(r.rewrites for r in self.passes if name is None or r.name == name)
+
+    def skipped(self, name: str | None = None) -> dict[str, int]:
+        """Skip reasons of the *last* sweep (earlier sweeps' skips may have been fixed later)."""
+        last: dict[str, dict[str, int]] = {}
+        for record in self.passes:
+            if name is None or record.name == name:
+                last[record.name] = record.skipped
+        merged: dict[str, int] = {}
+        for reasons in last.values():
+            for reason, count in reasons.items():
+                merged[reason] = merged.get(reason, 0) + count
+        return merged
+
+    def stat(self, key: str) -> int:
+        """A statistic (``"denormals flushed"``, ...) summed over the pass applications."""
+        return sum(r.stats.get(key, 0) for r in self.passes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (schema 2, docs/report-schema.md), with the per-pass ``summary``."""
+        data = super().to_dict()
+        data["summary"] = {name: {"rewrites": self.rewrites(name),
+                                  "skipped": self.skipped(name)} for name in self.pipeline}
+        return data
+
+    def to_json(self) -> str:
+        """``to_dict`` as indented JSON, keys sorted."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def to_text(self) -> str:
+        """A terminal summary: one line per pass, then before/after figures."""
+        return report_text(self)
+
+    def to_markdown(self) -> str:
+        """A markdown report: summary row, passes, validation, low-rank, timings."""
+        return report_markdown(self)
+
+    def summary_row(self) -> dict[str, Any]:
+        """The one-line-per-model figures (kito-style): layers, params, MACs, latency per
+        level, optimization time, output differences."""
+        return summary_row(self)

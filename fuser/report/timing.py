@@ -1,0 +1,110 @@
+"""The results of timing models (``fuser.runtime.bench``): per model, level and batch size
+the statistics of the timed rounds, the provider the timing ran on, and each session's
+placement."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from fuser.report.records import Record, doc
+from fuser.report.text import bench_text, session_line
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats(Record):
+    """Summary of repeated timings, in milliseconds."""
+
+    median_ms: float = doc("median of the rounds")
+    p90_ms: float = doc("90th percentile")
+    min_ms: float = doc("fastest round")
+    mean_ms: float = doc("mean")
+    iqr_ms: float = doc("interquartile range")
+    runs: int = doc("rounds timed")
+
+    @classmethod
+    def from_seconds(cls, seconds: Sequence[float]) -> Stats:
+        """The statistics of round times given in seconds."""
+        values = np.asarray(seconds, dtype=np.float64) * 1e3
+        if values.size == 0:
+            raise ValueError("no timings to summarize")
+        q25, median, q75, p90 = np.percentile(values, [25, 50, 75, 90])
+        return cls(float(median), float(p90), float(values.min()), float(values.mean()),
+                   float(q75 - q25), int(values.size))
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderChoice(Record):
+    """The provider a timing runs on and why (see ``fuser.runtime.providers``)."""
+
+    requested: str = doc('what the user asked for: "auto", "cpu" or "cuda"')
+    used: str = doc('"cpu" or "cuda"')
+    providers: list[str] = doc("the execution providers the sessions get, in order")
+    provider_options: list[dict] = doc("their options, one dict per provider",
+                                       schema_type="[{str: str}]", default_factory=list)
+    reason: str = doc("why this provider (e.g. CUDA requested but not loadable)", default="")
+    cuda_graph: bool = doc("the options turn CUDA graphs on (a probe session accepted them)",
+                           default=False)
+
+    @property
+    def device(self) -> str:
+        """The OrtValue device name inputs and outputs are bound to ("cpu" or "cuda")."""
+        return self.used
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingResult(Record):
+    """One model at one level and batch size; speed-up against ``reference``."""
+
+    model: str = doc("the model's name")
+    level: str = doc("onnxruntime's optimization level: `disable`, `basic` or `all`")
+    batch: int = doc("batch size")
+    provider: str = doc('"cpu" or "cuda"')
+    threads: int = doc("intra-op threads")
+    stats: Stats = doc("the timed rounds")
+    speedup: float | None = doc("reference median / this median (> 1 is faster)",
+                                default=None)
+    speedup_ci: tuple[float, float] | None = doc(
+        "95 % paired bootstrap interval over rounds, [low, high]", default=None)
+    reference: str | None = doc("the model the speed-up is against", default=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionInfo(Record):
+    """One model's session at one level: the providers it loaded, CUDA graphs, and (on
+    CUDA) where its nodes really run, from the session's profile; ``note`` says what fell
+    back."""
+
+    model: str = doc("the model's name")
+    level: str = doc("optimization level")
+    providers: list[str] = doc("the providers the session loaded")
+    cuda_graph: bool = doc("timed with CUDA graphs", default=False)
+    placement: dict[str, int] | None = doc(
+        'on CUDA: nodes per execution provider, from the session\'s profile, e.g. '
+        '`{"CPUExecutionProvider": 3, "CUDAExecutionProvider": 50}`; null on the CPU',
+        schema_type="{provider: count} or null", default=None)
+    note: str = doc("e.g. CUDA graphs refused for this model, timed without them",
+                    default="")
+
+    def describe(self) -> str | None:
+        """A line for the text report, or None when there is nothing to say (the CPU)."""
+        return session_line(self.model, self.level, self.placement, self.note)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchResult(Record):
+    """Timings of one or more models (the report's `timings`, null with `--no-bench`)."""
+
+    timings: list[TimingResult] = doc("per model, level and batch size")
+    provider: ProviderChoice = doc("where the timings ran")
+    threads: int = doc("intra-op threads of every session")
+    cpu: str = doc("the CPU model")
+    onnxruntime: str = doc("onnxruntime's version")
+    sessions: list[SessionInfo] = doc("per model and level (the first batch size's session)",
+                                      default_factory=list)
+
+    def to_text(self) -> str:
+        """A table: model, level, batch, median ms, p90 ms, speed-up [95 % CI]."""
+        return bench_text(self)

@@ -1,0 +1,111 @@
+"""The settings of an ``optimize`` run (``Validation``, ``LowRank``, and ``Config``, all of
+``optimize``'s arguments) and what they resolve to on a model: the passes to run, the fixed
+input shapes, the validation batches."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import onnx
+
+from fuser.errors import FuserError
+from fuser.passes import DEFAULT_PIPELINE, REGISTRY, get_pass
+from fuser.passes.base import Pass
+from fuser.runtime import inputs as inputs_io
+from fuser.runtime import validate as validation
+
+
+@dataclasses.dataclass
+class Validation:
+    """How ``optimize`` validates its result (see ``fuser.runtime.validate.validate``)."""
+
+    inputs: str | None = None
+    input_shapes: Mapping[str, Sequence[int]] | None = None
+    batch: int = 1
+    count: int = 3
+    seed: int = 0
+    atol: validation.Tolerance = validation.EXACT_ATOL
+    rtol: validation.Tolerance = validation.EXACT_RTOL
+
+
+@dataclasses.dataclass
+class LowRank:
+    """The lossy low-rank stage of ``optimize`` (see ``fuser.search.search``).
+
+    ``calibration``: feed dicts (unlabeled inputs; the last quarter is held out).
+    ``labels``: labels of the held-out samples, to measure accuracy instead of agreement.
+    """
+
+    calibration: Sequence[Mapping]
+    budget: str = "latency=0.5"
+    max_accuracy_drop: float | None = 0.01
+    labels: object = None
+    reconstruction: str = "asymmetric"
+    batch: int = 1
+    threads: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The arguments of ``optimize`` (see there); ``validation`` is None without validation."""
+
+    passes: Sequence[str | Pass] | None
+    skip: Sequence[str]
+    options: Mapping[str, Mapping[str, object]]
+    max_steps: int
+    check: bool
+    check_each: bool
+    dump_dir: str | Path | None
+    validation: Validation | None
+    on_failure: str
+    lossy: LowRank | None
+    input_shapes: Mapping[str, Sequence[int]] | None
+    static_shapes: bool
+
+
+
+def fixed_shapes(model: onnx.ModelProto, given: Mapping[str, Sequence[int]] | None,
+                 static: bool, settings: Validation) -> dict[str, tuple[int, ...]]:
+    """The fixed input shapes of the run: those given (checked against the model), and with
+    ``static`` every input's (the symbolic first dim is the validation batch)."""
+    given = given if given is not None else (settings.input_shapes if static else None)
+    if static:
+        return inputs_io.resolve_shapes(model, given, settings.batch)
+    if not given:
+        return {}
+    return inputs_io.resolve_shapes(model, given, settings.batch, partial=True)
+
+
+def validation_batches(model: onnx.ModelProto, settings: Validation) -> list[dict]:
+    """The batches validation compares on: the user's data, or seeded random inputs."""
+    validation.check_tolerance_names(settings.atol, settings.rtol,
+                                     [o.name for o in model.graph.output])
+    shapes = inputs_io.resolve_shapes(model, settings.input_shapes, settings.batch)
+    if settings.inputs is not None:
+        return inputs_io.load_batches(settings.inputs, model, shapes)
+    return inputs_io.random_batches(model, shapes, settings.count, settings.seed)
+
+
+def build_pipeline(passes: Sequence[str | Pass] | None, skip: Sequence[str],
+                   options: Mapping[str, Mapping[str, object]]) -> list[Pass]:
+    """The passes to run: names made into passes with their options, ``skip`` left out,
+    ``inline-constants`` first unless skipped."""
+    names = list(DEFAULT_PIPELINE) if passes is None else list(passes)
+    for name in list(skip) + list(options):
+        if name not in REGISTRY:
+            raise FuserError(f"unknown pass {name!r} (known: {', '.join(sorted(REGISTRY))})")
+    pipeline = []
+    for entry in names:
+        if isinstance(entry, Pass):
+            pipeline.append(entry)
+        elif entry not in skip:
+            try:
+                pipeline.append(get_pass(entry, **options.get(entry, {})))
+            except TypeError as exc:
+                raise FuserError(f"bad options for pass {entry!r}: {exc}") from None
+    if "inline-constants" not in skip and all(p.name != "inline-constants" for p in pipeline):
+        # Weights held in Constant nodes must be constants before any pass can read them.
+        pipeline.insert(0, get_pass("inline-constants"))
+    return pipeline
