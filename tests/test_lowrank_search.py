@@ -11,8 +11,8 @@ import pytest
 import fuser
 from fuser import ir as graph_io
 from fuser.errors import FuserError
-from fuser.search.latency import LatencyTable
 from fuser.passes.lowrank.ranks import DENSE, allocate
+from fuser.search.latency import LatencyTable
 from fuser.search.search import compress, parse_budget
 from tests.helpers import check, make_model
 
