@@ -5,8 +5,8 @@
 Each phase runs in a fresh Python process (``--child``), which imports fuser and onnxruntime,
 records its resident set size (RSS), then runs the phase and reads the peak RSS
 (``VmHWM`` in ``/proc/self/status``; Linux only) and the peak of Python-level allocations
-(``tracemalloc``, which sees numpy arrays but not protobuf's C++ memory). The figure that matters is the peak RSS *above* the
-process after imports, divided by the model file's size:
+(``tracemalloc``, which sees numpy arrays but not protobuf's C++ memory). The figure that
+matters is the peak RSS *above* the process after imports, divided by the model file's size:
 
 - ``load``: ``fuser.load`` (``onnx.load``) alone;
 - ``optimize``: ``fuser.optimize(path, validate=False)`` (load, shape inference, import,
