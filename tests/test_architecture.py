@@ -107,3 +107,17 @@ def test_import_fuser_loads_no_framework():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_modules_and_functions_stay_small():
+    """No module over 300 lines, no function over 60 (issue 14's bar for one job each)."""
+    too_long = []
+    for name, path in MODULES.items():
+        text = path.read_text()
+        if len(text.splitlines()) > 300:
+            too_long.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and \
+                    node.end_lineno - node.lineno + 1 > 60:
+                too_long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not too_long
