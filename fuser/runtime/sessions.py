@@ -21,6 +21,13 @@ from fuser.errors import BadModelError
 from fuser.ortlog import expected_errors_silenced, set_log_severity  # noqa: F401 (API)
 from fuser.runtime import inputs
 
+def onnxruntime_version() -> str:
+    """The installed onnxruntime's version (the latency cache is keyed by it)."""
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
 #: Idle sessions' worker threads spin after a run and steal the CPU from the session being
 #: timed: with 2 threads, an A/A comparison of one model against itself gave "speed-ups" from
 #: 0.60 to 1.65; without spinning, 0.98 to 1.01.

@@ -47,12 +47,10 @@ class LatencyTable:
             self._cache = {}
 
     def signature(self, layer: Layer, method: str, rank: int) -> str:
-        import onnxruntime
-
         geometry = layer.geometry.__dict__ if layer.geometry else None
         return json.dumps([layer.node.op, list(layer.weight.shape), geometry, method, rank,
                            self.batch, self.threads, layer.positions, layer.weight_on_left,
-                           onnxruntime.__version__], sort_keys=True, default=str)
+                           runtime.onnxruntime_version()], sort_keys=True, default=str)
 
     def ms(self, layer: Layer, method: str = "dense", rank: int = 0) -> float:
         """Median milliseconds of the layer (dense) or of its factorized form."""
