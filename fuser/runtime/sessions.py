@@ -21,6 +21,7 @@ from fuser.errors import BadModelError
 from fuser.ortlog import expected_errors_silenced, set_log_severity  # noqa: F401 (API)
 from fuser.runtime import inputs
 
+
 def onnxruntime_version() -> str:
     """The installed onnxruntime's version (the latency cache is keyed by it)."""
     import onnxruntime
