@@ -20,10 +20,10 @@ from fuser.passes.base import Pass
 from fuser.report import Report
 from fuser.runtime.bench import benchmark
 from fuser.runtime.validate import validate
-from fuser.settings import LowRank, Validation
+from fuser.settings import LowRank, Timing, Validation
 
-__all__ = ["ON_FAILURE", "LowRank", "Validation", "benchmark", "library_versions", "optimize",
-           "validate", "version"]
+__all__ = ["ON_FAILURE", "LowRank", "Timing", "Validation", "benchmark", "library_versions",
+           "optimize", "validate", "version"]
 
 ON_FAILURE = ("bisect", "rollback", "none")
 

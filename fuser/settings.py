@@ -7,12 +7,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import onnx
 
 from fuser.errors import FuserError
 from fuser.passes import DEFAULT_PIPELINE, REGISTRY, get_pass
 from fuser.passes.base import Pass
+from fuser.runtime import bench as benchmarking
 from fuser.runtime import inputs as inputs_io
 from fuser.runtime import validate as validation
 
@@ -109,3 +111,22 @@ def build_pipeline(passes: Sequence[str | Pass] | None, skip: Sequence[str],
         # Weights held in Constant nodes must be constants before any pass can read them.
         pipeline.insert(0, get_pass("inline-constants"))
     return pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """How ``bench`` and ``optimize`` time models: keyword arguments of
+    ``fuser.runtime.bench.benchmark`` (the CLI's timing options parse into it)."""
+
+    levels: tuple[str, ...] = ("disable", "all")
+    provider: str = "auto"
+    threads: int | None = None
+    warmup: int = 5
+    rounds: int = 50
+    time_budget: float | None = 5.0
+    cuda_graph: bool = False
+
+    def benchmark(self, models: Mapping[str, Any], feeds: Mapping[int, Mapping]
+                  ) -> dict[str, Any]:
+        """Time ``models`` on ``feeds`` (batch size -> inputs); the result as a dict."""
+        return benchmarking.benchmark(models, feeds, **dataclasses.asdict(self)).to_dict()

@@ -2,7 +2,7 @@
 
 Each group is declared once here (``add_*``) and parsed once here, straight into what the API
 takes (``validation`` -> ``fuser.api.Validation``, ``lowrank`` -> ``fuser.api.LowRank``,
-``timing`` -> ``Timing``, the keyword arguments of ``fuser.runtime.bench.benchmark``), so a
+``timing`` -> ``fuser.settings.Timing``, the keyword arguments of ``benchmark``), so a
 flag learned once works the same in every command. The output group gives every command the
 same ``--json``: the human text on stderr (``human``), pure JSON on stdout (``print_json``).
 """
@@ -10,7 +10,6 @@ same ``--json``: the human text on stderr (``human``), pure JSON on stdout (``pr
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Mapping
@@ -24,11 +23,11 @@ from fuser import api
 from fuser import ir as graph
 from fuser.errors import FuserError
 from fuser.ir.io import write_text_atomic
-from fuser.runtime import bench as benchmarking
 from fuser.runtime import inputs
 from fuser.runtime import validate as validation
 from fuser.runtime.providers import physical_cores
 from fuser.search.search import parse_budget
+from fuser.settings import Timing
 
 LEVELS = {"both": ("disable", "all"), "disable": ("disable",), "basic": ("basic",),
           "all": ("all",)}
@@ -100,24 +99,6 @@ def validation_settings(args: argparse.Namespace) -> api.Validation:
 
 
 # ---------------------------------------------------------------------------- timing
-
-
-@dataclasses.dataclass(frozen=True)
-class Timing:
-    """The timing group's settings: keyword arguments of ``fuser.runtime.bench.benchmark``."""
-
-    levels: tuple[str, ...] = LEVELS["both"]
-    provider: str = "auto"
-    threads: int | None = None
-    warmup: int = 5
-    rounds: int = 50
-    time_budget: float | None = 5.0
-    cuda_graph: bool = False
-
-    def benchmark(self, models: Mapping[str, Any], feeds: Mapping[int, Mapping]
-                  ) -> dict[str, Any]:
-        """Time ``models`` on ``feeds`` (batch size -> inputs); the result as a dict."""
-        return benchmarking.benchmark(models, feeds, **dataclasses.asdict(self)).to_dict()
 
 
 def add_timing(parser: argparse.ArgumentParser, batch: bool) -> None:
