@@ -158,3 +158,60 @@ def test_matmul_svd_at_full_rank_is_exact_with_nd_inputs(rng, left):
     assert ops(out) == {"MatMul": 2}
     assert_same_outputs(model, out, rng, rtol=1e-4, atol=1e-4)
     assert macs == graph_io.mac_count(out) // 2  # per sample; the model's batch is 2
+
+
+def _channel_samples(model, layer, rng, count=4):
+    """The layer's input channels at every position of ``count`` seeded images, (C, S)."""
+    x = rng.standard_normal((count, layer.weight.shape[1], 11, 12))
+    return x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1)
+
+
+@given(conv())
+@SETTINGS
+def test_input_projection_at_full_rank_is_exact(g):
+    model, rng = conv_model(g)
+    out, macs = rewrite_first(model, lambda la: factorize.input_projection(
+        la.weight, _channel_samples(model, la, rng), la.max_rank("input")), "input")
+    assert_exact(model, out, macs, 2, rng)
+
+
+@given(conv())
+@SETTINGS
+def test_tucker2_fitted_to_data_at_full_ranks_is_exact(g):
+    model, rng = conv_model(g)
+
+    def fitted(la):
+        responses = rng.standard_normal((la.weight.shape[0], 64)) + 3.0
+        return factorize.tucker2_fitted(la.weight, la.bias, _channel_samples(model, la, rng),
+                                        responses, la.weight.shape[1], la.weight.shape[0])
+
+    out, macs = rewrite_first(model, fitted, "tucker2")
+    assert_exact(model, out, macs, 3, rng)
+
+
+def test_input_projection_keeps_what_the_inputs_use():
+    """Inputs living in a 2-D subspace of 6 channels (plus a mean): rank 2 is exact inside
+    the image, where no zero padding is seen (valid convolution)."""
+    rng = np.random.default_rng(0)
+    basis, mean = rng.standard_normal((6, 2)), rng.standard_normal(6)
+    x = np.einsum("cr,nrhw->nchw", basis, rng.standard_normal((3, 2, 9, 9))) \
+        + mean[None, :, None, None]
+    w = rng.standard_normal((5, 6, 3, 3))
+    factors = factorize.input_projection(w, x.transpose(1, 0, 2, 3).reshape(6, -1), 2)
+    p, w2 = factors.weights
+
+    def conv_valid(data, weight):
+        n, c, h, wd = data.shape
+        k = weight.shape[2]
+        out = np.zeros((n, weight.shape[0], h - k + 1, wd - k + 1))
+        for i in range(k):
+            for j in range(k):
+                out += np.einsum("nchw,oc->nohw", data[:, :, i:i + h - k + 1, j:j + wd - k + 1],
+                                 weight[:, :, i, j])
+        return out
+
+    want = conv_valid(x, w)
+    z = np.einsum("rc,nchw->nrhw", p[:, :, 0, 0], x)
+    got = conv_valid(z, w2) + factors.bias_shift[None, :, None, None]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    assert factors.energy == pytest.approx(1.0)

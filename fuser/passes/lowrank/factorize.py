@@ -231,3 +231,58 @@ def whitened_svd(w: np.ndarray, inputs: np.ndarray, r: int, ridge: float = 1e-9)
     u, s, vt = np.linalg.svd(w @ chol, full_matrices=False)
     b, a = _split(u, s, vt, r)
     return Factors([np.linalg.solve(chol.T, a.T).T, b], r, _energy(s, r))
+
+
+def _channel_pca(samples: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The top ``r`` principal directions (C x r), the mean (C,) and the energy kept, of
+    channel samples ``(C, S)`` (every spatial position of every calibration image)."""
+    mean = samples.mean(axis=1)
+    centered = samples - mean[:, None]
+    values, vectors = np.linalg.eigh(centered @ centered.T / max(samples.shape[1], 1))
+    order = np.argsort(values)[::-1]
+    values, vectors = np.clip(values[order], 0, None), vectors[:, order]
+    total = float(values.sum())
+    return vectors[:, :r], mean, float(values[:r].sum() / total) if total > 0 else 1.0
+
+
+def input_projection(w: np.ndarray, inputs: np.ndarray, r: int) -> Factors:
+    """Project a Conv's input channels on the top ``r`` principal components of its
+    calibration inputs (the input side of Tucker-2, fitted to data).
+
+        x ~ U U^T x + m,   m = (I - U U^T) mean(x)         U: (C, r) orthonormal
+        W * x ~ (W x_C U) * (U^T x) + W * m
+
+    -> ``[P = U^T (r, C, 1, 1), W' = W x_C U (N, r, kh, kw)]``; the constant ``m`` enters the
+    bias as ``sum over c, i, j of W[n, c, i, j] m[c]`` (``bias_shift``: exact away from the
+    zero padding of the border, where the original convolution also sees zeros). At ``r = C``
+    U is square and orthogonal, ``m = 0``: the form reproduces the layer exactly.
+    ``inputs``: ``(C, S)`` channel samples of the layer's input.
+    """
+    u, mean, energy = _channel_pca(inputs, r)
+    projected = np.einsum("ncij,cr->nrij", w, u)
+    rest = mean - u @ (u.T @ mean)
+    return Factors([u.T.reshape(u.shape[1], w.shape[1], 1, 1), projected], u.shape[1], energy,
+                   bias_shift=np.einsum("ncij,c->n", w, rest))
+
+
+def tucker2_fitted(w: np.ndarray, bias: np.ndarray | None, inputs: np.ndarray,
+                   responses: np.ndarray, r_in: int, r_out: int) -> Factors:
+    """Tucker-2 whose two projections come from data: the input side from the principal
+    components of the layer's inputs (``input_projection``), the output side from those of
+    its responses ``y = W * x + b`` (``responses``: ``(N, S)``).
+
+        y ~ V V^T y + (I - V V^T) mean(y)                    V: (N, r_out) orthonormal
+          ~ V (G * (U^T x)) + V V^T (b + W m) + (I - V V^T) mean(y),   G = V^T x_N W x_C U
+
+    -> ``[U^T (r_in, C, 1, 1), G (r_out, r_in, kh, kw), V (N, r_out, 1, 1)]``; the last
+    node's bias is ``bias + bias_shift``. At full ranks both projections are square and
+    orthogonal: exact.
+    """
+    inner = input_projection(w, inputs, r_in)
+    v, mean_y, energy = _channel_pca(responses, r_out)
+    core = np.einsum("nrij,ns->srij", inner.weights[1], v)
+    b = np.zeros(w.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64)
+    keep = v @ v.T
+    last_bias = keep @ (b + inner.bias_shift) + (np.eye(len(mean_y)) - keep) @ mean_y
+    return Factors([inner.weights[0], core, v.reshape(v.shape[0], v.shape[1], 1, 1)],
+                   (inner.rank, v.shape[1]), inner.energy * energy, bias_shift=last_bias - b)

@@ -59,7 +59,7 @@ class Layer:
             return min(self.weight.shape)
         n, c, kh, kw = self.weight.shape
         return {"spatial": min(c * kh, n * kw), "channel": min(n, c * kh * kw),
-                "tucker2": min(n, c), "cp": n * c}.get(method, min(n, c * kh * kw))
+                "tucker2": min(n, c), "cp": n * c, "input": c}.get(method, min(n, c * kh * kw))
 
     def rank_for(self, method: str, fraction: float) -> int:
         """The largest rank whose MACs are at most ``fraction`` of the dense layer's."""

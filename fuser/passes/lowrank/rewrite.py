@@ -10,6 +10,7 @@ padding is explicit (``auto_pad`` resolved first); factors are cast back to the 
 | channel  | W'[R,C,kh,kw] (original spatial attributes) -> P[N,R,1,1]                           |
 | tucker2  | U[R3,C,1,1] -> G[R4,R3,kh,kw] (original spatial attributes) -> O[N,R4,1,1]          |
 | cp       | [R,C,1,1] -> [R,1,kh,1] group=R -> [R,1,1,kw] group=R -> [N,R,1,1]                  |
+| input    | P[R,C,1,1] -> W'[N,R,kh,kw] (original spatial attributes)                           |
 | gemm     | Gemm(X, A[r,K], transB=1) -> Gemm(., B[N,r], C, transB=1)                            |
 | matmul   | MatMul(X, W1[K,r]) -> MatMul(., W2[r,N])   (or W2 @ (W1 @ X) for a left weight)       |
 """
@@ -24,7 +25,7 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes.match import Names, Skip, cast_back, describe
 
-CONV_METHODS = ("spatial", "channel", "tucker2", "cp")
+CONV_METHODS = ("spatial", "channel", "tucker2", "cp", "input")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +85,8 @@ def conv_macs(method: str, g: ConvGeometry, c: int, n: int, rank: int | tuple[in
         r_in, r_out = rank
         return g.in_hw[0] * g.in_hw[1] * r_in * c + h * w * (r_out * r_in * g.kernel[0]
                                                              * g.kernel[1] + n * r_out)
+    if method == "input":
+        return g.in_hw[0] * g.in_hw[1] * rank * c + h * w * n * rank * g.kernel[0] * g.kernel[1]
     if method == "cp":
         width_mid = g.in_hw[1]
         return (g.in_hw[0] * g.in_hw[1] * rank * c + h * width_mid * rank * g.kernel[0]
@@ -134,6 +137,9 @@ def replace_conv(graph: gs.Graph, conv: gs.Node, method: str, weights: list[np.n
         mid = _conv(graph, names, f"{base}_in", x, weights[0], dtype, {}, flushed=flushed)
         mid = _conv(graph, names, f"{base}_core", mid, weights[1], dtype, full, flushed=flushed)
         _conv(graph, names, f"{base}_out", mid, weights[2], dtype, {}, bias, y, flushed)
+    elif method == "input":
+        mid = _conv(graph, names, f"{base}_in", x, weights[0], dtype, {}, flushed=flushed)
+        _conv(graph, names, f"{base}_k", mid, weights[1], dtype, full, bias, y, flushed)
     elif method == "cp":
         rank = weights[0].shape[0]
         mid = _conv(graph, names, f"{base}_in", x, weights[0], dtype, {}, flushed=flushed)
