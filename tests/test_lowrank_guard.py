@@ -78,7 +78,7 @@ def test_a_rewrite_that_costs_two_points_on_360_samples_is_refused(monkeypatch, 
 def test_the_guard_decides_on_the_upper_end_of_the_interval(monkeypatch, rng):
     # 1 flip in 896 held-out samples: 0.11 points, its interval's upper end 0.62 points
     calibration = _scores(128 + 896, [500])
-    original, planted = _plant(monkeypatch, rng)
+    original, _ = _plant(monkeypatch, rng)
     _, loose = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
                         max_accuracy_drop=0.01)
     assert loose.passed and loose.metric == "agreement" and not loose.backed_off

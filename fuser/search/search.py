@@ -37,6 +37,7 @@ from fuser.report.compression import Compression, LayerChoice
 from fuser.search.build import agreement, build, outputs, relative_error
 from fuser.search.calibrate import Feeds
 from fuser.search.latency import LatencyTable
+from fuser.search.metric import Judgement, Metric, UserMetric, judge, needed_samples, resolve
 from fuser.search.plan import (
     Plan,
     back_off,
@@ -46,7 +47,6 @@ from fuser.search.plan import (
     make_plan,
     split,
 )
-from fuser.search.metric import Judgement, Metric, UserMetric, judge, needed_samples, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +113,8 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     options, choices = faster_ranks(plan, table, speed_margin)
     ranks = initial_ranks(model, plan, table, kind, fraction, fit, threads, options)
     table.save()
-    notes = [] if len(calibration) > 1 else ["a single calibration batch: the guard judges "
-                                             "on the samples it was fitted to"]
+    single = "a single calibration batch: the guard judges on the samples it was fitted to"
+    notes = [] if len(calibration) > 1 else [single]
     result, errors, new, verdict, backed_off = _back_off(
         model, plan, ranks, options, fit, held, reference, labels, judged, max_accuracy_drop,
         (samples, seed, reconstruction, input_shapes), notes)
