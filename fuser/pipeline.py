@@ -222,22 +222,12 @@ def _random_inputs(job: Job) -> str:
 
 def compress_result(job: Job, result: onnx.ModelProto,
                     lossy: LowRank) -> tuple[onnx.ModelProto, Compression]:
-    """The lossy stage: low-rank rewrites chosen from calibration data, judged against
-    ``max_accuracy_drop`` when it is given."""
+    """The lossy stage: low-rank rewrites chosen from calibration data, judged by the task
+    metric against ``max_accuracy_drop`` when it is given (``Compression.passed``)."""
     with timed(job.seconds, "lowrank"):
-        result, compression = compress(
+        return compress(
             result, list(lossy.calibration), budget=lossy.budget,
             max_accuracy_drop=lossy.max_accuracy_drop, labels=lossy.labels,
+            metric=lossy.metric, fit_samples=lossy.fit_samples,
             reconstruction=lossy.reconstruction, batch=lossy.batch, threads=lossy.threads,
             input_shapes=job.fixed or None)
-    if lossy.max_accuracy_drop is not None:
-        compression = dataclasses.replace(
-            compression, passed=within(compression, lossy.max_accuracy_drop))
-    return result, compression
-
-
-def within(compression: Compression, allowed: float) -> bool:
-    """The accuracy drop (with labels) or the top-1 disagreement is at most ``allowed``."""
-    if compression.accuracy_before is not None:
-        return compression.accuracy_before - compression.accuracy_after <= allowed
-    return 1.0 - (compression.top1_agreement or 1.0) <= allowed

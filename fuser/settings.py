@@ -5,7 +5,7 @@ input shapes, the validation batches."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from fuser.passes.base import Pass
 from fuser.runtime import bench as benchmarking
 from fuser.runtime import inputs as inputs_io
 from fuser.runtime import validate as validation
+from fuser.search.search import FIT_SAMPLES
 
 
 @dataclasses.dataclass
@@ -36,14 +37,21 @@ class Validation:
 class LowRank:
     """The lossy low-rank stage of ``optimize`` (see ``fuser.search.search``).
 
-    ``calibration``: feed dicts (unlabeled inputs; the last quarter is held out).
-    ``labels``: labels of the held-out samples, to measure accuracy instead of agreement.
+    ``calibration``: feed dicts (unlabeled inputs; the first ``fit_samples`` fit the
+    factors, every other sample is held out for the guard).
+    ``labels``: one label per calibration sample (any dtype), for ``top1`` or the user's metric.
+    ``metric``: ``agreement``, ``top1``, ``rel-error:X``, ``snr:DB`` or
+    ``fn(outputs: dict[str, np.ndarray], labels) -> float`` (higher is better) on the held-out
+    samples; ``max_accuracy_drop`` bounds the upper end of the 95 % interval of its drop.
+    Default: agreement (top1 with labels) for class scores, else ``rel-error:0.05``.
     """
 
     calibration: Sequence[Mapping]
     budget: str = "latency=0.5"
     max_accuracy_drop: float | None = 0.01
     labels: object = None
+    metric: str | Callable | None = None
+    fit_samples: int = FIT_SAMPLES
     reconstruction: str = "asymmetric"
     batch: int = 1
     threads: int = 1

@@ -152,7 +152,7 @@ def test_cli_lowrank_with_labels_and_an_accuracy_budget(trained_vgg, tmp_path, c
 
     model, data = trained_vgg
     graph_io.save(model, tmp_path / "vgg.onnx")
-    np.savez(tmp_path / "calib.npz", input=data.train_x[:256], labels=data.train_y[:256])
+    np.savez(tmp_path / "calib.npz", input=data.train_x, labels=data.train_y)
     code = main(["optimize", str(tmp_path / "vgg.onnx"), "-o", str(tmp_path / "out.onnx"),
                  "--no-bench", "--lossy", "lowrank", "--calibration",
                  str(tmp_path / "calib.npz"), "--budget", "accuracy=0.01", "--json"])

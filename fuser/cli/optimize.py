@@ -15,6 +15,7 @@ from fuser import ir as graph
 from fuser.cli import options
 from fuser.errors import FuserError
 from fuser.report import Report
+from fuser.report.text import lowrank_summary
 from fuser.runtime.sessions import RuntimeRefusedError
 
 RUNS_MODELS = True
@@ -80,10 +81,8 @@ def run(args: argparse.Namespace) -> int:
     options.emit(args, report.to_dict(), report.to_markdown(), out)
     elapsed = time.perf_counter() - started
     if not report.passed:
-        culprit = report.culprits[0].name if report.culprits else "unknown"
         print(f"{'wrote' if written else 'did not write'} {target}", file=out)
-        print(f"FAILED | {elapsed:.2f}s | validation failed; culprit pass: {culprit} "
-              f"(try --rollback or --skip {culprit})", file=out)
+        print(f"FAILED | {elapsed:.2f}s | {_failure(report)}", file=out)
         return 1
     print(f"wrote {target}", file=out)
     print(f"PASSED | {elapsed:.2f}s | {_summary(args, report)}", file=out)
@@ -103,8 +102,22 @@ def _optimize(args: argparse.Namespace, source: Path) -> tuple[onnx.ModelProto, 
         static_shapes=args.static_shapes)
 
 
+def _failure(report: Report) -> str:
+    """Why the run failed: the exact stage's culprit, or the low-rank guard's verdict."""
+    if report.validation is not None and not report.validation.passed:
+        culprit = report.culprits[0].name if report.culprits else "unknown"
+        return (f"validation failed; culprit pass: {culprit} (try --rollback or --skip "
+                f"{culprit})")
+    lowrank = report.lowrank
+    return f"low-rank guard: {lowrank.guard} | {lowrank_summary(lowrank.to_dict())}"
+
+
 def _summary(args: argparse.Namespace, report: Report) -> str:
-    """The key figures of the PASSED line."""
+    """The key figures of the PASSED line: for a lossy run, the delivered model's (the
+    metric, the output error, the measured speed-up, MACs), not the exact stage's."""
+    if report.lowrank is not None:
+        timings = report.timings.to_dict() if report.timings else None
+        return f"low-rank: {lowrank_summary(report.lowrank.to_dict(), timings)}"
     summary = (f"{report.rewrites()} rewrites, nodes {report.before.nodes} -> "
                f"{report.after.nodes}, BatchNormalization left "
                f"{report.after.ops.get('BatchNormalization', 0)}")

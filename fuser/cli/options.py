@@ -26,6 +26,7 @@ from fuser.ir.io import write_text_atomic
 from fuser.runtime import inputs
 from fuser.runtime import validate as validation
 from fuser.runtime.providers import physical_cores
+from fuser.search.metric import parse as parse_metric
 from fuser.search.search import parse_budget
 from fuser.settings import Timing
 
@@ -138,14 +139,22 @@ def add_lossy(parser: argparse.ArgumentParser) -> None:
                             "check into an accuracy check), NAME=file.npy, or an image folder")
     group.add_argument("--calibration-batch", type=int, default=16,
                        help="samples per calibration batch (default 16)")
-    group.add_argument("--calibration-samples", type=int, default=256,
-                       help="calibration samples used at most (default 256)")
+    group.add_argument("--calibration-samples", type=int, default=1024,
+                       help="calibration samples used at most (default 1024: the first "
+                            "128 fit the factors, the rest judge the result)")
     group.add_argument("--budget", default="latency=0.5",
                        help="latency=F or macs=F (the whole model's cost as a fraction), or "
-                            "accuracy=D (as fast as a top-1 drop of at most D allows)")
+                            "accuracy=D (as fast as a metric drop of at most D allows)")
+    group.add_argument("--metric", metavar="SPEC",
+                       help="what the guard judges: top1 (needs labels), agreement, snr:DB, "
+                            "rel-error:X (share of samples within X relative error), or "
+                            "FILE.py:FUNCTION / MODULE:FUNCTION, fn(outputs, labels) -> float, "
+                            "higher is better (default: agreement, or top1 with labels, for "
+                            "class scores; rel-error:0.05 otherwise)")
     group.add_argument("--max-accuracy-drop", type=float,
-                       help="back off layers until the held-out top-1 agreement drops by at "
-                            "most this (default 0.01 with --lossy; 1 turns the check off)")
+                       help="back off layers until the upper end of the 95%% interval of the "
+                            "metric's drop on the held-out samples is at most this (default "
+                            "0.01 with --lossy; 1 turns the check off)")
     group.add_argument("--reconstruction", choices=("asymmetric", "pca", "whitened"),
                        default="asymmetric",
                        help="asymmetric (default), pca, or whitened (whitened SVD for "
@@ -156,13 +165,14 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
     """The low-rank group as ``fuser.api.LowRank`` (None without ``--lossy``), with the
     calibration batches loaded from ``--calibration``."""
     if args.lossy is None:
-        for flag in ("calibration", "max_accuracy_drop"):
+        for flag in ("calibration", "max_accuracy_drop", "metric"):
             if getattr(args, flag) is not None:
                 raise FuserError(f"--{flag.replace('_', '-')} needs --lossy lowrank")
         return None
     if not args.calibration:
         raise FuserError("--lossy lowrank needs --calibration DATA (unlabeled inputs)")
     parse_budget(args.budget)
+    metric = parse_metric(args.metric)
     model = graph.load(source)
     shapes = resolve_shapes(args, model, args.calibration_batch)
     count = max(2, -(-args.calibration_samples // args.calibration_batch))
@@ -172,6 +182,7 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
     labels = _calibration_labels(args.calibration, sum(len(next(iter(b.values())))
                                                       for b in batches))
     return api.LowRank(batches, budget=args.budget, max_accuracy_drop=drop, labels=labels,
+                       metric=metric,
                        reconstruction=args.reconstruction,
                        threads=args.threads or physical_cores())
 

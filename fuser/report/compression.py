@@ -37,8 +37,10 @@ class Compression(Record):
     macs_after: int = doc("and after")
     top1_agreement: float | None = doc("held-out top-1 agreement with the original (null "
                                        "when the output is not class scores)")
-    relative_error: float = doc("relative L2 error of the output on held-out batches")
-    accuracy_before: float | None = doc("accuracy with labels, else null", default=None)
+    relative_error: float = doc("relative L2 error of the outputs (the worst one) on the "
+                                "held-out samples")
+    accuracy_before: float | None = doc("accuracy with labels (metric `top1`), else null",
+                                        default=None)
     accuracy_after: float | None = doc("accuracy after, with labels", default=None)
     backed_off: list[str] = doc("layers whose rank was raised (or made dense) to keep the "
                                 "accuracy", default_factory=list)
@@ -47,6 +49,24 @@ class Compression(Record):
     not_considered: list[str] = doc(
         "each Conv/Gemm/MatMul the search could not consider, with the reason, e.g. "
         "`Conv 'c3': input size unknown (give --input-shape)`", default_factory=list)
+    metric: str = doc("the task metric the guard judged: `agreement`, `top1`, `rel-error:X`, "
+                      "`snr:DB`, or the name of the user's function", default="agreement")
+    metric_before: float | None = doc("the metric on the held-out samples, original model",
+                                      default=None)
+    metric_after: float | None = doc("and compressed", default=None)
+    drop: float | None = doc("metric_before - metric_after", default=None)
+    drop_interval: list[float] | None = doc(
+        "95 % interval [low, high] of the drop; the guard decides on high", default=None)
+    interval_method: str = doc("`exact binomial` (Clopper-Pearson on the samples made worse) "
+                               "or `bootstrap` (1000 seeded resamples of the samples)",
+                               default="")
+    held_out_samples: int = doc("calibration samples the guard judged on (every one the "
+                                "fitting did not use)", default=0)
+    fit_samples: int = doc("calibration samples the factors were fitted to", default=0)
+    guard: str = doc("the guard's verdict in one line: within, refused, or not resolved "
+                     "(the held-out set too small for the allowed drop)", default="")
     passed: bool | None = doc("with an accuracy bound (`max_accuracy_drop`): whether the "
-                              "result is within it; the key is absent without a bound",
+                              "upper end of the drop's interval is within it (false also "
+                              "when the held-out set cannot resolve it); the key is absent "
+                              "without a bound",
                               schema_type="bool", default=None, omit_none=True)

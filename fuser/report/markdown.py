@@ -48,7 +48,9 @@ def report_markdown(report: Report) -> str:
             "top-1": "" if o.top1 is None else f"{o.top1:.2%}",
             "verdict": "ok" if o.passed else o.message} for o in validation.outputs]))
     if report.lowrank:
-        lines += ["", "## Low-rank", "", lowrank_text(report.lowrank.to_dict(), markdown=True)]
+        lines += ["", "## Low-rank", "", lowrank_text(
+            report.lowrank.to_dict(), markdown=True,
+            timings=report.timings and report.timings.to_dict())]
     if report.timings:
         lines += ["", "## Timing", "", timings_text(report.timings.to_dict(), markdown=True)]
     lines += ["", f"fuser {report.fuser_version}; "

@@ -41,7 +41,8 @@ def report_text(report: Report) -> str:
     if report.rolled_back:
         lines.append(f"  rolled back: {', '.join(report.rolled_back)}")
     if report.lowrank:
-        lines.append(lowrank_text(report.lowrank.to_dict()))
+        lines.append(lowrank_text(report.lowrank.to_dict(), timings=report.timings and
+                                  report.timings.to_dict()))
     if report.timings:
         timings = report.timings.to_dict()
         lines.append(timings_text(timings))
@@ -169,7 +170,8 @@ def timings_text(timings: Mapping[str, Any], markdown: bool = False) -> str:
     return "\n".join([f"  {head}", *columns(rows), *sessions])
 
 
-def lowrank_text(lowrank: Mapping[str, Any], markdown: bool = False) -> str:
+def lowrank_text(lowrank: Mapping[str, Any], markdown: bool = False,
+                 timings: Mapping[str, Any] | None = None) -> str:
     """The per-layer table of a low-rank search (its JSON form, ``Compression.to_dict()``)
     and its end-to-end figures."""
     rows = [{"layer": c["layer"], "op": c["op"], "method": c["method"],
@@ -180,16 +182,39 @@ def lowrank_text(lowrank: Mapping[str, Any], markdown: bool = False) -> str:
              "energy": f"{c['energy']:.3f}",
              "response err": "" if c["response_error"] is None else
              f"{c['response_error']:.3f}", "note": c["note"]} for c in lowrank["layers"]]
-    agreement = lowrank.get("top1_agreement")
-    head = (f"low-rank ({lowrank['budget']}): MACs {fmt(lowrank['macs_before'])} -> "
-            f"{fmt(lowrank['macs_after'])}, held-out top-1 agreement "
-            f"{'?' if agreement is None else f'{agreement:.2%}'}, relative output error "
-            f"{lowrank['relative_error']:.3f}")
-    if lowrank.get("accuracy_before") is not None:
-        head += f", accuracy {lowrank['accuracy_before']:.2%} -> {lowrank['accuracy_after']:.2%}"
+    head, nl = f"low-rank ({lowrank['budget']}): {lowrank_summary(lowrank, timings)}", \
+        "\n\n" if markdown else "\n  "
+    if lowrank.get("guard"):
+        head += f"{nl}guard: {lowrank['guard']}"
     if markdown:
         skipped = "".join(f"\n- not considered: {n}" for n in lowrank.get("not_considered", []))
         return head + "\n\n" + md_table(rows) + ("\n" + skipped if skipped else "")
     notes = [f"  note: {n}" for n in lowrank.get("notes", [])]
     notes += [f"  not considered: {n}" for n in lowrank.get("not_considered", [])]
     return "\n".join([f"  {head}", *columns(rows), *notes])
+
+
+def lowrank_summary(lowrank: Mapping[str, Any], timings: Mapping[str, Any] | None = None
+                    ) -> str:
+    """The delivered model in one line: the metric before -> after with the drop's 95 %
+    interval and sample count, the relative output error, the measured speed-up at
+    ORT_ENABLE_ALL (when timed), MACs."""
+    name = str(lowrank.get("metric", ""))
+    share = name in ("agreement", "top1") or name.startswith(("rel-error:", "snr:"))
+
+    def value(x: float) -> str:  # the built-ins are shares of samples; a user's, a number
+        return f"{x:.2%}" if share else f"{x:.4g}"
+
+    parts = []
+    if lowrank.get("metric_before") is not None:
+        low, high = lowrank["drop_interval"]
+        parts.append(f"{lowrank['metric']} {value(lowrank['metric_before'])} -> "
+                     f"{value(lowrank['metric_after'])} (drop {value(lowrank['drop'])}, 95% "
+                     f"interval [{value(low)}, {value(high)}], "
+                     f"{lowrank['held_out_samples']} held-out samples)")
+    parts.append(f"relative output error {lowrank['relative_error']:.3g}")
+    pair = latency_pairs(timings).get("all")
+    if pair:
+        parts.append(f"speed-up {pair[0] / pair[1]:.2f}x at ORT_ENABLE_ALL")
+    parts.append(f"MACs {fmt(lowrank['macs_before'])} -> {fmt(lowrank['macs_after'])}")
+    return ", ".join(parts)

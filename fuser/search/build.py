@@ -75,22 +75,27 @@ def whitened(current: onnx.ModelProto, layer: Layer, rank: int,
     return factors, b @ (a @ x)
 
 
-def verify(model: onnx.ModelProto, result: onnx.ModelProto, held: list[Feeds],
-            labels: np.ndarray | None) -> tuple[float | None, float, float | None, float | None]:
-    """Top-1 agreement, relative L2 error, accuracy before/after (with labels)."""
-    ref_sess, new_sess = runtime.session(model), runtime.session(result)
-    refs, news = [], []
+def outputs(model: onnx.ModelProto, held: list[Feeds]) -> dict[str, np.ndarray]:
+    """Every output of ``model`` on the held-out batches, concatenated in calibration order."""
+    sess = runtime.session(model)
+    names = [o.name for o in sess.get_outputs()]
+    collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for feeds in held:
-        refs.append(ref_sess.run(None, dict(feeds))[0])
-        news.append(new_sess.run(None, dict(feeds))[0])
-    ref, new = np.concatenate(refs), np.concatenate(news)
-    relative = float(np.linalg.norm(new - ref) / max(np.linalg.norm(ref), 1e-30))
-    if ref.ndim < 2 or ref.shape[-1] < 2:
-        return None, relative, None, None
-    ref_top, new_top = ref.reshape(-1, ref.shape[-1]).argmax(1), new.reshape(
-        -1, new.shape[-1]).argmax(1)
-    agreement = float(np.mean(ref_top == new_top))
-    if labels is None:
-        return agreement, relative, None, None
-    return agreement, relative, float(np.mean(ref_top == labels)), float(
-        np.mean(new_top == labels))
+        for name, value in zip(names, sess.run(names, dict(feeds)), strict=True):
+            collected[name].append(value)
+    return {n: np.concatenate(v) if v[0].ndim else np.stack(v) for n, v in collected.items()}
+
+
+def relative_error(ref: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> float:
+    """The worst output's relative L2 error."""
+    return max(float(np.linalg.norm(new[n].astype(np.float64) - r) /
+                     max(float(np.linalg.norm(r.astype(np.float64))), 1e-30))
+               for n, r in ref.items())
+
+
+def agreement(ref: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> float | None:
+    """Top-1 agreement of the first output (None without a class axis)."""
+    r, n = next(iter(ref.values())), next(iter(new.values()))
+    if r.ndim < 2 or r.shape[-1] < 2:
+        return None
+    return float(np.mean(r.argmax(-1) == n.argmax(-1)))

@@ -33,15 +33,19 @@ class Plan:
     total_macs: int
 
 
-def split(calibration: Sequence[Feeds], labels: np.ndarray | None
+def split(calibration: Sequence[Feeds], labels: np.ndarray | None, fit_samples: int
            ) -> tuple[list[Feeds], list[Feeds], np.ndarray | None]:
-    """Fitting batches, held-out batches, and the held-out samples' labels."""
-    split = max(1, len(calibration) * 3 // 4) if len(calibration) > 1 else 1
-    fit, held = list(calibration[:split]), list(calibration[split:]) or list(calibration)
+    """Fitting batches (the first ones, until ``fit_samples`` samples, leaving one batch at
+    least), the held-out batches (every other one), and the held-out samples' labels. With a
+    single batch, it is both (the report says so)."""
+    sizes = [len(next(iter(b.values()))) for b in calibration]
+    count = 1
+    while count < len(calibration) - 1 and sum(sizes[:count]) < fit_samples:
+        count += 1
+    fit, held = list(calibration[:count]), list(calibration[count:]) or list(calibration)
     if labels is not None:
-        sizes = [len(next(iter(b.values()))) for b in calibration]
-        labels = np.asarray(labels)[sum(sizes[:split]) if len(calibration) > 1 else 0:
-                                    sum(sizes)]
+        start = sum(sizes[:count]) if len(calibration) > 1 else 0
+        labels = np.asarray(labels)[start:sum(sizes)]
     return fit, held, labels
 
 

@@ -13,10 +13,12 @@
    fitted to the original responses given the already-approximated inputs), or the linear
    response-PCA solution, or activation-whitened SVD for Gemm/MatMul; ONNX form: k x k conv
    with d filters, then 1 x 1 (``channel``), or two Gemm/MatMul.
-6. Verification on held-out calibration batches (top-1 agreement with the original, or
-   accuracy with labels); with ``max_accuracy_drop``, the layer with the largest response
-   error gets twice its rank (or goes back to dense) until the drop is within bounds. The
-   budget is then a target, not a promise: the report shows what was reached.
+6. Verification on every calibration sample the fitting did not use, by the task metric
+   (``fuser.search.metric``: agreement, top-1 with labels, a relative-error or SNR bound,
+   or the user's function); with ``max_accuracy_drop``, the layer with the largest response
+   error gets twice its rank (or goes back to dense) until the upper end of the drop's 95 %
+   interval is within bounds. The budget is then a target, not a promise: the report shows
+   what was reached, and says when the held-out set is too small to resolve the bound.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from fuser import ir as graph_io
 from fuser.errors import FuserError
 from fuser.passes.lowrank.ranks import DENSE, retained
 from fuser.report.compression import Compression, LayerChoice
-from fuser.search.build import build, verify
+from fuser.search.build import agreement, build, outputs, relative_error
 from fuser.search.calibrate import Feeds
 from fuser.search.latency import LatencyTable
+from fuser.search.metric import Judgement, Metric, UserMetric, judge, needed_samples, resolve
 from fuser.search.plan import (
     Plan,
     back_off,
@@ -50,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 #: ``accuracy=D`` aims at this latency fraction and backs off until the drop is at most D.
 ACCURACY_TARGET = 0.3
+#: Calibration samples the factors are fitted to; every other one is held out.
+FIT_SAMPLES = 128
 
 
 def parse_budget(text: str) -> tuple[str, float]:
@@ -67,6 +72,7 @@ def parse_budget(text: str) -> tuple[str, float]:
 
 def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: str = "macs=0.5",
              max_accuracy_drop: float | None = None, labels: np.ndarray | None = None,
+             metric: str | UserMetric | None = None, fit_samples: int = FIT_SAMPLES,
              reconstruction: str = "asymmetric", samples: int = 64, batch: int = 1,
              threads: int = 1, seed: int = 0, table: LatencyTable | None = None,
              speed_margin: float = 0.05,
@@ -75,18 +81,18 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     """Compress ``model`` with low-rank rewrites chosen from calibration data.
 
     Args:
-        calibration: feed dicts; the last quarter (at least one batch when there are two or
-            more) is held out for the end-to-end check.
+        calibration: feed dicts; the first batches, up to ``fit_samples`` samples, fit the
+            factors, every other sample is held out for the end-to-end check.
         budget: ``macs=F`` or ``latency=F``: the whole model's MACs or onnxruntime latency
             as a fraction of the original; ``accuracy=D``: aim at latency
             ``ACCURACY_TARGET`` and back off until the drop is at most D.
-        max_accuracy_drop: back off layers until the held-out top-1 agreement (or accuracy,
-            with ``labels``) drops by at most this much.
+        max_accuracy_drop: back off layers until the upper end of the 95 % interval of the
+            metric's drop on the held-out samples is at most this.
         labels: one label per calibration sample, in order (the held-out ones are used).
-        reconstruction: ``asymmetric`` (default), ``pca`` (Zhang's linear solution), or
-            ``whitened`` (activation-whitened SVD for Gemm/MatMul, response PCA for Conv).
-        speed_margin: keep a rewrite only if its measured layer latency is at least this
-            fraction below the dense layer's.
+        metric: see ``fuser.search.metric`` (default: agreement, or top1 with labels, for
+            class scores, else ``rel-error:0.05``). reconstruction: ``asymmetric``, ``pca``,
+            or ``whitened``.
+        speed_margin: keep a rewrite only if it is measured this much faster than dense.
         input_shapes: fixed input shapes for the shape inference that finds the layers'
             sizes (a layer of unknown size cannot be considered; the result names it).
     """
@@ -99,32 +105,86 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
                          f"{reconstruction!r}")
     if not calibration:
         raise FuserError("low-rank compression needs calibration data")
-    fit, held, labels = split(calibration, labels)
+    fit, held, labels = split(calibration, labels, fit_samples)
+    reference = outputs(model, held)
+    judged = resolve(metric, reference, labels)
     table = table or LatencyTable(batch=batch, threads=threads)
     plan = make_plan(model, fit, table, input_shapes, samples, seed)
     options, choices = faster_ranks(plan, table, speed_margin)
     ranks = initial_ranks(model, plan, table, kind, fraction, fit, threads, options)
     table.save()
+    single = "a single calibration batch: the guard judges on the samples it was fitted to"
+    notes = [] if len(calibration) > 1 else [single]
+    result, errors, new, verdict, backed_off = _back_off(
+        model, plan, ranks, options, fit, held, reference, labels, judged, max_accuracy_drop,
+        (samples, seed, reconstruction, input_shapes), notes)
+    passed, reason = _guard(verdict, max_accuracy_drop, any(ranks))
+    return result, Compression(
+        budget, _layer_choices(plan, table, ranks, errors, choices), plan.total_macs,
+        graph_io.mac_count(result, graph_io.infer_shapes(result, input_shapes)) or 0,
+        agreement(reference, new), relative_error(reference, new),
+        verdict.before if judged.name == "top1" else None,
+        verdict.after if judged.name == "top1" else None, backed_off,
+        time.perf_counter() - started, notes, plan.not_considered, metric=judged.name,
+        metric_before=verdict.before, metric_after=verdict.after, drop=verdict.drop,
+        drop_interval=list(verdict.interval), interval_method=verdict.method,
+        held_out_samples=verdict.samples, fit_samples=_count(fit), guard=reason,
+        passed=passed)
 
-    notes, backed_off = [], []
+
+def _count(batches: list[Feeds]) -> int:
+    return sum(len(next(iter(b.values()))) for b in batches)
+
+
+def _back_off(model: onnx.ModelProto, plan: Plan, ranks: list[int], options: list[list[int]],
+              fit: list[Feeds], held: list[Feeds], reference: dict, labels: np.ndarray | None,
+              judged: Metric, allowed: float | None, how: tuple, notes: list[str]) -> tuple:
+    """Build, judge, and double the rank of the worst layer until the guard accepts."""
+    samples, seed, reconstruction, input_shapes = how
+    backed_off = []
     while True:
         result, errors = build(model, plan.layers, plan.keys, ranks, plan.targets, fit,
-                                samples, seed, reconstruction, input_shapes)
-        agreement, relative, acc_before, acc_after = verify(model, result, held, labels)
-        drop = (acc_before - acc_after) if labels is not None else 1.0 - (agreement or 1.0)
-        if max_accuracy_drop is None or drop <= max_accuracy_drop or not any(ranks):
-            break
+                               samples, seed, reconstruction, input_shapes)
+        new = outputs(result, held)
+        verdict = judge(judged, reference, new, labels, seed)
+        if allowed is None or not any(ranks) or _accepted(verdict, allowed):
+            return result, errors, new, verdict, backed_off
         worst = max((e, i) for i, e in enumerate(errors) if ranks[i] != DENSE)[1]
         before, ranks[worst] = ranks[worst], back_off(ranks[worst], options[worst])
         name = plan.layers[worst].name
         backed_off.append(name)
         notes.append(f"backed off {name}: rank {before} -> {ranks[worst] or 'dense'} "
-                     f"(response error {errors[worst]:.3f}, accuracy drop {drop:.3f})")
-    return result, Compression(
-        budget, _layer_choices(plan, table, ranks, errors, choices), plan.total_macs,
-        graph_io.mac_count(result, graph_io.infer_shapes(result, input_shapes)) or 0,
-        agreement, relative, acc_before, acc_after, backed_off, time.perf_counter() - started,
-        notes, plan.not_considered)
+                     f"(response error {errors[worst]:.3f}, {judged.name} drop "
+                     f"{verdict.drop:.3f}, 95% interval up to {verdict.interval[1]:.3f})")
+
+
+def _accepted(verdict: Judgement, allowed: float) -> bool:
+    """Within bounds on the interval's upper end; when this many samples cannot resolve the
+    bound at all, the point estimate stops the back-off (the guard then says so)."""
+    if verdict.resolvable(allowed):
+        return verdict.within(allowed)
+    return verdict.drop <= allowed
+
+
+def _guard(verdict: Judgement, allowed: float | None, compressed: bool
+           ) -> tuple[bool | None, str]:
+    """The guard's verdict (None without a bound) and its reason in one line."""
+    interval = (f"{verdict.drop:.2%} [95% interval {verdict.interval[0]:.2%}, "
+                f"{verdict.interval[1]:.2%}] on {verdict.samples} held-out samples")
+    if allowed is None:
+        return None, f"drop {interval}; no bound"
+    if not compressed:
+        return True, "every layer kept dense: the model is the original"
+    if verdict.within(allowed):
+        return True, f"drop {interval} within {allowed:.2%}"
+    if not verdict.resolvable(allowed):
+        return False, (f"not resolved: {verdict.samples} held-out samples cannot resolve a "
+                       f"drop of {allowed:.2%} (need {needed_samples(allowed)}; give more "
+                       "calibration samples or a looser bound)")
+    if verdict.drop <= allowed:
+        return False, (f"not resolved: drop {interval} reaches past {allowed:.2%}; give "
+                       "more calibration samples or a looser bound")
+    return False, f"refused: drop {interval} exceeds {allowed:.2%}"
 
 
 def _layer_choices(plan: Plan, table: LatencyTable, ranks: list[int],

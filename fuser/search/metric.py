@@ -1,0 +1,271 @@
+"""The task metric the low-rank guard judges, and the guard's 95 % interval.
+
+A metric scores a model's outputs on the held-out calibration samples (higher is better):
+
+- ``agreement``: share of samples whose top-1 class (last axis of the first output) is the
+  original's; the default for class scores.
+- ``top1``: accuracy against the calibration ``labels``.
+- ``rel-error:X``: share of samples whose output error, ``||new_i - ref_i||`` over the RMS
+  norm of the reference's samples, is at most X (every output, the worst counts); the
+  default, ``rel-error:0.05``, for outputs without a class axis (a regression, a heat map).
+- ``snr:DB``: share of samples whose signal-to-noise ratio against the reference is at
+  least DB decibels (every output, the worst counts).
+- a user function ``fn(outputs: dict[str, np.ndarray], labels) -> float``: outputs keyed by
+  output name, samples in calibration order.
+
+The drop is the original's score minus the compressed model's. When every sample scores 0
+or 1 (the built-ins on batch-first outputs of one prediction per sample), its interval is the
+exact binomial (Clopper-Pearson) one of the share of samples made worse, an upper bound of
+the drop; otherwise a seeded bootstrap over samples. The guard decides on the upper end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from fuser.errors import FuserError
+
+Outputs = Mapping[str, np.ndarray]
+UserMetric = Callable[[dict[str, np.ndarray], "np.ndarray | None"], float]
+
+#: Bootstrap resamples, and the default bound of ``rel-error`` for outputs without classes.
+BOOTSTRAP = 1000
+DEFAULT_REL_ERROR = 0.05
+CONFIDENCE = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """A resolved metric: its name and either a per-sample scorer or a user function."""
+
+    name: str
+    per_sample: Callable[[Outputs, Outputs, np.ndarray | None], tuple[np.ndarray,
+                                                                        np.ndarray]] | None
+    user: UserMetric | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+    """The guard's figures for one candidate."""
+
+    before: float
+    after: float
+    drop: float
+    interval: tuple[float, float]
+    method: str
+    samples: int
+    floor: float  # the smallest upper end this many samples can give (0: no floor)
+
+    def within(self, allowed: float) -> bool:
+        return self.interval[1] <= allowed
+
+    def resolvable(self, allowed: float) -> bool:
+        return self.floor <= allowed
+
+
+def parse(spec: str | UserMetric | None) -> str | UserMetric | None:
+    """Check a metric spec early (the CLI's ``--metric``): a built-in name, or load
+    ``FILE.py:FUNCTION`` / ``MODULE:FUNCTION``; a bad spec raises a one-line FuserError."""
+    if spec is None or callable(spec) or spec in ("agreement", "top1"):
+        return spec
+    kind, _, value = spec.partition(":")
+    if kind in ("snr", "rel-error"):
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or (kind == "rel-error" and number <= 0):
+            raise FuserError(f"--metric {spec!r}: expected {kind}:NUMBER"
+                             + (" > 0" if kind == "rel-error" else ""))
+        return spec
+    if not value:
+        raise FuserError(f"--metric {spec!r}: expected top1, agreement, snr:DB, rel-error:X, "
+                         "FILE.py:FUNCTION or MODULE:FUNCTION")
+    return _load(kind, value, spec)
+
+
+def _load(where: str, name: str, spec: str) -> UserMetric:
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.is_file():
+                raise FuserError(f"--metric {spec!r}: no file {where}")
+            loader = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except FuserError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (the user's code: any error, one line)
+        raise FuserError(f"--metric {spec!r}: cannot load {where}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise FuserError(f"--metric {spec!r}: {where} has no function {name!r}")
+    return fn
+
+
+def resolve(spec: str | UserMetric | None, reference: Outputs,
+            labels: np.ndarray | None) -> Metric:
+    """The metric to judge by: ``spec``, or the default for these outputs (agreement, or
+    top-1 with labels, for class scores; ``rel-error:0.05`` otherwise)."""
+    spec = parse(spec)
+    if callable(spec):
+        return Metric(getattr(spec, "__name__", "metric"), None, spec)
+    first = next(iter(reference.values()))
+    classes = first.ndim >= 2 and first.shape[-1] >= 2
+    if spec is None:
+        spec = ("top1" if labels is not None else "agreement") if classes else \
+            f"rel-error:{DEFAULT_REL_ERROR:g}"
+    if spec in ("agreement", "top1"):
+        if not classes:
+            raise FuserError(f"metric {spec}: the first output {list(first.shape)} has no "
+                             "class axis (use rel-error:X, snr:DB or your own function)")
+        if spec == "top1" and labels is None:
+            raise FuserError("metric top1 needs labels (a 'labels' array in the calibration "
+                             ".npz)")
+        return Metric(spec, _top1 if spec == "top1" else _agreement)
+    kind, _, value = spec.partition(":")
+    bound = float(value)
+    scorer = _within_error(bound) if kind == "rel-error" else _above_snr(bound)
+    return Metric(spec, scorer)
+
+
+def _per_sample(values: np.ndarray) -> np.ndarray:
+    return values.reshape(values.shape[0], -1).mean(axis=1)
+
+
+def _agreement(ref: Outputs, new: Outputs, labels: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    r, n = next(iter(ref.values())), next(iter(new.values()))
+    same = (r.argmax(-1) == n.argmax(-1)).astype(np.float64)
+    return np.ones(len(r)), _per_sample(same)
+
+
+def _top1(ref: Outputs, new: Outputs, labels: np.ndarray | None
+          ) -> tuple[np.ndarray, np.ndarray]:
+    r, n = next(iter(ref.values())), next(iter(new.values()))
+    truth = np.asarray(labels).reshape(len(r), *([1] * (r.ndim - 2)))
+    return (_per_sample((r.argmax(-1) == truth).astype(np.float64)),
+            _per_sample((n.argmax(-1) == truth).astype(np.float64)))
+
+
+def _sample_errors(ref: Outputs, new: Outputs) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample, the worst output's squared error and squared reference norm."""
+    errors, norms = [], []
+    for name, r in ref.items():
+        r64, n64 = r.astype(np.float64).reshape(len(r), -1), new[name].astype(
+            np.float64).reshape(len(r), -1)
+        errors.append(((n64 - r64) ** 2).sum(1))
+        norms.append((r64 ** 2).sum(1))
+    return np.stack(errors), np.stack(norms)
+
+
+def _within_error(bound: float) -> Callable:
+    def score(ref: Outputs, new: Outputs, labels: np.ndarray | None):
+        errors, norms = _sample_errors(ref, new)
+        rms = np.sqrt(np.maximum(norms.mean(axis=1, keepdims=True), 1e-30))
+        ok = (np.sqrt(errors) / rms <= bound).all(axis=0)
+        return np.ones(len(ok)), ok.astype(np.float64)
+    return score
+
+
+def _above_snr(decibels: float) -> Callable:
+    def score(ref: Outputs, new: Outputs, labels: np.ndarray | None):
+        errors, norms = _sample_errors(ref, new)
+        ok = (norms >= errors * 10 ** (decibels / 10)).all(axis=0)
+        return np.ones(len(ok)), ok.astype(np.float64)
+    return score
+
+
+def judge(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
+          seed: int = 0) -> Judgement:
+    """The scores before and after, the drop and its 95 % interval."""
+    rng = np.random.default_rng(seed)
+    if metric.user is not None:
+        return _judge_user(metric.user, ref, new, labels, rng)
+    before, after = metric.per_sample(ref, new, labels)
+    count = len(before)
+    drop = float(before.mean() - after.mean())
+    if np.isin(before, (0.0, 1.0)).all() and np.isin(after, (0.0, 1.0)).all():
+        worse = int(((before == 1) & (after == 0)).sum())
+        interval = (clopper_pearson(worse, count)[0] - float(((before == 0) & (after == 1))
+                                                             .mean()),
+                    clopper_pearson(worse, count)[1])
+        return Judgement(float(before.mean()), float(after.mean()), drop, interval,
+                         "exact binomial", count, clopper_pearson(0, count)[1])
+    diffs = before - after
+    picks = rng.integers(0, count, (BOOTSTRAP, count))
+    low, high = np.quantile(diffs[picks].mean(axis=1), [0.025, 0.975])
+    return Judgement(float(before.mean()), float(after.mean()), drop,
+                     (float(low), float(high)), "bootstrap", count,
+                     clopper_pearson(0, count)[1])
+
+
+def _judge_user(fn: UserMetric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
+                rng: np.random.Generator) -> Judgement:
+    count = len(next(iter(ref.values())))
+
+    def score(outputs: Outputs, picks: np.ndarray | None) -> float:
+        if picks is None:
+            return float(fn(dict(outputs), labels))
+        return float(fn({k: v[picks] for k, v in outputs.items()},
+                        None if labels is None else np.asarray(labels)[picks]))
+
+    before, after = score(ref, None), score(new, None)
+    drops = []
+    for _ in range(BOOTSTRAP):
+        picks = rng.integers(0, count, count)
+        drops.append(score(ref, picks) - score(new, picks))
+    low, high = np.quantile(drops, [0.025, 0.975])
+    return Judgement(before, after, before - after, (float(low), float(high)), "bootstrap",
+                     count, 0.0)
+
+
+def clopper_pearson(k: int, n: int) -> tuple[float, float]:
+    """The exact binomial 95 % interval of a share ``k / n``."""
+    tail = (1 - CONFIDENCE) / 2
+    if n == 0:
+        return 0.0, 1.0
+    low = 0.0 if k == 0 else _solve(lambda p: _tail_at_least(k, n, p) - tail)
+    high = 1.0 if k == n else _solve(lambda p: tail - _tail_at_most(k, n, p))
+    return low, high
+
+
+def _solve(f: Callable[[float], float]) -> float:
+    """The root of an increasing ``f`` on [0, 1], by bisection."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _tail_at_most(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p)."""
+    if p <= 0:
+        return 1.0
+    if p >= 1:
+        return 0.0 if k < n else 1.0
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+            + i * math.log(p) + (n - i) * math.log1p(-p) for i in range(k + 1)]
+    return min(1.0, sum(math.exp(v) for v in logs))
+
+
+def _tail_at_least(k: int, n: int, p: float) -> float:
+    return 1.0 - _tail_at_most(k - 1, n, p) if k > 0 else 1.0
+
+
+def needed_samples(allowed: float) -> int:
+    """Held-out samples for a sample-by-sample metric to resolve a drop of ``allowed``."""
+    if allowed >= 1:
+        return 1
+    return math.ceil(math.log((1 - CONFIDENCE) / 2) / math.log1p(-allowed))

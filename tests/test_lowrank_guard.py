@@ -1,0 +1,221 @@
+"""The low-rank guard (issue 15): the user's own metric, every sample fitting does not use
+held out, a 95 % interval decided on its upper end, 'not resolved' when the held-out set is
+too small, and summaries of the delivered model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import fuser
+from fuser import ir as graph_io
+from fuser.runtime import sessions as runtime
+from fuser.search import search as search_module
+from fuser.search.latency import LatencyTable
+from fuser.search.metric import clopper_pearson, needed_samples
+from fuser.search.search import compress
+from tests.helpers import make_model
+from tests.test_lowrank_search import PlantedTable
+
+CLASSIFIER = """
+    g (float[N,10] x) => (float[N,10] y) {
+        y = Gemm<transB=1>(x, W)
+    }"""
+PLANTED = """
+    g (float[N,10] x) => (float[N,10] y) {
+        h = Gemm<transB=1>(x, W)
+        y = Add(h, S)
+    }"""
+
+
+@pytest.fixture
+def mac_latency(monkeypatch, tmp_path):
+    """Latency proportional to MACs (factorizing is faster when it saves MACs)."""
+    monkeypatch.setenv("FUSER_CACHE", str(tmp_path))
+    monkeypatch.setattr(LatencyTable, "_time",
+                        lambda self, model: 1e-6 * (graph_io.mac_count(model) or 0) + 1e-9)
+
+
+def _scores(samples: int, flipped: list[int]) -> list[dict]:
+    """Class 0 wins every sample; on ``flipped`` class 1 is a close second (0.9)."""
+    x = np.zeros((samples, 10), np.float32)
+    x[:, 0] = 1.0
+    x[flipped, 1] = 0.9
+    return [{"x": x[i:i + 8]} for i in range(0, samples, 8)]
+
+
+def _plant(monkeypatch, rng, planted_model=None):
+    """The search's build returns ``planted_model`` (a +0.2 shift of class 1: it flips the
+    close samples) whatever the ranks, and the original when every layer is dense."""
+    eye = np.eye(10, dtype=np.float32)
+    original = make_model(CLASSIFIER, rng, W=eye)
+    shift = np.zeros(10, np.float32)
+    shift[1] = 0.2
+    planted = planted_model or make_model(PLANTED, rng, W=eye, S=shift)
+
+    def build(model, layers, keys, ranks, *args, **kwargs):
+        return (planted if any(ranks) else model), [0.5] * len(layers)
+
+    monkeypatch.setattr(search_module, "build", build)
+    return original, planted
+
+
+def test_a_rewrite_that_costs_two_points_on_360_samples_is_refused(monkeypatch, rng):
+    # 128 samples fit, 360 are held out; the planted rewrite flips 7 of them (1.9 points),
+    # all at the start of the held-out set (a guard on the last quarter would see none).
+    calibration = _scores(128 + 360, list(range(128, 135)))
+    original, _ = _plant(monkeypatch, rng)
+    out, result = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
+                           max_accuracy_drop=fuser.api.LowRank([]).max_accuracy_drop)
+    assert result.held_out_samples == 360 and result.fit_samples == 128
+    assert result.backed_off and "agreement drop 0.019" in result.notes[0]
+    assert all(c.method == "dense" for c in result.layers)
+    assert graph_io.op_histogram(out) == {"Gemm": 1}  # the planted rewrite is not delivered
+
+
+def test_the_guard_decides_on_the_upper_end_of_the_interval(monkeypatch, rng):
+    # 1 flip in 896 held-out samples: 0.11 points, its interval's upper end 0.62 points
+    calibration = _scores(128 + 896, [500])
+    original, _ = _plant(monkeypatch, rng)
+    _, loose = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
+                        max_accuracy_drop=0.01)
+    assert loose.passed and loose.metric == "agreement" and not loose.backed_off
+    assert loose.interval_method == "exact binomial"
+    assert loose.drop_interval[1] == pytest.approx(clopper_pearson(1, 896)[1])
+    assert 0.006 < loose.drop_interval[1] < 0.007
+    _, tight = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
+                        max_accuracy_drop=0.005)  # the point drop, 0.0011, is within it
+    assert tight.backed_off and all(c.method == "dense" for c in tight.layers)
+
+
+def test_a_held_out_set_too_small_to_resolve_the_drop_is_said_not_passed(
+        monkeypatch, rng, tmp_path, capsys):
+    from fuser.cli import main
+
+    calibration = _scores(128 + 96, [])
+    no_flip = make_model(PLANTED, rng, W=np.eye(10, dtype=np.float32),
+                         S=np.zeros(10, np.float32))  # a rewrite that changes nothing
+    original, _ = _plant(monkeypatch, rng, planted_model=no_flip)
+    _, result = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
+                         max_accuracy_drop=0.01)
+    assert result.passed is False and result.drop == 0
+    assert result.guard.startswith("not resolved: 96 held-out samples cannot resolve a drop "
+                                   f"of 1.00% (need {needed_samples(0.01)}")
+    graph_io.save(original, tmp_path / "m.onnx")
+    np.savez(tmp_path / "c.npz", x=np.concatenate([b["x"] for b in calibration]))
+    monkeypatch.setattr(search_module, "LatencyTable", lambda **kw: PlantedTable("-"))
+    code = main(["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"),
+                 "--no-bench", "--lossy", "lowrank", "--calibration", str(tmp_path / "c.npz"),
+                 "--calibration-batch", "8", "--budget", "macs=0.5"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert code == 1 and not (tmp_path / "o.onnx").exists()
+    assert last.startswith("FAILED") and "low-rank guard: not resolved: 96 held-out" in last
+    assert "culprit" not in last
+
+
+def test_clopper_pearson_and_the_samples_needed():
+    assert clopper_pearson(0, 100)[1] == pytest.approx(1 - 0.025 ** (1 / 100), rel=1e-6)
+    low, high = clopper_pearson(7, 360)
+    assert 0.0078 < low < 0.0080 and 0.039 < high < 0.040  # R: binom.test(7, 360)
+    assert needed_samples(0.01) == 368 and clopper_pearson(0, 368)[1] <= 0.01
+
+
+REGRESSION = """
+    g (float[N,64] x) => (float[N,1] y) {
+        h = Gemm<transB=1>(x, W1)
+        r = Relu(h)
+        y = Gemm<transB=1>(r, W2)
+    }"""
+
+
+def test_a_regression_output_is_bounded_by_its_relative_error(rng, mac_latency):
+    # An [N, 1] output has no class axis: the drop was 1 - (None or 1) = 0 and anything
+    # passed. Random 64 x 64 weights have a flat spectrum: at macs=0.1 the error is large.
+    model = make_model(REGRESSION, rng, W1=(64, 64), W2=(1, 64))
+    x = rng.standard_normal((528, 64)).astype(np.float32)
+    calibration = [{"x": x[i:i + 48]} for i in range(0, 528, 48)]
+    _, report = fuser.optimize(model, lossy=fuser.api.LowRank(calibration, budget="macs=0.1"))
+    lowrank = report.lowrank
+    assert lowrank.metric == "rel-error:0.05" and lowrank.held_out_samples == 384
+    assert lowrank.backed_off  # the first build was far off
+    first = lowrank.notes[0]
+    assert "rel-error:0.05 drop" in first and float(first.split("drop ")[1][:5]) > 0.5
+    if lowrank.passed:  # kept only where the output stays within 5 % on the samples
+        assert lowrank.relative_error < 0.05
+    else:
+        assert lowrank.guard.startswith(("refused", "not resolved"))
+    assert report.passed == bool(lowrank.passed)
+
+
+def test_the_users_metric_sees_the_held_out_outputs_by_name_in_order(rng, mac_latency):
+    model = make_model(REGRESSION, rng, W1=(64, 64), W2=(1, 64))
+    x = rng.standard_normal((512, 64)).astype(np.float32)
+    labels = np.arange(512) * 2.5
+    calibration = [{"x": x[i:i + 64]} for i in range(0, 512, 64)]
+    calls = []
+
+    def negative_mse(outputs, labels):
+        calls.append((sorted(outputs), outputs["y"].shape, labels))
+        return -float(np.mean((outputs["y"][:, 0] - labels / 1000) ** 2))
+
+    lossy = fuser.api.LowRank(calibration, budget="macs=0.5", labels=labels,
+                              metric=negative_mse, max_accuracy_drop=1e9)
+    _, report = fuser.optimize(model, lossy=lossy)
+    lowrank = report.lowrank
+    names, shape, seen = calls[0]
+    assert names == ["y"] and shape == (384, 1) and np.array_equal(seen, labels[128:])
+    expected = runtime.run(model, {"x": x[128:]})["y"]
+    assert lowrank.metric == "negative_mse" and lowrank.interval_method == "bootstrap"
+    assert lowrank.metric_before == pytest.approx(
+        -np.mean((expected[:, 0] - labels[128:] / 1000) ** 2), rel=1e-5)
+    assert lowrank.passed and lowrank.drop_interval[0] <= lowrank.drop <= \
+        lowrank.drop_interval[1]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("snr:loud", "expected snr:NUMBER"), ("rel-error:-1", "expected rel-error:NUMBER > 0"),
+    ("psnr", "expected top1, agreement"), ("nofile.py:f", "no file nofile.py"),
+    ("fuser_no_such_module:f", "cannot load fuser_no_such_module: ModuleNotFoundError"),
+    ("json:no_such_function", "json has no function 'no_such_function'")])
+def test_bad_metric_specs_are_one_line_errors(spec, message, rng, tmp_path, capsys):
+    from fuser.cli import main
+
+    graph_io.save(make_model(CLASSIFIER, rng, W=(10, 10)), tmp_path / "m.onnx")
+    np.savez(tmp_path / "c.npz", x=np.ones((32, 10), np.float32))
+    code = main(["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"),
+                 "--no-bench", "--lossy", "lowrank", "--calibration", str(tmp_path / "c.npz"),
+                 "--metric", spec])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("form", ["file", "module", "builtin"])
+def test_cli_metric_and_the_last_line_describe_the_delivered_model(
+        form, rng, tmp_path, capsys, monkeypatch, mac_latency):
+    from fuser.cli import main
+
+    (tmp_path / "mymetric.py").write_text(
+        "import numpy as np\n\ndef score(outputs, labels):\n"
+        "    return float(np.mean(outputs['y'][:, 0] > -100))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = {"file": f"{tmp_path / 'mymetric.py'}:score", "module": "mymetric:score",
+            "builtin": "snr:20"}[form]
+    model = make_model(REGRESSION, rng, W1=(64, 64), W2=(1, 64))
+    graph_io.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "c.npz", x=rng.standard_normal((640, 64)).astype(np.float32))
+    code = main(["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"),
+                 "--lossy", "lowrank", "--calibration", str(tmp_path / "c.npz"),
+                 "--budget", "macs=0.5", "--metric", spec, "--level", "all", "--rounds", "3",
+                 "--warmup", "1", "--time-budget", "0.2", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    last = captured.err.strip().splitlines()[-1]
+    lowrank = report["lowrank"]
+    assert lowrank["metric"] == ("snr:20" if form == "builtin" else "score")
+    assert lowrank["held_out_samples"] == 512
+    assert last.startswith("PASSED") and "| low-rank: " in last and "max diff" not in last
+    assert f"{lowrank['held_out_samples']} held-out samples" in last
+    assert "relative output error" in last and "at ORT_ENABLE_ALL" in last and "MACs" in last
