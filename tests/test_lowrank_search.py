@@ -202,3 +202,21 @@ def test_layers_of_unknown_size_are_named_and_input_shapes_make_them_known(rng):
     check(out)
     dims = out.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in dims] == ["N", 16, "H", "W"]  # interface kept
+
+
+def test_the_search_time_is_split_by_phase(rng):
+    model = make_model("""
+        g (float[N,16,8,8] x) => (float[N,16,8,8] y) {
+            a = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W1)
+            r = Relu(a)
+            y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(r, W2)
+        }""", rng, W1=(16, 16, 3, 3), W2=(16, 16, 3, 3))
+    calibration = [{"x": rng.standard_normal((4, 16, 8, 8)).astype(np.float32)}
+                   for _ in range(4)]
+    _, result = compress(model, calibration, budget="macs=0.5", table=PlantedTable("-"))
+    assert list(result.phases) == ["reference", "plan", "allocation", "build and guard"]
+    assert all(s >= 0 for s in result.phases.values())
+    assert sum(result.phases.values()) <= result.seconds + 0.01
+    from fuser.report.text import lowrank_text
+
+    assert "search time: reference" in lowrank_text(result.to_dict())

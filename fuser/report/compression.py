@@ -70,3 +70,8 @@ class Compression(Record):
                               "when the held-out set cannot resolve it); the key is absent "
                               "without a bound",
                               schema_type="bool", default=None, omit_none=True)
+    phases: dict[str, float] = doc(
+        "the search's time by phase, seconds: `reference` (the original on the held-out "
+        "samples), `plan` (calibration responses, dense layer latencies), `allocation` "
+        "(factorized latencies, ranks under the budget), `build and guard` (the rewrites and "
+        "the back-off)", schema_type="{phase: seconds}", default_factory=dict)

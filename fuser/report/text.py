@@ -186,6 +186,9 @@ def lowrank_text(lowrank: Mapping[str, Any], markdown: bool = False,
         "\n\n" if markdown else "\n  "
     if lowrank.get("guard"):
         head += f"{nl}guard: {lowrank['guard']}"
+    if lowrank.get("phases"):
+        head += f"{nl}search time: " + ", ".join(
+            f"{phase} {seconds:.1f}s" for phase, seconds in lowrank["phases"].items())
     if markdown:
         skipped = "".join(f"\n- not considered: {n}" for n in lowrank.get("not_considered", []))
         return head + "\n\n" + md_table(rows) + ("\n" + skipped if skipped else "")

@@ -106,19 +106,24 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     if not calibration:
         raise FuserError("low-rank compression needs calibration data")
     fit, held, labels = split(calibration, labels, fit_samples)
+    clock = _Phases()
     reference = outputs(model, held)
     judged = resolve(metric, reference, labels)
+    clock.lap("reference")
     table = table or LatencyTable(batch=batch, threads=threads)
     plan = make_plan(model, fit, table, input_shapes, samples, seed)
+    clock.lap("plan")
     options, choices = faster_ranks(plan, table, speed_margin)
     ranks = initial_ranks(model, plan, table, kind, fraction, fit, threads, options)
     table.save()
+    clock.lap("allocation")
     single = "a single calibration batch: the guard judges on the samples it was fitted to"
     notes = [] if len(calibration) > 1 else [single]
     result, errors, new, verdict, backed_off = _back_off(
         model, plan, ranks, options, fit, held, reference, labels, judged, max_accuracy_drop,
         (samples, seed, reconstruction, input_shapes), notes)
     passed, reason = _guard(verdict, max_accuracy_drop, any(ranks))
+    clock.lap("build and guard")
     return result, Compression(
         budget, _layer_choices(plan, table, ranks, errors, choices), plan.total_macs,
         graph_io.mac_count(result, graph_io.infer_shapes(result, input_shapes)) or 0,
@@ -129,7 +134,20 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
         metric_before=verdict.before, metric_after=verdict.after, drop=verdict.drop,
         drop_interval=list(verdict.interval), interval_method=verdict.method,
         held_out_samples=verdict.samples, fit_samples=_count(fit), guard=reason,
-        passed=passed)
+        passed=passed, phases=clock.seconds)
+
+
+class _Phases:
+    """Seconds spent in each phase of the search, lap by lap."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = round(now - self._last, 3)
+        self._last = now
 
 
 def _count(batches: list[Feeds]) -> int:
