@@ -23,9 +23,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -124,17 +126,29 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
         (samples, seed, reconstruction, input_shapes), notes)
     passed, reason = _guard(verdict, max_accuracy_drop, any(ranks))
     clock.lap("build and guard")
-    return result, Compression(
+    return result, dataclasses.replace(
+        _compression(budget, plan, table, ranks, errors, choices, result, input_shapes,
+                     reference, new, judged.name, verdict, backed_off, notes, fit),
+        seconds=time.perf_counter() - started, guard=reason, passed=passed,
+        phases=clock.seconds)
+
+
+def _compression(budget: str, plan: Plan, table: LatencyTable, ranks: list[int],
+                 errors: list, choices: dict[int, str], result: onnx.ModelProto,
+                 input_shapes: Mapping[str, Sequence[int]] | None, reference: dict,
+                 new: dict, metric: str, verdict: Any, backed_off: list[str],
+                 notes: list[str], fit: list[Feeds]) -> Compression:
+    """The search's result record (times and the guard's verdict are added by the caller)."""
+    return Compression(
         budget, _layer_choices(plan, table, ranks, errors, choices), plan.total_macs,
         graph_io.mac_count(result, graph_io.infer_shapes(result, input_shapes)) or 0,
         agreement(reference, new), relative_error(reference, new),
-        verdict.before if judged.name == "top1" else None,
-        verdict.after if judged.name == "top1" else None, backed_off,
-        time.perf_counter() - started, notes, plan.not_considered, metric=judged.name,
-        metric_before=verdict.before, metric_after=verdict.after, drop=verdict.drop,
-        drop_interval=list(verdict.interval), interval_method=verdict.method,
-        held_out_samples=verdict.samples, fit_samples=_count(fit), guard=reason,
-        passed=passed, phases=clock.seconds)
+        verdict.before if metric == "top1" else None,
+        verdict.after if metric == "top1" else None, backed_off, 0.0, notes,
+        plan.not_considered, metric=metric, metric_before=verdict.before,
+        metric_after=verdict.after, drop=verdict.drop, drop_interval=list(verdict.interval),
+        interval_method=verdict.method, held_out_samples=verdict.samples,
+        fit_samples=_count(fit))
 
 
 class _Phases:
