@@ -55,6 +55,7 @@ class LowRank:
     reconstruction: str = "asymmetric"
     batch: int = 1
     threads: int = 1
+    progress: bool | None = None  # a line on stderr (None: when stderr is a terminal)
 
 
 @dataclasses.dataclass(frozen=True)

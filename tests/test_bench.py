@@ -160,7 +160,7 @@ def test_rounds_are_interleaved_and_rotated():
         return lambda: order.append(name)
 
     runners = {n: runner(n) for n in "abc"}
-    times = bench._time_rounds(runners, 3, None, bench._Progress(False), "t")
+    times = bench._time_rounds(runners, 3, None, bench.Progress(False), "t")
     assert order == list("abc" "bca" "cab")
     assert {n: len(v) for n, v in times.items()} == {"a": 3, "b": 3, "c": 3}
 

@@ -220,3 +220,16 @@ def test_the_search_time_is_split_by_phase(rng):
     from fuser.report.text import lowrank_text
 
     assert "search time: reference" in lowrank_text(result.to_dict())
+
+
+def test_progress_is_shown_on_stderr_when_asked_and_never_when_off(rng, capsys):
+    model = make_model("""
+        g (float[N,16,8,8] x) => (float[N,16,8,8] y) {
+            y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W1)
+        }""", rng, W1=(16, 16, 3, 3))
+    calibration = [{"x": rng.standard_normal((4, 16, 8, 8)).astype(np.float32)}
+                   for _ in range(4)]
+    compress(model, calibration, budget="macs=0.5", table=PlantedTable("-"), progress=True)
+    assert "low-rank: building the model" in capsys.readouterr().err
+    compress(model, calibration, budget="macs=0.5", table=PlantedTable("-"), progress=False)
+    assert capsys.readouterr().err == ""

@@ -184,7 +184,8 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
     return api.LowRank(batches, budget=args.budget, max_accuracy_drop=drop, labels=labels,
                        metric=metric,
                        reconstruction=args.reconstruction,
-                       threads=args.threads or physical_cores())
+                       threads=args.threads or physical_cores(),
+                       progress=False if getattr(args, "quiet", 0) else None)
 
 
 def _calibration_labels(path: str, count: int) -> np.ndarray | None:

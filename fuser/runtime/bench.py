@@ -28,7 +28,7 @@ from fuser.runtime import inputs as inputs_io
 from fuser.runtime import providers
 from fuser.runtime import sessions as runtime
 from fuser.runtime.providers import CUDA, ProviderChoice, cpu_model, physical_cores, select_provider
-from fuser.runtime.runners import IOBindingRunner, PlainRunner, _Progress, make_runner, runner_kind
+from fuser.runtime.runners import IOBindingRunner, PlainRunner, Progress, make_runner, runner_kind
 from fuser.runtime.sessions import NO_SPINNING
 from fuser.runtime.timing_stats import bootstrap_speedup
 
@@ -169,7 +169,7 @@ def benchmark(models: Mapping[str, graph_io.ModelLike],
         warmup = max(warmup, CUDA_MIN_WARMUP)
     if cuda_graph:
         warmup = max(warmup, CUDA_GRAPH_MIN_WARMUP)
-    bar = _Progress(progress)
+    bar = Progress(progress)
     timings: list[TimingResult] = []
     sessions: dict[tuple[str, str], SessionInfo] = {}
     try:

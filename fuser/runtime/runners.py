@@ -89,7 +89,7 @@ def make_runner(sess, feeds: Mapping[str, np.ndarray], kind: str, device: str = 
     raise ValueError(f"unknown runner kind {kind!r}")
 
 
-class _Progress:
+class Progress:
     """One self-overwriting line on stderr, only when enabled (default: stderr is a TTY)."""
 
     def __init__(self, enabled: bool | None):

@@ -24,6 +24,7 @@ from fuser.passes.lowrank.layers import Layer
 from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
 from fuser.passes.match import Names
 from fuser.runtime import sessions as runtime
+from fuser.runtime.runners import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class LatencyTable:
         self.batch, self.threads, self.rounds = batch, threads, rounds
         self.path = path or cache_path()
         self.measured = 0
+        self.progress: Progress | None = None  # a line on stderr while measuring
         try:
             self._cache = json.loads(self.path.read_text())
         except (OSError, ValueError):
@@ -56,6 +58,10 @@ class LatencyTable:
         """Median milliseconds of the layer (dense) or of its factorized form."""
         key = self.signature(layer, method, rank)
         if key not in self._cache:
+            if self.progress is not None:
+                self.progress.show(f"low-rank: timing {layer.name} {method}"
+                                   + (f" rank {rank}" if rank else "")
+                                   + f" ({self.measured + 1} measured)")
             self._cache[key] = self._time(_isolated(layer, method, rank, self.batch))
             self.measured += 1
         return self._cache[key]

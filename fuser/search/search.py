@@ -36,6 +36,7 @@ from fuser import ir as graph_io
 from fuser.errors import FuserError
 from fuser.passes.lowrank.ranks import DENSE, retained
 from fuser.report.compression import Compression, LayerChoice
+from fuser.runtime.runners import Progress
 from fuser.search.build import agreement, build, outputs, relative_error
 from fuser.search.calibrate import Feeds
 from fuser.search.latency import LatencyTable
@@ -79,7 +80,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
              threads: int = 1, seed: int = 0, table: LatencyTable | None = None,
              speed_margin: float = 0.05,
              input_shapes: Mapping[str, Sequence[int]] | None = None,
-             ) -> tuple[onnx.ModelProto, Compression]:
+             progress: bool | None = None) -> tuple[onnx.ModelProto, Compression]:
     """Compress ``model`` with low-rank rewrites chosen from calibration data.
 
     Args:
@@ -97,22 +98,19 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
         speed_margin: keep a rewrite only if it is measured this much faster than dense.
         input_shapes: fixed input shapes for the shape inference that finds the layers'
             sizes (a layer of unknown size cannot be considered; the result names it).
+        progress: a line on stderr while layers are timed and the model built (None: only
+            when stderr is a terminal; the CLI's ``-q`` turns it off).
     """
     started = time.perf_counter()
-    kind, fraction = parse_budget(budget)
-    if kind == "accuracy":  # as fast as the accuracy allows: aim low, back off
-        kind, fraction, max_accuracy_drop = "latency", ACCURACY_TARGET, fraction
-    if reconstruction not in ("asymmetric", "pca", "whitened"):
-        raise FuserError("reconstruction must be asymmetric, pca or whitened, not "
-                         f"{reconstruction!r}")
-    if not calibration:
-        raise FuserError("low-rank compression needs calibration data")
+    kind, fraction, max_accuracy_drop = _settings(budget, reconstruction, calibration,
+                                                  max_accuracy_drop)
     fit, held, labels = split(calibration, labels, fit_samples)
     clock = _Phases()
     reference = outputs(model, held)
     judged = resolve(metric, reference, labels)
     clock.lap("reference")
     table = table or LatencyTable(batch=batch, threads=threads)
+    table.progress = line = Progress(progress)  # a line on stderr (TTY by default)
     plan = make_plan(model, fit, table, input_shapes, samples, seed)
     clock.lap("plan")
     options, choices = faster_ranks(plan, table, speed_margin)
@@ -123,7 +121,8 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     notes = [] if len(calibration) > 1 else [single]
     result, errors, new, verdict, backed_off = _back_off(
         model, plan, ranks, options, fit, held, reference, labels, judged, max_accuracy_drop,
-        (samples, seed, reconstruction, input_shapes), notes)
+        (samples, seed, reconstruction, input_shapes), notes, line)
+    line.clear()
     passed, reason = _guard(verdict, max_accuracy_drop, any(ranks))
     clock.lap("build and guard")
     return result, dataclasses.replace(
@@ -151,6 +150,20 @@ def _compression(budget: str, plan: Plan, table: LatencyTable, ranks: list[int],
         fit_samples=_count(fit))
 
 
+def _settings(budget: str, reconstruction: str, calibration: Sequence[Feeds],
+              max_accuracy_drop: float | None) -> tuple[str, float, float | None]:
+    """``(kind, fraction, allowed drop)`` of the budget; FuserError for bad settings."""
+    kind, fraction = parse_budget(budget)
+    if kind == "accuracy":  # as fast as the accuracy allows: aim low, back off
+        kind, fraction, max_accuracy_drop = "latency", ACCURACY_TARGET, fraction
+    if reconstruction not in ("asymmetric", "pca", "whitened"):
+        raise FuserError("reconstruction must be asymmetric, pca or whitened, not "
+                         f"{reconstruction!r}")
+    if not calibration:
+        raise FuserError("low-rank compression needs calibration data")
+    return kind, fraction, max_accuracy_drop
+
+
 class _Phases:
     """Seconds spent in each phase of the search, lap by lap."""
 
@@ -170,11 +183,13 @@ def _count(batches: list[Feeds]) -> int:
 
 def _back_off(model: onnx.ModelProto, plan: Plan, ranks: list[int], options: list[list[int]],
               fit: list[Feeds], held: list[Feeds], reference: dict, labels: np.ndarray | None,
-              judged: Metric, allowed: float | None, how: tuple, notes: list[str]) -> tuple:
+              judged: Metric, allowed: float | None, how: tuple, notes: list[str],
+              line: Progress) -> tuple:
     """Build, judge, and double the rank of the worst layer until the guard accepts."""
     samples, seed, reconstruction, input_shapes = how
     backed_off = []
     while True:
+        line.show(f"low-rank: building the model ({len(backed_off)} back-off steps so far)")
         result, errors = build(model, plan.layers, plan.keys, ranks, plan.targets, fit,
                                samples, seed, reconstruction, input_shapes)
         new = outputs(result, held)
