@@ -93,6 +93,16 @@ def assert_rewrites(name: str, model: onnx.ModelProto, rng: np.random.Generator,
     return out, result
 
 
+def assert_rewrites_cleanly(name: str, model: onnx.ModelProto, rng: np.random.Generator,
+                            expect_ops: dict[str, int], rewrites: int = 1
+                            ) -> tuple[onnx.ModelProto, PassResult]:
+    """``assert_rewrites`` with the same tolerances as ``assert_same_outputs``, and no
+    candidate skipped."""
+    out, result = assert_rewrites(name, model, rng, expect_ops, rewrites=rewrites, rtol=1e-5)
+    assert not result.skipped
+    return out, result
+
+
 def assert_skipped(name: str, model: onnx.ModelProto, reason: str,
                    **options) -> tuple[onnx.ModelProto, PassResult]:
     """Pass ``name`` rewrites nothing, says why (one reason, once), and changes no op."""

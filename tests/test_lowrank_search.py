@@ -59,7 +59,8 @@ class PlantedTable(LatencyTable):
         pass
 
 
-def test_a_planted_slow_rewrite_is_never_chosen(rng):
+def two_convs(rng):
+    """Two 3x3 convs with a Relu between, and four seeded calibration batches."""
     model = make_model("""
         g (float[N,16,8,8] x) => (float[N,16,8,8] y) {
             a = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W1)
@@ -68,6 +69,11 @@ def test_a_planted_slow_rewrite_is_never_chosen(rng):
         }""", rng, W1=(16, 16, 3, 3), W2=(16, 16, 3, 3))
     calibration = [{"x": rng.standard_normal((4, 16, 8, 8)).astype(np.float32)}
                    for _ in range(4)]
+    return model, calibration
+
+
+def test_a_planted_slow_rewrite_is_never_chosen(rng):
+    model, calibration = two_convs(rng)
     out, result = compress(model, calibration, budget="macs=0.5", table=PlantedTable("a"))
     by_layer = {c.layer: c for c in result.layers}
     assert by_layer["a"].method == "dense"
@@ -205,14 +211,7 @@ def test_layers_of_unknown_size_are_named_and_input_shapes_make_them_known(rng):
 
 
 def test_the_search_time_is_split_by_phase(rng):
-    model = make_model("""
-        g (float[N,16,8,8] x) => (float[N,16,8,8] y) {
-            a = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W1)
-            r = Relu(a)
-            y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(r, W2)
-        }""", rng, W1=(16, 16, 3, 3), W2=(16, 16, 3, 3))
-    calibration = [{"x": rng.standard_normal((4, 16, 8, 8)).astype(np.float32)}
-                   for _ in range(4)]
+    model, calibration = two_convs(rng)
     _, result = compress(model, calibration, budget="macs=0.5", table=PlantedTable("-"))
     assert list(result.phases) == ["reference", "plan", "allocation", "build and guard"]
     assert all(s >= 0 for s in result.phases.values())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests import helpers
-from tests.helpers import apply, assert_same_outputs, check, make_model, ops, second_run_rewrites
+from tests.helpers import apply, assert_same_outputs, check, make_model, ops
 
 NAME = "merge-reshapes"
 
@@ -33,14 +33,7 @@ def reshape_node(model):
 
 
 def assert_merged(model, rng, expect_ops, rewrites=1):
-    out, result = apply(model, NAME)
-    assert result.rewrites == rewrites, result.skipped
-    assert not result.skipped
-    assert ops(out) == expect_ops
-    check(out)
-    assert_same_outputs(model, out, rng)
-    assert second_run_rewrites(out, NAME) == 0
-    return out, result
+    return helpers.assert_rewrites_cleanly(NAME, model, rng, expect_ops, rewrites)
 
 
 INNERS = {

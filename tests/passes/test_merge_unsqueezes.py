@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from fuser.passes.exact.merge_unsqueezes import merged_axes
 from tests import helpers
-from tests.helpers import apply, assert_same_outputs, check, make_model, ops, second_run_rewrites
+from tests.helpers import assert_same_outputs, check, make_model, ops
 
 NAME = "merge-unsqueezes"
 OPSET_11 = '< ir_version: 6, opset_import: ["" : 11] >'
@@ -74,14 +74,7 @@ def axes_of(model: onnx.ModelProto, node: onnx.NodeProto) -> list[int]:
 
 
 def assert_merged(model, rng, expect_ops, rewrites=1):
-    out, result = apply(model, NAME)
-    assert result.rewrites == rewrites, result.skipped
-    assert not result.skipped
-    assert ops(out) == expect_ops
-    check(out)
-    assert_same_outputs(model, out, rng)
-    assert second_run_rewrites(out, NAME) == 0
-    return out, result
+    return helpers.assert_rewrites_cleanly(NAME, model, rng, expect_ops, rewrites)
 
 
 CASES = {  # x type, y type, first axes, second axes, merged
