@@ -154,8 +154,9 @@ class Job:
         source, config = self.original(), self.config
         graph = graph_io.to_graph(source)
         if config.static_shapes:
-            graph_io.fix_graph_shapes(graph, self.fixed, self.analysis)
-        graph_io.annotate(graph, self.analysis if config.static_shapes else self.shapes)
+            graph_io.annotate_fixed(graph, self.fixed, self.analysis)
+        else:
+            graph_io.annotate(graph, self.shapes)
         records = PassManager(steps, max_steps=config.max_steps, check_each=config.check_each,
                               dump_dir=config.dump_dir if main else None, template=source,
                               max_applications=limit).run(graph)

@@ -8,8 +8,8 @@ here from the modules that define them (``io``, ``export``, ``checker``, ``stati
 """
 
 from fuser.ir.convert import (
+    annotate_fixed,
     annotated_at,
-    fix_graph_shapes,
     opset,
     reannotate,
     to_graph,
@@ -50,7 +50,7 @@ __all__ = [
     "check_and_infer",
     "constant_view",
     "count_macs",
-    "fix_graph_shapes",
+    "annotate_fixed",
     "fix_input_shapes",
     "float_weights",
     "infer_shapes",

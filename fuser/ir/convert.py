@@ -66,11 +66,11 @@ def reannotate(graph: gs.Graph) -> None:
     annotate(graph, infer_shapes(skeleton_of(graph)), refine=True)
 
 
-def fix_graph_shapes(graph: gs.Graph, fixed: Mapping[str, Sequence[int]],
-                     shapes: Shapes) -> None:
-    """Give the graph's inputs their ``fixed`` shapes, its outputs the shapes inferred for
-    them (``shapes``), and forget the other tensors' shapes (inferred for the symbolic dims;
-    ``annotate`` with ``shapes`` gives them the fixed ones)."""
+def annotate_fixed(graph: gs.Graph, fixed: Mapping[str, Sequence[int]],
+                   shapes: Shapes) -> None:
+    """Give the graph's inputs their ``fixed`` shapes and every other tensor the shape
+    inferred at them (``shapes``), replacing those inferred for the symbolic dims; an output
+    whose declared shape inference cannot confirm loses it."""
     ends = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
     for tensor in graph.inputs:
         if tensor.name in fixed:
@@ -80,6 +80,7 @@ def fix_graph_shapes(graph: gs.Graph, fixed: Mapping[str, Sequence[int]],
     for name, tensor in graph.tensors().items():
         if isinstance(tensor, gs.Variable) and name not in ends:
             tensor.shape = None
+    annotate(graph, shapes)
 
 
 @contextlib.contextmanager
@@ -92,8 +93,9 @@ def annotated_at(graph: gs.Graph, model: onnx.ModelProto,
     ends = [*graph.inputs, *graph.outputs]
     declared = [t.shape for t in ends]
     if input_shapes:
-        fix_graph_shapes(graph, input_shapes, shapes)
-    annotate(graph, shapes)
+        annotate_fixed(graph, input_shapes, shapes)
+    else:
+        annotate(graph, shapes)
     try:
         yield
     finally:

@@ -239,3 +239,15 @@ def _replace(tensors: list[gs.Tensor], old: gs.Tensor, new: gs.Tensor) -> None:
     for i, tensor in enumerate(tensors):
         if tensor is old:
             tensors[i] = new
+
+
+def tensor_bytes(tensor: gs.Tensor) -> int | None:
+    """Bytes the tensor holds, from its shape and dtype; None when either is unknown."""
+    shape, dtype = tensor.shape, tensor.dtype
+    if shape is None or dtype is None or \
+            not all(isinstance(d, int | np.integer) and d >= 0 for d in shape):
+        return None
+    try:
+        return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    except TypeError:  # a dtype numpy lacks (bfloat16, float8 as onnx enums)
+        return None

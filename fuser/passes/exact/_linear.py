@@ -27,7 +27,7 @@ import dataclasses
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.passes.base import PassResult
+from fuser.passes.base import Context, PassResult
 from fuser.passes.exact._scaled import ScaledWeight
 from fuser.passes.match import (
     Names,
@@ -39,6 +39,7 @@ from fuser.passes.match import (
     float_constant,
     producer,
     require_sole_consumer,
+    take_outputs,
     weight_dtype,
 )
 
@@ -93,6 +94,14 @@ class Linear:
         else:  # Gemm transB=0 and MatMul: columns are outputs
             factor = s[None, :]
         return ScaledWeight(self.weight._values, factor.astype(np.float64), layout, stats)
+
+    def fold(self, node: gs.Node, s: np.ndarray, t: np.ndarray, context: Context) -> str:
+        """Fold ``node``, which computes ``s * y + t`` of this linear node's output ``y``:
+        the linear node absorbs it and computes ``node``'s output; returns the note."""
+        self.absorb(s, t, context.graph, context.names, context.result)
+        note = f"{describe(node)} into {describe(self.node)}"  # before: it names an
+        take_outputs(self.last_node, node)                    # unnamed node by its output
+        return note
 
     def absorb(self, s: np.ndarray, t: np.ndarray, graph: gs.Graph, names: Names,
                result: PassResult) -> None:

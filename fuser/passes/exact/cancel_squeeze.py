@@ -23,7 +23,7 @@ from fuser.passes.match import NotCandidate, Skip, bypass, describe, producer
 _INVERSE = {"Squeeze": "Unsqueeze", "Unsqueeze": "Squeeze"}
 
 
-def _axes(node: gs.Node) -> list[int]:
+def squeeze_axes(node: gs.Node) -> list[int]:
     if "axes" in node.attrs:
         return [int(a) for a in node.attrs["axes"]]
     if len(node.inputs) < 2 or node.inputs[1].is_empty():
@@ -33,7 +33,7 @@ def _axes(node: gs.Node) -> list[int]:
     return [int(a) for a in np.asarray(node.inputs[1].values).reshape(-1)]
 
 
-def _normalized(axes: list[int], rank: int) -> set[int]:
+def normalized_axes(axes: list[int], rank: int) -> set[int]:
     return {a + rank if a < 0 else a for a in axes}
 
 
@@ -54,9 +54,9 @@ class CancelSqueezeUnsqueeze(Rule):
         x = inner.inputs[0]
         if x.shape is None:
             raise Skip(f"{describe(inner)}: rank of its input unknown")
-        a_in, a_out = _axes(inner), _axes(outer)
+        a_in, a_out = squeeze_axes(inner), squeeze_axes(outer)
         expanded = len(x.shape) + (len(a_in) if inner.op == "Unsqueeze" else 0)
-        if _normalized(a_in, expanded) != _normalized(a_out, expanded) or \
+        if normalized_axes(a_in, expanded) != normalized_axes(a_out, expanded) or \
                 len(set(a_in)) != len(a_in):
             raise Skip(f"{describe(inner)} and {describe(outer)} use different axes")
         return inner, outer

@@ -20,6 +20,7 @@ from onnx_graphsurgeon.ir.tensor import LazyValues
 
 from fuser.ir.statistics import values_view
 from fuser.passes.base import Pass, PassResult, register
+from fuser.passes.match import tensor_bytes
 
 #: Bytes of the values that go into the first, cheap key.
 _PREFIX = 64
@@ -36,13 +37,6 @@ def _plain_values(tensor: gs.Constant) -> np.ndarray | None:
         except (TypeError, ValueError):
             return None
     return None
-
-
-def _nbytes(tensor: gs.Constant) -> int | None:
-    try:
-        return int(np.prod(tensor.shape)) * np.dtype(tensor.dtype).itemsize
-    except TypeError:  # a dtype numpy lacks
-        return None
 
 
 @register
@@ -83,5 +77,5 @@ class DedupeConstants(Pass):
         return result
 
     def _small(self, tensor: gs.Constant) -> bool:
-        size = _nbytes(tensor)
+        size = tensor_bytes(tensor)
         return size is not None and size < self.max_bytes

@@ -24,7 +24,7 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Context, Rule, register
 from fuser.passes.exact._linear import linear_producer, per_channel
-from fuser.passes.match import NotCandidate, Skip, constant, describe, take_outputs
+from fuser.passes.match import NotCandidate, Skip, constant, describe
 
 AFFINE_OPS = ("Mul", "Add", "Sub", "Div")
 
@@ -95,7 +95,4 @@ class FoldAffine(Rule):
 
     def rewrite(self, found: tuple, context: Context) -> str:
         node, linear, s, t = found
-        linear.absorb(s, t, context.graph, context.names, context.result)
-        note = f"{describe(node)} into {describe(linear.node)}"
-        take_outputs(linear.last_node, node)
-        return note
+        return linear.fold(node, s, t, context)

@@ -31,7 +31,6 @@ from fuser.passes.match import (
     batchnorm_affine,
     describe,
     refuse_shared_weight,
-    take_outputs,
 )
 
 
@@ -63,7 +62,4 @@ class FoldBatchNorm(Rule):
 
     def rewrite(self, found: tuple, context: Context) -> str:
         bn, linear, scale, shift = found
-        linear.absorb(scale, shift, context.graph, context.names, context.result)
-        note = f"{describe(bn)} into {describe(linear.node)}"
-        take_outputs(linear.last_node, bn)
-        return note
+        return linear.fold(bn, scale, shift, context)

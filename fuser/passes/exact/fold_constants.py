@@ -48,7 +48,7 @@ from fuser.ir.export import skeleton_of
 from fuser.ir.proto import first_line
 from fuser.ortlog import expected_errors_silenced
 from fuser.passes.base import Pass, PassResult, register
-from fuser.passes.match import describe
+from fuser.passes.match import describe, tensor_bytes
 
 #: Ops whose value is random (or may be): folding would freeze one draw.
 RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike",
@@ -128,16 +128,6 @@ def _pick(node: gs.Node, dims: list) -> object | None:
     return chosen if chosen is not None and _known(chosen) is not None else None
 
 
-def _nbytes(tensor: gs.Tensor) -> int | None:
-    dims = _known(tensor.shape)
-    if dims is None or tensor.dtype is None:
-        return None
-    try:
-        return math.prod(dims) * np.dtype(tensor.dtype).itemsize
-    except TypeError:
-        return None
-
-
 def _materialized_bytes(node: gs.Node) -> int | None:
     """Bytes a ConstantOfShape/Expand/Tile would create, from its constant arguments (their
     output shapes may not be annotated yet); other ops: from the annotated output shape."""
@@ -155,7 +145,7 @@ def _materialized_bytes(node: gs.Node) -> int | None:
             return math.prod(shape) * np.dtype(data.dtype).itemsize
     except (TypeError, ValueError, AttributeError):
         pass
-    sizes = [_nbytes(t) for t in node.outputs]
+    sizes = [tensor_bytes(t) for t in node.outputs]
     return None if any(s is None for s in sizes) else sum(sizes)
 
 
@@ -243,7 +233,7 @@ class FoldConstants(Pass):
             if any(t.name in outputs for t in node.outputs):
                 return skip(node, f"{describe(node)} computes a graph output")
             size = _materialized_bytes(node)
-            inputs = sum(_nbytes(t) or 0 for t in node.inputs if isinstance(t, gs.Constant))
+            inputs = sum(tensor_bytes(t) or 0 for t in node.inputs if isinstance(t, gs.Constant))
             if size is not None and size > self.max_bytes and size > inputs:
                 return skip(node, f"{describe(node)} would materialize {size:,} bytes "
                                   f"(more than {self.max_bytes:,}): computed at run time")
@@ -271,9 +261,7 @@ def folded_at(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]
     folded: what the statistics count when the delivered model keeps symbolic dims (its
     shape arithmetic can hide the shapes of the layers behind it from shape inference)."""
     graph = graph_io.to_graph(model)
-    shapes = graph_io.infer_shapes(model, input_shapes)
-    graph_io.fix_graph_shapes(graph, input_shapes, shapes)
-    graph_io.annotate(graph, shapes)
+    graph_io.annotate_fixed(graph, input_shapes, graph_io.infer_shapes(model, input_shapes))
     fold = FoldConstants()
     for _ in range(8):  # each fold can make more shapes known, and so more foldable
         if not fold(graph).rewrites:

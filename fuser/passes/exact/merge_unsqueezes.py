@@ -16,7 +16,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Context, Rule, register
-from fuser.passes.exact.cancel_squeeze import _axes, _normalized
+from fuser.passes.exact.cancel_squeeze import normalized_axes, squeeze_axes
 from fuser.passes.match import NotCandidate, Skip, describe, producer
 
 
@@ -25,9 +25,9 @@ def merged_axes(rank: int, first: list[int], second: list[int]) -> list[int]:
     tensor of ``rank`` dims."""
     middle = rank + len(first)
     final = middle + len(second)
-    inserted = _normalized(second, final)
+    inserted = normalized_axes(second, final)
     kept = [p for p in range(final) if p not in inserted]  # final slot of each middle dim
-    return sorted(inserted | {kept[p] for p in _normalized(first, middle)})
+    return sorted(inserted | {kept[p] for p in normalized_axes(first, middle)})
 
 
 @register
@@ -44,7 +44,7 @@ class MergeUnsqueezes(Rule):
         x = inner.inputs[0]
         if x.shape is None:
             raise Skip(f"{describe(inner)}: rank of its input unknown")
-        return inner, outer, merged_axes(len(x.shape), _axes(inner), _axes(outer))
+        return inner, outer, merged_axes(len(x.shape), squeeze_axes(inner), squeeze_axes(outer))
 
     def rewrite(self, found: tuple[gs.Node, gs.Node, list[int]], context: Context) -> str:
         inner, outer, axes = found
