@@ -156,8 +156,13 @@ def write(rows, points, args) -> None:
     axes[1].legend(fontsize=6, loc="lower left")
     fig.tight_layout()
     fig.savefig("benchmarks/lowrank_pareto.png", dpi=110)
+    from benchmarks.realzoo.lowrank import existing_block
+
     command = "python -m benchmarks.lowrank" + (" --quick" if args.quick else "")
-    Path("benchmarks/LOWRANK.md").write_text(
+    path = Path("benchmarks/LOWRANK.md")
+    # The real-model block belongs to python -m benchmarks.realzoo.lowrank: kept as it is.
+    block = existing_block(path.read_text()) if path.exists() else ""
+    path.write_text(
         "# Low-rank rewrites on trained models\n\n"
         f"`{command}` on {platform.processor() or platform.machine()}, {date.today()}, "
         f"onnxruntime CPU, {args.threads} threads. Speed-ups are median-latency ratios "
@@ -166,7 +171,8 @@ def write(rows, points, args) -> None:
         "top-1 agreement with the original on the held-out split. No fine-tuning.\n\n"
         "| model | method | budget | MAC ratio | speed-up b1 | speed-up b64 | held-out | "
         "jittered | agreement | search |\n|---|---|---|---|---|---|---|---|---|---|\n"
-        + "\n".join(rows) + "\n\n![Pareto](lowrank_pareto.png)\n")
+        + "\n".join(rows) + "\n\n![Pareto](lowrank_pareto.png)\n"
+        + (f"\n{block}\n" if block else ""))
 
 
 if __name__ == "__main__":
