@@ -231,4 +231,5 @@ def compress_result(job: Job, result: onnx.ModelProto,
             max_accuracy_drop=lossy.max_accuracy_drop, labels=lossy.labels,
             metric=lossy.metric, fit_samples=lossy.fit_samples,
             reconstruction=lossy.reconstruction, batch=lossy.batch, threads=lossy.threads,
-            input_shapes=job.fixed or None, progress=lossy.progress)
+            input_shapes=job.fixed or None, progress=lossy.progress,
+            search_time=lossy.search_time, provider=lossy.provider)

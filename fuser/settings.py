@@ -17,7 +17,7 @@ from fuser.passes.base import Pass
 from fuser.runtime import bench as benchmarking
 from fuser.runtime import inputs as inputs_io
 from fuser.runtime import validate as validation
-from fuser.search.search import FIT_SAMPLES
+from fuser.search.search import FIT_SAMPLES, SEARCH_TIME
 
 
 @dataclasses.dataclass
@@ -53,9 +53,11 @@ class LowRank:
     metric: str | Callable | None = None
     fit_samples: int = FIT_SAMPLES
     reconstruction: str = "asymmetric"
-    batch: int = 1
+    batch: int = 1  # the batch size layers are timed at
     threads: int = 1
     progress: bool | None = None  # a line on stderr (None: when stderr is a terminal)
+    search_time: float = SEARCH_TIME  # seconds for the latency table and sensitivity runs
+    provider: str = "auto"  # layers are timed on CUDA (IO binding) when it loads, else CPU
 
 
 @dataclasses.dataclass(frozen=True)

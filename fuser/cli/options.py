@@ -27,7 +27,7 @@ from fuser.runtime import inputs
 from fuser.runtime import validate as validation
 from fuser.runtime.providers import physical_cores
 from fuser.search.metric import parse as parse_metric
-from fuser.search.search import parse_budget
+from fuser.search.search import SEARCH_TIME, parse_budget
 from fuser.settings import Timing
 
 LEVELS = {"both": ("disable", "all"), "disable": ("disable",), "basic": ("basic",),
@@ -155,6 +155,10 @@ def add_lossy(parser: argparse.ArgumentParser) -> None:
                        help="back off layers until the upper end of the 95%% interval of the "
                             "metric's drop on the held-out samples is at most this (default "
                             "0.01 with --lossy; 1 turns the check off)")
+    group.add_argument("--search-time", type=float, default=SEARCH_TIME, metavar="SECONDS",
+                       help="time for the per-layer latency table and sensitivity runs "
+                            f"(default {SEARCH_TIME:g}; past it latencies are estimated from "
+                            "MACs and layers not reached stay dense)")
     group.add_argument("--reconstruction", choices=("asymmetric", "pca", "whitened"),
                        default="asymmetric",
                        help="asymmetric (default), pca, or whitened (whitened SVD for "
@@ -182,8 +186,8 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
     labels = _calibration_labels(args.calibration, sum(len(next(iter(b.values())))
                                                       for b in batches))
     return api.LowRank(batches, budget=args.budget, max_accuracy_drop=drop, labels=labels,
-                       metric=metric,
-                       reconstruction=args.reconstruction,
+                       metric=metric, reconstruction=args.reconstruction,
+                       search_time=args.search_time, provider=getattr(args, "provider", "auto"),
                        threads=args.threads or physical_cores(),
                        progress=False if getattr(args, "quiet", 0) else None)
 

@@ -14,8 +14,10 @@ class LayerChoice(Record):
 
     layer: str = doc("the layer (its node's name)")
     op: str = doc("Conv, Gemm or MatMul")
-    method: str = doc('"dense" (kept) or the factorized form (`channel`, `svd`)')
-    rank: int = doc("the rank chosen (0 when dense)")
+    method: str = doc('"dense" (kept) or the factorized form: `channel` (output side), '
+                      '`input` (input-side projection), `tucker2` (both sides), `svd` '
+                      "(Gemm/MatMul)")
+    rank: int = doc("the rank chosen (0 when dense; for `tucker2` the input side's)")
     macs_before: int = doc("the layer's MACs, dense")
     macs_after: int = doc("its MACs as chosen")
     ms_before: float = doc("onnxruntime latency of the dense layer alone (ms)")
@@ -24,6 +26,12 @@ class LayerChoice(Record):
     response_error: float | None = doc("relative error on the calibration responses",
                                        default=None)
     note: str = doc("why the layer stayed dense, if it did", default="")
+    rank_out: int = doc("`tucker2`: the output side's rank (else 0)", default=0)
+    drop_alone: float | None = doc(
+        "the metric's drop on the probe samples with this layer alone rewritten as chosen "
+        "(the sensitivity the allocation used; null when dense)", default=None)
+    options_measured: int = doc("forms and ranks whose sensitivity was measured on this "
+                                "layer", default=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +80,18 @@ class Compression(Record):
                               schema_type="bool", default=None, omit_none=True)
     phases: dict[str, float] = doc(
         "the search's time by phase, seconds: `reference` (the original on the held-out "
-        "samples), `plan` (calibration responses, dense layer latencies), `allocation` "
-        "(factorized latencies, ranks under the budget), `build and guard` (the rewrites and "
-        "the back-off)", schema_type="{phase: seconds}", default_factory=dict)
+        "samples), `plan` (calibration samples, dense layer latencies), `latency` (the "
+        "factorized forms' latencies), `sensitivity` (each layer rewritten alone), "
+        "`build and guard` (the rewrites and the back-off)", schema_type="{phase: seconds}",
+        default_factory=dict)
+    search_time: float | None = doc("the time budget of the latency table and the "
+                                    "sensitivity runs (seconds; `--search-time`)",
+                                    default=None)
+    estimated_latencies: int = doc("factorized forms whose latency was estimated from MACs "
+                                   "because the time budget ran out (0: all measured)",
+                                   default=0)
+    back_off_steps: int = doc("builds after the first one", default=0)
+    speedup: float | None = doc(
+        "the compressed model's speed-up over the original, timed interleaved at "
+        "ORT_ENABLE_ALL at the search's batch size (null: not faster, the original is "
+        "delivered)", default=None)

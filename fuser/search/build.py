@@ -3,81 +3,83 @@ on the held-out samples."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
 
 import numpy as np
 import onnx
 
 from fuser import ir as graph_io
-from fuser.passes.lowrank import factorize
-from fuser.passes.lowrank.layers import Layer, candidates
-from fuser.passes.lowrank.ranks import DENSE
-from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
-from fuser.passes.match import Names
+from fuser.passes.lowrank.layers import Layer
 from fuser.runtime import sessions as runtime
-from fuser.search.calibrate import Feeds, layer_outputs, responses
+from fuser.search import forms
+from fuser.search.calibrate import Feeds, sample
+from fuser.search.forms import LayerData, Option
 
 
-def build(model: onnx.ModelProto, layers: list[Layer], keys: list[str], ranks: list[int],
-           targets: list[np.ndarray], fit: list[Feeds], samples: int, seed: int,
-           reconstruction: str, input_shapes: Mapping[str, Sequence[int]] | None = None,
-           ) -> tuple[onnx.ModelProto, list[float | None]]:
-    """Rewrite the chosen layers in network order; return the model and response errors."""
-    current, errors = model, [None] * len(layers)
-    for i, key in enumerate(keys):
-        if ranks[i] == DENSE:
-            continue
+class Builder:
+    """Builds the compressed model for a choice of options, layer by layer in network order,
+    each layer fitted to its inputs in the network approximated so far (``forms``).
+
+    Models after each layer are kept for the last choice built, so that a new choice is
+    built from its first changed layer on: a back-off step that changes layer i does not
+    refit layers 0 .. i-1. Fitting layer i runs only the part of the network up to it
+    (``cut.prefix``); before the first rewrite, the original's data (``data``) are used.
+    """
+
+    def __init__(self, model: onnx.ModelProto, layers: list[Layer], data: list[LayerData],
+                 fit: list[Feeds], samples: int, seed: int, reconstruction: str) -> None:
+        self.model, self.layers, self.data, self.fit = model, layers, data, fit
+        self.samples, self.seed, self.reconstruction = samples, seed, reconstruction
+        self._states: list[tuple[tuple, onnx.ModelProto]] = [((), model)]
+        self.energies: dict[int, float] = {}
+        self.refits = 0  # layers fitted so far, over every build
+
+    def build(self, chosen: list[Option | None]) -> onnx.ModelProto:
+        keys = tuple(o.key if o else None for o in chosen)
+        kept = 0
+        while kept < len(self._states) and self._states[kept][0] == keys[:kept]:
+            kept += 1
+        del self._states[kept:]
+        current = self._states[-1][1]
+        for i in range(kept - 1, len(chosen)):
+            if chosen[i] is not None:
+                current = self._rewrite(current, i, chosen[i])
+            self._states.append((keys[:i + 1], current))
+        return current
+
+    def _rewrite(self, current: onnx.ModelProto, i: int, option: Option) -> onnx.ModelProto:
+        layer, key = self.layers[i], self.layers[i].node.outputs[0].name
+        data = self.data[i] if current is self.model else self._data(current, i)
+        factors = forms.fit(layer, option.method, option.rank, data, self.reconstruction)
+        self.energies[i] = factors.energy
+        self.refits += 1
         graph = graph_io.to_graph(current)
-        with graph_io.annotated_at(graph, current, input_shapes):  # the export keeps the
-            layer = next(la for la in candidates(graph)[0]          # declared interface
-                         if la.node.outputs[0].name == key)
-        if reconstruction == "whitened" and whitenable(layer):
-            factors, fitted = whitened(current, layer, ranks[i], fit)
-        else:
-            if reconstruction == "asymmetric":
-                seen = layer_outputs(current, [key], fit)[key]
-                inputs = responses(layer, seen, samples, seed + i)
-                factors = factorize.asymmetric(layer.weight, targets[i], inputs, ranks[i])
-            else:  # pca, and the convolutions under "whitened"
-                inputs = targets[i]
-                factors = factorize.response_pca(layer.weight, inputs, ranks[i])
-            second = factors.weights[1].reshape(len(inputs), -1)
-            fitted = second @ (factors.mixing @ inputs) + factors.bias_shift[:, None]
-        errors[i] = float(np.linalg.norm(fitted - targets[i]) / max(np.linalg.norm(targets[i]),
-                                                                    1e-30))
-        shift = factors.bias_shift if factors.bias_shift is not None else 0.0
-        bias = shift + (layer.bias if layer.bias is not None else 0.0)
-        bias = None if np.isscalar(bias) and bias == 0.0 else bias
-        names = Names(graph)
-        if layer.is_conv:
-            replace_conv(graph, layer.node, "channel", factors.weights, bias, layer.geometry,
-                         names)
-        else:
-            replace_matmul(graph, layer.node, *factors.weights, bias, names)
+        node = next(n for n in graph.nodes if n.outputs and n.outputs[0].name == key)
+        forms.apply(graph, dataclasses.replace(layer, node=node), option.method, factors)
         graph.cleanup().toposort()
-        current = graph_io.to_model(graph, template=model)
-    return current, errors
+        return graph_io.to_model(graph, template=self.model)
+
+    def _data(self, current: onnx.ModelProto, i: int) -> LayerData:
+        """Layer i's data in the approximated network ``current``."""
+        (seen,) = sample(current, [self.layers[i]], self.fit, self.samples, self.seed,
+                         seeds=[self.seed + i])
+        return LayerData(self.data[i].target, seen.responses(), seen.inputs())
 
 
-def whitenable(layer: Layer) -> bool:
-    """Gemm/MatMul whose input rows are the samples (no transA)."""
-    return not layer.is_conv and not layer.node.attrs.get("transA", 0)
+def layer_errors(model: onnx.ModelProto, layers: list[Layer], data: list[LayerData],
+                 fit: list[Feeds], samples: int, seed: int) -> list[float]:
+    """Each layer's relative response error in ``model`` against the original's responses."""
+    errors = []
+    for i, seen in enumerate(sample(model, layers, fit, samples, seed, inputs=False)):
+        now, target = seen.responses(), data[i].target
+        errors.append(float(np.linalg.norm(now - target) / max(np.linalg.norm(target), 1e-30)))
+    return errors
 
 
-def whitened(current: onnx.ModelProto, layer: Layer, rank: int,
-              fit: list[Feeds]) -> tuple[factorize.Factors, np.ndarray]:
-    """Activation-whitened SVD from the layer's inputs in the approximated network."""
-    name = layer.node.inputs[0].name
-    batches = layer_outputs(current, [name], fit)[name]
-    x = np.concatenate([b.reshape(-1, b.shape[-1]) for b in batches]).T.astype(np.float64)
-    factors = factorize.whitened_svd(layer.weight, x, rank)
-    a, b = factors.weights
-    return factors, b @ (a @ x)
-
-
-def outputs(model: onnx.ModelProto, held: list[Feeds]) -> dict[str, np.ndarray]:
-    """Every output of ``model`` on the held-out batches, concatenated in calibration order."""
-    sess = runtime.session(model)
+def outputs(model: onnx.ModelProto, held: list[Feeds], level: str = "disable"
+            ) -> dict[str, np.ndarray]:
+    """Every output of ``model`` on the batches, concatenated in calibration order."""
+    sess = runtime.session(model, level=level)
     names = [o.name for o in sess.get_outputs()]
     collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for feeds in held:

@@ -1,10 +1,11 @@
-"""Calibration responses: what each candidate layer computes on real inputs.
+"""Calibration samples: what each candidate layer reads and computes on real inputs.
 
-The model is run on onnxruntime (CPU, optimizations off) with the candidate layers' outputs
-exposed as extra graph outputs. For a Conv, ``samples`` output pixels per image are drawn
-(seeded, the same positions for every model of a layer, so responses of the original and of
-the approximated network pair up); for Gemm/MatMul every output row is a sample. Responses
-exclude the layer's bias: ``y = W x``.
+The model is run on onnxruntime (CPU, optimizations off) up to the layers asked for
+(``cut.prefix``), one batch at a time, and each batch is sampled at once, so that only one
+batch of layer tensors is held. For a Conv, ``samples`` output pixels per image are drawn
+(seeded per layer, so the responses of the original and of the approximated network are
+taken at the same pixels and pair up), and as many input pixels; for Gemm/MatMul every row
+is a sample. Responses exclude the layer's bias: ``y = W x``.
 """
 
 from __future__ import annotations
@@ -14,43 +15,75 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx
 
-from fuser import ir as graph_io
 from fuser.passes.lowrank.layers import Layer
 from fuser.runtime import sessions as runtime
+from fuser.search import cut
 
 Feeds = Mapping[str, np.ndarray]
 
 
-def layer_outputs(model: onnx.ModelProto, names: list[str],
-                  batches: Sequence[Feeds]) -> dict[str, list[np.ndarray]]:
-    """The tensors ``names`` computed by ``model`` on every batch."""
+class Sampler:
+    """Seeded samples of one layer's output responses and input channels."""
+
+    def __init__(self, layer: Layer, samples: int, seed: int) -> None:
+        self.layer, self.samples = layer, samples
+        self._out_rng = np.random.default_rng(seed)
+        self._in_rng = np.random.default_rng(seed + 1_000_003)
+        self._out: list[np.ndarray] = []
+        self._in: list[np.ndarray] = []
+
+    def add(self, output: np.ndarray | None, inputs: np.ndarray | None = None) -> None:
+        if output is not None:
+            self._out.append(_columns(self.layer, output, self.samples, self._out_rng,
+                                      self.layer.weight_on_left))
+        if inputs is not None:
+            self._in.append(_columns(self.layer, inputs, self.samples, self._in_rng, False))
+
+    def responses(self) -> np.ndarray:
+        """``(N, S)`` pre-bias responses."""
+        y = np.concatenate(self._out, axis=1).astype(np.float64)
+        if self.layer.bias is not None:
+            y = y - np.asarray(self.layer.bias, np.float64).reshape(-1)[:, None]
+        return y
+
+    def inputs(self) -> np.ndarray:
+        """``(C, S)`` input channel samples (Conv) or ``(K, rows)`` (Gemm/MatMul)."""
+        return np.concatenate(self._in, axis=1).astype(np.float64)
+
+
+def _columns(layer: Layer, x: np.ndarray, samples: int, rng: np.random.Generator,
+             left: bool) -> np.ndarray:
+    if layer.is_conv:
+        b, n = x.shape[:2]
+        flat = x.reshape(b, n, -1)
+        count = min(samples, flat.shape[2])
+        return np.concatenate([flat[i][:, rng.choice(flat.shape[2], count, replace=False)]
+                               for i in range(b)], axis=1)
+    if left:
+        return np.moveaxis(x, -2, 0).reshape(x.shape[-2], -1)
+    return x.reshape(-1, x.shape[-1]).T
+
+
+def sample(model: onnx.ModelProto, layers: Sequence[Layer], batches: Sequence[Feeds],
+           samples: int, seed: int, *, inputs: bool = True,
+           seeds: Sequence[int] | None = None) -> list[Sampler]:
+    """One ``Sampler`` per layer, filled from ``model`` run on ``batches`` (layer i seeded
+    with ``seeds[i]``, default ``seed + i``)."""
+    samplers = [Sampler(layer, samples, seed + i if seeds is None else seeds[i])
+                for i, layer in enumerate(layers)]
+    outs = [la.node.outputs[0].name for la in layers]
+    ins = [la.node.inputs[0 if not la.weight_on_left else 1].name for la in layers] \
+        if inputs else []
+    names = list(dict.fromkeys(outs + ins))
     if not names:  # onnxruntime reads an empty list as "every output"
-        return {}
-    probe = graph_io.with_outputs(model, names)
-    sess = runtime.session(probe)
-    collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        return samplers
+    graph_inputs = {i.name for i in model.graph.input}
+    computed = [n for n in names if n not in graph_inputs]
+    sess = runtime.session(cut.prefix(model, computed)) if computed else None
     for feeds in batches:
-        for name, value in zip(names, sess.run(names, dict(feeds)), strict=True):
-            collected[name].append(value)
-    return collected
-
-
-def responses(layer: Layer, outputs: list[np.ndarray], samples: int, seed: int) -> np.ndarray:
-    """``(N, S)`` pre-bias responses of ``layer`` sampled from its output batches."""
-    rng = np.random.default_rng(seed)
-    columns = []
-    for out in outputs:
-        if layer.is_conv:
-            b, n, h, w = out.shape
-            count = min(samples, h * w)
-            for image in range(b):
-                pixels = rng.choice(h * w, count, replace=False)
-                columns.append(out[image].reshape(n, -1)[:, pixels])
-        elif layer.weight_on_left:
-            columns.append(np.moveaxis(out, -2, 0).reshape(out.shape[-2], -1))
-        else:
-            columns.append(out.reshape(-1, out.shape[-1]).T)
-    y = np.concatenate(columns, axis=1).astype(np.float64)
-    if layer.bias is not None:
-        y = y - np.asarray(layer.bias, np.float64).reshape(-1)[:, None]
-    return y
+        values = dict(zip(computed, sess.run(computed, dict(feeds)), strict=True)) if sess \
+            else {}
+        values.update({n: np.asarray(feeds[n]) for n in names if n in graph_inputs})
+        for i, sampler in enumerate(samplers):
+            sampler.add(values[outs[i]], values[ins[i]] if inputs else None)
+    return samplers

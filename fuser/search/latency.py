@@ -1,11 +1,16 @@
 """Per-layer latency table: what a rewrite really costs on onnxruntime.
 
 Each candidate (a layer, dense or factorized at a rank) is timed alone: a one-layer model
-with the layer's real input shape, on the target provider, threads and batch size, at
-ORT_ENABLE_ALL (what users run). Weights are seeded random: the time does not depend on
-their values. Results are cached on disk (``~/.cache/fuser/latency.json``, or
-``$FUSER_CACHE``) by a signature of everything that matters, so a second search is fast.
-Latency between two measured ranks is interpolated linearly.
+with the layer's real input shape, at the batch size, threads and ORT_ENABLE_ALL users run,
+on the provider they deploy to: ``fuser.runtime.bench`` with CUDA and IO binding when CUDA
+really loads (``provider="auto"``), the CPU otherwise. Weights are seeded random: the time
+does not depend on their values. Each timing stops after ``seconds`` of timed rounds (at
+least ``bench.MIN_ROUNDS``), and results are cached on disk (``~/.cache/fuser/latency.json``,
+or ``$FUSER_CACHE``) by a signature of everything that matters, so a second search is fast.
+
+A ``deadline`` (``time.perf_counter()`` value, from ``--search-time``) bounds the table: past
+it, a form not yet measured is estimated from the dense layer's measured time scaled by the
+MACs ratio, and counted in ``estimated`` (the report says how many).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +30,9 @@ from fuser import ir as graph_io
 from fuser.passes.lowrank.layers import Layer
 from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
 from fuser.passes.match import Names
+from fuser.runtime import bench
 from fuser.runtime import sessions as runtime
+from fuser.runtime.providers import ProviderChoice, select_provider
 from fuser.runtime.runners import Progress
 
 logger = logging.getLogger(__name__)
@@ -38,10 +47,13 @@ class LatencyTable:
     """Measured milliseconds per (layer signature, method, rank), with a disk cache."""
 
     def __init__(self, *, batch: int = 1, threads: int = 1, rounds: int = 30,
+                 seconds: float = 0.3, provider: str | ProviderChoice = "auto",
                  path: Path | None = None) -> None:
-        self.batch, self.threads, self.rounds = batch, threads, rounds
+        self.batch, self.threads, self.rounds, self.seconds = batch, threads, rounds, seconds
+        self.provider = provider  # resolved by the first measurement (a probe session)
         self.path = path or cache_path()
-        self.measured = 0
+        self.measured = self.estimated = 0
+        self.deadline: float | None = None
         self.progress: Progress | None = None  # a line on stderr while measuring
         try:
             self._cache = json.loads(self.path.read_text())
@@ -50,14 +62,23 @@ class LatencyTable:
 
     def signature(self, layer: Layer, method: str, rank: int) -> str:
         geometry = layer.geometry.__dict__ if layer.geometry else None
+        provider = self.provider.used if isinstance(self.provider, ProviderChoice) else \
+            self.provider
         return json.dumps([layer.node.op, list(layer.weight.shape), geometry, method, rank,
                            self.batch, self.threads, layer.positions, layer.weight_on_left,
-                           runtime.onnxruntime_version()], sort_keys=True, default=str)
+                           runtime.onnxruntime_version()]
+                          + ([provider] if provider not in ("auto", "cpu") else []),
+                          sort_keys=True, default=str)
 
-    def ms(self, layer: Layer, method: str = "dense", rank: int = 0) -> float:
-        """Median milliseconds of the layer (dense) or of its factorized form."""
+    def ms(self, layer: Layer, method: str = "dense", rank: int | tuple[int, int] = 0) -> float:
+        """Median milliseconds of the layer (dense) or of its factorized form (estimated from
+        the MACs past the deadline)."""
         key = self.signature(layer, method, rank)
         if key not in self._cache:
+            if method != "dense" and self.deadline is not None and \
+                    time.perf_counter() > self.deadline:
+                self.estimated += 1
+                return self.ms(layer) * layer.macs(method, rank) / max(layer.macs(), 1)
             if self.progress is not None:
                 self.progress.show(f"low-rank: timing {layer.name} {method}"
                                    + (f" rank {rank}" if rank else "")
@@ -66,17 +87,20 @@ class LatencyTable:
             self.measured += 1
         return self._cache[key]
 
-    def interpolate(self, layer: Layer, method: str, rank: int, grid: list[int]) -> float:
-        """Latency at ``rank`` from the measured ``grid`` ranks (linear in between)."""
-        points = sorted(set(grid))
-        if rank in points:
-            return self.ms(layer, method, rank)
-        below = max((p for p in points if p < rank), default=points[0])
-        above = min((p for p in points if p > rank), default=points[-1])
-        low, high = self.ms(layer, method, below), self.ms(layer, method, above)
-        if above == below:
-            return low
-        return low + (high - low) * (rank - below) / (above - below)
+    def compare(self, original: onnx.ModelProto, compressed: onnx.ModelProto,
+                feeds: Mapping[str, np.ndarray]) -> tuple[float, float]:
+        """Median milliseconds of the two whole models, timed interleaved at ORT_ENABLE_ALL
+        on the table's provider, threads and batch (``feeds`` are tiled to the batch)."""
+        count = len(next(iter(feeds.values())))
+        tiled = {k: np.concatenate([v] * -(-self.batch // count))[:self.batch]
+                 for k, v in feeds.items()}
+        if not isinstance(self.provider, ProviderChoice):
+            self.provider = select_provider(original, self.provider)
+        timed = bench.benchmark({"original": original, "compressed": compressed},
+                                {self.batch: tiled}, levels=("all",), provider=self.provider,
+                                threads=self.threads, time_budget=2.0, progress=False)
+        ms = {t.model: t.stats.median_ms for t in timed.timings}
+        return ms["original"], ms["compressed"]
 
     def save(self) -> None:
         try:
@@ -88,8 +112,13 @@ class LatencyTable:
             logger.warning("latency cache not saved: %s", exc)
 
     def _time(self, model: onnx.ModelProto) -> float:
+        if not isinstance(self.provider, ProviderChoice):
+            self.provider = select_provider(model, self.provider)
         feeds = runtime.random_feeds(model, np.random.default_rng(0))
-        return runtime.median_ms(model, feeds, threads=self.threads, rounds=self.rounds)
+        result = bench.benchmark({"layer": model}, {self.batch: feeds}, levels=("all",),
+                                 provider=self.provider, threads=self.threads, warmup=3,
+                                 rounds=self.rounds, time_budget=self.seconds, progress=False)
+        return result.timings[0].stats.median_ms
 
 
 def factor_shapes(method: str, shape: tuple[int, ...],
@@ -106,6 +135,8 @@ def factor_shapes(method: str, shape: tuple[int, ...],
     if method == "tucker2":
         r_in, r_out = rank
         return [(r_in, c, 1, 1), (r_out, r_in, kh, kw), (n, r_out, 1, 1)]
+    if method == "input":
+        return [(rank, c, 1, 1), (n, rank, kh, kw)]
     return [(rank, c, 1, 1), (rank, 1, kh, 1), (rank, 1, 1, kw), (n, rank, 1, 1)]  # cp
 
 

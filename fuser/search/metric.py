@@ -269,3 +269,11 @@ def needed_samples(allowed: float) -> int:
     if allowed >= 1:
         return 1
     return math.ceil(math.log((1 - CONFIDENCE) / 2) / math.log1p(-allowed))
+
+
+def point_drop(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None) -> float:
+    """The drop of the score, without an interval (the search's sensitivity runs)."""
+    if metric.user is not None:
+        return float(metric.user(dict(ref), labels)) - float(metric.user(dict(new), labels))
+    before, after = metric.per_sample(ref, new, labels)
+    return float(before.mean() - after.mean())

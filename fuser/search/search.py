@@ -1,63 +1,63 @@
 """Data-aware low-rank compression of a whole model under a budget.
 
 1. Candidate layers: group-1 Conv, Gemm, MatMul with a constant right-hand weight.
-2. Calibration: the original network's responses at every candidate (``calibrate``); the
-   response-PCA eigenvalues are each layer's spectrum.
-3. Costs: MACs of each form from exact shapes, and onnxruntime latency of each layer alone,
-   dense and factorized, from the cached ``LatencyTable``.
-4. Ranks: global greedy allocation (``ranks.allocate``) under ``macs=F`` or ``latency=F``
-   (fractions of the whole model), over the ranks at which the latency table measures the
-   factorized layer at least ``speed_margin`` faster than the dense one: a rewrite is never
-   chosen where onnxruntime runs it slower.
-5. Factors: layer by layer in network order, Zhang's asymmetric reconstruction (each layer
-   fitted to the original responses given the already-approximated inputs), or the linear
-   response-PCA solution, or activation-whitened SVD for Gemm/MatMul; ONNX form: k x k conv
-   with d filters, then 1 x 1 (``channel``), or two Gemm/MatMul.
-6. Verification on every calibration sample the fitting did not use, by the task metric
-   (``fuser.search.metric``: agreement, top-1 with labels, a relative-error or SNR bound,
-   or the user's function); with ``max_accuracy_drop``, the layer with the largest response
-   error gets twice its rank (or goes back to dense) until the upper end of the drop's 95 %
-   interval is within bounds. The budget is then a target, not a promise: the report shows
-   what was reached, and says when the held-out set is too small to resolve the bound.
+2. Calibration: the first ``fit_samples`` samples fit; every other one is held out for the
+   guard. Each layer's responses and input channels are sampled on the fitting batches.
+3. Latency: each dense layer and each offered form (``forms``: output-side ``channel``,
+   input-side ``input``, ``tucker2``, ``svd`` for Gemm/MatMul) at the ranks keeping
+   ``plan.FRACTIONS`` of its MACs, timed alone on the deploy provider (``LatencyTable``);
+   only options measured ``speed_margin`` faster than the dense layer are offered: a rewrite
+   is never chosen where onnxruntime runs it slower.
+4. Sensitivity: each option is fitted and put into the network alone (the rest dense), and
+   the task metric measured on the probe samples (``sensitivity``); layers go slowest first,
+   and steps 3-4 share the time budget ``search_time``.
+5. Allocation (``choose.allocate``): the cheapest penalty per unit of cost saved first,
+   until the budget's target (``macs=F`` or ``latency=F``, fractions of the whole model) is
+   reached or the summed penalty would pass half the allowed drop (``accuracy=D`` has no
+   target: as fast as the drop allows).
+6. Build (``build.Builder``): layer by layer in network order, each fitted to its inputs in
+   the network approximated so far (Zhang's asymmetric reconstruction, or the linear
+   response PCA, or whitened SVD for Gemm/MatMul; the input-side forms from the PCA of those
+   inputs).
+7. Guard: the metric on every held-out sample (``fuser.search.metric``); with
+   ``max_accuracy_drop``, while the upper end of the drop's 95 % interval is out of bounds,
+   the worst options move one step towards dense (one, one, then twice as many each step),
+   and the model is rebuilt from the first changed layer on. The budget is then a target,
+   not a promise: the report shows what was reached, and says when the held-out set is too
+   small to resolve the bound.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
 
-from fuser import ir as graph_io
 from fuser.errors import FuserError
-from fuser.passes.lowrank.ranks import DENSE, retained
-from fuser.report.compression import Compression, LayerChoice
+from fuser.report.compression import Compression
+from fuser.runtime import sessions as runtime
 from fuser.runtime.runners import Progress
-from fuser.search.build import agreement, build, outputs, relative_error
+from fuser.search import sensitivity
+from fuser.search.build import Builder, layer_errors, outputs
 from fuser.search.calibrate import Feeds
+from fuser.search.choose import allocate
+from fuser.search.forms import Option
+from fuser.search.guard import back_off_until_accepted, guard
 from fuser.search.latency import LatencyTable
-from fuser.search.metric import Judgement, Metric, UserMetric, judge, needed_samples, resolve
-from fuser.search.plan import (
-    Plan,
-    back_off,
-    faster_ranks,
-    form_of,
-    initial_ranks,
-    make_plan,
-    split,
-)
+from fuser.search.metric import Judgement, Metric, UserMetric, judge, resolve
+from fuser.search.plan import Plan, make_plan, offer, split
+from fuser.search.record import compression
 
-logger = logging.getLogger(__name__)
-
-
-#: ``accuracy=D`` aims at this latency fraction and backs off until the drop is at most D.
-ACCURACY_TARGET = 0.3
 #: Calibration samples the factors are fitted to; every other one is held out.
 FIT_SAMPLES = 128
+#: Samples the sensitivity of each option is measured on (the first fitting batches).
+PROBE_SAMPLES = 64
+#: Seconds for the latency table and the sensitivity runs, and the table's share of them.
+SEARCH_TIME = 180.0
+LATENCY_SHARE = 0.4
 
 
 def parse_budget(text: str) -> tuple[str, float]:
@@ -78,84 +78,146 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
              metric: str | UserMetric | None = None, fit_samples: int = FIT_SAMPLES,
              reconstruction: str = "asymmetric", samples: int = 64, batch: int = 1,
              threads: int = 1, seed: int = 0, table: LatencyTable | None = None,
-             speed_margin: float = 0.05,
+             speed_margin: float = 0.05, search_time: float = SEARCH_TIME,
+             provider: str = "auto",
              input_shapes: Mapping[str, Sequence[int]] | None = None,
              progress: bool | None = None) -> tuple[onnx.ModelProto, Compression]:
     """Compress ``model`` with low-rank rewrites chosen from calibration data.
 
     Args:
         calibration: feed dicts; the first batches, up to ``fit_samples`` samples, fit the
-            factors, every other sample is held out for the end-to-end check.
+            factors, every other sample is held out for the guard.
         budget: ``macs=F`` or ``latency=F``: the whole model's MACs or onnxruntime latency
-            as a fraction of the original; ``accuracy=D``: aim at latency
-            ``ACCURACY_TARGET`` and back off until the drop is at most D.
-        max_accuracy_drop: back off layers until the upper end of the 95 % interval of the
+            as a fraction of the original; ``accuracy=D``: as fast as a drop of D allows.
+        max_accuracy_drop: back off until the upper end of the 95 % interval of the
             metric's drop on the held-out samples is at most this.
-        labels: one label per calibration sample, in order (the held-out ones are used).
-        metric: see ``fuser.search.metric`` (default: agreement, or top1 with labels, for
-            class scores, else ``rel-error:0.05``). reconstruction: ``asymmetric``, ``pca``,
-            or ``whitened``.
-        speed_margin: keep a rewrite only if it is measured this much faster than dense.
+        labels: one label per calibration sample, in order. metric: see
+            ``fuser.search.metric``. reconstruction: ``asymmetric``, ``pca``, ``whitened``.
+        speed_margin: offer a form only if it is measured this much faster than dense.
+        provider: where layers are timed: ``auto`` (CUDA with IO binding when it loads),
+            ``cuda`` or ``cpu``. search_time: seconds for the latency table and the
+            sensitivity runs (past it, latencies are estimated from MACs and layers not
+            reached stay dense).
         input_shapes: fixed input shapes for the shape inference that finds the layers'
-            sizes (a layer of unknown size cannot be considered; the result names it).
-        progress: a line on stderr while layers are timed and the model built (None: only
-            when stderr is a terminal; the CLI's ``-q`` turns it off).
+            sizes. progress: a line on stderr (None: when stderr is a terminal).
     """
     started = time.perf_counter()
-    kind, fraction, max_accuracy_drop = _settings(budget, reconstruction, calibration,
-                                                  max_accuracy_drop)
-    fit, held, labels = split(calibration, labels, fit_samples)
-    clock = _Phases()
-    reference = outputs(model, held)
+    kind, fraction, allowed = _settings(budget, reconstruction, calibration, max_accuracy_drop)
+    fit, held, fit_labels, labels = split(calibration, labels, fit_samples)
+    run = _Run(kind, fraction, allowed, reconstruction, samples, seed, threads, speed_margin,
+               started + search_time, input_shapes, Progress(progress), _Phases())
+    reference = outputs(model, held, level="all")
     judged = resolve(metric, reference, labels)
-    clock.lap("reference")
-    table = table or LatencyTable(batch=batch, threads=threads)
-    table.progress = line = Progress(progress)  # a line on stderr (TTY by default)
-    plan = make_plan(model, fit, table, input_shapes, samples, seed)
-    clock.lap("plan")
-    options, choices = faster_ranks(plan, table, speed_margin)
-    ranks = initial_ranks(model, plan, table, kind, fraction, fit, threads, options)
-    table.save()
-    clock.lap("allocation")
-    single = "a single calibration batch: the guard judges on the samples it was fitted to"
-    notes = [] if len(calibration) > 1 else [single]
-    result, errors, new, verdict, backed_off = _back_off(
-        model, plan, ranks, options, fit, held, reference, labels, judged, max_accuracy_drop,
-        (samples, seed, reconstruction, input_shapes), notes, line)
-    line.clear()
-    passed, reason = _guard(verdict, max_accuracy_drop, any(ranks))
-    clock.lap("build and guard")
+    run.clock.lap("reference")
+    table = table or LatencyTable(batch=batch, threads=threads, provider=provider)
+    table.progress, table.deadline = run.line, started + LATENCY_SHARE * search_time
+    plan, options, why, effects, cost = _explore(model, run, table, fit, fit_labels, judged)
+    chosen = allocate(options, effects, *cost, allowed)
+    notes = _notes(calibration, table, options, effects)
+    builder = Builder(model, plan.layers, plan.data, fit, samples, seed, reconstruction)
+    result, new, verdict, backed_off = back_off_until_accepted(
+        builder, chosen, options, effects, cost, held, reference, labels, judged, allowed,
+        notes, run.line)
+    run.line.clear()
+    speedup = _end_to_end(model, result, fit[0], table, notes, speed_margin)
+    if speedup is None and any(chosen):  # not faster end to end: deliver the original
+        chosen = [None] * len(chosen)
+        result, new, verdict = model, reference, judge(judged, reference, reference, labels)
+    passed, reason = guard(verdict, allowed, any(chosen))
+    errors = layer_errors(result, plan.layers, plan.data, fit, samples, seed)
+    run.clock.lap("build and guard")
+    record = compression(budget, plan, chosen, errors, why, effects, options,
+                         builder.energies, result, input_shapes, reference, new,
+                         judged.name, verdict, backed_off, notes, _count(fit))
     return result, dataclasses.replace(
-        _compression(budget, plan, table, ranks, errors, choices, result, input_shapes,
-                     reference, new, judged.name, verdict, backed_off, notes, fit),
-        seconds=time.perf_counter() - started, guard=reason, passed=passed,
-        phases=clock.seconds)
+        record, seconds=time.perf_counter() - started, guard=reason, passed=passed,
+        phases=run.clock.seconds, search_time=search_time, speedup=speedup,
+        estimated_latencies=table.estimated, back_off_steps=len(backed_off))
 
 
-def _compression(budget: str, plan: Plan, table: LatencyTable, ranks: list[int],
-                 errors: list, choices: dict[int, str], result: onnx.ModelProto,
-                 input_shapes: Mapping[str, Sequence[int]] | None, reference: dict,
-                 new: dict, metric: str, verdict: Any, backed_off: list[str],
-                 notes: list[str], fit: list[Feeds]) -> Compression:
-    """The search's result record (times and the guard's verdict are added by the caller)."""
-    return Compression(
-        budget, _layer_choices(plan, table, ranks, errors, choices), plan.total_macs,
-        graph_io.mac_count(result, graph_io.infer_shapes(result, input_shapes)) or 0,
-        agreement(reference, new), relative_error(reference, new),
-        verdict.before if metric == "top1" else None,
-        verdict.after if metric == "top1" else None, backed_off, 0.0, notes,
-        plan.not_considered, metric=metric, metric_before=verdict.before,
-        metric_after=verdict.after, drop=verdict.drop, drop_interval=list(verdict.interval),
-        interval_method=verdict.method, held_out_samples=verdict.samples,
-        fit_samples=_count(fit))
+@dataclasses.dataclass
+class _Run:
+    """One search's settings and clocks."""
+
+    kind: str
+    fraction: float
+    allowed: float | None
+    reconstruction: str
+    samples: int
+    seed: int
+    threads: int
+    speed_margin: float
+    deadline: float
+    input_shapes: Mapping[str, Sequence[int]] | None
+    line: Progress
+    clock: _Phases
+
+
+def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[Feeds],
+             fit_labels: np.ndarray | None, judged: Metric) -> tuple:
+    """The plan, the options faster than dense, why a layer has none, each option's
+    measured effect, and the cost model of the budget."""
+    plan = make_plan(model, fit, table, run.input_shapes, run.samples, run.seed)
+    run.clock.lap("plan")
+    aim = 0.3 if run.kind == "accuracy" else run.fraction
+    options, why = offer(plan, table, run.speed_margin, aim)
+    table.save()
+    run.clock.lap("latency")
+    effects = sensitivity.measure(model, plan.layers, plan.data, options, plan.order,
+                                  _probe(model, fit, fit_labels), judged, run.reconstruction,
+                                  run.deadline, run.line)
+    cost = _cost(run.kind, run.fraction, plan, model, fit, run.threads)
+    run.clock.lap("sensitivity")
+    return plan, options, why, effects, cost
+
+
+def _end_to_end(model: onnx.ModelProto, result: onnx.ModelProto, feeds: Feeds,
+                table: LatencyTable, notes: list[str], margin: float) -> float | None:
+    """The compressed model's speed-up over the original (``LatencyTable.compare``); None
+    (and a note) when it is not at least ``margin / 2`` faster."""
+    if result is model:
+        return 1.0
+    before, after = table.compare(model, result, feeds)
+    if before >= (1 + margin / 2) * after:
+        return before / after
+    notes.append(f"not faster end to end ({after:.3f} ms against {before:.3f} ms at "
+                 f"ORT_ENABLE_ALL, batch {table.batch}): every layer kept dense")
+    return None
+
+
+def _probe(model: onnx.ModelProto, fit: list[Feeds], labels: np.ndarray | None
+           ) -> sensitivity.Probe:
+    """The first fitting batches, up to ``PROBE_SAMPLES``, and the original's outputs."""
+    batches, count = [], 0
+    for feeds in fit:
+        if count >= PROBE_SAMPLES:
+            break
+        batches.append(feeds)
+        count += len(next(iter(feeds.values())))
+    return sensitivity.Probe(batches, None if labels is None else labels[:count],
+                             outputs(model, batches, level="all"))
+
+
+def _cost(kind: str, fraction: float, plan: Plan, model: onnx.ModelProto, fit: list[Feeds],
+          threads: int) -> tuple[Callable[[Option], float], list[float], float, float | None]:
+    """``(cost of an option, dense costs, cost outside the layers, target)``."""
+    if kind == "accuracy":
+        return (lambda o: o.ms), plan.dense_ms, 0.0, None
+    if kind == "macs":
+        dense = [float(layer.macs()) for layer in plan.layers]
+        return ((lambda o: float(o.macs)), dense, plan.total_macs - sum(dense),
+                fraction * plan.total_macs)
+    whole = runtime.median_ms(model, fit[0], threads=threads)
+    return ((lambda o: o.ms), plan.dense_ms, max(whole - sum(plan.dense_ms), 0.0),
+            fraction * whole)
 
 
 def _settings(budget: str, reconstruction: str, calibration: Sequence[Feeds],
               max_accuracy_drop: float | None) -> tuple[str, float, float | None]:
     """``(kind, fraction, allowed drop)`` of the budget; FuserError for bad settings."""
     kind, fraction = parse_budget(budget)
-    if kind == "accuracy":  # as fast as the accuracy allows: aim low, back off
-        kind, fraction, max_accuracy_drop = "latency", ACCURACY_TARGET, fraction
+    if kind == "accuracy":  # as fast as the drop allows: no cost target
+        max_accuracy_drop = fraction
     if reconstruction not in ("asymmetric", "pca", "whitened"):
         raise FuserError("reconstruction must be asymmetric, pca or whitened, not "
                          f"{reconstruction!r}")
@@ -181,28 +243,22 @@ def _count(batches: list[Feeds]) -> int:
     return sum(len(next(iter(b.values()))) for b in batches)
 
 
-def _back_off(model: onnx.ModelProto, plan: Plan, ranks: list[int], options: list[list[int]],
-              fit: list[Feeds], held: list[Feeds], reference: dict, labels: np.ndarray | None,
-              judged: Metric, allowed: float | None, how: tuple, notes: list[str],
-              line: Progress) -> tuple:
-    """Build, judge, and double the rank of the worst layer until the guard accepts."""
-    samples, seed, reconstruction, input_shapes = how
-    backed_off = []
-    while True:
-        line.show(f"low-rank: building the model ({len(backed_off)} back-off steps so far)")
-        result, errors = build(model, plan.layers, plan.keys, ranks, plan.targets, fit,
-                               samples, seed, reconstruction, input_shapes)
-        new = outputs(result, held)
-        verdict = judge(judged, reference, new, labels, seed)
-        if allowed is None or not any(ranks) or _accepted(verdict, allowed):
-            return result, errors, new, verdict, backed_off
-        worst = max((e, i) for i, e in enumerate(errors) if ranks[i] != DENSE)[1]
-        before, ranks[worst] = ranks[worst], back_off(ranks[worst], options[worst])
-        name = plan.layers[worst].name
-        backed_off.append(name)
-        notes.append(f"backed off {name}: rank {before} -> {ranks[worst] or 'dense'} "
-                     f"(response error {errors[worst]:.3f}, {judged.name} drop "
-                     f"{verdict.drop:.3f}, 95% interval up to {verdict.interval[1]:.3f})")
+def _notes(calibration: Sequence[Feeds], table: LatencyTable, options: list[list[Option]],
+           effects: dict) -> list[str]:
+    notes = []
+    if len(calibration) == 1:
+        notes.append("a single calibration batch: the guard judges on the samples it was "
+                     "fitted to")
+    if table.estimated:
+        notes.append(f"{table.estimated} factorized latencies estimated from MACs: the "
+                     "search time ran out (--search-time)")
+    offered = [o for o in options if o]
+    reached = [o for o in offered if any(x.key in effects for x in o)]
+    if len(reached) < len(offered):
+        notes.append(f"sensitivity measured on {len(reached)} of {len(offered)} layers "
+                     "with faster forms within the search time; the others stay dense")
+    return notes
+
 
 
 def _accepted(verdict: Judgement, allowed: float) -> bool:
@@ -211,40 +267,3 @@ def _accepted(verdict: Judgement, allowed: float) -> bool:
     if verdict.resolvable(allowed):
         return verdict.within(allowed)
     return verdict.drop <= allowed
-
-
-def _guard(verdict: Judgement, allowed: float | None, compressed: bool
-           ) -> tuple[bool | None, str]:
-    """The guard's verdict (None without a bound) and its reason in one line."""
-    interval = (f"{verdict.drop:.2%} [95% interval {verdict.interval[0]:.2%}, "
-                f"{verdict.interval[1]:.2%}] on {verdict.samples} held-out samples")
-    if allowed is None:
-        return None, f"drop {interval}; no bound"
-    if not compressed:
-        return True, "every layer kept dense: the model is the original"
-    if verdict.within(allowed):
-        return True, f"drop {interval} within {allowed:.2%}"
-    if not verdict.resolvable(allowed):
-        return False, (f"not resolved: {verdict.samples} held-out samples cannot resolve a "
-                       f"drop of {allowed:.2%} (need {needed_samples(allowed)}; give more "
-                       "calibration samples or a looser bound)")
-    if verdict.drop <= allowed:
-        return False, (f"not resolved: drop {interval} reaches past {allowed:.2%}; give "
-                       "more calibration samples or a looser bound")
-    return False, f"refused: drop {interval} exceeds {allowed:.2%}"
-
-
-def _layer_choices(plan: Plan, table: LatencyTable, ranks: list[int],
-                   errors: list[float | None], choices: dict[int, str]) -> list[LayerChoice]:
-    rows = []
-    for i, layer in enumerate(plan.layers):
-        dense = ranks[i] == DENSE
-        method = "dense" if dense else form_of(layer)
-        rows.append(LayerChoice(
-            layer.name, layer.node.op, method, ranks[i], layer.macs(),
-            layer.macs() if dense else layer.macs(method, ranks[i]), plan.dense_ms[i],
-            plan.dense_ms[i] if dense else table.interpolate(layer, method, ranks[i],
-                                                             plan.grids[i]),
-            1.0 if dense else retained(plan.spectra[i], ranks[i]), errors[i],
-            choices.get(i, "")))
-    return rows

@@ -1,0 +1,95 @@
+"""Choosing one option (a form at a rank, or dense) per layer from measured effects.
+
+Each measured option has a cost (its latency alone, or MACs) and an effect when its layer
+alone is rewritten (``sensitivity``): the metric's drop ``d`` on the probe samples and the
+relative output error ``e``. The metric is coarse on a small probe (one sample of 64 moves
+it by 1.6 points) and drops of different layers do not add; output errors do, in
+quadrature, when the layers' perturbations are independent: ``e_total^2 ~ sum e_l^2``. So:
+
+- an option is usable only if its own drop is at most ``SAFETY`` times the allowed drop;
+- the metric calibrates an error bound ``E``: ``ERROR_SAFETY`` times the smallest error of
+  an option whose drop passed that (no option did: the largest error measured, since
+  nothing beyond it was seen to hold);
+- ``allocate`` starts from the dense network and takes the move (a layer to a cheaper
+  option) with the least added ``e^2`` per unit of cost saved, until the cost reaches the
+  budget's target or no move keeps ``sum e_l^2 <= E^2``.
+
+Without an allowed drop, no option is filtered and no bound applies: the target decides.
+``back_off`` undoes the chosen option with the most ``e^2`` per unit saved: its layer moves
+to its next option with a smaller error, or back to dense.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+from fuser.search.forms import Option
+from fuser.search.sensitivity import Effect
+
+SAFETY = 0.5
+ERROR_SAFETY = 0.8
+
+
+def usable(option: Option, effects: Mapping[tuple, Effect], allowed: float | None) -> bool:
+    effect = effects.get(option.key)
+    return effect is not None and (allowed is None or effect.drop <= SAFETY * allowed)
+
+
+def error_bound(effects: Mapping[tuple, Effect], allowed: float | None) -> float:
+    """``E`` of the module docstring (infinite without an allowed drop)."""
+    if allowed is None or not effects:
+        return math.inf
+    broken = [e.error for e in effects.values() if e.drop > SAFETY * allowed]
+    if broken:
+        return ERROR_SAFETY * min(broken)
+    return max(e.error for e in effects.values())
+
+
+def _squared(option: Option | None, effects: Mapping[tuple, Effect]) -> float:
+    return 0.0 if option is None else effects[option.key].error ** 2
+
+
+def allocate(options: list[list[Option]], effects: Mapping[tuple, Effect],
+             cost: Callable[[Option], float], dense: list[float], fixed: float,
+             target: float | None, allowed: float | None) -> list[Option | None]:
+    """One option per layer (None: dense); see the module docstring."""
+    chosen: list[Option | None] = [None] * len(options)
+    current = list(dense)
+    budget = error_bound(effects, allowed) ** 2
+    spent = 0.0
+    while target is None or fixed + sum(current) > target:
+        best, best_key = None, None
+        for layer, offered in enumerate(options):
+            now = _squared(chosen[layer], effects)
+            for option in offered:
+                if not usable(option, effects, allowed):
+                    continue
+                saved, added = current[layer] - cost(option), _squared(option, effects) - now
+                if saved <= 0 or spent + added > budget:
+                    continue
+                key = (max(added, 0.0) / saved, -saved)
+                if best_key is None or key < best_key:
+                    best, best_key = (layer, option, added), key
+        if best is None:
+            break
+        layer, option, added = best
+        chosen[layer], current[layer] = option, cost(option)
+        spent += added
+    return chosen
+
+
+def back_off(chosen: list[Option | None], options: list[list[Option]],
+             effects: Mapping[tuple, Effect], cost: Callable[[Option], float],
+             dense: list[float], allowed: float | None) -> int:
+    """Move the worst chosen option one step towards dense; return its layer."""
+    def worst_key(layer: int) -> float:
+        saved = max(dense[layer] - cost(chosen[layer]), 1e-12)
+        return _squared(chosen[layer], effects) / saved
+
+    layer = max((i for i, o in enumerate(chosen) if o is not None), key=worst_key)
+    now = _squared(chosen[layer], effects)
+    gentler = [o for o in options[layer] if usable(o, effects, allowed)
+               and _squared(o, effects) < now and cost(o) < dense[layer]]
+    chosen[layer] = min(gentler, key=cost) if gentler else None
+    return layer
