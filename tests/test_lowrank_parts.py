@@ -1,0 +1,273 @@
+"""The parts of the sensitivity-based low-rank search (issue 15, items 4-6): cutting the
+network, the forms and their aligned ranks, each option's measured effect, the allocation
+and back-off, incremental builds, and the latency table's time budget."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import onnx
+import pytest
+
+from fuser import ir as graph_io
+from fuser.runtime import sessions as runtime
+from fuser.runtime.runners import Progress
+from fuser.search import choose, cut, forms, sensitivity
+from fuser.search.build import Builder, layer_errors, outputs
+from fuser.search.forms import LayerData, Option
+from fuser.search.metric import resolve
+from fuser.search.plan import candidate_layers, make_plan
+from fuser.search.sensitivity import Effect
+from tests.helpers import check, make_model
+from tests.test_lowrank_search import PlantedTable
+
+RESIDUAL = """
+    g (float[N,8,6,6] x) => (float[N,8,6,6] y, float[N,8,6,6] side) {
+        a = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W1)
+        r = Relu(a)
+        b = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(r, W2)
+        y = Add(b, x)
+        side = Relu(x)
+    }"""
+
+
+def _batches(rng, count=4, size=8, channels=8):
+    return [{"x": rng.standard_normal((size, channels, 6, 6)).astype(np.float32)}
+            for _ in range(count)]
+
+
+# ---------------------------------------------------------------------------- cut
+
+
+def test_the_suffix_fed_with_upstream_tensors_gives_the_whole_models_outputs(rng):
+    model = make_model(RESIDUAL, rng, W1=(8, 8, 3, 3), W2=(8, 8, 3, 3))
+    feeds = _batches(rng, 1)[0]
+    assert cut.upstream_inputs(model, "b") == ["r", "x"]  # the skip connection's x too
+    upstream = runtime.run(cut.prefix(model, ["r"]), feeds)
+    part = cut.suffix(model, "b", {"r": np.float32, "x": np.float32})
+    assert [o.name for o in part.graph.output] == ["y"]  # 'side' does not depend on b
+    assert [n.op_type for n in part.graph.node] == ["Conv", "Add"]
+    got = runtime.run(part, {"r": upstream["r"], "x": feeds["x"]})
+    np.testing.assert_allclose(got["y"], runtime.run(model, feeds)["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_the_prefix_holds_only_what_the_asked_tensors_need(rng):
+    model = make_model(RESIDUAL, rng, W1=(8, 8, 3, 3), W2=(8, 8, 3, 3))
+    part = cut.prefix(model, ["r"])
+    assert [n.op_type for n in part.graph.node] == ["Conv", "Relu"]
+    assert [t.name for t in part.graph.initializer] == ["W1"]
+    feeds = _batches(rng, 1)[0]
+    want = runtime.run(graph_io.with_outputs(model, ["r"]), feeds)["r"]
+    np.testing.assert_array_equal(runtime.run(part, feeds)["r"], want)
+
+
+def test_cutting_at_a_tensor_no_node_computes_is_a_key_error(rng):
+    model = make_model(RESIDUAL, rng, W1=(8, 8, 3, 3), W2=(8, 8, 3, 3))
+    with pytest.raises(KeyError):
+        cut.suffix(model, "no_such_tensor", {})
+
+
+# ---------------------------------------------------------------------------- forms
+
+
+@pytest.mark.parametrize("rank, want", [(1, 1), (7, 7), (8, 8), (15, 8), (31, 24), (32, 32),
+                                        (47, 32), (100, 96)])
+def test_ranks_are_aligned_to_channel_blocks(rank, want):
+    assert forms.aligned(rank) == want
+
+
+def test_each_form_is_offered_where_it_can_pay_and_at_most_its_macs_share(rng):
+    model = make_model("""
+        g (float[N,64,8,8] x) => (float[N,64,8,8] y) {
+            a = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W1)
+            y = Conv<kernel_shape=[1,1]>(a, W2)
+        }""", rng, W1=(64, 64, 3, 3), W2=(64, 64, 1, 1))
+    wide, pointwise = candidate_layers(model)
+    assert forms.methods(wide) == ["channel", "input", "tucker2"]
+    assert forms.methods(pointwise) == ["channel"]  # two 1 x 1s whichever side
+    for method in forms.methods(wide):
+        for fraction in (0.15, 0.3, 0.5):
+            rank = forms.rank_at(wide, method, fraction)
+            assert wide.macs(method, rank) <= fraction * wide.macs()
+            for r in (rank if isinstance(rank, tuple) else (rank,)):
+                assert r % 8 == 0
+    assert forms.rank_at(pointwise, "channel", 0.001) is None  # not even rank 1 fits
+
+
+# ---------------------------------------------------------------------------- sensitivity
+
+
+def _planned(rng, subspace: int | None = None):
+    """Two convs; with ``subspace`` the inputs of the second live in that many channels."""
+    model = make_model("""
+        g (float[N,16,6,6] x) => (float[N,16,6,6] y) {
+            a = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W1)
+            y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(a, W2)
+        }""", rng, W1=(16, 16, 3, 3), W2=(16, 16, 3, 3))
+    if subspace:  # the first conv's filters span ``subspace`` directions only
+        w1 = onnx.numpy_helper.to_array(model.graph.initializer[0])
+        basis = rng.standard_normal((16, subspace))
+        mixed = np.einsum("ns,scij->ncij", basis, w1[:subspace]).astype(np.float32)
+        model.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(mixed, "W1"))
+    batches = _batches(rng, 4, 8, 16)
+    table = PlantedTable("-")
+    plan = make_plan(model, batches[:2], table, None, 16, 0)
+    return model, batches, plan
+
+
+def test_a_full_rank_option_has_no_effect_and_a_rank_one_option_has(rng):
+    model, batches, plan = _planned(rng)
+    layer = plan.layers[1]
+    options = [[], [Option(1, "input", 16, layer.macs("input", 16), 0.1),
+                    Option(1, "channel", 1, layer.macs("channel", 1), 0.1)]]
+    probe = sensitivity.Probe(batches[:2], None, outputs(model, batches[:2], level="all"))
+    metric = resolve("rel-error:0.05", probe.reference, None)
+    effects = sensitivity.measure(model, plan.layers, plan.data, options, [1, 0], probe,
+                                  metric, "asymmetric", None, Progress(False))
+    exact, crude = effects[options[1][0].key], effects[options[1][1].key]
+    assert exact.error < 1e-5 and exact.drop == 0 and exact.energy == pytest.approx(1.0)
+    assert crude.error > 0.3 and crude.drop > 0.5
+
+
+def test_layers_not_reached_before_the_deadline_are_not_measured(rng):
+    model, batches, plan = _planned(rng)
+    options = [[Option(i, "channel", 4, 1, 0.1)] for i in range(2)]
+    probe = sensitivity.Probe(batches[:1], None, outputs(model, batches[:1], level="all"))
+    metric = resolve("rel-error:0.05", probe.reference, None)
+    effects = sensitivity.measure(model, plan.layers, plan.data, options, [0, 1], probe,
+                                  metric, "asymmetric", time.perf_counter() - 1,
+                                  Progress(False))
+    assert effects == {}
+
+
+def test_the_input_form_finds_a_layer_whose_inputs_span_few_channels(rng):
+    model, batches, plan = _planned(rng, subspace=4)
+    layer = plan.layers[1]
+    options = [[], [Option(1, m, 4, layer.macs(m, 4), 0.1) for m in ("input", "channel")]]
+    probe = sensitivity.Probe(batches[:2], None, outputs(model, batches[:2], level="all"))
+    metric = resolve("rel-error:0.05", probe.reference, None)
+    effects = sensitivity.measure(model, plan.layers, plan.data, options, [1], probe,
+                                  metric, "asymmetric", None, Progress(False))
+    assert effects[(1, "input", 4)].error < 1e-4  # 4 input directions carry everything
+    assert effects[(1, "channel", 4)].error > 0.1  # the responses are not rank 4
+
+
+# ---------------------------------------------------------------------------- choose
+
+
+def _options(costs):
+    return [[Option(layer, "channel", rank, 0, cost) for rank, cost in offered]
+            for layer, offered in enumerate(costs)]
+
+
+def test_allocation_reaches_the_target_with_the_least_added_error():
+    options = _options([[(8, 4.0), (4, 2.0)], [(8, 4.0), (4, 2.0)]])
+    effects = {(0, "channel", 8): Effect(0.0, 0.01, 0.9), (0, "channel", 4): Effect(0.0, 0.02, 0.8),
+               (1, "channel", 8): Effect(0.0, 0.30, 0.5), (1, "channel", 4): Effect(0.0, 0.50, 0.3)}
+    chosen = choose.allocate(options, effects, lambda o: o.ms, [10.0, 10.0], 0.0, 15.0, None)
+    assert chosen[0].rank == 8 and chosen[1] is None  # 4 + 10 <= 15: the quiet layer gives
+    chosen = choose.allocate(options, effects, lambda o: o.ms, [10.0, 10.0], 0.0, 12.0, None)
+    assert chosen[0].rank == 4 and chosen[1] is None  # 2 + 10 <= 12
+    chosen = choose.allocate(options, effects, lambda o: o.ms, [10.0, 10.0], 0.0, 5.0, None)
+    assert [o.rank for o in chosen] == [4, 4]  # best effort: nothing cheaper is left
+
+
+def test_options_whose_own_drop_passes_half_the_allowed_drop_are_never_chosen():
+    options = _options([[(8, 4.0)], [(8, 4.0)]])
+    effects = {(0, "channel", 8): Effect(0.004, 0.05, 0.9),  # within 0.005: usable
+               (1, "channel", 8): Effect(0.006, 0.5, 0.9)}
+    chosen = choose.allocate(options, effects, lambda o: o.ms, [10.0, 10.0], 0.0, None, 0.01)
+    assert chosen[0] is not None and chosen[1] is None
+
+
+def test_the_error_bound_comes_from_the_first_option_the_metric_saw_break():
+    effects = {(0, "a", 1): Effect(0.0, 0.1, 1), (0, "a", 2): Effect(0.02, 0.4, 1),
+               (0, "a", 3): Effect(0.03, 0.6, 1)}
+    assert choose.error_bound(effects, 0.01) == pytest.approx(choose.ERROR_SAFETY * 0.4)
+    assert choose.error_bound(effects, None) == np.inf
+    calm = {(0, "a", 1): Effect(0.0, 0.1, 1), (0, "a", 2): Effect(0.0, 0.2, 1)}
+    assert choose.error_bound(calm, 0.01) == pytest.approx(0.2)  # nothing seen beyond it
+    options = _options([[(8, 4.0), (4, 2.0)], [(8, 4.0)]])
+    effects = {(0, "channel", 8): Effect(0.0, 0.1, 1), (0, "channel", 4): Effect(0.0, 0.21, 1),
+               (1, "channel", 8): Effect(0.02, 0.25, 1)}
+    chosen = choose.allocate(options, effects, lambda o: o.ms, [10.0, 10.0], 0.0, None, 0.01)
+    assert chosen[0].rank == 8 and chosen[1] is None  # 0.21^2 > (0.8 * 0.25)^2
+
+
+def test_back_off_moves_the_worst_option_to_a_gentler_one_then_to_dense():
+    options = _options([[(8, 6.0), (4, 2.0)], [(8, 4.0)]])
+    effects = {(0, "channel", 8): Effect(0.0, 0.05, 1), (0, "channel", 4): Effect(0.0, 0.3, 1),
+               (1, "channel", 8): Effect(0.0, 0.1, 1)}
+    chosen = [options[0][1], options[1][0]]
+    price = lambda o: o.ms  # noqa: E731
+    assert choose.back_off(chosen, options, effects, price, [10.0, 10.0], None) == 0
+    assert chosen[0].rank == 8  # 0.3^2 / 8 saved is the worst; rank 8 is gentler
+    assert choose.back_off(chosen, options, effects, price, [10.0, 10.0], None) == 1
+    assert chosen == [options[0][0], None]
+
+
+# ---------------------------------------------------------------------------- build
+
+
+def test_a_rebuild_refits_only_from_the_first_changed_layer(rng):
+    model, batches, plan = _planned(rng)
+    builder = Builder(model, plan.layers, plan.data, batches[:2], 16, 0, "asymmetric")
+    first = [Option(0, "channel", 8, 0, 0.1), Option(1, "input", 8, 0, 0.1)]
+    built = builder.build(first)
+    assert builder.refits == 2
+    check(built)
+    assert graph_io.op_histogram(built) == {"Conv": 4}
+    changed = [first[0], Option(1, "channel", 8, 0, 0.1)]
+    again = builder.build(changed)
+    assert builder.refits == 3  # layer 0 was kept, only layer 1 refitted
+    fresh = Builder(model, plan.layers, plan.data, batches[:2], 16, 0, "asymmetric")
+    scratch = fresh.build(changed)
+    feeds = batches[3]
+    np.testing.assert_allclose(runtime.run(again, feeds)["y"], runtime.run(scratch, feeds)["y"],
+                               rtol=1e-5, atol=1e-5)
+    assert builder.build([None, None]) is model
+    errors = layer_errors(again, plan.layers, plan.data, batches[:2], 16, 0)
+    assert errors[0] > 0 and errors[1] > 0
+    assert layer_errors(model, plan.layers, plan.data, batches[:2], 16, 0) == [0.0, 0.0]
+
+
+def test_layer_data_are_sampled_batch_by_batch_at_the_same_pixels(rng):
+    model, batches, plan = _planned(rng)
+    # the original's responses re-sampled from the same batches are the same columns
+    again = make_plan(model, batches[:2], PlantedTable("-"), None, 16, 0)
+    for a, b in zip(plan.data, again.data, strict=True):
+        np.testing.assert_array_equal(a.target, b.target)
+        assert a.inputs.shape == (16, 2 * 8 * 16)
+    assert isinstance(plan.data[0], LayerData)
+
+
+# ---------------------------------------------------------------------------- latency
+
+
+def test_past_the_deadline_latencies_are_estimated_from_macs(rng, tmp_path, monkeypatch):
+    from fuser.search.latency import LatencyTable
+
+    model, _, plan = _planned(rng)
+    layer = plan.layers[0]
+    timed = []
+    monkeypatch.setattr(LatencyTable, "_time", lambda self, m: timed.append(m) or 2.0)
+    table = LatencyTable(path=tmp_path / "latency.json")
+    table.deadline = time.perf_counter() - 1
+    assert table.ms(layer) == 2.0 and len(timed) == 1  # dense layers are always measured
+    estimate = table.ms(layer, "channel", 4)
+    assert estimate == pytest.approx(2.0 * layer.macs("channel", 4) / layer.macs())
+    assert table.estimated == 1 and len(timed) == 1
+    table.deadline = None
+    assert table.ms(layer, "channel", 4) == 2.0 and len(timed) == 2
+
+
+def test_the_table_times_on_the_cpu_when_asked_and_compares_whole_models(rng, tmp_path):
+    from fuser.search.latency import LatencyTable
+
+    model, batches, plan = _planned(rng)
+    table = LatencyTable(path=tmp_path / "latency.json", provider="cpu", rounds=5,
+                         seconds=0.05, batch=2)
+    assert table.ms(plan.layers[0]) > 0 and table.provider.used == "cpu"
+    before, after = table.compare(model, model, batches[0])
+    assert before > 0 and after > 0
