@@ -271,3 +271,44 @@ def test_the_table_times_on_the_cpu_when_asked_and_compares_whole_models(rng, tm
     assert table.ms(plan.layers[0]) > 0 and table.provider.used == "cpu"
     before, after = table.compare(model, model, batches[0])
     assert before > 0 and after > 0
+
+
+# ---------------------------------------------------------------------------- outputs
+
+
+def test_outputs_are_joined_along_their_sample_axis_samples_first():
+    from fuser.search.build import samples_first
+
+    rng = np.random.default_rng(0)
+    batch_first = [rng.standard_normal((n, 5)) for n in (4, 4, 2)]
+    np.testing.assert_array_equal(samples_first(batch_first, [4, 4, 2]),
+                                  np.concatenate(batch_first))
+    sequence_first = [rng.standard_normal((7, 1, 3)) for _ in range(3)]  # (T, N=1, C)
+    joined = samples_first(sequence_first, [1, 1, 1])
+    assert joined.shape == (3, 7, 3)
+    np.testing.assert_array_equal(joined[2], sequence_first[2][:, 0])
+    squeezed = [rng.standard_normal((7, 3)) for _ in range(2)]  # no batch axis at all
+    assert samples_first(squeezed, [1, 1]).shape == (2, 7, 3)
+    scalars = [np.float32(1.0), np.float32(2.0)]
+    assert samples_first(scalars, [1, 1]).shape == (2,)
+
+
+def test_the_users_metric_sees_a_sequence_first_output_samples_first(rng):
+    from fuser.search.metric import judge
+
+    model = make_model("""
+        g (float[1,4] x) => (float[6,1,3] y) {
+            z = Gemm<transB=1>(x, W)
+            y = Reshape(z, shape)
+        }""", rng, W=(18, 4), shape=np.array([6, 1, 3], np.int64))
+    batches = [{"x": rng.standard_normal((1, 4)).astype(np.float32)} for _ in range(20)]
+    seen = outputs(model, batches)
+    assert seen["y"].shape == (20, 6, 3)
+    labels = np.arange(20)
+
+    def first_row_positive(out, labels):  # indexes samples on axis 0, labels alike
+        assert len(out["y"]) == len(labels)
+        return float(np.mean(out["y"][:, 0, 0] > 0))
+
+    verdict = judge(resolve(first_row_positive, seen, labels), seen, seen, labels)
+    assert verdict.drop == 0 and verdict.samples == 20

@@ -78,14 +78,32 @@ def layer_errors(model: onnx.ModelProto, layers: list[Layer], data: list[LayerDa
 
 def outputs(model: onnx.ModelProto, held: list[Feeds], level: str = "disable"
             ) -> dict[str, np.ndarray]:
-    """Every output of ``model`` on the batches, concatenated in calibration order."""
+    """Every output of ``model`` on the batches, samples first in calibration order
+    (``samples_first``)."""
     sess = runtime.session(model, level=level)
     names = [o.name for o in sess.get_outputs()]
     collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for feeds in held:
         for name, value in zip(names, sess.run(names, dict(feeds)), strict=True):
             collected[name].append(value)
-    return {n: np.concatenate(v) if v[0].ndim else np.stack(v) for n, v in collected.items()}
+    sizes = [len(next(iter(feeds.values()))) for feeds in held]
+    return {n: samples_first(v, sizes) for n, v in collected.items()}
+
+
+def samples_first(values: list[np.ndarray], sizes: list[int]) -> np.ndarray:
+    """One output's per-batch arrays joined along its sample axis, moved to the front.
+
+    The sample axis is the first axis whose size is the batch's sample count in every batch
+    (axis 0 for most models; axis 1 for a sequence-first output, ``(T, N, C)``); with
+    single-sample batches and no such axis, the arrays are stacked on a new first axis; with
+    none at all, joined along axis 0 as they are."""
+    for axis in range(values[0].ndim):
+        if all(v.ndim > axis and v.shape[axis] == n for v, n in zip(values, sizes,
+                                                                  strict=True)):
+            return np.moveaxis(np.concatenate(values, axis=axis), axis, 0)
+    if all(n == 1 for n in sizes) or values[0].ndim == 0:
+        return np.stack(values)
+    return np.concatenate(values)
 
 
 def relative_error(ref: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> float:

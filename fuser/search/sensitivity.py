@@ -22,7 +22,7 @@ from fuser import ir as graph_io
 from fuser.runtime import sessions as runtime
 from fuser.runtime.runners import Progress
 from fuser.search import cut, forms
-from fuser.search.build import relative_error
+from fuser.search.build import relative_error, samples_first
 from fuser.search.calibrate import Feeds
 from fuser.search.forms import LayerData, Option
 from fuser.search.metric import Metric, point_drop
@@ -68,7 +68,7 @@ def measure(model: onnx.ModelProto, layers: Sequence, data: Sequence[LayerData],
             node = next(n for n in graph.nodes if n.outputs and n.outputs[0].name == key)
             forms.apply(graph, dataclasses.replace(layer, node=node), option.method, factors)
             graph.cleanup().toposort()
-            new = _run(graph_io.to_model(graph, template=base), side, probe.reference)
+            new = _run(graph_io.to_model(graph, template=base), side, probe)
             effects[option.key] = Effect(point_drop(metric, probe.reference, new, probe.labels),
                                          relative_error(probe.reference, new), factors.energy)
     return effects
@@ -93,8 +93,7 @@ def _upstream(model: onnx.ModelProto, key: str, batches: list[Feeds]) -> list[di
     return side
 
 
-def _run(model: onnx.ModelProto, side: list[dict], reference: dict[str, np.ndarray]
-         ) -> dict[str, np.ndarray]:
+def _run(model: onnx.ModelProto, side: list[dict], probe: Probe) -> dict[str, np.ndarray]:
     """The suffix's outputs on the probe batches; outputs it does not compute are the
     original's (they do not depend on the layer)."""
     sess = runtime.session(model, level="all")
@@ -103,7 +102,7 @@ def _run(model: onnx.ModelProto, side: list[dict], reference: dict[str, np.ndarr
     for feeds in side:
         for name, value in zip(names, sess.run(names, feeds), strict=True):
             collected[name].append(value)
-    new = dict(reference)
-    new.update({n: np.concatenate(v) if v[0].ndim else np.stack(v)
-                for n, v in collected.items()})
+    sizes = [len(next(iter(feeds.values()))) for feeds in probe.batches]
+    new = dict(probe.reference)
+    new.update({n: samples_first(v, sizes) for n, v in collected.items()})
     return new
