@@ -241,3 +241,28 @@ def test_progress_is_shown_on_stderr_when_asked_and_never_when_off(rng, capsys):
     assert "low-rank: building the model" in capsys.readouterr().err
     compress(model, calibration, budget="macs=0.5", table=PlantedTable("-"), progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_a_search_time_of_zero_keeps_every_layer_dense_and_says_why(rng, mac_latency):
+    model, calibration = two_convs(rng)
+    out, result = compress(model, calibration, budget="macs=0.5", search_time=0)
+    assert result.search_time == 0 and result.estimated_latencies > 0
+    assert all(c.method == "dense" and c.options_measured == 0 for c in result.layers)
+    assert any("sensitivity measured on 0 of 2 layers" in n for n in result.notes)
+    assert any("estimated from MACs" in n for n in result.notes)
+    assert out is model
+
+
+def test_cli_search_time_reaches_the_search(rng, tmp_path, capsys, mac_latency):
+    from fuser.cli import main
+
+    model, calibration = two_convs(rng)
+    graph_io.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "c.npz", x=np.concatenate([b["x"] for b in calibration]))
+    code = main(["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"),
+                 "--no-bench", "--lossy", "lowrank", "--calibration", str(tmp_path / "c.npz"),
+                 "--calibration-batch", "4", "--max-accuracy-drop", "1", "--search-time", "0",
+                 "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["lowrank"]["search_time"] == 0
+    assert report["lowrank"]["estimated_latencies"] > 0
