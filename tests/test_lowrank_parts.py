@@ -312,3 +312,14 @@ def test_the_users_metric_sees_a_sequence_first_output_samples_first(rng):
 
     verdict = judge(resolve(first_row_positive, seen, labels), seen, seen, labels)
     assert verdict.drop == 0 and verdict.samples == 20
+
+
+def test_ragged_labels_are_split_as_one_object_per_sample():
+    from fuser.search.plan import split
+
+    batches = [{"x": np.zeros((2, 1), np.float32)} for _ in range(3)]
+    boxes = [[(0, 0, 1, 1)], [], [(1, 1, 2, 2), (0, 0, 3, 3)], [], [(5, 5, 6, 6)], []]
+    fit, held, fit_labels, held_labels = split(batches, boxes, fit_samples=2)
+    assert len(fit) == 1 and len(held) == 2
+    assert list(fit_labels) == boxes[:2] and list(held_labels) == boxes[2:]
+    assert held_labels.dtype == object

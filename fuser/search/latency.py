@@ -91,16 +91,24 @@ class LatencyTable:
                 feeds: Mapping[str, np.ndarray]) -> tuple[float, float]:
         """Median milliseconds of the two whole models, timed interleaved at ORT_ENABLE_ALL
         on the table's provider, threads and batch (``feeds`` are tiled to the batch)."""
+        ms = self._whole({"original": original, "compressed": compressed}, feeds)
+        return ms["original"], ms["compressed"]
+
+    def model_ms(self, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> float:
+        """Median milliseconds of the whole model, as ``compare`` times it."""
+        return self._whole({"model": model}, feeds)["model"]
+
+    def _whole(self, models: dict[str, onnx.ModelProto],
+               feeds: Mapping[str, np.ndarray]) -> dict[str, float]:
         count = len(next(iter(feeds.values())))
         tiled = {k: np.concatenate([v] * -(-self.batch // count))[:self.batch]
                  for k, v in feeds.items()}
         if not isinstance(self.provider, ProviderChoice):
-            self.provider = select_provider(original, self.provider)
-        timed = bench.benchmark({"original": original, "compressed": compressed},
-                                {self.batch: tiled}, levels=("all",), provider=self.provider,
-                                threads=self.threads, time_budget=2.0, progress=False)
-        ms = {t.model: t.stats.median_ms for t in timed.timings}
-        return ms["original"], ms["compressed"]
+            self.provider = select_provider(next(iter(models.values())), self.provider)
+        timed = bench.benchmark(models, {self.batch: tiled}, levels=("all",),
+                                provider=self.provider, threads=self.threads, time_budget=2.0,
+                                progress=False)
+        return {t.model: t.stats.median_ms for t in timed.timings}
 
     def save(self) -> None:
         try:

@@ -50,10 +50,21 @@ def split(calibration: Sequence[Feeds], labels: np.ndarray | None, fit_samples: 
     fit, held = list(calibration[:count]), list(calibration[count:]) or list(calibration)
     fit_labels = held_labels = None
     if labels is not None:
-        labels = np.asarray(labels)
+        labels = label_array(labels)
         start = sum(sizes[:count]) if len(calibration) > 1 else 0
         fit_labels, held_labels = labels[:sum(sizes[:count])], labels[start:sum(sizes)]
     return fit, held, fit_labels, held_labels
+
+
+def label_array(labels: object) -> np.ndarray:
+    """Labels as an array indexable by sample: ragged ones (a list of boxes per image, text)
+    become an object array."""
+    try:
+        return np.asarray(labels)
+    except ValueError:  # inhomogeneous: one object per sample
+        array = np.empty(len(labels), dtype=object)
+        array[:] = list(labels)
+        return array
 
 
 def make_plan(model: onnx.ModelProto, fit: list[Feeds], table: LatencyTable,

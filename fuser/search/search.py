@@ -38,7 +38,6 @@ import onnx
 
 from fuser.errors import FuserError
 from fuser.report.compression import Compression
-from fuser.runtime import sessions as runtime
 from fuser.runtime.runners import Progress
 from fuser.search import sensitivity
 from fuser.search.build import Builder, layer_errors, outputs
@@ -166,7 +165,7 @@ def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[F
     effects = sensitivity.measure(model, plan.layers, plan.data, options, plan.order,
                                   _probe(model, fit, fit_labels), judged, run.reconstruction,
                                   run.deadline, run.line)
-    cost = _cost(run.kind, run.fraction, plan, model, fit, run.threads)
+    cost = _cost(run.kind, run.fraction, plan, model, fit, table)
     run.clock.lap("sensitivity")
     return plan, options, why, effects, cost
 
@@ -199,7 +198,8 @@ def _probe(model: onnx.ModelProto, fit: list[Feeds], labels: np.ndarray | None
 
 
 def _cost(kind: str, fraction: float, plan: Plan, model: onnx.ModelProto, fit: list[Feeds],
-          threads: int) -> tuple[Callable[[Option], float], list[float], float, float | None]:
+          table: LatencyTable
+          ) -> tuple[Callable[[Option], float], list[float], float, float | None]:
     """``(cost of an option, dense costs, cost outside the layers, target)``."""
     if kind == "accuracy":
         return (lambda o: o.ms), plan.dense_ms, 0.0, None
@@ -207,7 +207,7 @@ def _cost(kind: str, fraction: float, plan: Plan, model: onnx.ModelProto, fit: l
         dense = [float(layer.macs()) for layer in plan.layers]
         return ((lambda o: float(o.macs)), dense, plan.total_macs - sum(dense),
                 fraction * plan.total_macs)
-    whole = runtime.median_ms(model, fit[0], threads=threads)
+    whole = table.model_ms(model, fit[0])  # at the batch the layers were timed at
     return ((lambda o: o.ms), plan.dense_ms, max(whole - sum(plan.dense_ms), 0.0),
             fraction * whole)
 
