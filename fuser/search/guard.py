@@ -28,6 +28,7 @@ def back_off_until_accepted(builder: Builder, chosen: list[Option | None],
         new = outputs(result, held, level="all")
         verdict = judge(judged, reference, new, labels)
         if allowed is None or not any(chosen) or accepted(verdict, allowed):
+            line.clear()
             return result, new, verdict, backed_off
         moves = 1 if len(backed_off) < 2 else 2 ** (len(backed_off) - 1)
         names = []

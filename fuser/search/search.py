@@ -54,9 +54,11 @@ from fuser.search.record import compression
 FIT_SAMPLES = 128
 #: Samples the sensitivity of each option is measured on (the first fitting batches).
 PROBE_SAMPLES = 64
-#: Seconds for the latency table and the sensitivity runs, and the table's share of them.
+#: Seconds for the whole search, the latency table's share of them, and the runs over the
+#: held-out samples the build and guard are given time for (the sensitivity runs stop then).
 SEARCH_TIME = 180.0
 LATENCY_SHARE = 0.4
+GUARD_RUNS = 3
 
 
 def parse_budget(text: str) -> tuple[str, float]:
@@ -78,8 +80,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
              reconstruction: str = "asymmetric", samples: int = 64, batch: int = 1,
              threads: int = 1, seed: int = 0, table: LatencyTable | None = None,
              speed_margin: float = 0.05, search_time: float = SEARCH_TIME,
-             provider: str = "auto",
-             input_shapes: Mapping[str, Sequence[int]] | None = None,
+             provider: str = "auto", input_shapes: Mapping[str, Sequence[int]] | None = None,
              progress: bool | None = None) -> tuple[onnx.ModelProto, Compression]:
     """Compress ``model`` with low-rank rewrites chosen from calibration data.
 
@@ -94,11 +95,12 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
             ``fuser.search.metric``. reconstruction: ``asymmetric``, ``pca``, ``whitened``.
         speed_margin: offer a form only if it is measured this much faster than dense.
         provider: where layers are timed: ``auto`` (CUDA with IO binding when it loads),
-            ``cuda`` or ``cpu``. search_time: seconds for the latency table and the
-            sensitivity runs (past it, latencies are estimated from MACs and layers not
-            reached stay dense).
-        input_shapes: fixed input shapes for the shape inference that finds the layers'
-            sizes. progress: a line on stderr (None: when stderr is a terminal).
+            ``cuda`` or ``cpu``. search_time: seconds for the whole search: the latency
+            table stops at 40 % of it (then latencies are estimated from MACs), the
+            sensitivity runs leave time for three runs over the held-out samples (layers
+            not reached stay dense).
+        input_shapes: fixed input shapes for finding the layers' sizes. progress: a line on
+            stderr (None: when stderr is a terminal).
     """
     started = time.perf_counter()
     kind, fraction, allowed = _settings(budget, reconstruction, calibration, max_accuracy_drop)
@@ -107,7 +109,8 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
                started + search_time, input_shapes, Progress(progress), _Phases())
     reference = outputs(model, held, level="all")
     judged = resolve(metric, reference, labels)
-    run.clock.lap("reference")
+    run.clock.lap("reference")  # the build and guard need about three such runs: keep them
+    run.deadline -= GUARD_RUNS * run.clock.seconds["reference"]
     table = table or LatencyTable(batch=batch, threads=threads, provider=provider)
     table.progress, table.deadline = run.line, started + LATENCY_SHARE * search_time
     plan, options, why, effects, cost = _explore(model, run, table, fit, fit_labels, judged)
@@ -117,7 +120,6 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     result, new, verdict, backed_off = back_off_until_accepted(
         builder, chosen, options, effects, cost, held, reference, labels, judged, allowed,
         notes, run.line)
-    run.line.clear()
     speedup = _end_to_end(model, result, fit[0], table, notes, speed_margin)
     if speedup is None and any(chosen):  # not faster end to end: deliver the original
         chosen = [None] * len(chosen)
