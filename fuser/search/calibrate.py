@@ -1,6 +1,6 @@
 """Calibration samples: what each candidate layer reads and computes on real inputs.
 
-The model is run on onnxruntime (CPU, optimizations off) up to the layers asked for
+The model is run on onnxruntime (CPU, ORT_ENABLE_ALL) up to the layers asked for
 (``cut.prefix``), one batch at a time, and each batch is sampled at once, so that only one
 batch of layer tensors is held. For a Conv, ``samples`` output pixels per image are drawn
 (seeded per layer, so the responses of the original and of the approximated network are
@@ -79,7 +79,7 @@ def sample(model: onnx.ModelProto, layers: Sequence[Layer], batches: Sequence[Fe
         return samplers
     graph_inputs = {i.name for i in model.graph.input}
     computed = [n for n in names if n not in graph_inputs]
-    sess = runtime.session(cut.prefix(model, computed)) if computed else None
+    sess = runtime.session(cut.prefix(model, computed), level="all") if computed else None
     for feeds in batches:
         values = dict(zip(computed, sess.run(computed, dict(feeds)), strict=True)) if sess \
             else {}
