@@ -361,6 +361,7 @@ def shortfall(row: dict) -> str | None:
     reasons = []
     if record.get("passed") is False:
         reasons.append(f"guard: {record.get('guard', '')}")
+    reasons += [n for n in record.get("notes") or [] if n.startswith("not faster end to end")]
     if not layers:
         reasons.append("no layer the search can factorize")
     else:
@@ -394,9 +395,17 @@ def _layer_fates(layers: list[dict], backed_off: list[str]) -> str:
     dense = [c for c in layers if c.get("method") == "dense"]
     slower = sum("faster" in (c.get("note") or "") for c in dense)
     guarded = sum(c.get("layer") in backed_off for c in dense)
+    unreached = sum("not measured" in (c.get("note") or "") for c in dense)
+    unbearable = sum(bool(c.get("options_measured")) and c.get("layer") not in backed_off
+                     for c in dense)
     parts = [f"{len(layers) - len(dense)} of {len(layers)} layers rewritten"]
     if slower:
         parts.append(f"{slower} dense as no factorized form runs faster on onnxruntime")
+    if unbearable:
+        parts.append(f"{unbearable} dense as the metric, measured with each form alone, could "
+                     "not bear one within the allowed drop")
+    if unreached:
+        parts.append(f"{unreached} not reached within the search time")
     if guarded:
         parts.append(f"{guarded} made dense by the guard ({len(backed_off)} back-off steps)")
     if len(dense) == len(layers) and guarded and guarded + slower == len(dense):
