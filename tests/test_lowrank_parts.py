@@ -323,3 +323,23 @@ def test_ragged_labels_are_split_as_one_object_per_sample():
     assert len(fit) == 1 and len(held) == 2
     assert list(fit_labels) == boxes[:2] and list(held_labels) == boxes[2:]
     assert held_labels.dtype == object
+
+
+def test_a_form_whose_lower_rank_is_not_faster_is_not_offered_at_that_rank():
+    from fuser.search.plan import undominated
+
+    options = [Option(0, "input", 448, 0, 9.2), Option(0, "input", 272, 0, 11.5),
+               Option(0, "input", 128, 0, 5.1), Option(0, "channel", 48, 0, 15.0),
+               Option(0, "tucker2", (96, 96), 0, 3.0), Option(0, "tucker2", (64, 64), 0, 3.0)]
+    kept = undominated(options)
+    assert [(o.method, o.rank) for o in kept] == [
+        ("input", 448), ("input", 128), ("channel", 48), ("tucker2", (96, 96))]
+
+
+def test_the_probe_shrinks_to_fit_the_time_left():
+    from fuser.search.search import MIN_PROBE_SAMPLES, PROBE_SAMPLES, _probe_samples
+
+    options = [[Option(0, "channel", 8, 0, 1.0)] * 10]  # ten runs of half the network
+    assert _probe_samples(options, seconds=100.0, per_sample=0.01) == PROBE_SAMPLES
+    assert _probe_samples(options, seconds=1.6, per_sample=0.01) == 32
+    assert _probe_samples(options, seconds=0.0, per_sample=0.01) == MIN_PROBE_SAMPLES

@@ -97,9 +97,20 @@ def offer(plan: Plan, table: LatencyTable, speed_margin: float, aim: float
                 ms = table.ms(layer, method, rank)
                 if ms < (1 - speed_margin) * plan.dense_ms[i]:
                     options[i].append(Option(i, method, rank, layer.macs(method, rank), ms))
+        options[i] = undominated(options[i])
         if not options[i]:
             why[i] = "no rank is faster than the dense layer"
     return options, why
+
+
+def undominated(options: list[Option]) -> list[Option]:
+    """Drop each option that a higher rank of the same form matches or beats in latency
+    (a lower rank is only worth its error if it is faster)."""
+    def size(option: Option) -> int:
+        return int(np.prod(option.rank))
+
+    return [o for o in options if not any(
+        p.method == o.method and size(p) > size(o) and p.ms <= o.ms for p in options)]
 
 
 def candidate_layers(model: onnx.ModelProto,

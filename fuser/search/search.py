@@ -52,8 +52,10 @@ from fuser.search.record import compression
 
 #: Calibration samples the factors are fitted to; every other one is held out.
 FIT_SAMPLES = 128
-#: Samples the sensitivity of each option is measured on (the first fitting batches).
+#: Samples the sensitivity of each option is measured on (the first fitting samples): at
+#: most this many, fewer when the options' runs would not fit in the search time.
 PROBE_SAMPLES = 64
+MIN_PROBE_SAMPLES = 16
 #: Seconds for the whole search, the latency table's share of them, and the runs over the
 #: held-out samples the build and guard are given time for (the sensitivity runs stop then).
 SEARCH_TIME = 180.0
@@ -109,8 +111,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
                started + search_time, input_shapes, Progress(progress), _Phases())
     reference = outputs(model, held, level="all")
     judged = resolve(metric, reference, labels)
-    run.clock.lap("reference")  # the build and guard need about three such runs: keep them
-    run.deadline -= GUARD_RUNS * run.clock.seconds["reference"]
+    run.referenced(_count(held))
     table = table or LatencyTable(batch=batch, threads=threads, provider=provider)
     table.progress, table.deadline = run.line, started + LATENCY_SHARE * search_time
     plan, options, why, effects, cost = _explore(model, run, table, fit, fit_labels, judged)
@@ -152,6 +153,14 @@ class _Run:
     input_shapes: Mapping[str, Sequence[int]] | None
     line: Progress
     clock: _Phases
+    per_sample: float = 0.0  # seconds of one sample through the whole model
+
+    def referenced(self, samples: int) -> None:
+        """The reference run is done: its time per sample, and the sensitivity deadline
+        moved to leave ``GUARD_RUNS`` such runs for the build and guard."""
+        self.clock.lap("reference")
+        self.per_sample = self.clock.seconds["reference"] / max(samples, 1)
+        self.deadline -= GUARD_RUNS * self.clock.seconds["reference"]
 
 
 def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[Feeds],
@@ -164,9 +173,10 @@ def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[F
     options, why = offer(plan, table, run.speed_margin, aim)
     table.save()
     run.clock.lap("latency")
+    count = _probe_samples(options, run.deadline - time.perf_counter(), run.per_sample)
     effects = sensitivity.measure(model, plan.layers, plan.data, options, plan.order,
-                                  _probe(model, fit, fit_labels), judged, run.reconstruction,
-                                  run.deadline, run.line)
+                                  _probe(model, fit, fit_labels, count), judged,
+                                  run.reconstruction, run.deadline, run.line)
     cost = _cost(run.kind, run.fraction, plan, model, fit, table)
     run.clock.lap("sensitivity")
     return plan, options, why, effects, cost
@@ -186,16 +196,27 @@ def _end_to_end(model: onnx.ModelProto, result: onnx.ModelProto, feeds: Feeds,
     return None
 
 
-def _probe(model: onnx.ModelProto, fit: list[Feeds], labels: np.ndarray | None
-           ) -> sensitivity.Probe:
-    """The first fitting batches, up to ``PROBE_SAMPLES``, and the original's outputs."""
-    batches, count = [], 0
+def _probe_samples(options: list[list[Option]], seconds: float, per_sample: float) -> int:
+    """Probe samples, ``PROBE_SAMPLES`` at most and ``MIN_PROBE_SAMPLES`` at least, such that
+    every option's run (half the network on average) fits in ``seconds``."""
+    runs = max(sum(len(o) for o in options), 1)
+    fitting = int(seconds / max(runs * 0.5 * per_sample, 1e-9))
+    return max(MIN_PROBE_SAMPLES, min(PROBE_SAMPLES, fitting))
+
+
+def _probe(model: onnx.ModelProto, fit: list[Feeds], labels: np.ndarray | None,
+           count: int) -> sensitivity.Probe:
+    """The first ``count`` fitting samples (fewer if fit has fewer), in their batches, and
+    the original's outputs on them."""
+    batches, taken = [], 0
     for feeds in fit:
-        if count >= PROBE_SAMPLES:
+        size = len(next(iter(feeds.values())))
+        if taken >= count:
             break
-        batches.append(feeds)
-        count += len(next(iter(feeds.values())))
-    return sensitivity.Probe(batches, None if labels is None else labels[:count],
+        keep = min(size, count - taken)
+        batches.append(feeds if keep == size else {k: v[:keep] for k, v in feeds.items()})
+        taken += keep
+    return sensitivity.Probe(batches, None if labels is None else labels[:taken],
                              outputs(model, batches, level="all"))
 
 
