@@ -6,10 +6,13 @@ relative output error ``e``. The metric is coarse on a small probe (one sample o
 it by 1.6 points) and drops of different layers do not add; output errors do, in
 quadrature, when the layers' perturbations are independent: ``e_total^2 ~ sum e_l^2``. So:
 
-- an option is usable only if its own drop is at most ``SAFETY`` times the allowed drop;
+- an option is usable only if its own drop is within the ``tolerance``: ``SAFETY`` times the
+  allowed drop, or one step of the metric on the probe when that is coarser (one sample in
+  64 of a share metric: a single sample is noise the probe cannot resolve; the step is the
+  smallest non-zero drop measured);
 - the metric calibrates an error bound ``E``: ``ERROR_SAFETY`` times the smallest error of
-  an option whose drop passed that (no option did: the largest error measured, since
-  nothing beyond it was seen to hold);
+  an option whose drop passed the tolerance (no option did: the largest error measured,
+  since nothing beyond it was seen to hold);
 - ``allocate`` starts from the dense network and takes the move (a layer to a cheaper
   option) with the least added ``e^2`` per unit of cost saved, until the cost reaches the
   budget's target or no move keeps ``sum e_l^2 <= E^2``.
@@ -31,16 +34,24 @@ SAFETY = 0.5
 ERROR_SAFETY = 0.8
 
 
+def tolerance(effects: Mapping[tuple, Effect], allowed: float | None) -> float:
+    """The largest drop of an option alone that is used (module docstring)."""
+    if allowed is None:
+        return math.inf
+    steps = [e.drop for e in effects.values() if e.drop > 1e-12]
+    return max(SAFETY * allowed, min(steps, default=0.0))
+
+
 def usable(option: Option, effects: Mapping[tuple, Effect], allowed: float | None) -> bool:
     effect = effects.get(option.key)
-    return effect is not None and (allowed is None or effect.drop <= SAFETY * allowed)
+    return effect is not None and effect.drop <= tolerance(effects, allowed)
 
 
 def error_bound(effects: Mapping[tuple, Effect], allowed: float | None) -> float:
     """``E`` of the module docstring (infinite without an allowed drop)."""
     if allowed is None or not effects:
         return math.inf
-    broken = [e.error for e in effects.values() if e.drop > SAFETY * allowed]
+    broken = [e.error for e in effects.values() if e.drop > tolerance(effects, allowed)]
     if broken:
         return ERROR_SAFETY * min(broken)
     return max(e.error for e in effects.values())
