@@ -348,3 +348,38 @@ def test_the_probe_shrinks_to_fit_the_time_left():
     assert _probe_samples(options, seconds=100.0, per_sample=0.01) == PROBE_SAMPLES
     assert _probe_samples(options, seconds=1.6, per_sample=0.01) == 32
     assert _probe_samples(options, seconds=0.0, per_sample=0.01) == MIN_PROBE_SAMPLES
+
+
+def test_the_tail_after_a_layer_reads_its_output_and_the_skip_connection(rng):
+    model = make_model(RESIDUAL, rng, W1=(8, 8, 3, 3), W2=(8, 8, 3, 3))
+    after = cut.tail(model, "b", {"b": np.float32, "x": np.float32})
+    assert [n.op_type for n in after.graph.node] == ["Add"]
+    assert sorted(i.name for i in after.graph.input) == ["b", "x"]
+    feeds = _batches(rng, 1)[0]
+    b = runtime.run(cut.prefix(model, ["b"]), feeds)["b"]
+    np.testing.assert_allclose(runtime.run(after, {"b": b, "x": feeds["x"]})["y"],
+                               runtime.run(model, feeds)["y"], rtol=1e-5, atol=1e-5)
+    last = cut.tail(model, "y", {"y": np.float32})
+    assert len(last.graph.node) == 0  # nothing after the last node
+
+
+def test_options_interleave_the_forms_nearest_the_budget_first():
+    c1, c2 = Option(0, "channel", 8, 0, 1.0), Option(0, "channel", 16, 0, 1.0)
+    i1, i2 = Option(0, "input", 8, 0, 1.0), Option(0, "input", 16, 0, 1.0)
+    t1 = Option(0, "tucker2", (8, 8), 0, 1.0)
+    assert sensitivity.interleaved([c1, c2, i1, i2, t1]) == [c1, i1, t1, c2, i2]
+
+
+def test_each_layer_gets_a_share_of_the_time_and_one_option_at_least(rng):
+    model, batches, plan = _planned(rng)
+    options = [[Option(i, m, 4, 1, 0.1) for m in ("channel", "input", "tucker2")]
+               for i in range(2)]
+    options = [[o if o.method != "tucker2" else Option(o.layer, "tucker2", (4, 4), 1, 0.1)
+                for o in layer] for layer in options]
+    probe = sensitivity.Probe(batches[:1], None, outputs(model, batches[:1], level="all"))
+    metric = resolve("rel-error:0.05", probe.reference, None)
+    effects = sensitivity.measure(model, plan.layers, plan.data, options, [0, 1], probe,
+                                  metric, "asymmetric", time.perf_counter() + 60,
+                                  Progress(False), weights=[1e-9, 1.0])
+    assert sum(key[0] == 0 for key in effects) == 1  # a share of ~0 s: one option
+    assert sum(key[0] == 1 for key in effects) == 3  # the rest of the time: all three

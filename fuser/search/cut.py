@@ -90,9 +90,21 @@ def suffix(model: onnx.ModelProto, key: str,
            dtypes: Mapping[str, np.dtype]) -> onnx.ModelProto:
     """The part of ``model`` from ``key``'s node on: its graph outputs that depend on the
     node, computed from the upstream tensors (``upstream_inputs``, typed by ``dtypes``)."""
-    nodes = downstream(model, key)
+    return _from(model, downstream(model, key), dtypes)
+
+
+def tail(model: onnx.ModelProto, key: str, dtypes: Mapping[str, np.dtype]) -> onnx.ModelProto:
+    """The part of ``model`` after ``key``'s node: its graph outputs that depend on ``key``,
+    computed from ``key`` and the other tensors read from upstream (typed by ``dtypes``).
+    Without a node downstream of ``key``, a graph of no nodes."""
+    return _from(model, downstream(model, key)[1:], dtypes)
+
+
+def _from(model: onnx.ModelProto, nodes: list[onnx.NodeProto],
+          dtypes: Mapping[str, np.dtype]) -> onnx.ModelProto:
     made = {o for n in nodes for o in n.output}
+    weights = {t.name for t in model.graph.initializer}
+    reads = sorted({r for n in nodes for r in _reads(n)} - made - weights)
     inputs = [helper.make_tensor_value_info(
-        name, helper.np_dtype_to_tensor_dtype(np.dtype(dtypes[name])), None)
-        for name in upstream_inputs(model, key)]
+        name, helper.np_dtype_to_tensor_dtype(np.dtype(dtypes[name])), None) for name in reads]
     return _part(model, nodes, inputs, [o.name for o in model.graph.output if o.name in made])

@@ -176,7 +176,7 @@ def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[F
     count = _probe_samples(options, run.deadline - time.perf_counter(), run.per_sample)
     effects = sensitivity.measure(model, plan.layers, plan.data, options, plan.order,
                                   _probe(model, fit, fit_labels, count), judged,
-                                  run.reconstruction, run.deadline, run.line)
+                                  run.reconstruction, run.deadline, run.line, plan.dense_ms)
     cost = _cost(run.kind, run.fraction, plan, model, fit, table)
     run.clock.lap("sensitivity")
     return plan, options, why, effects, cost

@@ -2,11 +2,14 @@
 the network dense), for every form and rank the search offers it (AIMET's greedy
 compression-ratio selection measures the same thing on PyTorch models).
 
-Only the part of the network from the layer on runs (``cut.suffix``), fed with the original
-network's upstream tensors, on the probe samples (the first fitting batches); the metric's
-drop there and the relative output error are the option's ``Effect``. Layers are measured
-in order of their dense latency (the largest first) until the ``deadline``; a layer not
-reached is offered no rewrite (the report counts the options measured).
+Per layer, the original network runs once up to the layer (``cut.prefix``) on the probe
+samples, and one session holds the rest of the network after it (``cut.tail``); each option
+then runs only its factor nodes on the layer's input and feeds their output to that tail.
+The metric's drop and the relative output error against the original are the option's
+``Effect``. Layers go slowest first, each with a share of the time left until the
+``deadline`` in proportion to its dense latency (at least one option each while time
+remains), its options interleaved across forms, nearest the budget first; an option not
+measured is not offered (the report counts the options measured per layer).
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import onnx
+import onnx_graphsurgeon as gs
 
 from fuser import ir as graph_io
+from fuser.passes.lowrank.layers import Layer
 from fuser.runtime import sessions as runtime
 from fuser.runtime.runners import Progress
 from fuser.search import cut, forms
@@ -46,32 +51,92 @@ class Probe:
     reference: dict[str, np.ndarray]
 
 
-def measure(model: onnx.ModelProto, layers: Sequence, data: Sequence[LayerData],
+def measure(model: onnx.ModelProto, layers: Sequence[Layer], data: Sequence[LayerData],
             options: list[list[Option]], order: Sequence[int], probe: Probe, metric: Metric,
-            reconstruction: str, deadline: float | None, line: Progress) -> dict[tuple, Effect]:
-    """``{option.key: Effect}`` for the options of the layers in ``order`` (indices, the
-    most promising first) reached before ``deadline``."""
+            reconstruction: str, deadline: float | None, line: Progress,
+            weights: Sequence[float] | None = None) -> dict[tuple, Effect]:
+    """``{option.key: Effect}`` for the options measured, layers in ``order`` (the most
+    promising first), each given a share of the time left by ``weights`` (default equal)."""
     effects: dict[tuple, Effect] = {}
-    for i in order:
-        if not options[i]:
-            continue
-        if deadline is not None and time.perf_counter() > deadline:
+    todo = [i for i in order if options[i]]
+    weights = weights or [1.0] * len(layers)
+    for position, i in enumerate(todo):
+        now = time.perf_counter()
+        if deadline is not None and now > deadline:
             break
-        layer, key = layers[i], layers[i].node.outputs[0].name
-        side = _upstream(model, key, probe.batches)
-        base = cut.suffix(model, key, {k: v.dtype for k, v in side[0].items()})
-        for option in options[i]:
-            line.show(f"low-rank: sensitivity of {layer.name} {option.method} rank "
+        share = weights[i] / max(sum(weights[j] for j in todo[position:]), 1e-12)
+        until = None if deadline is None else now + share * (deadline - now)
+        runner = _LayerRunner(model, layers[i], probe)
+        for option in interleaved(options[i]):
+            if until is not None and time.perf_counter() > until and \
+                    any(o.key in effects for o in options[i]):
+                break
+            line.show(f"low-rank: sensitivity of {layers[i].name} {option.method} rank "
                       f"{_rank_text(option.rank)} ({len(effects) + 1} measured)")
-            factors = forms.fit(layer, option.method, option.rank, data[i], reconstruction)
-            graph = graph_io.to_graph(base)
-            node = next(n for n in graph.nodes if n.outputs and n.outputs[0].name == key)
-            forms.apply(graph, dataclasses.replace(layer, node=node), option.method, factors)
-            graph.cleanup().toposort()
-            new = _run(graph_io.to_model(graph, template=base), side, probe)
+            factors = forms.fit(layers[i], option.method, option.rank, data[i], reconstruction)
+            new = runner.outputs(option.method, factors)
             effects[option.key] = Effect(point_drop(metric, probe.reference, new, probe.labels),
                                          relative_error(probe.reference, new), factors.energy)
     return effects
+
+
+def interleaved(options: list[Option]) -> list[Option]:
+    """Options in the order offered within each form (nearest the budget first), the forms
+    taking turns."""
+    by_form: dict[str, list[Option]] = {}
+    for option in options:
+        by_form.setdefault(option.method, []).append(option)
+    turns = max(len(v) for v in by_form.values())
+    return [v[t] for t in range(turns) for v in by_form.values() if t < len(v)]
+
+
+class _LayerRunner:
+    """The probe run through one rewritten layer and the original network after it."""
+
+    def __init__(self, model: onnx.ModelProto, layer: Layer, probe: Probe) -> None:
+        self.layer, self.probe = layer, probe
+        self.key = layer.node.outputs[0].name
+        self.source = layer.node.inputs[0 if not layer.weight_on_left else 1].name
+        self.side = _upstream(model, self.key, probe.batches)
+        dtypes = {k: v.dtype for k, v in self.side[0].items()}
+        dtypes[self.key] = np.dtype(layer.node.inputs[1].dtype)
+        after = cut.tail(model, self.key, dtypes)
+        self.tail = runtime.session(after, level="all") if after.graph.node else None
+
+    def outputs(self, method: str, factors) -> dict[str, np.ndarray]:
+        """Every output on the probe with the layer rewritten (the others the original's)."""
+        sess = runtime.session(self._rewritten(method, factors), level="all")
+        collected: dict[str, list[np.ndarray]] = {}
+        for feeds in self.side:
+            value = sess.run([self.key], {self.source: feeds[self.source]})[0]
+            computed = {self.key: value}
+            if self.tail is not None:
+                inputs = {i.name: computed.get(i.name, feeds.get(i.name))
+                          for i in self.tail.get_inputs()}
+                names = [o.name for o in self.tail.get_outputs()]
+                computed.update(zip(names, self.tail.run(names, inputs), strict=True))
+            for name, array in computed.items():
+                if name in self.probe.reference:
+                    collected.setdefault(name, []).append(array)
+        sizes = [len(next(iter(b.values()))) for b in self.probe.batches]
+        new = dict(self.probe.reference)
+        new.update({n: samples_first(v, sizes) for n, v in collected.items()})
+        return new
+
+    def _rewritten(self, method: str, factors) -> onnx.ModelProto:
+        """The layer alone, as the factor nodes, from its input to its output."""
+        node = self.layer.node
+        x = gs.Variable(self.source, np.dtype(node.inputs[1].dtype))
+        y = gs.Variable(self.key, np.dtype(node.inputs[1].dtype))
+        copy = gs.Node(node.op, node.name, attrs=dict(node.attrs),
+                       inputs=[x if t.name == self.source else t for t in node.inputs],
+                       outputs=[y])
+        graph = gs.Graph(nodes=[copy], inputs=[x], outputs=[y], opset=17)
+        forms.apply(graph, dataclasses.replace(self.layer, node=copy), method, factors)
+        graph.cleanup().toposort()
+        model = graph_io.to_model(graph)
+        model.ir_version = 8
+        return model
 
 
 def _rank_text(rank: forms.Rank) -> str:
@@ -79,7 +144,7 @@ def _rank_text(rank: forms.Rank) -> str:
 
 
 def _upstream(model: onnx.ModelProto, key: str, batches: list[Feeds]) -> list[dict]:
-    """The tensors the suffix from ``key`` reads, on every probe batch."""
+    """The tensors the part from ``key``'s node on reads, on every probe batch."""
     names = cut.upstream_inputs(model, key)
     graph_inputs = {i.name for i in model.graph.input}
     computed = [n for n in names if n not in graph_inputs]
@@ -91,18 +156,3 @@ def _upstream(model: onnx.ModelProto, key: str, batches: list[Feeds]) -> list[di
         values.update({n: feeds[n] for n in names if n in graph_inputs})
         side.append(values)
     return side
-
-
-def _run(model: onnx.ModelProto, side: list[dict], probe: Probe) -> dict[str, np.ndarray]:
-    """The suffix's outputs on the probe batches; outputs it does not compute are the
-    original's (they do not depend on the layer)."""
-    sess = runtime.session(model, level="all")
-    names = [o.name for o in sess.get_outputs()]
-    collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for feeds in side:
-        for name, value in zip(names, sess.run(names, feeds), strict=True):
-            collected[name].append(value)
-    sizes = [len(next(iter(feeds.values()))) for feeds in probe.batches]
-    new = dict(probe.reference)
-    new.update({n: samples_first(v, sizes) for n, v in collected.items()})
-    return new
