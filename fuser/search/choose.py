@@ -10,9 +10,10 @@ quadrature, when the layers' perturbations are independent: ``e_total^2 ~ sum e_
   allowed drop, or one step of the metric on the probe when that is coarser (one sample in
   64 of a share metric: a single sample is noise the probe cannot resolve; the step is the
   smallest non-zero drop measured);
-- the metric calibrates an error bound ``E``: ``ERROR_SAFETY`` times the smallest error of
-  an option whose drop passed the tolerance (no option did: the largest error measured,
-  since nothing beyond it was seen to hold);
+- the metric calibrates an error bound ``E`` from every option measured, pooled: the drop
+  as a non-decreasing function of the output error (isotonic regression, scipy), and ``E``
+  the largest error measured at which that fit stays within ``SAFETY`` times the allowed
+  drop (one option's drop on a small probe is noise; dozens of them pooled are not);
 - ``allocate`` starts from the dense network and takes the move (a layer to a cheaper
   option) with the least added ``e^2`` per unit of cost saved, until the cost reaches the
   budget's target or no move keeps ``sum e_l^2 <= E^2``.
@@ -27,11 +28,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
+import numpy as np
+from scipy.optimize import isotonic_regression
+
 from fuser.search.forms import Option
 from fuser.search.sensitivity import Effect
 
 SAFETY = 0.5
-ERROR_SAFETY = 0.8
 
 
 def tolerance(effects: Mapping[tuple, Effect], allowed: float | None) -> float:
@@ -48,13 +51,15 @@ def usable(option: Option, effects: Mapping[tuple, Effect], allowed: float | Non
 
 
 def error_bound(effects: Mapping[tuple, Effect], allowed: float | None) -> float:
-    """``E`` of the module docstring (infinite without an allowed drop)."""
+    """``E`` of the module docstring (infinite without an allowed drop; 0 when even the
+    smallest error measured is past it)."""
     if allowed is None or not effects:
         return math.inf
-    broken = [e.error for e in effects.values() if e.drop > tolerance(effects, allowed)]
-    if broken:
-        return ERROR_SAFETY * min(broken)
-    return max(e.error for e in effects.values())
+    pairs = sorted((e.error, e.drop) for e in effects.values())
+    errors = np.array([p[0] for p in pairs])
+    fitted = isotonic_regression(np.array([p[1] for p in pairs]), increasing=True).x
+    within = errors[fitted <= SAFETY * allowed]
+    return float(within.max()) if len(within) else 0.0
 
 
 def _squared(option: Option | None, effects: Mapping[tuple, Effect]) -> float:
