@@ -236,3 +236,27 @@ def test_cli_metric_and_the_last_line_describe_the_delivered_model(
     assert last.startswith("PASSED") and "| low-rank: " in last and "max diff" not in last
     assert f"{lowrank['held_out_samples']} held-out samples" in last
     assert "relative output error" in last and "at ORT_ENABLE_ALL" in last and "MACs" in last
+
+
+def test_a_slow_users_metric_is_resampled_within_a_time_bound_and_cached(monkeypatch):
+    from fuser.search import metric as metric_module
+    from fuser.search.metric import judge, resolve
+
+    monkeypatch.setattr(metric_module, "USER_BOOTSTRAP_SECONDS", 0.0)
+    calls = []
+
+    def share_positive(outputs, labels):
+        calls.append(len(outputs["y"]))
+        return float(np.mean(outputs["y"] > 0))
+
+    rng = np.random.default_rng(0)
+    ref = {"y": rng.standard_normal(100)}
+    new = {"y": ref["y"] + 0.1}
+    judged = resolve(share_positive, ref, None)
+    first = judge(judged, ref, new, None)
+    assert first.method == "bootstrap (100 resamples)"
+    assert len(calls) == 2 + 2 * 100  # whole sets, then both models per resample
+    calls.clear()
+    again = judge(judged, ref, new, None)
+    assert len(calls) == 2 + 100  # the original's resampled scores are kept
+    assert again.interval == first.interval

@@ -66,8 +66,9 @@ class Compression(Record):
     drop_interval: list[float] | None = doc(
         "95 % interval [low, high] of the drop; the guard decides on high", default=None)
     interval_method: str = doc("`exact binomial` (Clopper-Pearson on the samples made worse) "
-                               "or `bootstrap` (1000 seeded resamples of the samples)",
-                               default="")
+                               "or `bootstrap` (1000 seeded resamples of the samples; "
+                               "`bootstrap (N resamples)` when a slow user function stopped "
+                               "it after 5 s, 100 at least)", default="")
     held_out_samples: int = doc("calibration samples the guard judged on (every one the "
                                 "fitting did not use)", default=0)
     fit_samples: int = doc("calibration samples the factors were fitted to", default=0)

@@ -25,6 +25,7 @@ import dataclasses
 import importlib
 import importlib.util
 import math
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -36,7 +37,12 @@ Outputs = Mapping[str, np.ndarray]
 UserMetric = Callable[[dict[str, np.ndarray], "np.ndarray | None"], float]
 
 #: Bootstrap resamples, and the default bound of ``rel-error`` for outputs without classes.
+#: A user's function is called twice per resample: its resamples stop after
+#: ``USER_BOOTSTRAP_SECONDS`` once ``MIN_BOOTSTRAP`` are done (the count is reported), and
+#: the original's scores on them are kept for the next judgement of the same search.
 BOOTSTRAP = 1000
+MIN_BOOTSTRAP = 100
+USER_BOOTSTRAP_SECONDS = 5.0
 DEFAULT_REL_ERROR = 0.05
 CONFIDENCE = 0.95
 
@@ -49,6 +55,7 @@ class Metric:
     per_sample: Callable[[Outputs, Outputs, np.ndarray | None], tuple[np.ndarray,
                                                                         np.ndarray]] | None
     user: UserMetric | None = None
+    reference_scores: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,7 +198,7 @@ def judge(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
     """The scores before and after, the drop and its 95 % interval."""
     rng = np.random.default_rng(seed)
     if metric.user is not None:
-        return _judge_user(metric.user, ref, new, labels, rng)
+        return _judge_user(metric.user, ref, new, labels, rng, metric.reference_scores)
     before, after = metric.per_sample(ref, new, labels)
     count = len(before)
     drop = float(before.mean() - after.mean())
@@ -211,7 +218,9 @@ def judge(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
 
 
 def _judge_user(fn: UserMetric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
-                rng: np.random.Generator) -> Judgement:
+                rng: np.random.Generator, cache: dict) -> Judgement:
+    """The bootstrap of a user's function; ``cache`` keeps the original's score on each
+    resample (the same seeded resamples for every judgement against ``ref``)."""
     count = len(next(iter(ref.values())))
 
     def score(outputs: Outputs, picks: np.ndarray | None) -> float:
@@ -220,13 +229,22 @@ def _judge_user(fn: UserMetric, ref: Outputs, new: Outputs, labels: np.ndarray |
         return float(fn({k: v[picks] for k, v in outputs.items()},
                         None if labels is None else np.asarray(labels)[picks]))
 
+    if cache.get("reference") is not ref:
+        cache.clear()
+        cache["reference"] = ref
     before, after = score(ref, None), score(new, None)
     drops = []
-    for _ in range(BOOTSTRAP):
+    started = time.perf_counter()
+    for i in range(BOOTSTRAP):
         picks = rng.integers(0, count, count)
-        drops.append(score(ref, picks) - score(new, picks))
+        if i not in cache:
+            cache[i] = score(ref, picks)
+        drops.append(cache[i] - score(new, picks))
+        if i + 1 >= MIN_BOOTSTRAP and time.perf_counter() - started > USER_BOOTSTRAP_SECONDS:
+            break
     low, high = np.quantile(drops, [0.025, 0.975])
-    return Judgement(before, after, before - after, (float(low), float(high)), "bootstrap",
+    method = "bootstrap" if len(drops) == BOOTSTRAP else f"bootstrap ({len(drops)} resamples)"
+    return Judgement(before, after, before - after, (float(low), float(high)), method,
                      count, 0.0)
 
 
