@@ -28,6 +28,7 @@ import numpy as np
 import onnx
 
 from benchmarks.realzoo import fetch, measure, registry, report
+from fuser.report.tables import fmt
 
 START, END = "<!-- realzoo-lowrank -->", "<!-- /realzoo-lowrank -->"
 #: The usual batch is timed at most at this size (CREPE's 512 frames would take minutes).
@@ -289,15 +290,6 @@ def _speedup(row: dict, batch: int | None) -> str:
     return f"{entry['speedup']:.2f}x"
 
 
-def _macs_text(value: float | None) -> str:
-    if value is None:
-        return "?"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g}{unit}"
-    return f"{value:.0f}"
-
-
 def verdict(row: dict) -> tuple[str, str]:
     """(guard verdict, "test drop > allowed?") of a row."""
     record = row.get("lowrank") or {}
@@ -329,8 +321,8 @@ def table_row(row: dict) -> str:
     return (f"| {name} | {_pct(macs.get('conv_share'))} % | {row['metric_name']} "
             f"| {_fmt(before)} -> {_fmt(after)} (n={row.get('test_samples', '-')}) "
             f"| {row['allowed_drop']:g} | {guard} | {over} | {_speedup(row, 1)} "
-            f"| {_usual(row)} | {_macs_text(record.get('macs_before'))} -> "
-            f"{_macs_text(record.get('macs_after'))} | {_rewritten(record)} "
+            f"| {_usual(row)} | {fmt(record.get('macs_before'), '.3g')} -> "
+            f"{fmt(record.get('macs_after'), '.3g')} | {_rewritten(record)} "
             f"| {'-' if seconds is None else f'{seconds:.0f}'} |")
 
 

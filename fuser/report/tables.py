@@ -7,13 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def fmt(value: int | None) -> str:
-    """``1234567`` -> ``1.23M``; None (unknown) -> ``?``."""
+def fmt(value: int | None, spec: str = ".2f") -> str:
+    """``1234567`` -> ``1.23M`` (``spec`` formats the number); None (unknown) -> ``?``."""
     if value is None:
         return "?"
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if value >= size:
-            return f"{value / size:.2f}{unit}"
+            return f"{value / size:{spec}}{unit}"
     return str(value)
 
 

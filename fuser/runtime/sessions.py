@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import time
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -185,18 +184,3 @@ def random_feeds(model: onnx.ModelProto, rng: np.random.Generator,
     return {spec.name: inputs.random_array(spec.dtype, shapes.get(spec.name) or tuple(
         d if isinstance(d, int) and d > 0 else dynamic for d in spec.dims), rng)
         for spec in inputs.input_specs(model)}
-
-
-def median_ms(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], *, threads: int,
-              rounds: int = 20, level: str = "all") -> float:
-    """Median milliseconds of ``model`` on ``feeds`` after 3 warm-up runs (threads do not
-    spin between runs: see ``NO_SPINNING``)."""
-    sess = session(model, level=level, threads=threads, config=NO_SPINNING)
-    for _ in range(3):
-        sess.run(None, dict(feeds))
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        sess.run(None, dict(feeds))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)

@@ -10,7 +10,7 @@ is a sample. Responses exclude the layer's bias: ``y = W x``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -74,16 +74,22 @@ def sample(model: onnx.ModelProto, layers: Sequence[Layer], batches: Sequence[Fe
     outs = [la.node.outputs[0].name for la in layers]
     ins = [la.node.inputs[0 if not la.weight_on_left else 1].name for la in layers] \
         if inputs else []
-    names = list(dict.fromkeys(outs + ins))
-    if not names:  # onnxruntime reads an empty list as "every output"
-        return samplers
+    for values in tensors(model, list(dict.fromkeys(outs + ins)), batches):
+        for i, sampler in enumerate(samplers):
+            sampler.add(values[outs[i]], values[ins[i]] if inputs else None)
+    return samplers
+
+
+def tensors(model: onnx.ModelProto, names: list[str], batches: Sequence[Feeds]
+            ) -> Iterator[dict[str, np.ndarray]]:
+    """The tensors ``names`` on each batch in turn (graph inputs from the feeds, the others
+    from the part of ``model`` that computes them, at ORT_ENABLE_ALL)."""
     graph_inputs = {i.name for i in model.graph.input}
     computed = [n for n in names if n not in graph_inputs]
+    # an empty list would read as "every output" to onnxruntime: no session then
     sess = runtime.session(cut.prefix(model, computed), level="all") if computed else None
     for feeds in batches:
         values = dict(zip(computed, sess.run(computed, dict(feeds)), strict=True)) if sess \
             else {}
         values.update({n: np.asarray(feeds[n]) for n in names if n in graph_inputs})
-        for i, sampler in enumerate(samplers):
-            sampler.add(values[outs[i]], values[ins[i]] if inputs else None)
-    return samplers
+        yield values

@@ -103,11 +103,9 @@ class LatencyTable:
         count = len(next(iter(feeds.values())))
         tiled = {k: np.concatenate([v] * -(-self.batch // count))[:self.batch]
                  for k, v in feeds.items()}
-        if not isinstance(self.provider, ProviderChoice):
-            self.provider = select_provider(next(iter(models.values())), self.provider)
         timed = bench.benchmark(models, {self.batch: tiled}, levels=("all",),
-                                provider=self.provider, threads=self.threads, time_budget=2.0,
-                                progress=False)
+                                provider=self._provider(next(iter(models.values()))),
+                                threads=self.threads, time_budget=2.0, progress=False)
         return {t.model: t.stats.median_ms for t in timed.timings}
 
     def save(self) -> None:
@@ -119,12 +117,16 @@ class LatencyTable:
         except OSError as exc:  # a cache that cannot be written only costs time
             logger.warning("latency cache not saved: %s", exc)
 
-    def _time(self, model: onnx.ModelProto) -> float:
+    def _provider(self, model: onnx.ModelProto) -> ProviderChoice:
+        """The provider choice, made by a probe session on the first model timed."""
         if not isinstance(self.provider, ProviderChoice):
             self.provider = select_provider(model, self.provider)
+        return self.provider
+
+    def _time(self, model: onnx.ModelProto) -> float:
         feeds = runtime.random_feeds(model, np.random.default_rng(0))
         result = bench.benchmark({"layer": model}, {self.batch: feeds}, levels=("all",),
-                                 provider=self.provider, threads=self.threads, warmup=3,
+                                 provider=self._provider(model), threads=self.threads, warmup=3,
                                  rounds=self.rounds, time_budget=self.seconds, progress=False)
         return result.timings[0].stats.median_ms
 

@@ -28,7 +28,7 @@ from fuser.runtime import sessions as runtime
 from fuser.runtime.runners import Progress
 from fuser.search import cut, forms
 from fuser.search.build import relative_error, samples_first
-from fuser.search.calibrate import Feeds
+from fuser.search.calibrate import Feeds, tensors
 from fuser.search.forms import LayerData, Option
 from fuser.search.metric import Metric, point_drop
 
@@ -145,14 +145,4 @@ def _rank_text(rank: forms.Rank) -> str:
 
 def _upstream(model: onnx.ModelProto, key: str, batches: list[Feeds]) -> list[dict]:
     """The tensors the part from ``key``'s node on reads, on every probe batch."""
-    names = cut.upstream_inputs(model, key)
-    graph_inputs = {i.name for i in model.graph.input}
-    computed = [n for n in names if n not in graph_inputs]
-    sess = runtime.session(cut.prefix(model, computed), level="all") if computed else None
-    side = []
-    for feeds in batches:
-        values = dict(zip(computed, sess.run(computed, dict(feeds)), strict=True)) if sess \
-            else {}
-        values.update({n: feeds[n] for n in names if n in graph_inputs})
-        side.append(values)
-    return side
+    return list(tensors(model, cut.upstream_inputs(model, key), batches))
