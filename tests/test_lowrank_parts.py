@@ -210,16 +210,79 @@ def test_allocation_stays_within_the_error_bound():
     assert sum(o is not None for o in chosen[:2]) == 1 and chosen[2] is None
 
 
-def test_back_off_moves_the_worst_option_to_a_gentler_one_then_to_dense():
-    options = _options([[(8, 6.0), (4, 2.0)], [(8, 4.0)]])
-    effects = {(0, "channel", 8): Effect(0.0, 0.05, 1), (0, "channel", 4): Effect(0.0, 0.3, 1),
-               (1, "channel", 8): Effect(0.0, 0.1, 1)}
-    chosen = [options[0][1], options[1][0]]
-    price = lambda o: o.ms  # noqa: E731
-    assert choose.back_off(chosen, options, effects, price, [10.0, 10.0], None) == 0
-    assert chosen[0].rank == 8  # 0.3^2 / 8 saved is the worst; rank 8 is gentler
-    assert choose.back_off(chosen, options, effects, price, [10.0, 10.0], None) == 1
-    assert chosen == [options[0][0], None]
+def test_the_trajectory_is_one_move_at_a_time_from_dense_to_the_allocation():
+    options = _options([[(8, 6.0), (4, 2.0)], [(8, 4.0)], [(8, 9.9)]])
+    effects = {(0, "channel", 8): Effect(0.0, 0.05, 1), (0, "channel", 4): Effect(0.0, 0.1, 1),
+               (1, "channel", 8): Effect(0.0, 0.2, 1), (2, "channel", 8): Effect(0.0, 0.01, 1)}
+    args = (options, effects, lambda o: o.ms, [10.0] * 3, 0.0, None, None)
+    states = choose.trajectory(*args)
+    assert states[0] == [None] * 3 and states[-1] == choose.allocate(*args)
+    assert all(sum(a != b for a, b in zip(s, t)) == 1 for s, t in zip(states, states[1:]))
+    # layer 0 first (0.05^2 / 4 saved), then its rank 4 (0.0075 / 4), then layer 1 (0.04 / 6);
+    # layer 2 saves 0.1 ms for 1e-4: 1e-3 per ms, taken between them
+    assert [[o and o.rank for o in s] for s in states] == [
+        [None, None, None], [8, None, None], [8, None, 8], [4, None, 8], [4, 8, 8]]
+
+
+class _Moves:
+    """A builder whose model after k moves is k itself; the guard accepts up to ``good``."""
+
+    def __init__(self, good: int, moves: int) -> None:
+        self.good, self.built = good, []
+        self.model, self.layers = 0, [type("L", (), {"name": f"l{i}"})() for i in range(moves)]
+        self.states = [[i < k or None for i in range(moves)] for k in range(moves + 1)]
+
+    def build(self, chosen):
+        self.built.append(sum(o is True for o in chosen))
+        return self.built[-1]
+
+
+def _judge_moves(monkeypatch, moves: _Moves, seconds: float = 0.0):
+    from fuser.search import guard
+    from fuser.search.metric import Judgement
+
+    def outputs(k, held, level):
+        time.sleep(seconds)
+        return {"k": k}
+
+    def judge(metric, reference, new, labels):
+        drop = 0.0 if new["k"] <= moves.good else 0.05
+        return Judgement(1.0, 1.0 - drop, drop, (drop, drop), "exact", 1000, 0.0)
+
+    monkeypatch.setattr(guard, "outputs", outputs)
+    monkeypatch.setattr(guard, "judge", judge)
+    monkeypatch.setattr(guard, "form_text", lambda o: "dense" if o is None else "rewritten")
+    return guard
+
+
+@pytest.mark.parametrize("good", [0, 3, 28, 29, 30])
+def test_the_back_off_finds_the_most_moves_the_guard_accepts_in_a_few_builds(
+        monkeypatch, good):
+    moves = _Moves(good, 30)
+    guard = _judge_moves(monkeypatch, moves)
+    notes: list[str] = []
+    got = guard.back_off_until_accepted(moves, moves.states, [], {"k": 0}, None,
+                                        resolve(None, {"y": np.zeros((2, 3))}, None), 0.01,
+                                        notes, Progress(False))
+    assert got.chosen == moves.states[good] and got.model == good
+    assert got.builds == len(moves.built) <= 2 * 5 + 1 and moves.built[0] == 30
+    assert got.backed_off == [f"l{i}" for i in range(good, 30)]
+    refused = [n for n in notes if n.startswith("refused")]
+    assert len(refused) == sum(k > good for k in moves.built) and \
+        (good == 30 or refused[0].startswith("refused 30 of 30 moves: agreement drop 0.050"))
+
+
+def test_the_back_off_starts_no_build_that_would_end_after_the_deadline(monkeypatch):
+    moves = _Moves(3, 30)
+    guard = _judge_moves(monkeypatch, moves, seconds=0.2)
+    notes: list[str] = []
+    got = guard.back_off_until_accepted(moves, moves.states, [], {"k": 0}, None,
+                                        resolve(None, {"y": np.zeros((2, 3))}, None), 0.01,
+                                        notes, Progress(False), time.perf_counter() + 0.3)
+    assert moves.built == [30] and got.builds == 1  # a second build would end at ~0.4 s
+    assert got.chosen == moves.states[0] and got.model == 0  # nothing accepted: dense
+    assert notes[-31] == "the search time ran out in the back-off: 0 of 30 moves kept " \
+        "(the most the guard accepted)"
 
 
 # ---------------------------------------------------------------------------- build

@@ -19,8 +19,9 @@ quadrature, when the layers' perturbations are independent: ``e_total^2 ~ sum e_
   budget's target or no move keeps ``sum e_l^2 <= E^2``.
 
 Without an allowed drop, no option is filtered and no bound applies: the target decides.
-``back_off`` undoes the chosen option with the most ``e^2`` per unit saved: its layer moves
-to its next option with a smaller error, or back to dense.
+``trajectory`` keeps every choice on the way: the back-off (``guard``) takes the longest
+prefix of those moves that the guard accepts, so it undoes the moves with the most ``e^2``
+per unit saved first.
 """
 
 from __future__ import annotations
@@ -70,7 +71,17 @@ def allocate(options: list[list[Option]], effects: Mapping[tuple, Effect],
              cost: Callable[[Option], float], dense: list[float], fixed: float,
              target: float | None, allowed: float | None) -> list[Option | None]:
     """One option per layer (None: dense); see the module docstring."""
+    return trajectory(options, effects, cost, dense, fixed, target, allowed)[-1]
+
+
+def trajectory(options: list[list[Option]], effects: Mapping[tuple, Effect],
+               cost: Callable[[Option], float], dense: list[float], fixed: float,
+               target: float | None, allowed: float | None) -> list[list[Option | None]]:
+    """Every choice ``allocate`` passes through, from all dense (the first) to its answer
+    (the last): each one move further, the moves in order of added ``e^2`` per unit saved.
+    A prefix of the moves is the back-off's unit (``guard``)."""
     chosen: list[Option | None] = [None] * len(options)
+    states = [chosen[:]]
     current = list(dense)
     budget = error_bound(effects, allowed) ** 2
     spent = 0.0
@@ -92,20 +103,5 @@ def allocate(options: list[list[Option]], effects: Mapping[tuple, Effect],
         layer, option, added = best
         chosen[layer], current[layer] = option, cost(option)
         spent += added
-    return chosen
-
-
-def back_off(chosen: list[Option | None], options: list[list[Option]],
-             effects: Mapping[tuple, Effect], cost: Callable[[Option], float],
-             dense: list[float], allowed: float | None) -> int:
-    """Move the worst chosen option one step towards dense; return its layer."""
-    def worst_key(layer: int) -> float:
-        saved = max(dense[layer] - cost(chosen[layer]), 1e-12)
-        return _squared(chosen[layer], effects) / saved
-
-    layer = max((i for i, o in enumerate(chosen) if o is not None), key=worst_key)
-    now = _squared(chosen[layer], effects)
-    gentler = [o for o in options[layer] if usable(o, effects, allowed)
-               and _squared(o, effects) < now and cost(o) < dense[layer]]
-    chosen[layer] = min(gentler, key=cost) if gentler else None
-    return layer
+        states.append(chosen[:])
+    return states

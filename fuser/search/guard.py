@@ -1,47 +1,83 @@
-"""The guard: the compressed model judged on the held-out samples, the back-off while it is
-out of bounds, and the verdict in one line."""
+"""The guard: the compressed model judged on the held-out samples, the back-off over the
+allocation's moves while it is out of bounds, and the verdict in one line."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import numpy as np
+import onnx
 
 from fuser.runtime.runners import Progress
 from fuser.search.build import Builder, outputs
 from fuser.search.calibrate import Feeds
-from fuser.search.choose import back_off
 from fuser.search.forms import Option
 from fuser.search.metric import Judgement, Metric, judge, needed_samples
 
 
-def back_off_until_accepted(builder: Builder, chosen: list[Option | None],
-                            options: list[list[Option]], effects: dict, cost: tuple,
+@dataclasses.dataclass
+class Delivered:
+    """What the back-off delivers: the model, its outputs on the held-out samples and the
+    guard's judgement of them, the choice it was built from, the layers backed off from the
+    first allocation, and the builds it took."""
+
+    model: onnx.ModelProto
+    outputs: dict[str, np.ndarray]
+    verdict: Judgement
+    chosen: list[Option | None]
+    backed_off: list[str]
+    builds: int
+
+
+def back_off_until_accepted(builder: Builder, states: list[list[Option | None]],
                             held: list[Feeds], reference: dict, labels: np.ndarray | None,
                             judged: Metric, allowed: float | None, notes: list[str],
-                            line: Progress) -> tuple:
-    """Build, judge, and move the worst options towards dense until the guard accepts:
-    one option per step for two steps, then twice as many each step."""
-    price, dense = cost[0], cost[1]
-    backed_off: list[str] = []
-    while True:
-        line.show(f"low-rank: building the model ({len(backed_off)} back-off steps so far)")
-        result = builder.build(chosen)
+                            line: Progress, deadline: float | None = None) -> Delivered:
+    """The longest prefix of the allocation's moves (``choose.trajectory``: ``states[k]``
+    is the choice after k moves, ``states[0]`` all dense) that the guard accepts.
+
+    The full allocation is built first; while nothing above dense is accepted, the
+    search steps down 1, 2, 4 ... moves from the smallest refused, then bisects between the
+    largest accepted and the smallest refused: a few builds however many moves there are.
+    Each build is from its first changed layer on (``Builder``). A next build is not started
+    when it would end past ``deadline`` (its time estimated by the last one's): the largest
+    accepted choice is delivered then, the dense original if none was, and a note says so.
+    """
+    last = len(states) - 1
+    lo, hi, k, gallop, builds = 0, last + 1, last, 1, 0
+    best = None
+    while k > 0:
+        began = time.perf_counter()
+        line.show(f"low-rank: building the model with {k} of {last} moves "
+                  f"({builds} builds so far)")
+        result = builder.build(states[k])
         new = outputs(result, held, level="all")
         verdict = judge(judged, reference, new, labels)
-        if allowed is None or not any(chosen) or accepted(verdict, allowed):
-            line.clear()
-            return result, new, verdict, backed_off
-        moves = 1 if len(backed_off) < 2 else 2 ** (len(backed_off) - 1)
-        names = []
-        for _ in range(moves):
-            if not any(chosen):
-                break
-            before = chosen[:]
-            layer = back_off(chosen, options, effects, price, dense, allowed)
-            names.append(builder.layers[layer].name)
-            notes.append(f"backed off {names[-1]}: {form_text(before[layer])} -> "
-                         f"{form_text(chosen[layer])} ({judged.name} drop {verdict.drop:.3f}, "
-                         f"95% interval up to {verdict.interval[1]:.3f})")
-        backed_off.append(", ".join(names))
+        builds += 1
+        if allowed is None or accepted(verdict, allowed):
+            lo, best = k, (result, new, verdict)
+        else:
+            hi = k
+            notes.append(f"refused {k} of {last} moves: {judged.name} drop {verdict.drop:.3f}, "
+                         f"95% interval up to {verdict.interval[1]:.3f}")
+        if hi - lo <= 1:
+            break
+        spent = time.perf_counter() - began
+        if deadline is not None and time.perf_counter() + spent > deadline:
+            notes.append(f"the search time ran out in the back-off: {lo} of {last} moves "
+                         "kept (the most the guard accepted)")
+            break
+        k = max(hi - gallop, (lo + hi) // 2) if best is None else (lo + hi) // 2
+        gallop *= 2
+    line.clear()
+    if best is None:
+        best = (builder.model, reference, judge(judged, reference, reference, labels))
+    changed = [i for i, (a, b) in enumerate(zip(states[last], states[lo], strict=True))
+               if a != b]
+    notes += [f"backed off {builder.layers[i].name}: {form_text(states[last][i])} -> "
+              f"{form_text(states[lo][i])}" for i in changed]
+    return Delivered(*best, states[lo], [builder.layers[i].name for i in changed], builds)
 
 
 def form_text(option: Option | None) -> str:

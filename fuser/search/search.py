@@ -20,11 +20,11 @@
    response PCA, or whitened SVD for Gemm/MatMul; the input-side forms from the PCA of those
    inputs).
 7. Guard: the metric on every held-out sample (``fuser.search.metric``); with
-   ``max_accuracy_drop``, while the upper end of the drop's 95 % interval is out of bounds,
-   the worst options move one step towards dense (one, one, then twice as many each step),
-   and the model is rebuilt from the first changed layer on. The budget is then a target,
-   not a promise: the report shows what was reached, and says when the held-out set is too
-   small to resolve the bound.
+   ``max_accuracy_drop``, the longest prefix of the allocation's moves whose drop has the
+   upper end of its 95 % interval in bounds (``guard.back_off_until_accepted``: a few
+   builds, each from its first changed layer on, the last one started only if it ends
+   within ``search_time``). The budget is then a target, not a promise: the report shows
+   what was reached, and says when the held-out set is too small to resolve the bound.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ from fuser.runtime.runners import Progress
 from fuser.search import sensitivity
 from fuser.search.build import Builder, layer_errors, outputs
 from fuser.search.calibrate import Feeds
-from fuser.search.choose import allocate
+from fuser.search.choose import trajectory
 from fuser.search.forms import Option
 from fuser.search.guard import back_off_until_accepted, guard
 from fuser.search.latency import LatencyTable
-from fuser.search.metric import Judgement, Metric, UserMetric, judge, resolve
+from fuser.search.metric import Metric, UserMetric, judge, resolve
 from fuser.search.plan import Plan, make_plan, offer, split
 from fuser.search.record import compression
 
@@ -100,7 +100,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
             ``cuda`` or ``cpu``. search_time: seconds for the whole search: the latency
             table stops at 40 % of it (then latencies are estimated from MACs), the
             sensitivity runs leave time for three runs over the held-out samples (layers
-            not reached stay dense).
+            not reached stay dense), and no back-off build starts that would end after it.
         input_shapes: fixed input shapes for finding the layers' sizes. progress: a line on
             stderr (None: when stderr is a terminal).
     """
@@ -115,12 +115,12 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     table = table or LatencyTable(batch=batch, threads=threads, provider=provider)
     table.progress, table.deadline = run.line, started + LATENCY_SHARE * search_time
     plan, options, why, effects, cost = _explore(model, run, table, fit, fit_labels, judged)
-    chosen = allocate(options, effects, *cost, allowed)
+    states = trajectory(options, effects, *cost, allowed)
     notes = _notes(calibration, table, options, effects)
     builder = Builder(model, plan.layers, plan.data, fit, samples, seed, reconstruction)
-    result, new, verdict, backed_off = back_off_until_accepted(
-        builder, chosen, options, effects, cost, held, reference, labels, judged, allowed,
-        notes, run.line)
+    got = back_off_until_accepted(builder, states, held, reference, labels, judged, allowed,
+                                  notes, run.line, started + search_time)
+    result, new, verdict, chosen = got.model, got.outputs, got.verdict, got.chosen
     speedup = _end_to_end(model, result, fit[0], table, notes, speed_margin)
     if speedup is None and any(chosen):  # not faster end to end: deliver the original
         chosen = [None] * len(chosen)
@@ -130,11 +130,11 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     run.clock.lap("build and guard")
     record = compression(budget, plan, chosen, errors, why, effects, options,
                          builder.energies, result, input_shapes, reference, new,
-                         judged.name, verdict, backed_off, notes, _count(fit))
+                         judged.name, verdict, got.backed_off, notes, _count(fit))
     return result, dataclasses.replace(
         record, seconds=time.perf_counter() - started, guard=reason, passed=passed,
         phases=run.clock.seconds, search_time=search_time, speedup=speedup,
-        estimated_latencies=table.estimated, back_off_steps=len(backed_off))
+        estimated_latencies=table.estimated, back_off_steps=max(got.builds - 1, 0))
 
 
 @dataclasses.dataclass
@@ -281,12 +281,3 @@ def _notes(calibration: Sequence[Feeds], table: LatencyTable, options: list[list
         notes.append(f"sensitivity measured on {len(reached)} of {len(offered)} layers "
                      "with faster forms within the search time; the others stay dense")
     return notes
-
-
-
-def _accepted(verdict: Judgement, allowed: float) -> bool:
-    """Within bounds on the interval's upper end; when this many samples cannot resolve the
-    bound at all, the point estimate stops the back-off (the guard then says so)."""
-    if verdict.resolvable(allowed):
-        return verdict.within(allowed)
-    return verdict.drop <= allowed
