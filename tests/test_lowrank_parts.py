@@ -95,6 +95,29 @@ def test_each_form_is_offered_where_it_can_pay_and_at_most_its_macs_share(rng):
     assert forms.rank_at(pointwise, "channel", 0.001) is None  # not even rank 1 fits
 
 
+
+def test_a_gemm_with_many_more_outputs_than_inputs_is_fitted_on_its_input_side(
+        rng, monkeypatch):
+    # an OCR head: 8210 characters from 1024 features would need an 8210 x 8210 eigh
+    monkeypatch.setattr(forms, "WIDE_OUTPUT", 40)
+    model = make_model("""
+        g (float[N,12] x) => (float[N,48] y, float[N,12] z) {
+            y = Gemm<transB=1>(x, W)
+            z = Gemm<transB=1>(x, V)
+        }""", rng, W=(48, 12), V=(12, 12))
+    wide, square = candidate_layers(model)
+    x = rng.standard_normal((12, 200))
+    calls = []
+    monkeypatch.setattr(forms.factorize, "asymmetric", lambda *a: calls.append("asym"))
+    for layer in (wide, square):
+        y = layer.weight @ x
+        got = forms.fit(layer, "svd", 4, LayerData(y, y, x), "asymmetric")
+        if layer is wide:
+            want = forms.factorize.whitened_svd(layer.weight, x, 4)
+            for a, b in zip(got.weights, want.weights, strict=True):
+                np.testing.assert_allclose(a, b)
+    assert calls == ["asym"]  # the 12 x 12 layer is still fitted to its responses
+
 # ---------------------------------------------------------------------------- sensitivity
 
 

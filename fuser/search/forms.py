@@ -6,6 +6,7 @@
 | input   | Conv, k > 1 | PCA of the layer's input channels        | 1x1 C->r, k x k r->N  |
 | tucker2 | Conv, k > 1 | input PCA and response PCA (both sides)  | 1x1, k x k core, 1x1  |
 | svd     | Gemm/MatMul | responses, or whitened SVD of the inputs | two Gemm/MatMul       |
+|         |             | (always when N > ``WIDE_OUTPUT``, N > K) |                       |
 
 The output-side ``channel`` form keeps the k x k conv on all C input channels and shrinks its
 outputs; ``input`` shrinks what the k x k conv reads, which is what pays off on wide layers
@@ -33,6 +34,11 @@ from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
 from fuser.passes.match import Names
 
 Rank = int | tuple[int, int]
+
+#: The response fits solve and diagonalize an N x N matrix for N outputs; a Gemm/MatMul with
+#: more outputs than this and than inputs K is fitted on its input side instead (whitened
+#: SVD: K x K), e.g. an OCR head's 8210 characters from 1024 features (minutes, not ms).
+WIDE_OUTPUT = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +115,8 @@ def fit(layer: Layer, method: str, rank: Rank, data: LayerData,
         bias = None if layer.bias is None else np.asarray(layer.bias, np.float64).reshape(-1)
         responses = data.target + (0.0 if bias is None else bias[:, None])
         return factorize.tucker2_fitted(layer.weight, bias, data.inputs, responses, *rank)
-    if method == "svd" and reconstruction == "whitened" and whitenable(layer):
+    if method == "svd" and whitenable(layer) and (reconstruction == "whitened"
+                                                  or _wide(layer)):
         return factorize.whitened_svd(layer.weight, data.inputs, rank)
     if reconstruction == "asymmetric":
         return factorize.asymmetric(layer.weight, data.target, data.approx, rank)
@@ -127,6 +134,12 @@ def apply(graph: gs.Graph, layer: Layer, method: str, factors: factorize.Factors
     else:
         replace_matmul(graph, layer.node, *factors.weights, bias, names,
                        layer.weight_on_left)
+
+
+def _wide(layer: Layer) -> bool:
+    """More outputs than ``WIDE_OUTPUT`` and than inputs (``weight`` is N x K)."""
+    n, k = layer.weight.shape[:2]
+    return n > max(WIDE_OUTPUT, k)
 
 
 def whitenable(layer: Layer) -> bool:
