@@ -29,7 +29,7 @@ def test_lowrank_passes_are_lossy_and_not_default():
 
 @pytest.mark.parametrize("name", list(NODES))
 def test_conv_is_factorized_within_the_mac_fraction(conv, rng, name):
-    out, result = apply(conv, name, fraction=0.5, measure=False)
+    out, result = apply(conv, name, fraction=0.5, measure=False, min_energy=0.0)
     assert result.rewrites == 1, result.skipped
     assert ops(out) == {"Conv": NODES[name]}
     check(out)
@@ -40,6 +40,23 @@ def test_conv_is_factorized_within_the_mac_fraction(conv, rng, name):
     assert got.shape == want.shape and np.isfinite(got).all()
     error = np.linalg.norm(got - want) / np.linalg.norm(want)
     assert 0 < error < 1  # lossy, but an approximation (random weights: flat spectra)
+
+
+@pytest.mark.parametrize("name", list(NODES))
+def test_a_rank_that_keeps_too_little_weight_energy_is_refused(conv, rng, name):
+    # random weights have flat spectra: half the MACs keep well under 90 % of the energy
+    out, result = apply(conv, name, fraction=0.5, measure=False)
+    assert result.rewrites == 0 and ops(out) == {"Conv": 1}
+    (reason,) = result.skipped
+    assert "of its weight energy, less than 90% (min_energy)" in reason
+    # CP rank 2 (rank 2 on the channel, input and spatial unfoldings): every form at half
+    # the MACs keeps all of it
+    a, c, u, v = (rng.standard_normal((size, 2)) for size in (16, 16, 3, 3))
+    low = np.einsum("nr,cr,ir,jr->ncij", a, c, u, v).astype(np.float32)
+    out, result = apply(make_model(CONV, rng, W=low, B=(16,)), name, fraction=0.5,
+                        measure=False)
+    assert result.rewrites == 1 and "weight energy 1.000" in result.notes[0], result.skipped
+    check(out)
 
 
 def test_energy_one_keeps_everything_and_so_saves_nothing(conv):
@@ -57,7 +74,7 @@ def test_svd_pass_factorizes_gemm_and_1x1_conv(rng):
             f = Flatten(p)
             y = Gemm<transB=1>(f, W2, B2)
         }""", rng, W1=(64, 64, 1, 1), W2=(48, 64), B2=(48,))
-    out, result = apply(model, "lowrank-svd", fraction=0.4, measure=False)
+    out, result = apply(model, "lowrank-svd", fraction=0.4, measure=False, min_energy=0.0)
     assert result.rewrites == 2
     assert ops(out) == {"Conv": 2, "Gemm": 2, "GlobalAveragePool": 1, "Flatten": 1}
     check(out)
@@ -93,7 +110,8 @@ def test_a_lossy_pass_runs_once_in_the_pipeline(conv):
     import fuser
 
     out, report = fuser.optimize(conv, ["lowrank-channel"], validate=False,
-                                 options={"lowrank-channel": {"measure": False}})
+                                 options={"lowrank-channel": {"measure": False,
+                                                                     "min_energy": 0.0}})
     assert report.rewrites("lowrank-channel") == 1
     assert {r.sweep for r in report.passes if r.name == "lowrank-channel"} == {1}
     assert ops(out) == {"Conv": 2}
@@ -105,7 +123,7 @@ def test_a_rewrite_that_onnxruntime_runs_slower_is_not_made(conv, monkeypatch):
     monkeypatch.setattr(latency.LatencyTable, "ms",
                         lambda self, layer, method="dense", rank=0: 1.0 if method == "dense"
                         else 1.5)
-    out, result = apply(conv, "lowrank-cp", fraction=0.5)
+    out, result = apply(conv, "lowrank-cp", fraction=0.5, min_energy=0.0)
     assert result.rewrites == 0 and ops(out) == {"Conv": 1}
     (reason,) = result.skipped
     assert "is not faster on onnxruntime (1.500 ms vs 1.000 ms)" in reason
@@ -117,7 +135,7 @@ def test_measured_rewrites_on_a_large_layer(rng):
         g (float[1,128,28,28] x) => (float[1,128,28,28] y) {
             y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W)
         }""", rng, W=(128, 128, 3, 3))
-    out, result = apply(model, "lowrank-spatial", fraction=0.3)
+    out, result = apply(model, "lowrank-spatial", fraction=0.3, min_energy=0.0)
     assert result.rewrites == 1 and ops(out) == {"Conv": 2}
     assert "accuracy unverified" in result.notes[-1]
 
