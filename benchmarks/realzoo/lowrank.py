@@ -357,7 +357,8 @@ def shortfall(row: dict) -> str | None:
     if not layers:
         reasons.append("no layer the search can factorize")
     else:
-        reasons.append(_layer_fates(layers, record.get("backed_off") or []))
+        reasons.append(_layer_fates(layers, record.get("backed_off") or [],
+                                     record.get("back_off_steps", 0)))
     grouped = row.get("macs_counted", {}).get("grouped_conv_share")
     if grouped and grouped >= 0.2:
         reasons.append(f"depthwise/grouped convolutions (not factorized): {grouped:.0%} of MACs")
@@ -381,7 +382,7 @@ def shortfall(row: dict) -> str | None:
     return "; ".join(reasons) or "not told by the data"
 
 
-def _layer_fates(layers: list[dict], backed_off: list[str]) -> str:
+def _layer_fates(layers: list[dict], backed_off: list[str], steps: int) -> str:
     """``n`` layers: how many rewritten, dense because no form is faster, made dense by the
     guard."""
     dense = [c for c in layers if c.get("method") == "dense"]
@@ -399,7 +400,7 @@ def _layer_fates(layers: list[dict], backed_off: list[str]) -> str:
     if unreached:
         parts.append(f"{unreached} not reached within the search time")
     if guarded:
-        parts.append(f"{guarded} made dense by the guard ({len(backed_off)} back-off steps)")
+        parts.append(f"{guarded} made dense by the guard ({steps} builds after the first)")
     if len(dense) == len(layers) and guarded and guarded + slower == len(dense):
         parts.append("so the guard kept dense every layer that could be rewritten")
     return ", ".join(parts)
