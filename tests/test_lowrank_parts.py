@@ -333,6 +333,43 @@ def test_a_rebuild_refits_only_from_the_first_changed_layer(rng):
     assert layer_errors(model, plan.layers, plan.data, batches[:2], 16, 0) == [0.0, 0.0]
 
 
+def test_a_build_carries_what_the_rest_of_the_network_reads_from_layer_to_layer(
+        rng, monkeypatch):
+    from fuser.search import build as build_module
+
+    model = make_model("""
+        g (float[N,8,6,6] x) => (float[N,8,6,6] y) {
+            a = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W1)
+            b = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(a, W2)
+            c = Add(b, x)
+            y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(c, W3)
+        }""", rng, W1=(8, 8, 3, 3), W2=(8, 8, 3, 3), W3=(8, 8, 3, 3))
+    batches = _batches(rng, 3)
+    plan = make_plan(model, batches[:2], PlantedTable("-"), None, 16, 0)
+    chosen = [Option(i, "channel", 4, 0, 0.1) for i in range(3)]
+    known = []
+
+    def spy(model, names, batches, given=None):
+        known.append(sorted(given[0]) if given else None)
+        return tensors(model, names, batches, given)
+
+    tensors = build_module.tensors
+    monkeypatch.setattr(build_module, "tensors", spy)
+    carried = Builder(model, plan.layers, plan.data, batches[:2], 16, 0, "asymmetric")
+    fast = carried.build(chosen)
+    # layer 0: the original's data; layer 1 from the inputs; layer 2 from what the network
+    # after layer 1 reads: its input a and the skip connection's x
+    assert known == [None, ["a", "x"]]
+    monkeypatch.setattr(build_module, "FRONTIER_BYTES", 0)
+    slow = Builder(model, plan.layers, plan.data, batches[:2], 16, 0, "asymmetric").build(chosen)
+    assert known[2:] == [None, None]  # too large to carry: each layer from the inputs
+    check(fast)
+    assert graph_io.op_histogram(fast) == {"Conv": 6, "Add": 1}
+    feeds = batches[2]
+    np.testing.assert_allclose(runtime.run(fast, feeds)["y"], runtime.run(slow, feeds)["y"],
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_layer_data_are_sampled_batch_by_batch_at_the_same_pixels(rng):
     model, batches, plan = _planned(rng)
     # the original's responses re-sampled from the same batches are the same columns

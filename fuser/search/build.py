@@ -11,9 +11,13 @@ import onnx
 from fuser import ir as graph_io
 from fuser.passes.lowrank.layers import Layer
 from fuser.runtime import sessions as runtime
-from fuser.search import forms
-from fuser.search.calibrate import Feeds, sample
+from fuser.search import cut, forms
+from fuser.search.calibrate import Feeds, Sampler, sample, tensors
 from fuser.search.forms import LayerData, Option
+
+#: Past this size, the tensors carried from one rewritten layer to the next are dropped
+#: and the next layer's part runs from the model's inputs.
+FRONTIER_BYTES = 1 << 29
 
 
 class Builder:
@@ -23,7 +27,9 @@ class Builder:
     Models after each layer are kept for the last choice built, so that a new choice is
     built from its first changed layer on: a back-off step that changes layer i does not
     refit layers 0 .. i-1. Fitting layer i runs only the part of the network up to it
-    (``cut.prefix``); before the first rewrite, the original's data (``data``) are used.
+    (``cut.prefix``), from the tensors the previous rewritten layer's run left for the
+    network after it (so a build runs the fitting samples through the network about once,
+    not once per layer); before the first rewrite, the original's data (``data``) are used.
     """
 
     def __init__(self, model: onnx.ModelProto, layers: list[Layer], data: list[LayerData],
@@ -40,16 +46,20 @@ class Builder:
         while kept < len(self._states) and self._states[kept][0] == keys[:kept]:
             kept += 1
         del self._states[kept:]
-        current = self._states[-1][1]
+        current, frontier = self._states[-1][1], None
         for i in range(kept - 1, len(chosen)):
             if chosen[i] is not None:
-                current = self._rewrite(current, i, chosen[i])
+                current, frontier = self._rewrite(current, i, chosen[i], frontier)
             self._states.append((keys[:i + 1], current))
         return current
 
-    def _rewrite(self, current: onnx.ModelProto, i: int, option: Option) -> onnx.ModelProto:
+    def _rewrite(self, current: onnx.ModelProto, i: int, option: Option,
+                 frontier: list[dict] | None) -> tuple[onnx.ModelProto, list[dict] | None]:
         layer, key = self.layers[i], self.layers[i].node.outputs[0].name
-        data = self.data[i] if current is self.model else self._data(current, i)
+        if current is self.model:
+            data, frontier = self.data[i], None
+        else:
+            data, frontier = self._data(current, i, frontier)
         factors = forms.fit(layer, option.method, option.rank, data, self.reconstruction)
         self.energies[i] = factors.energy
         self.refits += 1
@@ -57,13 +67,27 @@ class Builder:
         node = next(n for n in graph.nodes if n.outputs and n.outputs[0].name == key)
         forms.apply(graph, dataclasses.replace(layer, node=node), option.method, factors)
         graph.cleanup().toposort()
-        return graph_io.to_model(graph, template=self.model)
+        return graph_io.to_model(graph, template=self.model), frontier
 
-    def _data(self, current: onnx.ModelProto, i: int) -> LayerData:
-        """Layer i's data in the approximated network ``current``."""
-        (seen,) = sample(current, [self.layers[i]], self.fit, self.samples, self.seed,
-                         seeds=[self.seed + i])
-        return LayerData(self.data[i].target, seen.responses(), seen.inputs())
+    def _data(self, current: onnx.ModelProto, i: int, known: list[dict] | None
+              ) -> tuple[LayerData, list[dict] | None]:
+        """Layer i's data in the approximated network ``current``, and the tensors the
+        network after layer i reads from before it (the next layer's part starts there;
+        None past ``FRONTIER_BYTES``). ``known``: such tensors of an earlier layer."""
+        layer = self.layers[i]
+        out = layer.node.outputs[0].name
+        source = layer.node.inputs[1 if layer.weight_on_left else 0].name
+        after = cut.upstream_inputs(current, out)
+        seen = Sampler(layer, self.samples, self.seed + i)
+        carried: list[dict] | None = []
+        names = list(dict.fromkeys([out, source, *after]))
+        for values in tensors(current, names, self.fit, known):
+            seen.add(values[out], values[source])
+            if carried is not None:
+                carried.append({n: values[n] for n in after})
+                if sum(v.nbytes for c in carried for v in c.values()) > FRONTIER_BYTES:
+                    carried = None
+        return LayerData(self.data[i].target, seen.responses(), seen.inputs()), carried
 
 
 def layer_errors(model: onnx.ModelProto, layers: list[Layer], data: list[LayerData],

@@ -80,16 +80,22 @@ def sample(model: onnx.ModelProto, layers: Sequence[Layer], batches: Sequence[Fe
     return samplers
 
 
-def tensors(model: onnx.ModelProto, names: list[str], batches: Sequence[Feeds]
+def tensors(model: onnx.ModelProto, names: list[str], batches: Sequence[Feeds],
+            known: Sequence[Mapping[str, np.ndarray]] | None = None
             ) -> Iterator[dict[str, np.ndarray]]:
     """The tensors ``names`` on each batch in turn (graph inputs from the feeds, the others
-    from the part of ``model`` that computes them, at ORT_ENABLE_ALL)."""
+    from the part of ``model`` that computes them, at ORT_ENABLE_ALL); with ``known`` (one
+    dict per batch), that part starts from those tensors wherever it can."""
     graph_inputs = {i.name for i in model.graph.input}
-    computed = [n for n in names if n not in graph_inputs]
+    given = {n: v.dtype for n, v in known[0].items()} if known else {}
+    computed = [n for n in names if n not in graph_inputs and n not in given]
     # an empty list would read as "every output" to onnxruntime: no session then
-    sess = runtime.session(cut.prefix(model, computed), level="all") if computed else None
-    for feeds in batches:
-        values = dict(zip(computed, sess.run(computed, dict(feeds)), strict=True)) if sess \
-            else {}
-        values.update({n: np.asarray(feeds[n]) for n in names if n in graph_inputs})
+    sess = runtime.session(cut.prefix(model, computed, given), level="all") if computed \
+        else None
+    reads = [i.name for i in sess.get_inputs()] if sess else []
+    for b, feeds in enumerate(batches):
+        have = {**feeds, **known[b]} if known else feeds
+        values = dict(zip(computed, sess.run(computed, {n: have[n] for n in reads}),
+                          strict=True)) if sess else {}
+        values.update({n: np.asarray(have[n]) for n in names if n not in values})
         yield values

@@ -1,9 +1,11 @@
 """Parts of a model that onnxruntime runs instead of the whole (it does not prune a graph to
 the outputs asked for: a run computes every node).
 
-- ``prefix(model, names)``: only the nodes the tensors ``names`` depend on, which become the
-  outputs. The search builds its layers in network order; fitting layer i needs its input in
-  the approximated network, and the prefix stops there.
+- ``prefix(model, names, given)``: only the nodes the tensors ``names`` depend on, which
+  become the outputs, starting from the ``given`` tensors where they are known. The search
+  builds its layers in network order; fitting layer i needs its input in the approximated
+  network, and the prefix stops there; the next layer's part starts from the tensors the
+  network after layer i reads (``upstream_inputs``), known from that run.
 - ``suffix(model, key, dtypes)``: the node that computes the tensor ``key`` and every node
   downstream of it, with each
   tensor they read from upstream made a graph input. Measuring a layer's sensitivity runs
@@ -47,8 +49,11 @@ def _part(model: onnx.ModelProto, nodes: list[onnx.NodeProto], inputs: list[onnx
     return out
 
 
-def prefix(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """The part of ``model`` that computes the tensors ``names`` (its outputs, in order)."""
+def prefix(model: onnx.ModelProto, names: list[str],
+           given: Mapping[str, np.dtype] | None = None) -> onnx.ModelProto:
+    """The part of ``model`` that computes the tensors ``names`` (its outputs, in order);
+    with ``given``, from those tensors too (typed inputs; what only they need is left out)."""
+    given = given or {}
     producer = {o: n for n in model.graph.node for o in n.output}
     needed, stack, keep = set(), list(names), set()
     while stack:
@@ -56,12 +61,15 @@ def prefix(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
         if name in needed:
             continue
         needed.add(name)
-        node = producer.get(name)
+        node = None if name in given else producer.get(name)
         if node is not None and id(node) not in keep:
             keep.add(id(node))
             stack.extend(_reads(node))
     nodes = [n for n in model.graph.node if id(n) in keep]
-    inputs = [i for i in model.graph.input if i.name in needed]
+    inputs = [i for i in model.graph.input if i.name in needed and i.name not in given]
+    inputs += [helper.make_tensor_value_info(
+        name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), None)
+        for name, dtype in given.items() if name in needed]
     return _part(model, nodes, inputs, names)
 
 
