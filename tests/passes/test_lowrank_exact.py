@@ -215,3 +215,21 @@ def test_input_projection_keeps_what_the_inputs_use():
     got = conv_valid(z, w2) + factors.bias_shift[None, :, None, None]
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
     assert factors.energy == pytest.approx(1.0)
+
+
+@given(st.integers(1, 6), st.integers(3, 9), st.integers(3, 6))
+@SETTINGS
+def test_the_svd_of_a_tall_matrix_from_its_gram_matrix_is_an_svd(rank, k, tallness):
+    """``_thin_svd`` takes the K x K route for N > 2K: the same singular values as LAPACK,
+    orthonormal singular vectors where the values are not zero, and an exact product,
+    rank-deficient matrices included."""
+    rng = np.random.default_rng(rank * 100 + k)
+    low = min(rank, k)
+    m = rng.standard_normal((k * tallness, low)) @ rng.standard_normal((low, k))
+    u, s, vt = factorize._thin_svd(m)
+    np.testing.assert_allclose(s, np.linalg.svd(m, compute_uv=False), atol=1e-6 * s[0])
+    np.testing.assert_allclose((u * s) @ vt, m, atol=1e-9 * s[0])
+    kept = s > 0
+    assert kept.sum() == low  # rounding is not mistaken for a direction
+    np.testing.assert_allclose(u[:, kept].T @ u[:, kept], np.eye(kept.sum()), atol=1e-8)
+    assert np.isfinite(u).all()

@@ -56,6 +56,23 @@ def _energy(s: np.ndarray, r: int) -> float:
     return float(np.sum(s[:r] ** 2)) / total if total > 0 else 1.0
 
 
+def _thin_svd(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The SVD of ``m``; for a tall ``m`` (N > 2K) from the eigenvectors of the K x K
+    ``m^T m`` (``m = U S V^T``: ``m^T m = V S^2 V^T``, ``U = m V / S``), a few times faster
+    than LAPACK's SVD on an OCR head of 8210 x 1024 (seconds per fit)."""
+    n, k = m.shape
+    if n <= 2 * k:
+        return np.linalg.svd(m, full_matrices=False)
+    values, v = np.linalg.eigh(m.T @ m)
+    order = np.argsort(values)[::-1]
+    s, v = np.sqrt(np.clip(values[order], 0, None)), v[:, order]
+    # the Gram matrix squares the condition number: values under ~1e-7 s[0] are rounding,
+    # and their columns of U are zero rather than noise
+    s = np.where(s > s[0] * 1e-7, s, 0.0)
+    u = (m @ v) / np.where(s > 0, s, np.inf)
+    return u, s, v.T
+
+
 def svd_matrix(w: np.ndarray, r: int) -> Factors:
     """``w (N x K) ~ B @ A``: returns ``[A (r x K), B (N x r)]`` (apply A first)."""
     u, s, vt = np.linalg.svd(w, full_matrices=False)
@@ -228,7 +245,7 @@ def whitened_svd(w: np.ndarray, inputs: np.ndarray, r: int, ridge: float = 1e-9)
     moment = inputs @ inputs.T / max(inputs.shape[1], 1)
     moment += ridge * (np.trace(moment) / moment.shape[0] + 1e-12) * np.eye(moment.shape[0])
     chol = np.linalg.cholesky(moment)
-    u, s, vt = np.linalg.svd(w @ chol, full_matrices=False)
+    u, s, vt = _thin_svd(w @ chol)
     b, a = _split(u, s, vt, r)
     return Factors([np.linalg.solve(chol.T, a.T).T, b], r, _energy(s, r))
 
