@@ -248,19 +248,23 @@ def test_the_trajectory_is_one_move_at_a_time_from_dense_to_the_allocation():
 
 
 class _Moves:
-    """A builder whose model after k moves is k itself; the guard accepts up to ``good``."""
+    """A builder whose model after k moves is k itself, its predicted error ``sqrt(k)``;
+    the guard accepts up to ``good`` moves."""
 
     def __init__(self, good: int, moves: int) -> None:
         self.good, self.built = good, []
         self.model, self.layers = 0, [type("L", (), {"name": f"l{i}"})() for i in range(moves)]
         self.states = [[i < k or None for i in range(moves)] for k in range(moves + 1)]
+        self.errors = [k ** 0.5 for k in range(moves + 1)]
 
     def build(self, chosen):
         self.built.append(sum(o is True for o in chosen))
         return self.built[-1]
 
 
-def _judge_moves(monkeypatch, moves: _Moves, seconds: float = 0.0):
+def _judge_moves(monkeypatch, moves: _Moves, seconds: float = 0.0, proportional=True):
+    """The drop is proportional to the predicted error (the back-off's assumption) and
+    just over the bound past ``good`` moves, or (not ``proportional``) 5 points past it."""
     from fuser.search import guard
     from fuser.search.metric import Judgement
 
@@ -269,7 +273,9 @@ def _judge_moves(monkeypatch, moves: _Moves, seconds: float = 0.0):
         return {"k": k}
 
     def judge(metric, reference, new, labels):
-        drop = 0.0 if new["k"] <= moves.good else 0.05
+        edge = moves.errors[moves.good] + 1e-3
+        drop = 0.01 * moves.errors[new["k"]] / edge if proportional else \
+            (0.0 if new["k"] <= moves.good else 0.05)
         return Judgement(1.0, 1.0 - drop, drop, (drop, drop), "exact", 1000, 0.0)
 
     monkeypatch.setattr(guard, "outputs", outputs)
@@ -278,30 +284,44 @@ def _judge_moves(monkeypatch, moves: _Moves, seconds: float = 0.0):
     return guard
 
 
-@pytest.mark.parametrize("good", [0, 3, 28, 29, 30])
+def _back_off(guard, moves, notes, deadline=None):
+    return guard.back_off_until_accepted(moves, moves.states, moves.errors, [], {"k": 0}, None,
+                                         resolve(None, {"y": np.zeros((2, 3))}, None), 0.01,
+                                         notes, Progress(False), deadline)
+
+
+@pytest.mark.parametrize("proportional, most", [(True, 5), (False, 8)])
+@pytest.mark.parametrize("good", [0, 3, 15, 28, 29, 30])
 def test_the_back_off_finds_the_most_moves_the_guard_accepts_in_a_few_builds(
-        monkeypatch, good):
+        monkeypatch, good, proportional, most):
     moves = _Moves(good, 30)
-    guard = _judge_moves(monkeypatch, moves)
+    guard = _judge_moves(monkeypatch, moves, proportional=proportional)
     notes: list[str] = []
-    got = guard.back_off_until_accepted(moves, moves.states, [], {"k": 0}, None,
-                                        resolve(None, {"y": np.zeros((2, 3))}, None), 0.01,
-                                        notes, Progress(False))
+    got = _back_off(guard, moves, notes)
     assert got.chosen == moves.states[good] and got.model == good
-    assert got.builds == len(moves.built) <= 2 * 5 + 1 and moves.built[0] == 30
+    assert got.builds == len(moves.built) <= most and moves.built[0] == 30
     assert got.backed_off == [f"l{i}" for i in range(good, 30)]
     refused = [n for n in notes if n.startswith("refused")]
-    assert len(refused) == sum(k > good for k in moves.built) and \
-        (good == 30 or refused[0].startswith("refused 30 of 30 moves: agreement drop 0.050"))
+    assert len(refused) == sum(k > good for k in moves.built)
+    assert good == 30 or refused[0].startswith("refused 30 of 30 moves: agreement drop")
+
+
+def test_the_next_state_aims_under_the_bound_by_the_predicted_error():
+    from fuser.search.guard import AIM, next_state
+
+    errors = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    # 0.8 refused at 2.5 points: the bound predicted at an error of 0.8 * 1 / 2.5 = 0.32
+    assert AIM == 0.7 and next_state(0, 8, errors, 0.025, 0.01, True) == 2  # <= 0.224
+    assert next_state(2, 8, errors, 0.025, 0.01, False) == 3  # 2 passed: up to 0.32
+    assert next_state(3, 8, errors, 0.025, 0.01, True) == 4  # nothing fits: one move on
+    assert next_state(3, 8, errors, 0.025, 0.01, False) == 5  # too cautious: bisect
 
 
 def test_the_back_off_starts_no_build_that_would_end_after_the_deadline(monkeypatch):
     moves = _Moves(3, 30)
     guard = _judge_moves(monkeypatch, moves, seconds=0.2)
     notes: list[str] = []
-    got = guard.back_off_until_accepted(moves, moves.states, [], {"k": 0}, None,
-                                        resolve(None, {"y": np.zeros((2, 3))}, None), 0.01,
-                                        notes, Progress(False), time.perf_counter() + 0.3)
+    got = _back_off(guard, moves, notes, time.perf_counter() + 0.3)
     assert moves.built == [30] and got.builds == 1  # a second build would end at ~0.4 s
     assert got.chosen == moves.states[0] and got.model == 0  # nothing accepted: dense
     assert notes[-31] == "the search time ran out in the back-off: 0 of 30 moves kept " \

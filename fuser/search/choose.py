@@ -63,6 +63,12 @@ def error_bound(effects: Mapping[tuple, Effect], allowed: float | None) -> float
     return float(within.max()) if len(within) else 0.0
 
 
+def predicted_error(chosen: list[Option | None], effects: Mapping[tuple, Effect]) -> float:
+    """The output error of a choice predicted from its layers' errors alone: the root of
+    ``sum e_l^2``."""
+    return math.sqrt(sum(_squared(o, effects) for o in chosen))
+
+
 def _squared(option: Option | None, effects: Mapping[tuple, Effect]) -> float:
     return 0.0 if option is None else effects[option.key].error ** 2
 

@@ -30,22 +30,27 @@ class Delivered:
     builds: int
 
 
+#: After a refusal, the back-off aims at this share of the allowed drop.
+AIM = 0.7
+
+
 def back_off_until_accepted(builder: Builder, states: list[list[Option | None]],
-                            held: list[Feeds], reference: dict, labels: np.ndarray | None,
-                            judged: Metric, allowed: float | None, notes: list[str],
-                            line: Progress, deadline: float | None = None) -> Delivered:
+                            errors: list[float], held: list[Feeds], reference: dict,
+                            labels: np.ndarray | None, judged: Metric, allowed: float | None,
+                            notes: list[str], line: Progress, deadline: float | None = None
+                            ) -> Delivered:
     """The longest prefix of the allocation's moves (``choose.trajectory``: ``states[k]``
     is the choice after k moves, ``states[0]`` all dense) that the guard accepts.
 
-    The full allocation is built first; while nothing above dense is accepted, the
-    search steps down 1, 2, 4 ... moves from the smallest refused, then bisects between the
-    largest accepted and the smallest refused: a few builds however many moves there are.
+    The full allocation is built first. Each next choice is predicted (``next_state``) from
+    ``errors`` (each state's output error predicted from the layers' measured errors) and
+    what the guard saw on the smallest refused: a few builds however many moves there are.
     Each build is from its first changed layer on (``Builder``). A next build is not started
     when it would end past ``deadline`` (its time estimated by the last one's): the largest
     accepted choice is delivered then, the dense original if none was, and a note says so.
     """
     last = len(states) - 1
-    lo, hi, k, gallop, builds = 0, last + 1, last, 1, 0
+    lo, hi, k, builds = 0, last + 1, last, 0
     best = None
     while k > 0:
         began = time.perf_counter()
@@ -55,10 +60,12 @@ def back_off_until_accepted(builder: Builder, states: list[list[Option | None]],
         new = outputs(result, held, level="all")
         verdict = judge(judged, reference, new, labels)
         builds += 1
-        if allowed is None or accepted(verdict, allowed):
+        refused = allowed is not None and not accepted(verdict, allowed)
+        if not refused:
             lo, best = k, (result, new, verdict)
         else:
-            hi = k
+            hi, seen = k, (verdict.interval[1] if verdict.resolvable(allowed)
+                           else verdict.drop)
             notes.append(f"refused {k} of {last} moves: {judged.name} drop {verdict.drop:.3f}, "
                          f"95% interval up to {verdict.interval[1]:.3f}")
         if hi - lo <= 1:
@@ -68,8 +75,7 @@ def back_off_until_accepted(builder: Builder, states: list[list[Option | None]],
             notes.append(f"the search time ran out in the back-off: {lo} of {last} moves "
                          "kept (the most the guard accepted)")
             break
-        k = max(hi - gallop, (lo + hi) // 2) if best is None else (lo + hi) // 2
-        gallop *= 2
+        k = next_state(lo, hi, errors, seen, allowed, refused)
     line.clear()
     if best is None:
         best = (builder.model, reference, judge(judged, reference, reference, labels))
@@ -78,6 +84,25 @@ def back_off_until_accepted(builder: Builder, states: list[list[Option | None]],
     notes += [f"backed off {builder.layers[i].name}: {form_text(states[last][i])} -> "
               f"{form_text(states[lo][i])}" for i in changed]
     return Delivered(*best, states[lo], [builder.layers[i].name for i in changed], builds)
+
+
+def next_state(lo: int, hi: int, errors: list[float], seen: float, allowed: float,
+               refused: bool) -> int:
+    """The next state to build, in (lo, hi), ``hi`` refused with the guard seeing ``seen``
+    (the interval's upper end, or the drop where the samples cannot resolve the bound).
+
+    The drop is taken as proportional to the output error, as it is for small perturbations
+    of a classifier's scores (samples flip in proportion to the perturbation): the bound is
+    predicted at the error ``errors[hi] * allowed / seen``. Just after a refusal, the state
+    with the most moves at ``AIM`` times that error (one move above ``lo`` if none); after an
+    acceptance, at that error itself, or the midpoint if no state between is predicted to
+    pass (the prediction was too cautious)."""
+    edge = errors[hi] * allowed / max(seen, 1e-12)
+    goal = edge * (AIM if refused else 1.0)
+    fitting = [k for k in range(lo + 1, hi) if errors[k] <= goal]
+    if fitting:
+        return max(fitting)
+    return lo + 1 if refused else (lo + hi) // 2
 
 
 def form_text(option: Option | None) -> str:

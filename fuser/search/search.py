@@ -42,7 +42,7 @@ from fuser.runtime.runners import Progress
 from fuser.search import sensitivity
 from fuser.search.build import Builder, layer_errors, outputs
 from fuser.search.calibrate import Feeds
-from fuser.search.choose import trajectory
+from fuser.search.choose import predicted_error, trajectory
 from fuser.search.forms import Option
 from fuser.search.guard import back_off_until_accepted, guard
 from fuser.search.latency import LatencyTable
@@ -56,11 +56,12 @@ FIT_SAMPLES = 128
 #: most this many, fewer when the options' runs would not fit in the search time.
 PROBE_SAMPLES = 64
 MIN_PROBE_SAMPLES = 16
-#: Seconds for the whole search, the latency table's share of them, and the runs over the
-#: held-out samples the build and guard are given time for (the sensitivity runs stop then).
+#: Seconds for the whole search, the latency table's share of them, and the builds the
+#: back-off is given time for (the sensitivity runs stop then): each about one run over the
+#: fitting samples and one over the held-out samples.
 SEARCH_TIME = 180.0
 LATENCY_SHARE = 0.4
-GUARD_RUNS = 3
+GUARD_BUILDS = 3
 
 
 def parse_budget(text: str) -> tuple[str, float]:
@@ -99,8 +100,8 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
         provider: where layers are timed: ``auto`` (CUDA with IO binding when it loads),
             ``cuda`` or ``cpu``. search_time: seconds for the whole search: the latency
             table stops at 40 % of it (then latencies are estimated from MACs), the
-            sensitivity runs leave time for three runs over the held-out samples (layers
-            not reached stay dense), and no back-off build starts that would end after it.
+            sensitivity runs leave time for three builds (layers not reached stay dense),
+            and no back-off build starts that would end after it.
         input_shapes: fixed input shapes for finding the layers' sizes. progress: a line on
             stderr (None: when stderr is a terminal).
     """
@@ -111,15 +112,16 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
                started + search_time, input_shapes, Progress(progress), _Phases())
     reference = outputs(model, held, level="all")
     judged = resolve(metric, reference, labels)
-    run.referenced(_count(held))
+    run.referenced(_count(held), _count(fit))
     table = table or LatencyTable(batch=batch, threads=threads, provider=provider)
     table.progress, table.deadline = run.line, started + LATENCY_SHARE * search_time
     plan, options, why, effects, cost = _explore(model, run, table, fit, fit_labels, judged)
     states = trajectory(options, effects, *cost, allowed)
     notes = _notes(calibration, table, options, effects)
     builder = Builder(model, plan.layers, plan.data, fit, samples, seed, reconstruction)
-    got = back_off_until_accepted(builder, states, held, reference, labels, judged, allowed,
-                                  notes, run.line, started + search_time)
+    predicted = [predicted_error(state, effects) for state in states]
+    got = back_off_until_accepted(builder, states, predicted, held, reference, labels, judged,
+                                  allowed, notes, run.line, started + search_time)
     result, new, verdict, chosen = got.model, got.outputs, got.verdict, got.chosen
     speedup = _end_to_end(model, result, fit[0], table, notes, speed_margin)
     if speedup is None and any(chosen):  # not faster end to end: deliver the original
@@ -155,12 +157,12 @@ class _Run:
     clock: _Phases
     per_sample: float = 0.0  # seconds of one sample through the whole model
 
-    def referenced(self, samples: int) -> None:
-        """The reference run is done: its time per sample, and the sensitivity deadline
-        moved to leave ``GUARD_RUNS`` such runs for the build and guard."""
+    def referenced(self, held: int, fit: int) -> None:
+        """The reference run over the ``held`` samples is done: its time per sample, and the
+        sensitivity deadline moved to leave ``GUARD_BUILDS`` builds for the back-off."""
         self.clock.lap("reference")
-        self.per_sample = self.clock.seconds["reference"] / max(samples, 1)
-        self.deadline -= GUARD_RUNS * self.clock.seconds["reference"]
+        self.per_sample = self.clock.seconds["reference"] / max(held, 1)
+        self.deadline -= GUARD_BUILDS * self.per_sample * (held + fit)
 
 
 def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[Feeds],
