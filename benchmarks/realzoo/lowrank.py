@@ -60,7 +60,9 @@ CALIBRATION: dict[str, Calibration] = {
     "ppocr-v4-rec": Calibration(512),
     "ppocr-v2-cls": Calibration(640),
     "ppocr-v4-det": Calibration(64, fit=8),
-    "ddddocr-ocr": Calibration(384),
+    # 512 held out: with 256 the guard passed a run at an upper end of exactly 1 point that
+    # lost 1.3 points on the 96 test captchas (2026-12-03)
+    "ddddocr-ocr": Calibration(640),
     "ddddocr-det": Calibration(64, fit=16),
     "picodet-layout": Calibration(48, fit=8),
 }
