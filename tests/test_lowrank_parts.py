@@ -40,14 +40,14 @@ def _batches(rng, count=4, size=8, channels=8):
 # ---------------------------------------------------------------------------- cut
 
 
-def test_the_suffix_fed_with_upstream_tensors_gives_the_whole_models_outputs(rng):
+def test_the_part_from_given_upstream_tensors_gives_the_whole_models_outputs(rng):
     model = make_model(RESIDUAL, rng, W1=(8, 8, 3, 3), W2=(8, 8, 3, 3))
     feeds = _batches(rng, 1)[0]
     assert cut.upstream_inputs(model, "b") == ["r", "x"]  # the skip connection's x too
     upstream = runtime.run(cut.prefix(model, ["r"]), feeds)
-    part = cut.suffix(model, "b", {"r": np.float32, "x": np.float32})
-    assert [o.name for o in part.graph.output] == ["y"]  # 'side' does not depend on b
-    assert [n.op_type for n in part.graph.node] == ["Conv", "Add"]
+    part = cut.prefix(model, ["y"], {"r": np.float32})
+    assert [n.op_type for n in part.graph.node] == ["Conv", "Add"]  # from r on
+    assert [i.name for i in part.graph.input] == ["x", "r"]
     got = runtime.run(part, {"r": upstream["r"], "x": feeds["x"]})
     np.testing.assert_allclose(got["y"], runtime.run(model, feeds)["y"], rtol=1e-5, atol=1e-5)
 
@@ -65,7 +65,7 @@ def test_the_prefix_holds_only_what_the_asked_tensors_need(rng):
 def test_cutting_at_a_tensor_no_node_computes_is_a_key_error(rng):
     model = make_model(RESIDUAL, rng, W1=(8, 8, 3, 3), W2=(8, 8, 3, 3))
     with pytest.raises(KeyError):
-        cut.suffix(model, "no_such_tensor", {})
+        cut.tail(model, "no_such_tensor", {})
 
 
 # ---------------------------------------------------------------------------- forms

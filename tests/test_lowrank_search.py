@@ -1,5 +1,5 @@
-"""The data-aware low-rank search: allocation under a budget, the faster-only gate, and an
-end-to-end run on a trained model."""
+"""The data-aware low-rank search: budgets, the faster-only gate, and an end-to-end run on
+a trained model (the allocation's own tests are in test_lowrank_parts.py)."""
 
 from __future__ import annotations
 
@@ -11,29 +11,9 @@ import pytest
 import fuser
 from fuser import ir as graph_io
 from fuser.errors import FuserError
-from fuser.passes.lowrank.ranks import DENSE, allocate
 from fuser.search.latency import LatencyTable
 from fuser.search.search import compress, parse_budget
 from tests.helpers import check, make_model
-
-
-def test_allocation_respects_the_budget_and_prefers_compressible_layers():
-    steep = np.array([100.0, 10, 1, 0.1, 0.01, 0.001])
-    flat = np.ones(6)
-    spectra = [steep, flat]
-    cost = lambda layer, rank: 2.0 * rank  # noqa: E731
-    options = [list(range(6, 0, -1))] * 2
-    for budget in (20, 14, 8, 5):
-        ranks = allocate(spectra, cost, [12.0, 12.0], options, budget)
-        spent = sum(12.0 if r == DENSE else cost(i, r) for i, r in enumerate(ranks))
-        assert spent <= budget
-    ranks = allocate(spectra, cost, [12.0, 12.0], options, 8)
-    assert ranks[0] < ranks[1]  # the steep spectrum gives up rank first
-
-
-def test_allocation_is_best_effort_when_the_budget_is_out_of_reach():
-    ranks = allocate([np.ones(3)], lambda layer, rank: 5.0, [4.0], [[3, 2, 1]], 1.0)
-    assert ranks == [DENSE]  # no rank is cheaper than dense: nothing to do
 
 
 @pytest.mark.parametrize("text", ["latency", "macs=0", "macs=1.5", "speed=0.5", "macs=abc"])

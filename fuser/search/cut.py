@@ -6,10 +6,10 @@ the outputs asked for: a run computes every node).
   builds its layers in network order; fitting layer i needs its input in the approximated
   network, and the prefix stops there; the next layer's part starts from the tensors the
   network after layer i reads (``upstream_inputs``), known from that run.
-- ``suffix(model, key, dtypes)``: the node that computes the tensor ``key`` and every node
-  downstream of it, with each
-  tensor they read from upstream made a graph input. Measuring a layer's sensitivity runs
-  only this part, fed with the original network's upstream tensors.
+- ``tail(model, key, dtypes)``: every node downstream of the one that computes the tensor
+  ``key``, with each tensor they read from upstream made a graph input. Measuring a layer's
+  sensitivity runs only the rewritten layer and this part, fed with the original network's
+  upstream tensors (``upstream_inputs``).
 
 Both work on the ModelProto (no shape inference, weights shared by reference into the copy's
 initializer list), and treat every name a subgraph (If/Loop/Scan body) reads as an input of
@@ -92,13 +92,6 @@ def upstream_inputs(model: onnx.ModelProto, key: str) -> list[str]:
     made = {o for n in nodes for o in n.output}
     weights = {t.name for t in model.graph.initializer}
     return sorted({r for n in nodes for r in _reads(n)} - made - weights)
-
-
-def suffix(model: onnx.ModelProto, key: str,
-           dtypes: Mapping[str, np.dtype]) -> onnx.ModelProto:
-    """The part of ``model`` from ``key``'s node on: its graph outputs that depend on the
-    node, computed from the upstream tensors (``upstream_inputs``, typed by ``dtypes``)."""
-    return _from(model, downstream(model, key), dtypes)
 
 
 def tail(model: onnx.ModelProto, key: str, dtypes: Mapping[str, np.dtype]) -> onnx.ModelProto:
