@@ -156,9 +156,10 @@ def add_lossy(parser: argparse.ArgumentParser) -> None:
                             "metric's drop on the held-out samples is at most this (default "
                             "0.01 with --lossy; 1 turns the check off)")
     group.add_argument("--search-time", type=float, default=SEARCH_TIME, metavar="SECONDS",
-                       help="time for the per-layer latency table and sensitivity runs "
-                            f"(default {SEARCH_TIME:g}; past it latencies are estimated from "
-                            "MACs and layers not reached stay dense)")
+                       help="time for the whole search (default "
+                            f"{SEARCH_TIME:g}): the latency table stops at 40%% of it (then "
+                            "latencies are estimated from MACs), the sensitivity runs leave "
+                            "three builds' time, and no build starts that would end after it")
     group.add_argument("--reconstruction", choices=("asymmetric", "pca", "whitened"),
                        default="asymmetric",
                        help="asymmetric (default), pca, or whitened (whitened SVD for "

@@ -85,9 +85,9 @@ class Compression(Record):
         "factorized forms' latencies), `sensitivity` (each layer rewritten alone), "
         "`build and guard` (the rewrites and the back-off)", schema_type="{phase: seconds}",
         default_factory=dict)
-    search_time: float | None = doc("the time budget of the latency table and the "
-                                    "sensitivity runs (seconds; `--search-time`)",
-                                    default=None)
+    search_time: float | None = doc("the search's time budget (seconds; `--search-time`): "
+                                    "the latency table, the sensitivity runs and the "
+                                    "back-off's builds", default=None)
     estimated_latencies: int = doc("factorized forms whose latency was estimated from MACs "
                                    "because the time budget ran out (0: all measured)",
                                    default=0)
