@@ -62,6 +62,8 @@ MIN_PROBE_SAMPLES = 16
 SEARCH_TIME = 180.0
 LATENCY_SHARE = 0.4
 GUARD_BUILDS = 3
+#: Seconds for the end-to-end comparison of the two models after the back-off.
+COMPARE_SECONDS = 5.0
 
 
 def parse_budget(text: str) -> tuple[str, float]:
@@ -121,7 +123,8 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     builder = Builder(model, plan.layers, plan.data, fit, samples, seed, reconstruction)
     predicted = [predicted_error(state, effects) for state in states]
     got = back_off_until_accepted(builder, states, predicted, held, reference, labels, judged,
-                                  allowed, notes, run.line, started + search_time)
+                                  allowed, notes, run.line,
+                                  started + search_time - run.finish)
     result, new, verdict, chosen = got.model, got.outputs, got.verdict, got.chosen
     speedup = _end_to_end(model, result, fit[0], table, notes, speed_margin)
     if speedup is None and any(chosen):  # not faster end to end: deliver the original
@@ -156,13 +159,15 @@ class _Run:
     line: Progress
     clock: _Phases
     per_sample: float = 0.0  # seconds of one sample through the whole model
+    finish: float = 0.0  # seconds after the back-off: each layer's error, the timing
 
     def referenced(self, held: int, fit: int) -> None:
         """The reference run over the ``held`` samples is done: its time per sample, and the
         sensitivity deadline moved to leave ``GUARD_BUILDS`` builds for the back-off."""
         self.clock.lap("reference")
         self.per_sample = self.clock.seconds["reference"] / max(held, 1)
-        self.deadline -= GUARD_BUILDS * self.per_sample * (held + fit)
+        self.finish = self.per_sample * fit + COMPARE_SECONDS
+        self.deadline -= GUARD_BUILDS * self.per_sample * (held + fit) + self.finish
 
 
 def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[Feeds],
