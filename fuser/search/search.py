@@ -121,9 +121,8 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     states = trajectory(options, effects, *cost, allowed)
     notes = _notes(calibration, table, options, effects)
     builder = Builder(model, plan.layers, plan.data, fit, samples, seed, reconstruction)
-    predicted = [predicted_error(state, effects) for state in states]
-    got = back_off_until_accepted(builder, states, predicted, held, reference, labels, judged,
-                                  allowed, notes, run.line,
+    got = back_off_until_accepted(builder, states, [predicted_error(s, effects) for s in states],
+                                  held, reference, labels, judged, allowed, notes, run.line,
                                   started + search_time - run.finish)
     result, new, verdict, chosen = got.model, got.outputs, got.verdict, got.chosen
     speedup = _end_to_end(model, result, fit[0], table, notes, speed_margin)
