@@ -239,10 +239,11 @@ def test_cli_metric_and_the_last_line_describe_the_delivered_model(
 
 
 def test_a_slow_users_metric_is_resampled_within_a_time_bound_and_cached(monkeypatch):
-    from fuser.search import metric as metric_module
+    from fuser.search import user_metric
     from fuser.search.metric import judge, resolve
 
-    monkeypatch.setattr(metric_module, "USER_BOOTSTRAP_SECONDS", 0.0)
+    monkeypatch.setattr(user_metric, "USER_BOOTSTRAP_SECONDS", 0.0)
+    monkeypatch.setattr(user_metric, "PER_SAMPLE_AFTER", np.inf)
     calls = []
 
     def share_positive(outputs, labels):
@@ -258,5 +259,60 @@ def test_a_slow_users_metric_is_resampled_within_a_time_bound_and_cached(monkeyp
     assert len(calls) == 2 + 2 * 100  # whole sets, then both models per resample
     calls.clear()
     again = judge(judged, ref, new, None)
-    assert len(calls) == 2 + 100  # the original's resampled scores are kept
+    assert len(calls) == 1 + 100  # the original's scores, whole and resampled, are kept
     assert again.interval == first.interval
+
+
+def test_a_users_metric_too_slow_to_resample_is_bootstrapped_over_per_sample_scores(
+        monkeypatch):
+    from fuser.search import user_metric
+    from fuser.search.metric import judge, resolve
+
+    calls = []
+
+    def share_positive(outputs, labels):  # a mean over samples: per-sample is exact
+        calls.append(len(outputs["y"]))
+        return float(np.mean(outputs["y"] > 0))
+
+    rng = np.random.default_rng(0)
+    ref = {"y": rng.standard_normal(200)}
+    new = {"y": ref["y"] - 0.1}  # about 4 % of the samples turn negative
+    resampled = judge(resolve(share_positive, ref, None), ref, new, None)
+    assert resampled.method == "bootstrap"  # 1000 resamples of a fast function
+    monkeypatch.setattr(user_metric, "PER_SAMPLE_AFTER", 0.0)
+    judged = resolve(share_positive, ref, None)
+    calls.clear()
+    single = judge(judged, ref, new, None)
+    assert single.method.startswith("bootstrap over per-sample scores (the metric on each "
+                                    "sample alone: one call on the whole set took")
+    assert calls == [200, 200] + [1] * 400  # whole sets, then each sample of both models
+    assert single.drop == resampled.drop > 0.03
+    assert single.interval == pytest.approx(resampled.interval, abs=0.006)
+    calls.clear()
+    judge(judged, ref, new, None)
+    assert calls == [200] + [1] * 200  # the original's per-sample scores are kept
+
+    def needs_two(outputs, labels):  # fails on one sample: resampling instead
+        if len(outputs["y"]) < 2:
+            raise ValueError("needs two samples")
+        return float(np.mean(outputs["y"] > 0))
+
+    fallback = judge(resolve(needs_two, ref, None), ref, new, None)
+    assert fallback.method.startswith("bootstrap") and "per-sample" not in fallback.method
+    assert fallback.interval == pytest.approx(resampled.interval, abs=1e-12)
+
+
+def test_the_probes_reference_is_scored_once_by_a_users_metric():
+    from fuser.search.metric import point_drop, resolve
+
+    calls = []
+
+    def mean(outputs, labels):
+        calls.append(1)
+        return float(np.mean(outputs["y"]))
+
+    ref = {"y": np.ones(8)}
+    judged = resolve(mean, ref, None)
+    assert [point_drop(judged, ref, {"y": np.full(8, v)}, None) for v in (0.5, 0.25)] == \
+        [0.5, 0.75]
+    assert len(calls) == 3  # the reference once, then each option

@@ -16,7 +16,8 @@ A metric scores a model's outputs on the held-out calibration samples (higher is
 The drop is the original's score minus the compressed model's. When every sample scores 0
 or 1 (the built-ins on batch-first outputs of one prediction per sample), its interval is the
 exact binomial (Clopper-Pearson) one of the share of samples made worse, an upper bound of
-the drop; otherwise a seeded bootstrap over samples. The guard decides on the upper end.
+the drop; otherwise a seeded bootstrap over samples (a user's function: ``user_metric``).
+The guard decides on the upper end.
 """
 
 from __future__ import annotations
@@ -25,24 +26,19 @@ import dataclasses
 import importlib
 import importlib.util
 import math
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from fuser.errors import FuserError
+from fuser.search.user_metric import BOOTSTRAP, judge_user
 
 Outputs = Mapping[str, np.ndarray]
 UserMetric = Callable[[dict[str, np.ndarray], "np.ndarray | None"], float]
 
-#: Bootstrap resamples, and the default bound of ``rel-error`` for outputs without classes.
-#: A user's function is called twice per resample: its resamples stop after
-#: ``USER_BOOTSTRAP_SECONDS`` once ``MIN_BOOTSTRAP`` are done (the count is reported), and
-#: the original's scores on them are kept for the next judgement of the same search.
-BOOTSTRAP = 1000
-MIN_BOOTSTRAP = 100
-USER_BOOTSTRAP_SECONDS = 5.0
+#: The default bound of ``rel-error`` for outputs without classes (a user's function's
+#: bootstrap: ``user_metric``).
 DEFAULT_REL_ERROR = 0.05
 CONFIDENCE = 0.95
 
@@ -198,7 +194,10 @@ def judge(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
     """The scores before and after, the drop and its 95 % interval."""
     rng = np.random.default_rng(seed)
     if metric.user is not None:
-        return _judge_user(metric.user, ref, new, labels, rng, metric.reference_scores)
+        before, after, interval, method = judge_user(metric.user, ref, new, labels, rng,
+                                                     metric.reference_scores)
+        return Judgement(before, after, before - after, interval, method, len(
+            next(iter(ref.values()))), 0.0)
     before, after = metric.per_sample(ref, new, labels)
     count = len(before)
     drop = float(before.mean() - after.mean())
@@ -215,37 +214,6 @@ def judge(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
     return Judgement(float(before.mean()), float(after.mean()), drop,
                      (float(low), float(high)), "bootstrap", count,
                      clopper_pearson(0, count)[1])
-
-
-def _judge_user(fn: UserMetric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
-                rng: np.random.Generator, cache: dict) -> Judgement:
-    """The bootstrap of a user's function; ``cache`` keeps the original's score on each
-    resample (the same seeded resamples for every judgement against ``ref``)."""
-    count = len(next(iter(ref.values())))
-
-    def score(outputs: Outputs, picks: np.ndarray | None) -> float:
-        if picks is None:
-            return float(fn(dict(outputs), labels))
-        return float(fn({k: v[picks] for k, v in outputs.items()},
-                        None if labels is None else np.asarray(labels)[picks]))
-
-    if cache.get("reference") is not ref:
-        cache.clear()
-        cache["reference"] = ref
-    before, after = score(ref, None), score(new, None)
-    drops = []
-    started = time.perf_counter()
-    for i in range(BOOTSTRAP):
-        picks = rng.integers(0, count, count)
-        if i not in cache:
-            cache[i] = score(ref, picks)
-        drops.append(cache[i] - score(new, picks))
-        if i + 1 >= MIN_BOOTSTRAP and time.perf_counter() - started > USER_BOOTSTRAP_SECONDS:
-            break
-    low, high = np.quantile(drops, [0.025, 0.975])
-    method = "bootstrap" if len(drops) == BOOTSTRAP else f"bootstrap ({len(drops)} resamples)"
-    return Judgement(before, after, before - after, (float(low), float(high)), method,
-                     count, 0.0)
 
 
 def clopper_pearson(k: int, n: int) -> tuple[float, float]:
@@ -292,6 +260,10 @@ def needed_samples(allowed: float) -> int:
 def point_drop(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None) -> float:
     """The drop of the score, without an interval (the search's sensitivity runs)."""
     if metric.user is not None:
-        return float(metric.user(dict(ref), labels)) - float(metric.user(dict(new), labels))
+        seen = metric.reference_scores.get("point")
+        if seen is None or seen[0] is not ref:  # the probe's reference, scored once
+            seen = metric.reference_scores["point"] = (ref, float(metric.user(dict(ref),
+                                                                              labels)))
+        return seen[1] - float(metric.user(dict(new), labels))
     before, after = metric.per_sample(ref, new, labels)
     return float(before.mean() - after.mean())
