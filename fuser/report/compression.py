@@ -68,7 +68,8 @@ class Compression(Record):
     interval_method: str = doc("`exact binomial` (Clopper-Pearson on the samples made worse) "
                                "or `bootstrap` (1000 seeded resamples of the samples; "
                                "`bootstrap (N resamples)` when a slow user function stopped "
-                               "it after 5 s, 100 at least)", default="")
+                               "it after 5 s, 100 at least; `bootstrap over per-sample "
+                               "scores ...` when one call of it took over 50 ms)", default="")
     held_out_samples: int = doc("calibration samples the guard judged on (every one the "
                                 "fitting did not use)", default=0)
     fit_samples: int = doc("calibration samples the factors were fitted to", default=0)
