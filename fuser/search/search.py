@@ -10,20 +10,20 @@
    is never chosen where onnxruntime runs it slower.
 4. Sensitivity: each option is fitted and put into the network alone (the rest dense), and
    the task metric measured on the probe samples (``sensitivity``); layers go slowest first,
-   and steps 3-4 share the time budget ``search_time``.
-5. Allocation (``choose.allocate``): the cheapest penalty per unit of cost saved first,
+   and steps 3-4 share ``search_time`` less the back-off's three builds.
+5. Allocation (``choose.trajectory``): the cheapest penalty per unit of cost saved first,
    until the budget's target (``macs=F`` or ``latency=F``, fractions of the whole model) is
-   reached or the summed penalty would pass half the allowed drop (``accuracy=D`` has no
-   target: as fast as the drop allows).
+   reached or the summed penalty would pass the error bound the metric calibrates
+   (``accuracy=D`` has no target: as fast as the drop allows); every move is kept.
 6. Build (``build.Builder``): layer by layer in network order, each fitted to its inputs in
    the network approximated so far (Zhang's asymmetric reconstruction, or the linear
-   response PCA, or whitened SVD for Gemm/MatMul; the input-side forms from the PCA of those
-   inputs).
+   response PCA, or whitened SVD for Gemm/MatMul and for wide ones always; the input-side
+   forms from the PCA of those inputs), each layer's part run from the last one's tensors.
 7. Guard: the metric on every held-out sample (``fuser.search.metric``); with
    ``max_accuracy_drop``, the longest prefix of the allocation's moves whose drop has the
    upper end of its 95 % interval in bounds (``guard.back_off_until_accepted``: a few
-   builds, each from its first changed layer on, the last one started only if it ends
-   within ``search_time``). The budget is then a target, not a promise: the report shows
+   predicted builds, each from its first changed layer on, the last one started only if it
+   ends within ``search_time``). The budget is then a target, not a promise: the report shows
    what was reached, and says when the held-out set is too small to resolve the bound.
 """
 
