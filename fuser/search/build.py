@@ -76,13 +76,12 @@ class Builder:
         None past ``FRONTIER_BYTES``). ``known``: such tensors of an earlier layer."""
         layer = self.layers[i]
         out = layer.node.outputs[0].name
-        source = layer.node.inputs[1 if layer.weight_on_left else 0].name
         after = cut.upstream_inputs(current, out)
         seen = Sampler(layer, self.samples, self.seed + i)
         carried: list[dict] | None = []
-        names = list(dict.fromkeys([out, source, *after]))
+        names = list(dict.fromkeys([out, layer.source, *after]))
         for values in tensors(current, names, self.fit, known):
-            seen.add(values[out], values[source])
+            seen.add(values[out], values[layer.source])
             if carried is not None:
                 carried.append({n: values[n] for n in after})
                 if sum(v.nbytes for c in carried for v in c.values()) > FRONTIER_BYTES:

@@ -72,8 +72,7 @@ def sample(model: onnx.ModelProto, layers: Sequence[Layer], batches: Sequence[Fe
     samplers = [Sampler(layer, samples, seed + i if seeds is None else seeds[i])
                 for i, layer in enumerate(layers)]
     outs = [la.node.outputs[0].name for la in layers]
-    ins = [la.node.inputs[0 if not la.weight_on_left else 1].name for la in layers] \
-        if inputs else []
+    ins = [la.source for la in layers] if inputs else []
     for values in tensors(model, list(dict.fromkeys(outs + ins)), batches):
         for i, sampler in enumerate(samplers):
             sampler.add(values[outs[i]], values[ins[i]] if inputs else None)

@@ -67,9 +67,7 @@ def prefix(model: onnx.ModelProto, names: list[str],
             stack.extend(_reads(node))
     nodes = [n for n in model.graph.node if id(n) in keep]
     inputs = [i for i in model.graph.input if i.name in needed and i.name not in given]
-    inputs += [helper.make_tensor_value_info(
-        name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), None)
-        for name, dtype in given.items() if name in needed]
+    inputs += [_typed(name, dtype) for name, dtype in given.items() if name in needed]
     return _part(model, nodes, inputs, names)
 
 
@@ -106,6 +104,11 @@ def _from(model: onnx.ModelProto, nodes: list[onnx.NodeProto],
     made = {o for n in nodes for o in n.output}
     weights = {t.name for t in model.graph.initializer}
     reads = sorted({r for n in nodes for r in _reads(n)} - made - weights)
-    inputs = [helper.make_tensor_value_info(
-        name, helper.np_dtype_to_tensor_dtype(np.dtype(dtypes[name])), None) for name in reads]
+    inputs = [_typed(name, dtypes[name]) for name in reads]
     return _part(model, nodes, inputs, [o.name for o in model.graph.output if o.name in made])
+
+
+def _typed(name: str, dtype: np.dtype) -> onnx.ValueInfoProto:
+    """A graph input of that element type and unknown shape."""
+    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)),
+                                         None)

@@ -96,7 +96,7 @@ class _LayerRunner:
     def __init__(self, model: onnx.ModelProto, layer: Layer, probe: Probe) -> None:
         self.layer, self.probe = layer, probe
         self.key = layer.node.outputs[0].name
-        self.source = layer.node.inputs[0 if not layer.weight_on_left else 1].name
+        self.source = layer.source
         self.side = _upstream(model, self.key, probe.batches)
         dtypes = {k: v.dtype for k, v in self.side[0].items()}
         dtypes[self.key] = np.dtype(layer.node.inputs[1].dtype)

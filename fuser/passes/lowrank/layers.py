@@ -33,6 +33,11 @@ class Layer:
         return self.node.name or self.node.outputs[0].name
 
     @property
+    def source(self) -> str:
+        """The tensor the weight multiplies (the right-hand one of ``W @ X``)."""
+        return self.node.inputs[1 if self.weight_on_left else 0].name
+
+    @property
     def is_conv(self) -> bool:
         return self.node.op == "Conv"
 
