@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy.stats import beta
 
 import fuser
 from fuser import ir as graph_io
@@ -15,7 +16,7 @@ from fuser.runtime import sessions as runtime
 from fuser.search import search as search_module
 from fuser.search.build import Builder
 from fuser.search.latency import LatencyTable
-from fuser.search.metric import clopper_pearson, needed_samples
+from fuser.search.metric import clopper_pearson, needed_samples, widen
 from fuser.search.search import compress
 from fuser.search.sensitivity import Effect
 from tests.helpers import make_model
@@ -90,15 +91,17 @@ def test_a_rewrite_that_costs_two_points_on_360_samples_is_refused(monkeypatch, 
 
 
 def test_the_guard_decides_on_the_upper_end_of_the_interval(monkeypatch, rng):
-    # 1 flip in 896 held-out samples: 0.11 points, its interval's upper end 0.62 points
+    # 1 flip in 896 held-out samples: 0.11 points, the upper end of its 97.5 % interval (the
+    # first judgement's level) 0.71 points
     calibration = _scores(128 + 896, [500])
     original, _ = _plant(monkeypatch, rng)
     _, loose = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
                         max_accuracy_drop=0.01)
     assert loose.passed and loose.metric == "agreement" and not loose.backed_off
     assert loose.interval_method == "exact binomial"
-    assert loose.drop_interval[1] == pytest.approx(clopper_pearson(1, 896)[1])
-    assert 0.006 < loose.drop_interval[1] < 0.007
+    assert loose.drop_confidence == 0.975
+    assert loose.drop_interval[1] == pytest.approx(clopper_pearson(1, 896, 0.975)[1])
+    assert 0.007 < loose.drop_interval[1] < 0.0072
     _, tight = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
                         max_accuracy_drop=0.005)  # the point drop, 0.0011, is within it
     assert tight.backed_off and all(c.method == "dense" for c in tight.layers)
@@ -116,7 +119,7 @@ def test_a_held_out_set_too_small_to_resolve_the_drop_is_said_not_passed(
                          max_accuracy_drop=0.01)
     assert result.passed is False and result.drop == 0
     assert result.guard.startswith("not resolved: 96 held-out samples cannot resolve a drop "
-                                   f"of 1.00% (need {needed_samples(0.01)}")
+                                   f"of 1.00% at 97.5% (need {needed_samples(0.01, 0.975)}")
     graph_io.save(original, tmp_path / "m.onnx")
     np.savez(tmp_path / "c.npz", x=np.concatenate([b["x"] for b in calibration]))
     monkeypatch.setattr(search_module, "LatencyTable", lambda **kw: PlantedTable("-"))
@@ -134,6 +137,19 @@ def test_clopper_pearson_and_the_samples_needed():
     low, high = clopper_pearson(7, 360)
     assert 0.0078 < low < 0.0080 and 0.039 < high < 0.040  # R: binom.test(7, 360)
     assert needed_samples(0.01) == 368 and clopper_pearson(0, 368)[1] <= 0.01
+    assert needed_samples(0.01, 0.975) == 437 and clopper_pearson(0, 437, 0.975)[1] <= 0.01
+    for k, n, level in ((7, 360, 0.975), (3, 896, 0.99375), (0, 100, 0.9875)):
+        low, high = clopper_pearson(k, n, level)  # the beta quantiles, by scipy
+        assert high == pytest.approx(beta.ppf(1 - (1 - level) / 2, k + 1, n - k), rel=1e-6)
+        assert low == pytest.approx(beta.ppf((1 - level) / 2, k, n - k + 1) if k else 0.0,
+                                    rel=1e-6, abs=1e-12)
+
+
+def test_a_bootstrap_interval_is_widened_about_the_drop_at_a_higher_level():
+    assert widen(0.01, (0.0, 0.03), 0.95) == (0.0, 0.03)
+    low, high = widen(0.01, (0.0, 0.03), 0.99)
+    assert low == pytest.approx(0.01 - 0.01 * 2.5758293 / 1.9599640, rel=1e-6)
+    assert high == pytest.approx(0.01 + 0.02 * 2.5758293 / 1.9599640, rel=1e-6)
 
 
 REGRESSION = """

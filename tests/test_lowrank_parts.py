@@ -16,7 +16,7 @@ from fuser.runtime.runners import Progress
 from fuser.search import choose, cut, forms, sensitivity
 from fuser.search.build import Builder, layer_errors, outputs
 from fuser.search.forms import LayerData, Option
-from fuser.search.metric import resolve
+from fuser.search.metric import clopper_pearson, resolve
 from fuser.search.plan import candidate_layers, make_plan
 from fuser.search.sensitivity import Effect
 from tests.helpers import check, make_model
@@ -252,7 +252,7 @@ class _Moves:
     the guard accepts up to ``good`` moves."""
 
     def __init__(self, good: int, moves: int) -> None:
-        self.good, self.built = good, []
+        self.good, self.built, self.levels = good, [], []
         self.model, self.layers = 0, [type("L", (), {"name": f"l{i}"})() for i in range(moves)]
         self.states = [[i < k or None for i in range(moves)] for k in range(moves + 1)]
         self.errors = [k ** 0.5 for k in range(moves + 1)]
@@ -272,11 +272,13 @@ def _judge_moves(monkeypatch, moves: _Moves, seconds: float = 0.0, proportional=
         time.sleep(seconds)
         return {"k": k}
 
-    def judge(metric, reference, new, labels):
+    def judge(metric, reference, new, labels, confidence=0.95):
+        if new is not reference:  # not the dense original's own judgement
+            moves.levels.append(confidence)
         edge = moves.errors[moves.good] + 1e-3
         drop = 0.01 * moves.errors[new["k"]] / edge if proportional else \
             (0.0 if new["k"] <= moves.good else 0.05)
-        return Judgement(1.0, 1.0 - drop, drop, (drop, drop), "exact", 1000, 0.0)
+        return Judgement(1.0, 1.0 - drop, drop, (drop, drop), "exact", 1000, 0.0, confidence)
 
     monkeypatch.setattr(guard, "outputs", outputs)
     monkeypatch.setattr(guard, "judge", judge)
@@ -304,6 +306,44 @@ def test_the_back_off_finds_the_most_moves_the_guard_accepts_in_a_few_builds(
     refused = [n for n in notes if n.startswith("refused")]
     assert len(refused) == sum(k > good for k in moves.built)
     assert good == 30 or refused[0].startswith("refused 30 of 30 moves: agreement drop")
+    # the j-th judgement at 1 - 5 % / 2^j, and a note when there was more than one
+    assert moves.levels == [1 - 0.05 / 2 ** j for j in range(1, got.builds + 1)]
+    assert (got.builds > 1) == any(n.startswith(f"the guard judged {got.builds} choices on "
+                                                "the same held-out samples") for n in notes)
+
+
+def test_each_further_choice_judged_on_the_same_samples_needs_a_tighter_interval(monkeypatch):
+    """2 of 896 samples made worse: the exact binomial upper end is 0.90 % at the first
+    judgement's 97.5 % and 1.00 % at the second's 98.75 %. With 0.95 % allowed, a choice
+    with 2 flips passes when it is judged first, and not after the full allocation (20
+    flips) was refused on the same samples."""
+    from fuser.search import guard
+
+    samples = 896
+    reference = np.zeros((samples, 3), np.float32)
+    reference[:, 0] = 1.0
+
+    def flipped(count):
+        scores = reference.copy()
+        scores[:count, 1] = 2.0
+        return {"y": scores}
+
+    def back_off(flips_of):
+        moves = _Moves(0, 30)
+        monkeypatch.setattr(guard, "outputs", lambda k, held, level: flipped(flips_of(k)))
+        monkeypatch.setattr(guard, "form_text", lambda o: "dense" if o is None else "moved")
+        notes: list[str] = []
+        got = guard.back_off_until_accepted(
+            moves, moves.states, moves.errors, [], {"y": reference}, None,
+            resolve("agreement", {"y": reference}, None), 0.0095, notes, Progress(False))
+        return got, moves
+
+    got, moves = back_off(lambda k: 2)
+    assert moves.built == [30] and got.model == 30 and got.verdict.confidence == 0.975
+    assert got.verdict.interval[1] == pytest.approx(clopper_pearson(2, samples, 0.975)[1])
+    got, moves = back_off(lambda k: 20 if k == 30 else 2)
+    assert moves.built[0] == 30 and len(moves.built) > 1 and got.model == 0  # dense
+    assert clopper_pearson(2, samples)[1] < 0.0095 < clopper_pearson(2, samples, 0.9875)[1]
 
 
 def test_the_next_state_aims_under_the_bound_by_the_predicted_error():

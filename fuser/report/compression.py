@@ -64,9 +64,16 @@ class Compression(Record):
     metric_after: float | None = doc("and compressed", default=None)
     drop: float | None = doc("metric_before - metric_after", default=None)
     drop_interval: list[float] | None = doc(
-        "95 % interval [low, high] of the drop; the guard decides on high", default=None)
+        "interval [low, high] of the drop at `drop_confidence`; the guard decides on high",
+        default=None)
+    drop_confidence: float | None = doc(
+        "the interval's level: 0.95 for one judgement; the back-off's j-th judgement on the "
+        "same held-out samples is made at 1 - 0.05 / 2^j (0.975, 0.9875, ...), so that all "
+        "the choices it judged hold together at 95 %", default=None)
     interval_method: str = doc("`exact binomial` (Clopper-Pearson on the samples made worse) "
-                               "or `bootstrap` (1000 seeded resamples of the samples; "
+                               "or `bootstrap` (1000 seeded resamples of the samples, widened "
+                               "about the drop by the normal quantiles' ratio at levels "
+                               "above 95 %; "
                                "`bootstrap (N resamples)` when a slow user function stopped "
                                "it after 5 s, 100 at least; `bootstrap over per-sample "
                                "scores ...` when one call of it took over 50 ms)", default="")

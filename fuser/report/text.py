@@ -197,10 +197,15 @@ def lowrank_text(lowrank: Mapping[str, Any], markdown: bool = False,
     return "\n".join([f"  {head}", *columns(rows), *notes])
 
 
+def percent(confidence: float) -> str:
+    """A confidence level as the reports write it: 95%, 97.5%, 98.75%."""
+    return f"{100 * confidence:.4f}".rstrip("0").rstrip(".") + "%"
+
+
 def lowrank_summary(lowrank: Mapping[str, Any], timings: Mapping[str, Any] | None = None
                     ) -> str:
-    """The delivered model in one line: the metric before -> after with the drop's 95 %
-    interval and sample count, the relative output error, the measured speed-up at
+    """The delivered model in one line: the metric before -> after with the drop's interval
+    (at its level) and sample count, the relative output error, the measured speed-up at
     ORT_ENABLE_ALL (when timed), MACs."""
     name = str(lowrank.get("metric", ""))
     share = name in ("agreement", "top1") or name.startswith(("rel-error:", "snr:"))
@@ -212,8 +217,9 @@ def lowrank_summary(lowrank: Mapping[str, Any], timings: Mapping[str, Any] | Non
     if lowrank.get("metric_before") is not None:
         low, high = lowrank["drop_interval"]
         parts.append(f"{lowrank['metric']} {value(lowrank['metric_before'])} -> "
-                     f"{value(lowrank['metric_after'])} (drop {value(lowrank['drop'])}, 95% "
-                     f"interval [{value(low)}, {value(high)}], "
+                     f"{value(lowrank['metric_after'])} (drop {value(lowrank['drop'])}, "
+                     f"{percent(lowrank.get('drop_confidence') or 0.95)} interval "
+                     f"[{value(low)}, {value(high)}], "
                      f"{lowrank['held_out_samples']} held-out samples)")
     parts.append(f"relative output error {lowrank['relative_error']:.3g}")
     pair = latency_pairs(timings).get("all")

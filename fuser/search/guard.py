@@ -1,5 +1,13 @@
 """The guard: the compressed model judged on the held-out samples, the back-off over the
-allocation's moves while it is out of bounds, and the verdict in one line."""
+allocation's moves while it is out of bounds, and the verdict in one line.
+
+The back-off judges several choices on the same held-out samples and keeps the largest one
+accepted: judged each at 95 %, the chance that some choice whose true drop is over the bound
+passes grows with the number judged, and the choice kept is the one the samples flattered
+most. The j-th judgement is therefore made at the level ``1 - 0.05 / 2**j`` (``level``:
+97.5 %, 98.75 %, ...): the levels' shortfalls sum to less than 5 %, so by the union bound
+every choice judged, and with it the one delivered, holds at 95 % together.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +17,12 @@ import time
 import numpy as np
 import onnx
 
+from fuser.report.text import percent
 from fuser.runtime.runners import Progress
 from fuser.search.build import Builder, outputs
 from fuser.search.calibrate import Feeds
 from fuser.search.forms import Option
-from fuser.search.metric import Judgement, Metric, judge, needed_samples
+from fuser.search.metric import CONFIDENCE, Judgement, Metric, judge, needed_samples
 
 
 @dataclasses.dataclass
@@ -32,6 +41,12 @@ class Delivered:
 
 #: After a refusal, the back-off aims at this share of the allowed drop.
 AIM = 0.7
+
+
+def level(judgement: int) -> float:
+    """The confidence of the ``judgement``-th (from 1) judgement on the same held-out
+    samples: ``1 - (1 - CONFIDENCE) / 2**judgement`` (the module docstring)."""
+    return 1 - (1 - CONFIDENCE) / 2 ** judgement
 
 
 def back_off_until_accepted(builder: Builder, states: list[list[Option | None]],
@@ -58,8 +73,9 @@ def back_off_until_accepted(builder: Builder, states: list[list[Option | None]],
                   f"({builds} builds so far)")
         result = builder.build(states[k])
         new = outputs(result, held, level="all")
-        verdict = judge(judged, reference, new, labels)
         builds += 1
+        verdict = judge(judged, reference, new, labels,
+                        confidence=CONFIDENCE if allowed is None else level(builds))
         refused = allowed is not None and not accepted(verdict, allowed)
         if not refused:
             lo, best = k, (result, new, verdict)
@@ -67,7 +83,8 @@ def back_off_until_accepted(builder: Builder, states: list[list[Option | None]],
             hi, seen = k, (verdict.interval[1] if verdict.resolvable(allowed)
                            else verdict.drop)
             notes.append(f"refused {k} of {last} moves: {judged.name} drop {verdict.drop:.3f}, "
-                         f"95% interval up to {verdict.interval[1]:.3f}")
+                         f"{percent(verdict.confidence)} interval up to "
+                         f"{verdict.interval[1]:.3f}")
         if hi - lo <= 1:
             break
         spent = time.perf_counter() - began
@@ -77,6 +94,10 @@ def back_off_until_accepted(builder: Builder, states: list[list[Option | None]],
             break
         k = next_state(lo, hi, errors, seen, allowed, refused)
     line.clear()
+    if builds > 1:
+        notes.append(f"the guard judged {builds} choices on the same held-out samples, the "
+                     f"j-th at 1 - 5%/2^j ({percent(level(1))}, {percent(level(2))}, ...) so "
+                     "that all hold together at 95%")
     if best is None:
         best = (builder.model, reference, judge(judged, reference, reference, labels))
     changed = [i for i, (a, b) in enumerate(zip(states[last], states[lo], strict=True))
@@ -115,8 +136,9 @@ def form_text(option: Option | None) -> str:
 def guard(verdict: Judgement, allowed: float | None, compressed: bool
           ) -> tuple[bool | None, str]:
     """The guard's verdict (None without a bound) and its reason in one line."""
-    interval = (f"{verdict.drop:.2%} [95% interval {verdict.interval[0]:.2%}, "
-                f"{verdict.interval[1]:.2%}] on {verdict.samples} held-out samples")
+    interval = (f"{verdict.drop:.2%} [{percent(verdict.confidence)} interval "
+                f"{verdict.interval[0]:.2%}, {verdict.interval[1]:.2%}] on {verdict.samples} "
+                "held-out samples")
     if allowed is None:
         return None, f"drop {interval}; no bound"
     if not compressed:
@@ -125,7 +147,8 @@ def guard(verdict: Judgement, allowed: float | None, compressed: bool
         return True, f"drop {interval} within {allowed:.2%}"
     if not verdict.resolvable(allowed):
         return False, (f"not resolved: {verdict.samples} held-out samples cannot resolve a "
-                       f"drop of {allowed:.2%} (need {needed_samples(allowed)}; give more "
+                       f"drop of {allowed:.2%} at {percent(verdict.confidence)} (need "
+                       f"{needed_samples(allowed, verdict.confidence)}; give more "
                        "calibration samples or a looser bound)")
     if verdict.drop <= allowed:
         return False, (f"not resolved: drop {interval} reaches past {allowed:.2%}; give "

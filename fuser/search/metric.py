@@ -1,4 +1,4 @@
-"""The task metric the low-rank guard judges, and the guard's 95 % interval.
+"""The task metric the low-rank guard judges, and the interval of its drop.
 
 A metric scores a model's outputs on the held-out calibration samples (higher is better):
 
@@ -16,8 +16,10 @@ A metric scores a model's outputs on the held-out calibration samples (higher is
 The drop is the original's score minus the compressed model's. When every sample scores 0
 or 1 (the built-ins on batch-first outputs of one prediction per sample), its interval is the
 exact binomial (Clopper-Pearson) one of the share of samples made worse, an upper bound of
-the drop; otherwise a seeded bootstrap over samples (a user's function: ``user_metric``).
-The guard decides on the upper end.
+the drop; otherwise a seeded bootstrap over samples (a user's function: ``user_metric``),
+its 95 % percentile interval widened about the drop by the normal quantiles' ratio at other
+levels. The guard decides on the upper end, at a level it chooses per judgement (95 % by
+default; ``guard.level`` when it judges several choices on the same samples).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import importlib.util
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
@@ -65,6 +68,7 @@ class Judgement:
     method: str
     samples: int
     floor: float  # the smallest upper end this many samples can give (0: no floor)
+    confidence: float = CONFIDENCE  # the interval's level
 
     def within(self, allowed: float) -> bool:
         return self.interval[1] <= allowed
@@ -190,35 +194,51 @@ def _above_snr(decibels: float) -> Callable:
 
 
 def judge(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
-          seed: int = 0) -> Judgement:
-    """The scores before and after, the drop and its 95 % interval."""
+          seed: int = 0, confidence: float = CONFIDENCE) -> Judgement:
+    """The scores before and after, the drop and its interval at ``confidence``."""
     rng = np.random.default_rng(seed)
+    count = len(next(iter(ref.values())))
     if metric.user is not None:
         before, after, interval, method = judge_user(metric.user, ref, new, labels, rng,
                                                      metric.reference_scores)
-        return Judgement(before, after, before - after, interval, method, len(
-            next(iter(ref.values()))), 0.0)
+        return Judgement(before, after, before - after, widen(before - after, interval,
+                                                              confidence),
+                         method, count, 0.0, confidence)
     before, after = metric.per_sample(ref, new, labels)
-    count = len(before)
     drop = float(before.mean() - after.mean())
+    floor = clopper_pearson(0, count, confidence)[1]
     if np.isin(before, (0.0, 1.0)).all() and np.isin(after, (0.0, 1.0)).all():
-        worse = int(((before == 1) & (after == 0)).sum())
-        interval = (clopper_pearson(worse, count)[0] - float(((before == 0) & (after == 1))
-                                                             .mean()),
-                    clopper_pearson(worse, count)[1])
-        return Judgement(float(before.mean()), float(after.mean()), drop, interval,
-                         "exact binomial", count, clopper_pearson(0, count)[1])
+        worse = clopper_pearson(int(((before == 1) & (after == 0)).sum()), count, confidence)
+        better = float(((before == 0) & (after == 1)).mean())
+        return Judgement(float(before.mean()), float(after.mean()), drop,
+                         (worse[0] - better, worse[1]), "exact binomial", count, floor,
+                         confidence)
     diffs = before - after
     picks = rng.integers(0, count, (BOOTSTRAP, count))
     low, high = np.quantile(diffs[picks].mean(axis=1), [0.025, 0.975])
     return Judgement(float(before.mean()), float(after.mean()), drop,
-                     (float(low), float(high)), "bootstrap", count,
-                     clopper_pearson(0, count)[1])
+                     widen(drop, (float(low), float(high)), confidence), "bootstrap", count,
+                     floor, confidence)
 
 
-def clopper_pearson(k: int, n: int) -> tuple[float, float]:
-    """The exact binomial 95 % interval of a share ``k / n``."""
-    tail = (1 - CONFIDENCE) / 2
+def widen(drop: float, interval: tuple[float, float], confidence: float
+          ) -> tuple[float, float]:
+    """A 95 % bootstrap interval moved to ``confidence``: each side's distance from the
+    drop scaled by the ratio of the normal quantiles (a percentile interval's far tails
+    need more resamples than a guard can afford)."""
+    if confidence == CONFIDENCE:
+        return interval
+    scale = _quantile(confidence) / _quantile(CONFIDENCE)
+    return drop - (drop - interval[0]) * scale, drop + (interval[1] - drop) * scale
+
+
+def _quantile(confidence: float) -> float:
+    return NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+
+
+def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The exact binomial interval of a share ``k / n`` at ``confidence``."""
+    tail = (1 - confidence) / 2
     if n == 0:
         return 0.0, 1.0
     low = 0.0 if k == 0 else _solve(lambda p: _tail_at_least(k, n, p) - tail)
@@ -250,11 +270,12 @@ def _tail_at_least(k: int, n: int, p: float) -> float:
     return 1.0 - _tail_at_most(k - 1, n, p) if k > 0 else 1.0
 
 
-def needed_samples(allowed: float) -> int:
-    """Held-out samples for a sample-by-sample metric to resolve a drop of ``allowed``."""
+def needed_samples(allowed: float, confidence: float = CONFIDENCE) -> int:
+    """Held-out samples for a sample-by-sample metric to resolve a drop of ``allowed`` at
+    ``confidence`` (no sample made worse)."""
     if allowed >= 1:
         return 1
-    return math.ceil(math.log((1 - CONFIDENCE) / 2) / math.log1p(-allowed))
+    return math.ceil(math.log((1 - confidence) / 2) / math.log1p(-allowed))
 
 
 def point_drop(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None) -> float:

@@ -31,8 +31,8 @@ def compression(budget: str, plan: Plan, chosen: list[Option | None], errors: li
         verdict.before if top1 else None, verdict.after if top1 else None, backed_off, 0.0,
         notes, plan.not_considered, metric=metric, metric_before=verdict.before,
         metric_after=verdict.after, drop=verdict.drop, drop_interval=list(verdict.interval),
-        interval_method=verdict.method, held_out_samples=verdict.samples,
-        fit_samples=fit_samples)
+        drop_confidence=verdict.confidence, interval_method=verdict.method,
+        held_out_samples=verdict.samples, fit_samples=fit_samples)
 
 
 def layer_choices(plan: Plan, chosen: list[Option | None], errors: list[float],

@@ -21,9 +21,10 @@
    forms from the PCA of those inputs), each layer's part run from the last one's tensors.
 7. Guard: the metric on every held-out sample (``fuser.search.metric``); with
    ``max_accuracy_drop``, the longest prefix of the allocation's moves whose drop has the
-   upper end of its 95 % interval in bounds (``guard.back_off_until_accepted``: a few
-   predicted builds, each from its first changed layer on, the last one started only if it
-   ends within ``search_time``). The budget is then a target, not a promise: the report shows
+   upper end of its interval in bounds, the j-th choice judged at 1 - 5 %/2^j so that all
+   hold at 95 % together (``guard.back_off_until_accepted``: a few predicted builds, each
+   from its first changed layer on, the last one started only if it ends within
+   ``search_time``). The budget is then a target, not a promise: the report shows
    what was reached, and says when the held-out set is too small to resolve the bound.
 """
 
@@ -94,8 +95,8 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
             factors, every other sample is held out for the guard.
         budget: ``macs=F`` or ``latency=F``: the whole model's MACs or onnxruntime latency
             as a fraction of the original; ``accuracy=D``: as fast as a drop of D allows.
-        max_accuracy_drop: back off until the upper end of the 95 % interval of the
-            metric's drop on the held-out samples is at most this.
+        max_accuracy_drop: back off until the upper end of the metric drop's interval
+            on the held-out samples (``guard.level``) is at most this.
         labels: one label per calibration sample, in order. metric: see
             ``fuser.search.metric``. reconstruction: ``asymmetric``, ``pca``, ``whitened``.
         speed_margin: offer a form only if it is measured this much faster than dense.
