@@ -8,15 +8,15 @@ import json
 
 import numpy as np
 import pytest
-from scipy.stats import beta
 
 import fuser
 from fuser import ir as graph_io
 from fuser.runtime import sessions as runtime
 from fuser.search import search as search_module
 from fuser.search.build import Builder
+from fuser.search.guard import guard
 from fuser.search.latency import LatencyTable
-from fuser.search.metric import clopper_pearson, needed_samples, widen
+from fuser.search.metric import clopper_pearson, judge, needed_samples, resolve, widen
 from fuser.search.search import compress
 from fuser.search.sensitivity import Effect
 from tests.helpers import make_model
@@ -138,11 +138,10 @@ def test_clopper_pearson_and_the_samples_needed():
     assert 0.0078 < low < 0.0080 and 0.039 < high < 0.040  # R: binom.test(7, 360)
     assert needed_samples(0.01) == 368 and clopper_pearson(0, 368)[1] <= 0.01
     assert needed_samples(0.01, 0.975) == 437 and clopper_pearson(0, 437, 0.975)[1] <= 0.01
-    for k, n, level in ((7, 360, 0.975), (3, 896, 0.99375), (0, 100, 0.9875)):
-        low, high = clopper_pearson(k, n, level)  # the beta quantiles, by scipy
-        assert high == pytest.approx(beta.ppf(1 - (1 - level) / 2, k + 1, n - k), rel=1e-6)
-        assert low == pytest.approx(beta.ppf((1 - level) / 2, k, n - k + 1) if k else 0.0,
-                                    rel=1e-6, abs=1e-12)
+    for n, level in ((100, 0.9875), (512, 0.99375), (3, 0.975)):  # the closed forms at 0, n
+        tail = (1 - level) / 2
+        assert clopper_pearson(0, n, level) == pytest.approx((0.0, 1 - tail ** (1 / n)))
+        assert clopper_pearson(n, n, level) == pytest.approx((tail ** (1 / n), 1.0))
 
 
 def test_a_bootstrap_interval_is_widened_about_the_drop_at_a_higher_level():
@@ -205,6 +204,31 @@ def test_the_users_metric_sees_the_held_out_outputs_by_name_in_order(rng, mac_la
         -np.mean((expected[:, 0] - labels[128:] / 1000) ** 2), rel=1e-5)
     assert lowrank.passed and lowrank.drop_interval[0] <= lowrank.drop <= \
         lowrank.drop_interval[1]
+
+
+@pytest.mark.parametrize("samples, resolved", [(96, False), (512, True)])
+def test_a_users_metric_that_sees_no_change_is_not_a_vacuous_pass(samples, resolved):
+    """A bootstrap over samples none of which changed is [0, 0] on any count; the upper end
+    is raised to the exact binomial's floor (no sample made worse) times the original's
+    score, and on 96 samples that floor is past a 1-point bound."""
+    scores = np.zeros((samples, 3), np.float32)
+    scores[:, 0] = 1.0
+    scores[::10, 0] = -1.0  # the original is wrong on every tenth: accuracy 0.9
+    labels = np.zeros(samples, np.int64)
+
+    def accuracy(outputs, labels):
+        return float(np.mean(outputs["y"].argmax(1) == labels))
+
+    metric = resolve(accuracy, {"y": scores}, labels)
+    verdict = judge(metric, {"y": scores}, {"y": scores.copy()}, labels, confidence=0.975)
+    assert verdict.drop == 0 and verdict.before == pytest.approx(0.9, abs=0.01)
+    assert verdict.floor == pytest.approx(
+        clopper_pearson(0, samples, 0.975)[1] * verdict.before)
+    assert verdict.interval[1] == pytest.approx(verdict.floor)
+    assert verdict.resolvable(0.01) is resolved and verdict.within(0.01) is resolved
+    assert guard(verdict, 0.01, True)[1].startswith(
+        "drop 0.00% [97.5% interval" if resolved else
+        f"not resolved: {samples} held-out samples cannot resolve a drop of 1.00% at 97.5%")
 
 
 @pytest.mark.parametrize("spec, message", [

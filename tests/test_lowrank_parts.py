@@ -346,6 +346,36 @@ def test_each_further_choice_judged_on_the_same_samples_needs_a_tighter_interval
     assert clopper_pearson(2, samples)[1] < 0.0095 < clopper_pearson(2, samples, 0.9875)[1]
 
 
+def test_the_back_off_stops_where_its_next_judgement_could_not_resolve_the_bound(
+        monkeypatch):
+    """On 512 held-out samples with none made worse, the exact binomial upper end is 0.85 %
+    at the first level, 0.99 % at the second and 1.12 % at the third: after two
+    judgements no third can pass a 1 % bound, so none is built."""
+    from fuser.search import guard
+
+    samples = 512
+    reference = np.zeros((samples, 3), np.float32)
+    reference[:, 0] = 1.0
+
+    def outputs(k, held, level):
+        scores = reference.copy()
+        scores[:20 if k > 15 else 0, 1] = 2.0  # past 15 moves, 20 samples flip
+        return {"y": scores}
+
+    moves = _Moves(15, 30)
+    monkeypatch.setattr(guard, "outputs", outputs)
+    monkeypatch.setattr(guard, "form_text", lambda o: "dense" if o is None else "moved")
+    notes: list[str] = []
+    got = guard.back_off_until_accepted(
+        moves, moves.states, moves.errors, [], {"y": reference}, None,
+        resolve("agreement", {"y": reference}, None), 0.01, notes, Progress(False))
+    assert len(moves.built) == 2 and moves.built[0] == 30 and 0 < moves.built[1] <= 15
+    assert got.model == moves.built[1] and got.verdict.within(0.01)  # accepted, kept
+    assert not got.verdict.resolvable(0.01, guard.level(3))
+    assert any(n.startswith("512 held-out samples cannot resolve 1.00% at the next "
+                            "judgement's level (99.375%)") for n in notes)
+
+
 def test_the_next_state_aims_under_the_bound_by_the_predicted_error():
     from fuser.search.guard import AIM, next_state
 

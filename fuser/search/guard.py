@@ -61,8 +61,10 @@ def back_off_until_accepted(builder: Builder, states: list[list[Option | None]],
     ``errors`` (each state's output error predicted from the layers' measured errors) and
     what the guard saw on the smallest refused: a few builds however many moves there are.
     Each build is from its first changed layer on (``Builder``). A next build is not started
-    when it would end past ``deadline`` (its time estimated by the last one's): the largest
-    accepted choice is delivered then, the dense original if none was, and a note says so.
+    when it would end past ``deadline`` (its time estimated by the last one's), nor when the
+    held-out samples could not resolve the bound at its judgement's level (``level``): the
+    largest accepted choice is delivered then, the dense original if none was, and a note
+    says so.
     """
     last = len(states) - 1
     lo, hi, k, builds = 0, last + 1, last, 0
@@ -87,10 +89,9 @@ def back_off_until_accepted(builder: Builder, states: list[list[Option | None]],
                          f"{verdict.interval[1]:.3f}")
         if hi - lo <= 1:
             break
-        spent = time.perf_counter() - began
-        if deadline is not None and time.perf_counter() + spent > deadline:
-            notes.append(f"the search time ran out in the back-off: {lo} of {last} moves "
-                         "kept (the most the guard accepted)")
+        stop = _stop(verdict, allowed, builds, began, deadline)
+        if stop:
+            notes.append(stop.format(kept=f"{lo} of {last} moves kept"))
             break
         k = next_state(lo, hi, errors, seen, allowed, refused)
     line.clear()
@@ -105,6 +106,21 @@ def back_off_until_accepted(builder: Builder, states: list[list[Option | None]],
     notes += [f"backed off {builder.layers[i].name}: {form_text(states[last][i])} -> "
               f"{form_text(states[lo][i])}" for i in changed]
     return Delivered(*best, states[lo], [builder.layers[i].name for i in changed], builds)
+
+
+def _stop(verdict: Judgement, allowed: float | None, builds: int, began: float,
+          deadline: float | None) -> str | None:
+    """Why no next build starts (a note with a ``{kept}`` field), or None: its judgement
+    could not resolve the bound, or it would end past the deadline (its time estimated by
+    the last build's)."""
+    if allowed is not None and not verdict.resolvable(allowed, level(builds + 1)):
+        return (f"{verdict.samples} held-out samples cannot resolve {allowed:.2%} at the "
+                f"next judgement's level ({percent(level(builds + 1))}): {{kept}} (give "
+                "more calibration samples for a longer back-off)")
+    now = time.perf_counter()
+    if deadline is not None and now + (now - began) > deadline:
+        return "the search time ran out in the back-off: {kept} (the most the guard accepted)"
+    return None
 
 
 def next_state(lo: int, hi: int, errors: list[float], seen: float, allowed: float,

@@ -18,8 +18,13 @@ or 1 (the built-ins on batch-first outputs of one prediction per sample), its in
 exact binomial (Clopper-Pearson) one of the share of samples made worse, an upper bound of
 the drop; otherwise a seeded bootstrap over samples (a user's function: ``user_metric``),
 its 95 % percentile interval widened about the drop by the normal quantiles' ratio at other
-levels. The guard decides on the upper end, at a level it chooses per judgement (95 % by
-default; ``guard.level`` when it judges several choices on the same samples).
+levels. A bootstrap cannot see what no sample showed (nothing changed: [0, 0] on any number
+of samples), so its upper end is never below the exact binomial's floor (no sample made
+worse); for a user's function the floor is scaled by the original's score (a sample taken
+to be able to lose the metric's size, exact for a share of samples). A held-out set whose
+floor is past the allowed drop cannot resolve it. The guard decides on the upper end, at a
+level it chooses per judgement (95 % by default; ``guard.level`` when it judges several
+choices on the same samples).
 """
 
 from __future__ import annotations
@@ -67,14 +72,19 @@ class Judgement:
     interval: tuple[float, float]
     method: str
     samples: int
-    floor: float  # the smallest upper end this many samples can give (0: no floor)
+    floor: float  # the smallest upper end this many samples can give
     confidence: float = CONFIDENCE  # the interval's level
+    scale: float = 1.0  # the floor's factor: a user's metric, the original's score
 
     def within(self, allowed: float) -> bool:
         return self.interval[1] <= allowed
 
-    def resolvable(self, allowed: float) -> bool:
-        return self.floor <= allowed
+    def resolvable(self, allowed: float, confidence: float | None = None) -> bool:
+        """Whether this many samples can resolve ``allowed`` at this judgement's level (or
+        at ``confidence``)."""
+        if confidence is None:
+            return self.floor <= allowed
+        return clopper_pearson(0, self.samples, confidence)[1] * self.scale <= allowed
 
 
 def parse(spec: str | UserMetric | None) -> str | UserMetric | None:
@@ -198,15 +208,16 @@ def judge(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
     """The scores before and after, the drop and its interval at ``confidence``."""
     rng = np.random.default_rng(seed)
     count = len(next(iter(ref.values())))
+    floor = clopper_pearson(0, count, confidence)[1]
     if metric.user is not None:
         before, after, interval, method = judge_user(metric.user, ref, new, labels, rng,
                                                      metric.reference_scores)
-        return Judgement(before, after, before - after, widen(before - after, interval,
-                                                              confidence),
-                         method, count, 0.0, confidence)
+        low, high = widen(before - after, interval, confidence)
+        floor *= abs(before)
+        return Judgement(before, after, before - after, (low, max(high, floor)), method,
+                         count, floor, confidence, abs(before))
     before, after = metric.per_sample(ref, new, labels)
     drop = float(before.mean() - after.mean())
-    floor = clopper_pearson(0, count, confidence)[1]
     if np.isin(before, (0.0, 1.0)).all() and np.isin(after, (0.0, 1.0)).all():
         worse = clopper_pearson(int(((before == 1) & (after == 0)).sum()), count, confidence)
         better = float(((before == 0) & (after == 1)).mean())
@@ -215,10 +226,11 @@ def judge(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
                          confidence)
     diffs = before - after
     picks = rng.integers(0, count, (BOOTSTRAP, count))
-    low, high = np.quantile(diffs[picks].mean(axis=1), [0.025, 0.975])
+    low, high = widen(drop, tuple(np.quantile(diffs[picks].mean(axis=1), [0.025, 0.975])),
+                      confidence)
     return Judgement(float(before.mean()), float(after.mean()), drop,
-                     widen(drop, (float(low), float(high)), confidence), "bootstrap", count,
-                     floor, confidence)
+                     (float(low), max(float(high), floor)), "bootstrap", count, floor,
+                     confidence)
 
 
 def widen(drop: float, interval: tuple[float, float], confidence: float
@@ -237,37 +249,16 @@ def _quantile(confidence: float) -> float:
 
 
 def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The exact binomial interval of a share ``k / n`` at ``confidence``."""
+    """The exact binomial interval of a share ``k / n`` at ``confidence``: the beta
+    quantiles (scipy.stats, imported here: it costs half a second)."""
+    from scipy.stats import beta
+
     tail = (1 - confidence) / 2
     if n == 0:
         return 0.0, 1.0
-    low = 0.0 if k == 0 else _solve(lambda p: _tail_at_least(k, n, p) - tail)
-    high = 1.0 if k == n else _solve(lambda p: tail - _tail_at_most(k, n, p))
+    low = 0.0 if k == 0 else float(beta.ppf(tail, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - tail, k + 1, n - k))
     return low, high
-
-
-def _solve(f: Callable[[float], float]) -> float:
-    """The root of an increasing ``f`` on [0, 1], by bisection."""
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
-    return (lo + hi) / 2
-
-
-def _tail_at_most(k: int, n: int, p: float) -> float:
-    """P(X <= k) for X ~ Binomial(n, p)."""
-    if p <= 0:
-        return 1.0
-    if p >= 1:
-        return 0.0 if k < n else 1.0
-    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-            + i * math.log(p) + (n - i) * math.log1p(-p) for i in range(k + 1)]
-    return min(1.0, sum(math.exp(v) for v in logs))
-
-
-def _tail_at_least(k: int, n: int, p: float) -> float:
-    return 1.0 - _tail_at_most(k - 1, n, p) if k > 0 else 1.0
 
 
 def needed_samples(allowed: float, confidence: float = CONFIDENCE) -> int:
