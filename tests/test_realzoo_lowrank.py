@@ -89,6 +89,8 @@ def test_table_row_flags_a_passed_guard_that_lost_more_on_test_data():
     assert cells[7] == "1.25x" and cells[8] == "1.50x (b64, capped from 512)"
     assert cells[9] == "1k -> 400" and cells[10] == "1 of 2" and cells[11] == "42"
     assert lowrank.verdict(_row(test_drop=0.005)) == ("passed", "no")
+    assert lowrank.verdict(_row(test_drop=0.015, test_interval=[0.004, 0.026])) == (
+        "passed", "**YES** (1.50 [0.40, 2.60] pts)")
     failed = _row(lowrank={**_row()["lowrank"], "passed": False})
     assert lowrank.verdict(failed) == ("failed", "(guard failed)")
 
@@ -153,3 +155,32 @@ def test_replace_block_keeps_the_digits_part(old):
     assert second.startswith(old.rstrip("\n")) and second.endswith("trailer\n")
     assert lowrank.existing_block(second) == f"{lowrank.START}\ntwo\n{lowrank.END}"
     assert lowrank.existing_block(old) == ""
+
+
+def test_the_test_drop_interval_is_fusers_own_judgement_of_the_test_outputs():
+    """20 of 400 test samples flipped by the compressed model: the drop is 5 points and its
+    interval is around it; on 16 samples with nothing changed it reaches the binomial floor
+    (16 samples cannot resolve a point)."""
+    from types import SimpleNamespace
+
+    from fuser.search.metric import clopper_pearson
+    from tests.helpers import make_model
+
+    graph = """
+        g (float[N,4] x) => (float[N,4] y) {
+            y = Add(x, S)
+        }"""
+    rng = np.random.default_rng(0)
+    exact = make_model(graph, rng, S=np.zeros(4, np.float32))
+    shifted = np.array([0.0, 0.2, 0.0, 0.0], np.float32)
+    compressed = make_model(graph, rng, S=shifted)
+    x = np.zeros((400, 4), np.float32)
+    x[:, 0] = 1.0
+    x[:20, 1] = 0.9  # the shift of class 1 flips these
+    spec = SimpleNamespace(metric=lambda outputs, labels: float(
+        np.mean(outputs["y"].argmax(1) == labels)))
+    truth = np.zeros(400, np.int64)
+    low, high = lowrank.test_interval(spec, exact, compressed, {"x": x}, truth, 32)
+    assert low < 0.05 < high and 0.02 < low and high < 0.08
+    low, high = lowrank.test_interval(spec, exact, exact, {"x": x[20:36]}, truth[:16], 4)
+    assert low == 0.0 and high == pytest.approx(clopper_pearson(0, 16)[1])
