@@ -90,6 +90,26 @@ def test_a_rewrite_that_costs_two_points_on_360_samples_is_refused(monkeypatch, 
     assert graph_io.op_histogram(out) == {"Gemm": 1}  # the planted rewrite is not delivered
 
 
+@pytest.mark.parametrize("allowed, said", [(0.01, True), (0.2, False)])
+def test_a_probe_too_coarse_for_the_bound_is_said(monkeypatch, rng, allowed, said):
+    """Single-layer drops measured on 21 probe samples move by 1/21 = 0.048: a bound of 1
+    point cannot be resolved there (the first build rests on output errors), 20 points
+    can."""
+    calibration = _scores(128 + 512, [])
+    original, _ = _plant(monkeypatch, rng)
+    monkeypatch.setattr(search_module.sensitivity, "measure", lambda model, layers, data,
+                        options, *args: {o.key: Effect(1 / 21 if i % 2 else 0.0, 0.01, 0.9)
+                                         for offered in options
+                                         for i, o in enumerate(offered)})
+    _, result = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
+                         max_accuracy_drop=allowed)
+    coarse = [n for n in result.notes if n.startswith("the sensitivity probe resolves")]
+    assert len(coarse) == said
+    if said:
+        assert coarse[0].startswith("the sensitivity probe resolves a drop of 0.0476 at "
+                                    "best, more than half the allowed 0.01")
+
+
 def test_the_guard_decides_on_the_upper_end_of_the_interval(monkeypatch, rng):
     # 1 flip in 896 held-out samples: 0.11 points, the upper end of its 97.5 % interval (the
     # first judgement's level) 0.71 points

@@ -43,7 +43,7 @@ from fuser.runtime.runners import Progress
 from fuser.search import sensitivity
 from fuser.search.build import Builder, layer_errors, outputs
 from fuser.search.calibrate import Feeds
-from fuser.search.choose import predicted_error, trajectory
+from fuser.search.choose import SAFETY, predicted_error, tolerance, trajectory
 from fuser.search.forms import Option
 from fuser.search.guard import back_off_until_accepted, guard
 from fuser.search.latency import LatencyTable
@@ -120,7 +120,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     table.progress, table.deadline = run.line, started + LATENCY_SHARE * search_time
     plan, options, why, effects, cost = _explore(model, run, table, fit, fit_labels, judged)
     states = trajectory(options, effects, *cost, allowed)
-    notes = _notes(calibration, table, options, effects)
+    notes = _notes(calibration, table, options, effects, allowed)
     builder = Builder(model, plan.layers, plan.data, fit, samples, seed, reconstruction)
     got = back_off_until_accepted(builder, states, [predicted_error(s, effects) for s in states],
                                   held, reference, labels, judged, allowed, notes, run.line,
@@ -274,8 +274,14 @@ def _count(batches: list[Feeds]) -> int:
 
 
 def _notes(calibration: Sequence[Feeds], table: LatencyTable, options: list[list[Option]],
-           effects: dict) -> list[str]:
+           effects: dict, allowed: float | None) -> list[str]:
     notes = []
+    coarsest = tolerance(effects, allowed)
+    if allowed is not None and coarsest > SAFETY * allowed:
+        notes.append(f"the sensitivity probe resolves a drop of {coarsest:.3g} at best, "
+                     f"more than half the allowed {allowed:.3g}: a layer that read no drop "
+                     "alone may cost some, and the first build can overshoot (the guard "
+                     "then backs off)")
     if len(calibration) == 1:
         notes.append("a single calibration batch: the guard judges on the samples it was "
                      "fitted to")
