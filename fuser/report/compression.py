@@ -73,7 +73,9 @@ class Compression(Record):
     interval_method: str = doc("`exact binomial` (Clopper-Pearson on the samples made worse) "
                                "or `bootstrap` (1000 seeded resamples of the samples, widened "
                                "about the drop by the normal quantiles' ratio at levels "
-                               "above 95 %; "
+                               "above 95 %, its upper end never below the exact binomial's "
+                               "for no sample made worse, times the original's score for a "
+                               "user's function; "
                                "`bootstrap (N resamples)` when a slow user function stopped "
                                "it after 5 s, 100 at least; `bootstrap over per-sample "
                                "scores ...` when one call of it took over 50 ms)", default="")
