@@ -278,7 +278,7 @@ def _judge_moves(monkeypatch, moves: _Moves, seconds: float = 0.0, proportional=
         edge = moves.errors[moves.good] + 1e-3
         drop = 0.01 * moves.errors[new["k"]] / edge if proportional else \
             (0.0 if new["k"] <= moves.good else 0.05)
-        return Judgement(1.0, 1.0 - drop, drop, (drop, drop), "exact", 1000, 0.0, confidence)
+        return Judgement(1.0, 1.0 - drop, drop, (drop, drop), "exact", 1000, confidence)
 
     monkeypatch.setattr(guard, "outputs", outputs)
     monkeypatch.setattr(guard, "judge", judge)

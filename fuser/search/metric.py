@@ -72,9 +72,13 @@ class Judgement:
     interval: tuple[float, float]
     method: str
     samples: int
-    floor: float  # the smallest upper end this many samples can give
     confidence: float = CONFIDENCE  # the interval's level
     scale: float = 1.0  # the floor's factor: a user's metric, the original's score
+
+    @property
+    def floor(self) -> float:
+        """The smallest upper end this many samples can give (no sample made worse)."""
+        return _floor(self.samples, self.confidence, self.scale)
 
     def within(self, allowed: float) -> bool:
         return self.interval[1] <= allowed
@@ -82,9 +86,7 @@ class Judgement:
     def resolvable(self, allowed: float, confidence: float | None = None) -> bool:
         """Whether this many samples can resolve ``allowed`` at this judgement's level (or
         at ``confidence``)."""
-        if confidence is None:
-            return self.floor <= allowed
-        return clopper_pearson(0, self.samples, confidence)[1] * self.scale <= allowed
+        return _floor(self.samples, confidence or self.confidence, self.scale) <= allowed
 
 
 def parse(spec: str | UserMetric | None) -> str | UserMetric | None:
@@ -208,29 +210,32 @@ def judge(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
     """The scores before and after, the drop and its interval at ``confidence``."""
     rng = np.random.default_rng(seed)
     count = len(next(iter(ref.values())))
-    floor = clopper_pearson(0, count, confidence)[1]
     if metric.user is not None:
         before, after, interval, method = judge_user(metric.user, ref, new, labels, rng,
                                                      metric.reference_scores)
         low, high = widen(before - after, interval, confidence)
-        floor *= abs(before)
+        floor = _floor(count, confidence, abs(before))
         return Judgement(before, after, before - after, (low, max(high, floor)), method,
-                         count, floor, confidence, abs(before))
+                         count, confidence, abs(before))
     before, after = metric.per_sample(ref, new, labels)
     drop = float(before.mean() - after.mean())
     if np.isin(before, (0.0, 1.0)).all() and np.isin(after, (0.0, 1.0)).all():
         worse = clopper_pearson(int(((before == 1) & (after == 0)).sum()), count, confidence)
         better = float(((before == 0) & (after == 1)).mean())
         return Judgement(float(before.mean()), float(after.mean()), drop,
-                         (worse[0] - better, worse[1]), "exact binomial", count, floor,
-                         confidence)
+                         (worse[0] - better, worse[1]), "exact binomial", count, confidence)
     diffs = before - after
     picks = rng.integers(0, count, (BOOTSTRAP, count))
     low, high = widen(drop, tuple(np.quantile(diffs[picks].mean(axis=1), [0.025, 0.975])),
                       confidence)
     return Judgement(float(before.mean()), float(after.mean()), drop,
-                     (float(low), max(float(high), floor)), "bootstrap", count, floor,
-                     confidence)
+                     (float(low), max(float(high), _floor(count, confidence))), "bootstrap",
+                     count, confidence)
+
+
+def _floor(samples: int, confidence: float, scale: float = 1.0) -> float:
+    """The exact binomial's upper end with no sample made worse, times ``scale``."""
+    return clopper_pearson(0, samples, confidence)[1] * scale
 
 
 def widen(drop: float, interval: tuple[float, float], confidence: float
