@@ -12,7 +12,7 @@ benchmarks/lowrank_pareto.png.
 Methods: ``asymmetric`` and ``pca`` are the data-aware search (calibration: 1024 training
 images, unlabeled, the first 128 fit, the other 896 held out for the guard) under an
 accuracy, MAC or latency budget, with the default guard (top-1 agreement drop at most 1 %,
-upper end of its interval: 97.5 % for the first choice judged, 1 - 5 %/2^j for the j-th);
+upper end of its 95 % interval, a ladder of choices judged fewest moves first);
 the table says whether a run the guard passed lost more
 than that on the test split. ``spatial`` and ``channel`` are the weight-only passes at a
 per-layer MAC fraction (no data, no guard).
@@ -186,7 +186,8 @@ def write(rows, points, args) -> None:
         "ORT_ENABLE_ALL. Accuracy on the digits held-out and jittered splits; agreement = "
         "top-1 agreement with the original on the held-out split. No fine-tuning. The "
         "search's guard (default: agreement drop within 1 point, the upper end of its "
-        "interval at 97.5 % for the first choice judged and 1 - 5 %/2^j for the j-th, on the "
+        "95 % interval, a ladder of choices judged fewest moves first until one is refused, "
+        "on the "
         f"{CALIBRATION - 128} calibration images it did not fit to) is in `guard`; `test drop "
         "> 1 pt?` asks whether a run the guard passed lost more than that on the held-out "
         "test split, which the search never saw.\n\n"

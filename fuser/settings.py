@@ -42,8 +42,8 @@ class LowRank:
     ``labels``: one label per calibration sample (any dtype), for ``top1`` or the user's metric.
     ``metric``: ``agreement``, ``top1``, ``rel-error:X``, ``snr:DB`` or
     ``fn(outputs: dict[str, np.ndarray], labels) -> float`` (higher is better) on the held-out
-    samples; ``max_accuracy_drop`` bounds the upper end of the interval of its drop (97.5 %
-    for the first choice judged, 1 - 5 %/2^j for the j-th: together 95 %).
+    samples; ``max_accuracy_drop`` bounds the upper end of the 95 % interval of its drop
+    (``fuser.search.guard``: each choice judged at 95 %, in a fixed order).
     Default: agreement (top1 with labels) for class scores, else ``rel-error:0.05``.
     """
 

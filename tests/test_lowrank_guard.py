@@ -16,7 +16,7 @@ from fuser.search import search as search_module
 from fuser.search.build import Builder
 from fuser.search.guard import guard
 from fuser.search.latency import LatencyTable
-from fuser.search.metric import clopper_pearson, judge, needed_samples, resolve, widen
+from fuser.search.metric import clopper_pearson, judge, needed_samples, resolve
 from fuser.search.search import compress
 from fuser.search.sensitivity import Effect
 from tests.helpers import make_model
@@ -111,17 +111,17 @@ def test_a_probe_too_coarse_for_the_bound_is_said(monkeypatch, rng, allowed, sai
 
 
 def test_the_guard_decides_on_the_upper_end_of_the_interval(monkeypatch, rng):
-    # 1 flip in 896 held-out samples: 0.11 points, the upper end of its 97.5 % interval (the
-    # first judgement's level) 0.71 points
+    # 1 flip in 896 held-out samples: 0.11 points, the upper end of its 95 % interval 0.62
+    # points
     calibration = _scores(128 + 896, [500])
     original, _ = _plant(monkeypatch, rng)
     _, loose = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
                         max_accuracy_drop=0.01)
     assert loose.passed and loose.metric == "agreement" and not loose.backed_off
     assert loose.interval_method == "exact binomial"
-    assert loose.drop_confidence == 0.975
-    assert loose.drop_interval[1] == pytest.approx(clopper_pearson(1, 896, 0.975)[1])
-    assert 0.007 < loose.drop_interval[1] < 0.0072
+    assert loose.drop_confidence == 0.95
+    assert loose.drop_interval[1] == pytest.approx(clopper_pearson(1, 896)[1])
+    assert 0.0062 < loose.drop_interval[1] < 0.0063
     _, tight = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
                         max_accuracy_drop=0.005)  # the point drop, 0.0011, is within it
     assert tight.backed_off and all(c.method == "dense" for c in tight.layers)
@@ -139,7 +139,7 @@ def test_a_held_out_set_too_small_to_resolve_the_drop_is_said_not_passed(
                          max_accuracy_drop=0.01)
     assert result.passed is False and result.drop == 0
     assert result.guard.startswith("not resolved: 96 held-out samples cannot resolve a drop "
-                                   f"of 1.00% at 97.5% (need {needed_samples(0.01, 0.975)}")
+                                   f"of 1.00% at 95% (need {needed_samples(0.01)}")
     graph_io.save(original, tmp_path / "m.onnx")
     np.savez(tmp_path / "c.npz", x=np.concatenate([b["x"] for b in calibration]))
     monkeypatch.setattr(search_module, "LatencyTable", lambda **kw: PlantedTable("-"))
@@ -162,13 +162,6 @@ def test_clopper_pearson_and_the_samples_needed():
         tail = (1 - level) / 2
         assert clopper_pearson(0, n, level) == pytest.approx((0.0, 1 - tail ** (1 / n)))
         assert clopper_pearson(n, n, level) == pytest.approx((tail ** (1 / n), 1.0))
-
-
-def test_a_bootstrap_interval_is_widened_about_the_drop_at_a_higher_level():
-    assert widen(0.01, (0.0, 0.03), 0.95) == (0.0, 0.03)
-    low, high = widen(0.01, (0.0, 0.03), 0.99)
-    assert low == pytest.approx(0.01 - 0.01 * 2.5758293 / 1.9599640, rel=1e-6)
-    assert high == pytest.approx(0.01 + 0.02 * 2.5758293 / 1.9599640, rel=1e-6)
 
 
 REGRESSION = """
@@ -240,15 +233,15 @@ def test_a_users_metric_that_sees_no_change_is_not_a_vacuous_pass(samples, resol
         return float(np.mean(outputs["y"].argmax(1) == labels))
 
     metric = resolve(accuracy, {"y": scores}, labels)
-    verdict = judge(metric, {"y": scores}, {"y": scores.copy()}, labels, confidence=0.975)
+    verdict = judge(metric, {"y": scores}, {"y": scores.copy()}, labels)
     assert verdict.drop == 0 and verdict.before == pytest.approx(0.9, abs=0.01)
     assert verdict.floor == pytest.approx(
-        clopper_pearson(0, samples, 0.975)[1] * verdict.before)
+        clopper_pearson(0, samples)[1] * verdict.before)
     assert verdict.interval[1] == pytest.approx(verdict.floor)
     assert verdict.resolvable(0.01) is resolved and verdict.within(0.01) is resolved
     assert guard(verdict, 0.01, True)[1].startswith(
-        "drop 0.00% [97.5% interval" if resolved else
-        f"not resolved: {samples} held-out samples cannot resolve a drop of 1.00% at 97.5%")
+        "drop 0.00% [95% interval" if resolved else
+        f"not resolved: {samples} held-out samples cannot resolve a drop of 1.00% at 95%")
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -44,17 +44,17 @@ class Calibration:
     ``fit`` fit the factors, every other one is held out for the guard. ``allowed`` is the
     metric drop the guard allows (the metrics are shares in [0, 1]: 0.01 = 1 point). The
     realzoo metrics are user functions: the guard's interval is a bootstrap, never below the
-    exact binomial's floor (no sample made worse) at the judgement's level, so a 1-point
-    bound needs 437 held-out samples at the first judgement, 505 at the second."""
+    exact binomial's floor (no sample made worse) at 95 %, so a 1-point bound needs 368
+    held-out samples at least."""
 
     samples: int
     fit: int = 128
     allowed: float = 0.01
 
 
-#: Per model. The back-off stops where its next judgement could not resolve the bound: 512
-#: held-out samples allow two judgements at 1 point (the floor 0.85 %, 0.99 %), 640 three,
-#: 896 seven; so 640-896 where a pass over them is cheap. The detectors' responses at every
+#: Per model. 512 held-out samples or more: the upper end of the guard's 95 % interval is
+#: then 0.72 % with no sample made worse (1.08 % with one); 896 allow three (0.98 %); so
+#: 640-896 where a pass over them is cheap. The detectors' responses at every
 #: layer are held in memory for the fit samples (640 x 640 maps), hence their small ``fit``,
 #: and 512 held-out images (a pass takes 20-60 s). Until 2026-12-03 the detectors had 150-240
 #: held-out images, on which a bootstrap over images none of which changed read [0, 0]: a
@@ -467,8 +467,8 @@ def markdown_block(data: dict) -> str:
          "exact output (BatchNorm folded) and gets calibration data made with seed 1 "
          "(the first `fit` samples fit the factors, the rest is held out for the guard), "
          "the model's task metric as `LowRank(metric=...)` (a user function: the guard's "
-         "interval is a bootstrap over the held-out samples, at 97.5 % for the first choice "
-         "judged and 1 - 5 %/2^j for the j-th) and its labels. The "
+         "interval is a bootstrap over the held-out samples at 95 %, on a ladder of choices "
+         "judged fewest moves first until one is refused) and its labels. The "
          "metric before -> after is measured on the test data of REALZOO.md (seed 0; "
          "more samples of it where they are cheap to make, n in the column), "
          "which the search never saw; \"test drop > allowed?\" asks whether a run the guard "

@@ -152,11 +152,10 @@ def add_lossy(parser: argparse.ArgumentParser) -> None:
                             "higher is better (default: agreement, or top1 with labels, for "
                             "class scores; rel-error:0.05 otherwise)")
     group.add_argument("--max-accuracy-drop", type=float,
-                       help="back off layers until the upper end of the interval of the "
-                            "metric's drop on the held-out samples is at most this (97.5%% "
-                            "for the first choice judged, 1 - 5%%/2^j for the j-th: together "
-                            "95%%; default "
-                            "0.01 with --lossy; 1 turns the check off)")
+                       help="deliver the most layers rewritten for which the upper end "
+                            "of the 95%% interval of the metric's drop on the held-out "
+                            "samples is at most this (default 0.01 with --lossy; 1 turns "
+                            "the check off)")
     group.add_argument("--search-time", type=float, default=SEARCH_TIME, metavar="SECONDS",
                        help="time for the whole search (default "
                             f"{SEARCH_TIME:g}): the latency table stops at 40%% of it (then "

@@ -50,10 +50,12 @@ class Compression(Record):
     accuracy_before: float | None = doc("accuracy with labels (metric `top1`), else null",
                                         default=None)
     accuracy_after: float | None = doc("accuracy after, with labels", default=None)
-    backed_off: list[str] = doc("layers whose rank was raised (or made dense) to keep the "
-                                "accuracy", default_factory=list)
+    backed_off: list[str] = doc("layers the search's trajectory rewrote further than the "
+                                "choice the guard accepted (a higher rank or dense)",
+                                default_factory=list)
     seconds: float = doc("time of the search", default=0.0)
-    notes: list[str] = doc("what the search did, e.g. each back-off", default_factory=list)
+    notes: list[str] = doc("what the search did, e.g. the choice the guard refused",
+                           default_factory=list)
     not_considered: list[str] = doc(
         "each Conv/Gemm/MatMul the search could not consider, with the reason, e.g. "
         "`Conv 'c3': input size unknown (give --input-shape)`", default_factory=list)
@@ -67,13 +69,12 @@ class Compression(Record):
         "interval [low, high] of the drop at `drop_confidence`; the guard decides on high",
         default=None)
     drop_confidence: float | None = doc(
-        "the interval's level: 0.95 for one judgement; the back-off's j-th judgement on the "
-        "same held-out samples is made at 1 - 0.05 / 2^j (0.975, 0.9875, ...), so that all "
-        "the choices it judged hold together at 95 %", default=None)
+        "the interval's level, 0.95: the guard judges its ladder of choices in a fixed "
+        "order, each at this level, and stops at the first refused (fixed-sequence "
+        "testing), so the delivered choice holds at it", default=None)
     interval_method: str = doc("`exact binomial` (Clopper-Pearson on the samples made worse) "
-                               "or `bootstrap` (1000 seeded resamples of the samples, widened "
-                               "about the drop by the normal quantiles' ratio at levels "
-                               "above 95 %, its upper end never below the exact binomial's "
+                               "or `bootstrap` (1000 seeded resamples of the samples, "
+                               "its upper end never below the exact binomial's "
                                "for no sample made worse, times the original's score for a "
                                "user's function; "
                                "`bootstrap (N resamples)` when a slow user function stopped "
@@ -93,15 +94,15 @@ class Compression(Record):
         "the search's time by phase, seconds: `reference` (the original on the held-out "
         "samples), `plan` (calibration samples, dense layer latencies), `latency` (the "
         "factorized forms' latencies), `sensitivity` (each layer rewritten alone), "
-        "`build and guard` (the rewrites and the back-off)", schema_type="{phase: seconds}",
+        "`build and guard` (the rewrites and the guard's ladder)", schema_type="{phase: seconds}",
         default_factory=dict)
     search_time: float | None = doc("the search's time budget (seconds; `--search-time`): "
                                     "the latency table, the sensitivity runs and the "
-                                    "back-off's builds", default=None)
+                                    "guard's builds", default=None)
     estimated_latencies: int = doc("factorized forms whose latency was estimated from MACs "
                                    "because the time budget ran out (0: all measured)",
                                    default=0)
-    back_off_steps: int = doc("builds after the first one", default=0)
+    back_off_steps: int = doc("the guard's builds after the first one", default=0)
     speedup: float | None = doc(
         "the compressed model's speed-up over the original, timed interleaved at "
         "ORT_ENABLE_ALL at the search's batch size (null: not faster, the original is "

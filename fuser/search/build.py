@@ -25,11 +25,12 @@ class Builder:
     each layer fitted to its inputs in the network approximated so far (``forms``).
 
     Models after each layer are kept for the last choice built, so that a new choice is
-    built from its first changed layer on: a back-off step that changes layer i does not
-    refit layers 0 .. i-1. Fitting layer i runs only the part of the network up to it
-    (``cut.prefix``), from the tensors the previous rewritten layer's run left for the
-    network after it (so a build runs the fitting samples through the network about once,
-    not once per layer); before the first rewrite, the original's data (``data``) are used.
+    built from its first changed layer on: a choice on the guard's ladder that changes
+    layer i does not refit layers 0 .. i-1. Fitting layer i runs only the part of the
+    network up to it (``cut.prefix``), from the tensors the previous rewritten layer's run
+    left for the network after it (so a build runs the fitting samples through the network
+    about once, not once per layer); before the first rewrite, the original's data
+    (``data``) are used.
     """
 
     def __init__(self, model: onnx.ModelProto, layers: list[Layer], data: list[LayerData],

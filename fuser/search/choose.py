@@ -19,9 +19,9 @@ quadrature, when the layers' perturbations are independent: ``e_total^2 ~ sum e_
   budget's target or no move keeps ``sum e_l^2 <= E^2``.
 
 Without an allowed drop, no option is filtered and no bound applies: the target decides.
-``trajectory`` keeps every choice on the way: the back-off (``guard``) takes the longest
-prefix of those moves that the guard accepts, so it undoes the moves with the most ``e^2``
-per unit saved first.
+``trajectory`` keeps every choice on the way, past ``E`` if asked: the guard judges a ladder
+of its prefixes (``guard.ladder``), so the moves with the most ``e^2`` per unit saved are
+the last to be delivered.
 """
 
 from __future__ import annotations
@@ -82,14 +82,16 @@ def allocate(options: list[list[Option]], effects: Mapping[tuple, Effect],
 
 def trajectory(options: list[list[Option]], effects: Mapping[tuple, Effect],
                cost: Callable[[Option], float], dense: list[float], fixed: float,
-               target: float | None, allowed: float | None) -> list[list[Option | None]]:
+               target: float | None, allowed: float | None, reach: float = 1.0
+               ) -> list[list[Option | None]]:
     """Every choice ``allocate`` passes through, from all dense (the first) to its answer
-    (the last): each one move further, the moves in order of added ``e^2`` per unit saved.
-    A prefix of the moves is the back-off's unit (``guard``)."""
+    (the last): each one move further, the moves in order of added ``e^2`` per unit saved,
+    with ``E`` taken ``reach`` times as large (the guard's ladder climbs past it). The
+    guard judges prefixes of these moves (``guard.ladder``)."""
     chosen: list[Option | None] = [None] * len(options)
     states = [chosen[:]]
     current = list(dense)
-    budget = error_bound(effects, allowed) ** 2
+    budget = (error_bound(effects, allowed) * reach) ** 2
     spent = 0.0
     while target is None or fixed + sum(current) > target:
         best, best_key = None, None

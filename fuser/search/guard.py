@@ -1,12 +1,17 @@
-"""The guard: the compressed model judged on the held-out samples, the back-off over the
-allocation's moves while it is out of bounds, and the verdict in one line.
+"""The guard: the compressed model judged on the held-out samples, a ladder of choices
+judged in a fixed order until one is refused, and the verdict in one line.
 
-The back-off judges several choices on the same held-out samples and keeps the largest one
-accepted: judged each at 95 %, the chance that some choice whose true drop is over the bound
-passes grows with the number judged, and the choice kept is the one the samples flattered
-most. The j-th judgement is therefore made at the level ``1 - 0.05 / 2**j`` (``level``:
-97.5 %, 98.75 %, ...): the levels' shortfalls sum to less than 5 %, so by the union bound
-every choice judged, and with it the one delivered, holds at 95 % together.
+The guard judges several choices on the same held-out samples and keeps the largest one
+accepted. Judged in an order that depends on what they show (start from the full allocation,
+back off to a smaller choice after a refusal), each judgement would need its own share of
+the 5 % (the samples that flatter a choice get to pick it). The guard uses fixed-sequence
+testing instead: the choices are put in order before any is judged (``ladder``: fewest moves
+first, from the predicted output errors, which come from the fitting samples), each is judged
+at 95 %, and the first refusal ends the ladder. A choice whose true drop is over the bound is
+then delivered only if the first such choice in the order was accepted, which its 95 %
+interval allows at most 2.5 % of the time (its one-sided shortfall): the delivered choice
+holds at 95 %, however many choices were judged, with no assumption on how the drop grows
+with the moves.
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from fuser.search.metric import CONFIDENCE, Judgement, Metric, judge, needed_sam
 
 @dataclasses.dataclass
 class Delivered:
-    """What the back-off delivers: the model, its outputs on the held-out samples and the
-    guard's judgement of them, the choice it was built from, the layers backed off from the
-    first allocation, and the builds it took."""
+    """What the guard delivers: the model, its outputs on the held-out samples and the
+    guard's judgement of them, the choice it was built from, the layers of the trajectory's
+    last choice that it left dense or at another option, and the builds it took."""
 
     model: onnx.ModelProto
     outputs: dict[str, np.ndarray]
@@ -39,107 +44,87 @@ class Delivered:
     builds: int
 
 
-#: After a refusal, the back-off aims at this share of the allowed drop.
-AIM = 0.7
+#: The ladder's rungs: predicted output errors of ``RATIO ** m`` times the error bound the
+#: sensitivities calibrate (``choose.error_bound``), m in ``RUNGS``. The measured error of a
+#: whole build is 1.4-1.7 times the prediction from single layers, and the drop is not
+#: proportional to it (a detector's recall is a threshold): the ladder starts at a third of
+#: the bound and climbs past it where the metric bears more.
+RATIO = 1.4
+RUNGS = range(-3, 3)
 
 
-def level(judgement: int) -> float:
-    """The confidence of the ``judgement``-th (from 1) judgement on the same held-out
-    samples: ``1 - (1 - CONFIDENCE) / 2**judgement`` (the module docstring)."""
-    return 1 - (1 - CONFIDENCE) / 2 ** judgement
+def ladder(errors: list[float], bound: float) -> list[int]:
+    """The states the guard judges, in order: for each rung, the state with the most moves
+    whose predicted error (``errors[k]``) is within it; each state once, fewest moves first.
+    Without a bound (infinite), the last state alone."""
+    order: list[int] = []
+    for m in RUNGS:
+        edge = bound * RATIO ** m
+        fitting = [k for k in range(1, len(errors)) if errors[k] <= edge * (1 + 1e-9)]
+        if fitting and (not order or max(fitting) > order[-1]):
+            order.append(max(fitting))
+    return order
 
 
-def back_off_until_accepted(builder: Builder, states: list[list[Option | None]],
-                            errors: list[float], held: list[Feeds], reference: dict,
-                            labels: np.ndarray | None, judged: Metric, allowed: float | None,
-                            notes: list[str], line: Progress, deadline: float | None = None
-                            ) -> Delivered:
-    """The longest prefix of the allocation's moves (``choose.trajectory``: ``states[k]``
-    is the choice after k moves, ``states[0]`` all dense) that the guard accepts.
+def top_rung(bound: float) -> float:
+    """The predicted error of the ladder's last rung: the trajectory need not go further."""
+    return bound * RATIO ** max(RUNGS)
 
-    The full allocation is built first. Each next choice is predicted (``next_state``) from
-    ``errors`` (each state's output error predicted from the layers' measured errors) and
-    what the guard saw on the smallest refused: a few builds however many moves there are.
-    Each build is from its first changed layer on (``Builder``). A next build is not started
-    when it would end past ``deadline`` (its time estimated by the last one's), nor when the
-    held-out samples could not resolve the bound at its judgement's level (``level``): the
-    largest accepted choice is delivered then, the dense original if none was, and a note
-    says so.
+
+def largest_accepted(builder: Builder, states: list[list[Option | None]],
+                     errors: list[float], bound: float, held: list[Feeds], reference: dict,
+                     labels: np.ndarray | None, judged: Metric, allowed: float | None,
+                     notes: list[str], line: Progress, deadline: float | None = None
+                     ) -> Delivered:
+    """The ladder's choice with the most moves that the guard accepts (module docstring).
+
+    ``states`` are the trajectory's choices (``choose.trajectory``: ``states[k]`` after k
+    moves, ``states[0]`` all dense), ``errors`` their predicted output errors and ``bound``
+    the error bound the ladder's rungs are scaled by. Each build is from its first changed
+    layer on (``Builder``). Without an allowed drop, the last state is built and judged
+    alone. The next rung is not built when it would end past ``deadline`` (its time
+    estimated by the last build's): the largest accepted choice is delivered then, the dense
+    original if none was, and a note says so.
     """
     last = len(states) - 1
-    lo, hi, k, builds = 0, last + 1, last, 0
-    best = None
-    while k > 0:
+    order = ladder(errors, bound) if allowed is not None else [last] if last else []
+    best, kept, builds = None, 0, 0
+    for position, k in enumerate(order):
         began = time.perf_counter()
         line.show(f"low-rank: building the model with {k} of {last} moves "
-                  f"({builds} builds so far)")
+                  f"(rung {position + 1} of {len(order)})")
         result = builder.build(states[k])
         new = outputs(result, held, level="all")
         builds += 1
-        verdict = judge(judged, reference, new, labels,
-                        confidence=CONFIDENCE if allowed is None else level(builds))
-        refused = allowed is not None and not accepted(verdict, allowed)
-        if not refused:
-            lo, best = k, (result, new, verdict)
-        else:
-            hi, seen = k, (verdict.interval[1] if verdict.resolvable(allowed)
-                           else verdict.drop)
+        verdict = judge(judged, reference, new, labels)
+        if allowed is not None and not accepted(verdict, allowed):
             notes.append(f"refused {k} of {last} moves: {judged.name} drop {verdict.drop:.3f}, "
                          f"{percent(verdict.confidence)} interval up to "
-                         f"{verdict.interval[1]:.3f}")
-        if hi - lo <= 1:
+                         f"{verdict.interval[1]:.3f}; the ladder stops there")
             break
-        stop = _stop(verdict, allowed, builds, began, deadline)
-        if stop:
-            notes.append(stop.format(kept=f"{lo} of {last} moves kept"))
+        best, kept = (result, new, verdict), k
+        if position + 1 < len(order) and _late(began, deadline):
+            notes.append(f"the search time ran out on the guard's ladder: {k} of {last} "
+                         "moves kept (the most the guard accepted)")
             break
-        k = next_state(lo, hi, errors, seen, allowed, refused)
     line.clear()
     if builds > 1:
-        notes.append(f"the guard judged {builds} choices on the same held-out samples, the "
-                     f"j-th at 1 - 5%/2^j ({percent(level(1))}, {percent(level(2))}, ...) so "
-                     "that all hold together at 95%")
+        notes.append(f"the guard judged {builds} choices in a fixed order, fewest moves first, "
+                     f"each at {percent(CONFIDENCE)}, up to the first refused: the "
+                     "delivered one holds at that level (fixed-sequence testing)")
     if best is None:
         best = (builder.model, reference, judge(judged, reference, reference, labels))
-    changed = [i for i, (a, b) in enumerate(zip(states[last], states[lo], strict=True))
+    changed = [i for i, (a, b) in enumerate(zip(states[last], states[kept], strict=True))
                if a != b]
     notes += [f"backed off {builder.layers[i].name}: {form_text(states[last][i])} -> "
-              f"{form_text(states[lo][i])}" for i in changed]
-    return Delivered(*best, states[lo], [builder.layers[i].name for i in changed], builds)
+              f"{form_text(states[kept][i])}" for i in changed]
+    return Delivered(*best, states[kept], [builder.layers[i].name for i in changed], builds)
 
 
-def _stop(verdict: Judgement, allowed: float | None, builds: int, began: float,
-          deadline: float | None) -> str | None:
-    """Why no next build starts (a note with a ``{kept}`` field), or None: its judgement
-    could not resolve the bound, or it would end past the deadline (its time estimated by
-    the last build's)."""
-    if allowed is not None and not verdict.resolvable(allowed, level(builds + 1)):
-        return (f"{verdict.samples} held-out samples cannot resolve {allowed:.2%} at the "
-                f"next judgement's level ({percent(level(builds + 1))}): {{kept}} (give "
-                "more calibration samples for a longer back-off)")
+def _late(began: float, deadline: float | None) -> bool:
+    """Whether a build like the last one, started now, would end past the deadline."""
     now = time.perf_counter()
-    if deadline is not None and now + (now - began) > deadline:
-        return "the search time ran out in the back-off: {kept} (the most the guard accepted)"
-    return None
-
-
-def next_state(lo: int, hi: int, errors: list[float], seen: float, allowed: float,
-               refused: bool) -> int:
-    """The next state to build, in (lo, hi), ``hi`` refused with the guard seeing ``seen``
-    (the interval's upper end, or the drop where the samples cannot resolve the bound).
-
-    The drop is taken as proportional to the output error, as it is for small perturbations
-    of a classifier's scores (samples flip in proportion to the perturbation): the bound is
-    predicted at the error ``errors[hi] * allowed / seen``. Just after a refusal, the state
-    with the most moves at ``AIM`` times that error (one move above ``lo`` if none); after an
-    acceptance, at that error itself, or the midpoint if no state between is predicted to
-    pass (the prediction was too cautious)."""
-    edge = errors[hi] * allowed / max(seen, 1e-12)
-    goal = edge * (AIM if refused else 1.0)
-    fitting = [k for k in range(lo + 1, hi) if errors[k] <= goal]
-    if fitting:
-        return max(fitting)
-    return lo + 1 if refused else (lo + hi) // 2
+    return deadline is not None and now + (now - began) > deadline
 
 
 def form_text(option: Option | None) -> str:
@@ -174,7 +159,7 @@ def guard(verdict: Judgement, allowed: float | None, compressed: bool
 
 def accepted(verdict: Judgement, allowed: float) -> bool:
     """Within bounds on the interval's upper end; when this many samples cannot resolve the
-    bound at all, the point estimate stops the back-off (the guard then says so)."""
+    bound at all, the point estimate decides the ladder (the guard then says so)."""
     if verdict.resolvable(allowed):
         return verdict.within(allowed)
     return verdict.drop <= allowed

@@ -16,15 +16,14 @@ A metric scores a model's outputs on the held-out calibration samples (higher is
 The drop is the original's score minus the compressed model's. When every sample scores 0
 or 1 (the built-ins on batch-first outputs of one prediction per sample), its interval is the
 exact binomial (Clopper-Pearson) one of the share of samples made worse, an upper bound of
-the drop; otherwise a seeded bootstrap over samples (a user's function: ``user_metric``),
-its 95 % percentile interval widened about the drop by the normal quantiles' ratio at other
-levels. A bootstrap cannot see what no sample showed (nothing changed: [0, 0] on any number
-of samples), so its upper end is never below the exact binomial's floor (no sample made
-worse); for a user's function the floor is scaled by the original's score (a sample taken
-to be able to lose the metric's size, exact for a share of samples). A held-out set whose
-floor is past the allowed drop cannot resolve it. The guard decides on the upper end, at a
-level it chooses per judgement (95 % by default; ``guard.level`` when it judges several
-choices on the same samples).
+the drop; otherwise the 95 % percentile interval of a seeded bootstrap over samples (a
+user's function: ``user_metric``). A bootstrap cannot see what no sample showed (nothing
+changed: [0, 0] on any number of samples), so its upper end is never below the exact
+binomial's floor (no sample made worse); for a user's function the floor is scaled by the
+original's score (a sample taken to be able to lose the metric's size, exact for a share of
+samples). A held-out set whose floor is past the allowed drop cannot resolve it. The guard
+decides on the upper end of a 95 % interval, every time (``guard`` says why judging several
+choices on the same samples needs no higher level).
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ import importlib.util
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 
@@ -83,10 +81,9 @@ class Judgement:
     def within(self, allowed: float) -> bool:
         return self.interval[1] <= allowed
 
-    def resolvable(self, allowed: float, confidence: float | None = None) -> bool:
-        """Whether this many samples can resolve ``allowed`` at this judgement's level (or
-        at ``confidence``)."""
-        return _floor(self.samples, confidence or self.confidence, self.scale) <= allowed
+    def resolvable(self, allowed: float) -> bool:
+        """Whether this many samples can resolve ``allowed`` at this judgement's level."""
+        return self.floor <= allowed
 
 
 def parse(spec: str | UserMetric | None) -> str | UserMetric | None:
@@ -206,51 +203,35 @@ def _above_snr(decibels: float) -> Callable:
 
 
 def judge(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
-          seed: int = 0, confidence: float = CONFIDENCE) -> Judgement:
-    """The scores before and after, the drop and its interval at ``confidence``."""
+          seed: int = 0) -> Judgement:
+    """The scores before and after, the drop and its interval at ``CONFIDENCE``."""
     rng = np.random.default_rng(seed)
     count = len(next(iter(ref.values())))
     if metric.user is not None:
         before, after, interval, method = judge_user(metric.user, ref, new, labels, rng,
                                                      metric.reference_scores)
-        low, high = widen(before - after, interval, confidence)
-        floor = _floor(count, confidence, abs(before))
+        low, high = interval
+        floor = _floor(count, CONFIDENCE, abs(before))
         return Judgement(before, after, before - after, (low, max(high, floor)), method,
-                         count, confidence, abs(before))
+                         count, CONFIDENCE, abs(before))
     before, after = metric.per_sample(ref, new, labels)
     drop = float(before.mean() - after.mean())
     if np.isin(before, (0.0, 1.0)).all() and np.isin(after, (0.0, 1.0)).all():
-        worse = clopper_pearson(int(((before == 1) & (after == 0)).sum()), count, confidence)
+        worse = clopper_pearson(int(((before == 1) & (after == 0)).sum()), count, CONFIDENCE)
         better = float(((before == 0) & (after == 1)).mean())
         return Judgement(float(before.mean()), float(after.mean()), drop,
-                         (worse[0] - better, worse[1]), "exact binomial", count, confidence)
+                         (worse[0] - better, worse[1]), "exact binomial", count, CONFIDENCE)
     diffs = before - after
     picks = rng.integers(0, count, (BOOTSTRAP, count))
-    low, high = widen(drop, tuple(np.quantile(diffs[picks].mean(axis=1), [0.025, 0.975])),
-                      confidence)
+    low, high = np.quantile(diffs[picks].mean(axis=1), [0.025, 0.975])
     return Judgement(float(before.mean()), float(after.mean()), drop,
-                     (float(low), max(float(high), _floor(count, confidence))), "bootstrap",
-                     count, confidence)
+                     (float(low), max(float(high), _floor(count, CONFIDENCE))), "bootstrap",
+                     count, CONFIDENCE)
 
 
 def _floor(samples: int, confidence: float, scale: float = 1.0) -> float:
     """The exact binomial's upper end with no sample made worse, times ``scale``."""
     return clopper_pearson(0, samples, confidence)[1] * scale
-
-
-def widen(drop: float, interval: tuple[float, float], confidence: float
-          ) -> tuple[float, float]:
-    """A 95 % bootstrap interval moved to ``confidence``: each side's distance from the
-    drop scaled by the ratio of the normal quantiles (a percentile interval's far tails
-    need more resamples than a guard can afford)."""
-    if confidence == CONFIDENCE:
-        return interval
-    scale = _quantile(confidence) / _quantile(CONFIDENCE)
-    return drop - (drop - interval[0]) * scale, drop + (interval[1] - drop) * scale
-
-
-def _quantile(confidence: float) -> float:
-    return NormalDist().inv_cdf(1 - (1 - confidence) / 2)
 
 
 def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:

@@ -10,22 +10,23 @@
    is never chosen where onnxruntime runs it slower.
 4. Sensitivity: each option is fitted and put into the network alone (the rest dense), and
    the task metric measured on the probe samples (``sensitivity``); layers go slowest first,
-   and steps 3-4 share ``search_time`` less the back-off's three builds.
+   and steps 3-4 share ``search_time`` less the guard's four builds.
 5. Allocation (``choose.trajectory``): the cheapest penalty per unit of cost saved first,
    until the budget's target (``macs=F`` or ``latency=F``, fractions of the whole model) is
-   reached or the summed penalty would pass the error bound the metric calibrates
+   reached or the summed penalty would pass twice the error bound the metric calibrates
    (``accuracy=D`` has no target: as fast as the drop allows); every move is kept.
 6. Build (``build.Builder``): layer by layer in network order, each fitted to its inputs in
    the network approximated so far (Zhang's asymmetric reconstruction, or the linear
    response PCA, or whitened SVD for Gemm/MatMul and for wide ones always; the input-side
    forms from the PCA of those inputs), each layer's part run from the last one's tensors.
 7. Guard: the metric on every held-out sample (``fuser.search.metric``); with
-   ``max_accuracy_drop``, the longest prefix of the allocation's moves whose drop has the
-   upper end of its interval in bounds, the j-th choice judged at 1 - 5 %/2^j so that all
-   hold at 95 % together (``guard.back_off_until_accepted``: a few predicted builds, each
-   from its first changed layer on, the last one started only if it ends within
-   ``search_time``). The budget is then a target, not a promise: the report shows
-   what was reached, and says when the held-out set is too small to resolve the bound.
+   ``max_accuracy_drop``, a ladder of the trajectory's choices at predicted output errors
+   from a third of the bound to twice it, judged fewest moves first, each at 95 %, until
+   the upper end of the drop's interval is out of bounds (``guard.largest_accepted``:
+   fixed-sequence testing, so the delivered choice holds at 95 %; each build from its
+   first changed layer on, the next one started only if it ends within ``search_time``).
+   The budget is then a target, not a promise: the report shows what was reached, and
+   says when the held-out set is too small to resolve the bound.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ from fuser.runtime.runners import Progress
 from fuser.search import sensitivity
 from fuser.search.build import Builder, layer_errors, outputs
 from fuser.search.calibrate import Feeds
-from fuser.search.choose import SAFETY, predicted_error, tolerance, trajectory
+from fuser.search.choose import SAFETY, error_bound, predicted_error, tolerance, trajectory
 from fuser.search.forms import Option
-from fuser.search.guard import back_off_until_accepted, guard
+from fuser.search.guard import guard, largest_accepted, top_rung
 from fuser.search.latency import LatencyTable
 from fuser.search.metric import Metric, UserMetric, judge, resolve
 from fuser.search.plan import Plan, make_plan, offer, split
@@ -58,12 +59,12 @@ FIT_SAMPLES = 128
 PROBE_SAMPLES = 64
 MIN_PROBE_SAMPLES = 16
 #: Seconds for the whole search, the latency table's share of them, and the builds the
-#: back-off is given time for (the sensitivity runs stop then): each about one run over the
+#: guard is given time for (the sensitivity runs stop then): each about one run over the
 #: fitting samples and one over the held-out samples.
 SEARCH_TIME = 180.0
 LATENCY_SHARE = 0.4
-GUARD_BUILDS = 3
-#: Seconds for the end-to-end comparison of the two models after the back-off.
+GUARD_BUILDS = 4
+#: Seconds for the end-to-end comparison of the two models after the guard.
 COMPARE_SECONDS = 5.0
 
 
@@ -95,16 +96,16 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
             factors, every other sample is held out for the guard.
         budget: ``macs=F`` or ``latency=F``: the whole model's MACs or onnxruntime latency
             as a fraction of the original; ``accuracy=D``: as fast as a drop of D allows.
-        max_accuracy_drop: back off until the upper end of the metric drop's interval
-            on the held-out samples (``guard.level``) is at most this.
+        max_accuracy_drop: deliver the largest choice on the guard's ladder whose metric
+            drop on the held-out samples has the upper end of its 95 % interval at most this.
         labels: one label per calibration sample, in order. metric: see
             ``fuser.search.metric``. reconstruction: ``asymmetric``, ``pca``, ``whitened``.
         speed_margin: offer a form only if it is measured this much faster than dense.
         provider: where layers are timed: ``auto`` (CUDA with IO binding when it loads),
             ``cuda`` or ``cpu``. search_time: seconds for the whole search: the latency
             table stops at 40 % of it (then latencies are estimated from MACs), the
-            sensitivity runs leave time for three builds (layers not reached stay dense),
-            and no back-off build starts that would end after it.
+            sensitivity runs leave time for four builds (layers not reached stay dense),
+            and no build of the guard's ladder starts that would end after it.
         input_shapes: fixed input shapes for finding the layers' sizes. progress: a line on
             stderr (None: when stderr is a terminal).
     """
@@ -119,12 +120,12 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     table = table or LatencyTable(batch=batch, threads=threads, provider=provider)
     table.progress, table.deadline = run.line, started + LATENCY_SHARE * search_time
     plan, options, why, effects, cost = _explore(model, run, table, fit, fit_labels, judged)
-    states = trajectory(options, effects, *cost, allowed)
+    states = trajectory(options, effects, *cost, allowed, reach=top_rung(1.0))
     notes = _notes(calibration, table, options, effects, allowed)
     builder = Builder(model, plan.layers, plan.data, fit, samples, seed, reconstruction)
-    got = back_off_until_accepted(builder, states, [predicted_error(s, effects) for s in states],
-                                  held, reference, labels, judged, allowed, notes, run.line,
-                                  started + search_time - run.finish)
+    got = largest_accepted(builder, states, [predicted_error(s, effects) for s in states],
+                           error_bound(effects, allowed), held, reference, labels, judged,
+                           allowed, notes, run.line, started + search_time - run.finish)
     result, new, verdict, chosen = got.model, got.outputs, got.verdict, got.chosen
     speedup = _end_to_end(model, result, fit[0], table, notes, speed_margin)
     if speedup is None and any(chosen):  # not faster end to end: deliver the original
@@ -159,11 +160,11 @@ class _Run:
     line: Progress
     clock: _Phases
     per_sample: float = 0.0  # seconds of one sample through the whole model
-    finish: float = 0.0  # seconds after the back-off: each layer's error, the timing
+    finish: float = 0.0  # seconds after the guard: each layer's error, the timing
 
     def referenced(self, held: int, fit: int) -> None:
         """The reference run over the ``held`` samples is done: its time per sample, and the
-        sensitivity deadline moved to leave ``GUARD_BUILDS`` builds for the back-off."""
+        sensitivity deadline moved to leave ``GUARD_BUILDS`` builds for the guard."""
         self.clock.lap("reference")
         self.per_sample = self.clock.seconds["reference"] / max(held, 1)
         self.finish = self.per_sample * fit + COMPARE_SECONDS
@@ -280,8 +281,8 @@ def _notes(calibration: Sequence[Feeds], table: LatencyTable, options: list[list
     if allowed is not None and coarsest > SAFETY * allowed:
         notes.append(f"the sensitivity probe resolves a drop of {coarsest:.3g} at best, "
                      f"more than half the allowed {allowed:.3g}: a layer that read no drop "
-                     "alone may cost some, and the first build can overshoot (the guard "
-                     "then backs off)")
+                     "alone may cost some, and the bound the ladder is scaled by rests "
+                     "on output errors")
     if len(calibration) == 1:
         notes.append("a single calibration batch: the guard judges on the samples it was "
                      "fitted to")
