@@ -250,7 +250,8 @@ def test_the_trajectory_is_one_move_at_a_time_from_dense_to_the_allocation():
 class _Moves:
     """A builder whose model after k moves is k itself, its predicted error ``sqrt(k)``;
     the guard accepts up to ``good`` moves. With the bound 3, the ladder's rungs (3 times
-    1.4^-3 ... 1.4^2: 1.09, 1.53, 2.14, 3, 4.2, 5.88) fall on 1, 2, 4, 9, 17 and 30 moves."""
+    1.4^-4 ... 1.4^2: 0.78, 1.09, 1.53, 2.14, 3, 4.2, 5.88) fall on 0 (not judged), 1, 2, 4,
+    9, 17 and 30 moves."""
 
     RUNGS = [1, 2, 4, 9, 17, 30]
 
@@ -295,7 +296,7 @@ def test_the_ladder_is_fixed_by_the_predicted_errors_fewest_moves_first():
 
     errors = [k ** 0.5 for k in range(31)]
     assert ladder(errors, 3.0) == _Moves.RUNGS
-    assert ladder(errors, 1.0) == [1, 3]  # 0.36-0.71: no state; 1 and 1.4: 1; 1.96: 3
+    assert ladder(errors, 1.0) == [1, 3]  # 0.26-0.71: no state; 1 and 1.4: 1; 1.96: 3
     assert ladder(errors, np.inf) == [30] and ladder(errors, 0.0) == []
     assert ladder([0.0, 0.5, 0.4, 2.0], 1.0) == [2]  # the most moves within each rung
     assert top_rung(1.0) == pytest.approx(1.96)

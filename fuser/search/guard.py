@@ -47,10 +47,11 @@ class Delivered:
 #: The ladder's rungs: predicted output errors of ``RATIO ** m`` times the error bound the
 #: sensitivities calibrate (``choose.error_bound``), m in ``RUNGS``. The measured error of a
 #: whole build is 1.4-1.7 times the prediction from single layers, and the drop is not
-#: proportional to it (a detector's recall is a threshold): the ladder starts at a third of
-#: the bound and climbs past it where the metric bears more.
+#: proportional to it (a detector's recall is a threshold): the ladder starts at a quarter
+#: of the bound and climbs past it where the metric bears more. A ladder cut short by the
+#: search time delivers a modest choice, not a refusal.
 RATIO = 1.4
-RUNGS = range(-3, 3)
+RUNGS = range(-4, 3)
 
 
 def ladder(errors: list[float], bound: float) -> list[int]:

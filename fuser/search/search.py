@@ -10,7 +10,7 @@
    is never chosen where onnxruntime runs it slower.
 4. Sensitivity: each option is fitted and put into the network alone (the rest dense), and
    the task metric measured on the probe samples (``sensitivity``); layers go slowest first,
-   and steps 3-4 share ``search_time`` less the guard's four builds.
+   and steps 3-4 share ``search_time`` less the guard's three builds.
 5. Allocation (``choose.trajectory``): the cheapest penalty per unit of cost saved first,
    until the budget's target (``macs=F`` or ``latency=F``, fractions of the whole model) is
    reached or the summed penalty would pass twice the error bound the metric calibrates
@@ -21,7 +21,7 @@
    forms from the PCA of those inputs), each layer's part run from the last one's tensors.
 7. Guard: the metric on every held-out sample (``fuser.search.metric``); with
    ``max_accuracy_drop``, a ladder of the trajectory's choices at predicted output errors
-   from a third of the bound to twice it, judged fewest moves first, each at 95 %, until
+   from a quarter of the bound to twice it, judged fewest moves first, each at 95 %, until
    the upper end of the drop's interval is out of bounds (``guard.largest_accepted``:
    fixed-sequence testing, so the delivered choice holds at 95 %; each build from its
    first changed layer on, the next one started only if it ends within ``search_time``).
@@ -63,7 +63,7 @@ MIN_PROBE_SAMPLES = 16
 #: fitting samples and one over the held-out samples.
 SEARCH_TIME = 180.0
 LATENCY_SHARE = 0.4
-GUARD_BUILDS = 4
+GUARD_BUILDS = 3
 #: Seconds for the end-to-end comparison of the two models after the guard.
 COMPARE_SECONDS = 5.0
 
@@ -104,7 +104,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
         provider: where layers are timed: ``auto`` (CUDA with IO binding when it loads),
             ``cuda`` or ``cpu``. search_time: seconds for the whole search: the latency
             table stops at 40 % of it (then latencies are estimated from MACs), the
-            sensitivity runs leave time for four builds (layers not reached stay dense),
+            sensitivity runs leave time for three builds (layers not reached stay dense),
             and no build of the guard's ladder starts that would end after it.
         input_shapes: fixed input shapes for finding the layers' sizes. progress: a line on
             stderr (None: when stderr is a terminal).
