@@ -231,6 +231,11 @@ def test_allocation_stays_within_the_error_bound():
     chosen = choose.allocate(options, effects, lambda o: o.ms, [10.0] * 3, 0.0, None, 0.01)
     # 0.1^2 + 0.2^2 = 0.05 > 0.21^2 = 0.044: the cheaper move per error is taken, not both
     assert sum(o is not None for o in chosen[:2]) == 1 and chosen[2] is None
+    # the guard's ladder climbs past E: at twice it (0.176), both moves; layer 2's option
+    # that drops 3 points alone is still never offered
+    further = choose.trajectory(options, effects, lambda o: o.ms, [10.0] * 3, 0.0, None, 0.01,
+                                reach=2.0)[-1]
+    assert all(o is not None for o in further[:2]) and further[2] is None
 
 
 def test_the_trajectory_is_one_move_at_a_time_from_dense_to_the_allocation():
