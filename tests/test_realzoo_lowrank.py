@@ -110,8 +110,8 @@ def test_shortfall_names_the_reasons_told_by_the_data():
     why = lowrank.shortfall(_row(speed=slow, timed_batches=[1], lowrank={
         "passed": True, "layers": dense, "macs_before": 1000, "macs_after": 1000,
         "backed_off": ["conv1"], "back_off_steps": 2}, macs_counted={"grouped_conv_share": 0.4}))
-    assert ("0 of 1 layers rewritten, 1 made dense by the guard (2 builds after the first), so the "
-            "guard kept dense every layer that could be rewritten") in why
+    assert ("0 of 1 layers rewritten, 1 left dense by the guard's ladder (3 choices judged), "
+            "so the guard kept dense every layer that could be rewritten") in why
     assert "depthwise/grouped convolutions (not factorized): 40% of MACs" in why
     assert "candidate layers hold only 50% of the MACs" in why
     assert "overhead-bound: 0.30 ms at batch 1" in why

@@ -448,7 +448,9 @@ def _layer_fates(layers: list[dict], backed_off: list[str], steps: int) -> str:
     if unreached:
         parts.append(f"{unreached} not reached within the search time")
     if guarded:
-        parts.append(f"{guarded} made dense by the guard ({steps} builds after the first)")
+        judged = steps + 1
+        parts.append(f"{guarded} left dense by the guard's ladder ({judged} "
+                     f"{'choice' if judged == 1 else 'choices'} judged)")
     if len(dense) == len(layers) and guarded and guarded + slower == len(dense):
         parts.append("so the guard kept dense every layer that could be rewritten")
     return ", ".join(parts)
