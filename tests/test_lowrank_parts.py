@@ -384,6 +384,21 @@ def test_the_guard_starts_no_build_that_would_end_after_the_deadline(monkeypatch
         "(the most the guard accepted)"
 
 
+def test_with_time_for_fewer_builds_than_rungs_the_ladder_spreads_them(monkeypatch):
+    from fuser.search.guard import spread
+
+    assert spread([2, 4, 9, 17, 30], 2) == [4, 17] and spread([2, 4, 9, 17, 30], 1) == [9]
+    assert spread([1, 2, 3, 4, 5, 6], 3) == [1, 3, 5] and spread([7], 1) == [7]
+    moves = _Moves(30)
+    guard = _judge_moves(monkeypatch, moves, seconds=0.2)
+    notes: list[str] = []
+    got = _ladder(guard, moves, notes, time.perf_counter() + 0.2 + 0.45)
+    # after the first build (0.2 s), 0.45 s left: 2 builds of the 5 rungs left
+    assert moves.built == [1, 4, 17] and got.model == 17
+    assert "the search time allows 2 more builds: the ladder goes on at 4, 17 of 30 moves" \
+        in notes
+
+
 # ---------------------------------------------------------------------------- build
 
 

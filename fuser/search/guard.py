@@ -17,6 +17,7 @@ with the moves.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -83,15 +84,16 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
     moves, ``states[0]`` all dense), ``errors`` their predicted output errors and ``bound``
     the error bound the ladder's rungs are scaled by. Each build is from its first changed
     layer on (``Builder``). Without an allowed drop, the last state is built and judged
-    alone. The next rung is not built when it would end past ``deadline`` (its time
-    estimated by the last build's): the largest accepted choice is delivered then, the dense
-    original if none was, and a note says so.
+    alone. Builds are timed by the last one: when fewer fit before ``deadline`` than rungs
+    are left, the rungs judged are spread over those left (``spread``); when none fits, the
+    largest accepted choice is delivered, the dense original if none was, and a note says
+    so.
     """
     last = len(states) - 1
     order = ladder(errors, bound) if allowed is not None else [last] if last else []
-    best, kept, builds = None, 0, 0
-    for position, k in enumerate(order):
-        began = time.perf_counter()
+    best, kept, builds, position = None, 0, 0, 0
+    while position < len(order):
+        k, began = order[position], time.perf_counter()
         line.show(f"low-rank: building the model with {k} of {last} moves "
                   f"(rung {position + 1} of {len(order)})")
         result = builder.build(states[k])
@@ -103,11 +105,16 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
                          f"{percent(verdict.confidence)} interval up to "
                          f"{verdict.interval[1]:.3f}; the ladder stops there")
             break
-        best, kept = (result, new, verdict), k
-        if position + 1 < len(order) and _late(began, deadline):
+        best, kept, position = (result, new, verdict), k, position + 1
+        room = _room(began, deadline)
+        if position < len(order) and room == 0:
             notes.append(f"the search time ran out on the guard's ladder: {k} of {last} "
                          "moves kept (the most the guard accepted)")
             break
+        if room < len(order) - position:
+            order[position:] = spread(order[position:], room)
+            notes.append(f"the search time allows {room} more builds: the ladder goes on at "
+                         f"{', '.join(map(str, order[position:]))} of {last} moves")
     line.clear()
     if builds > 1:
         notes.append(f"the guard judged {builds} choices in a fixed order, fewest moves first, "
@@ -122,10 +129,20 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
     return Delivered(*best, states[kept], [builder.layers[i].name for i in changed], builds)
 
 
-def _late(began: float, deadline: float | None) -> bool:
-    """Whether a build like the last one, started now, would end past the deadline."""
+def _room(began: float, deadline: float | None) -> int | float:
+    """How many builds like the last one (begun at ``began``) fit before the deadline."""
     now = time.perf_counter()
-    return deadline is not None and now + (now - began) > deadline
+    if deadline is None:
+        return math.inf
+    return max(int((deadline - now) // max(now - began, 1e-9)), 0)
+
+
+def spread(rungs: list[int], count: int) -> list[int]:
+    """``count`` of the ``rungs`` left, spread evenly over them (at the quantiles
+    ``i / (count + 1)``): with too little time for every rung, the builds that fit span
+    the ladder instead of stopping at its low end. The choice depends on time alone, not on
+    what the guard saw, so the ladder is still fixed before its choices are judged."""
+    return [rungs[(i + 1) * (len(rungs) + 1) // (count + 1) - 1] for i in range(count)]
 
 
 def form_text(option: Option | None) -> str:

@@ -24,7 +24,8 @@
    from a quarter of the bound to twice it, judged fewest moves first, each at 95 %, until
    the upper end of the drop's interval is out of bounds (``guard.largest_accepted``:
    fixed-sequence testing, so the delivered choice holds at 95 %; each build from its
-   first changed layer on, the next one started only if it ends within ``search_time``).
+   first changed layer on, the next one started only if it ends within ``search_time``,
+   the rungs spread over the ladder when not all fit).
    The budget is then a target, not a promise: the report shows what was reached, and
    says when the held-out set is too small to resolve the bound.
 """
