@@ -389,6 +389,7 @@ def test_with_time_for_fewer_builds_than_rungs_the_ladder_spreads_them(monkeypat
 
     assert spread([2, 4, 9, 17, 30], 2) == [4, 17] and spread([2, 4, 9, 17, 30], 1) == [9]
     assert spread([1, 2, 3, 4, 5, 6], 3) == [1, 3, 5] and spread([7], 1) == [7]
+    clopper_pearson(0, 10)  # scipy.stats imported before the builds are timed
     moves = _Moves(30)
     guard = _judge_moves(monkeypatch, moves, seconds=0.2)
     notes: list[str] = []

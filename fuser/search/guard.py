@@ -113,7 +113,8 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
             break
         if room < len(order) - position:
             order[position:] = spread(order[position:], room)
-            notes.append(f"the search time allows {room} more builds: the ladder goes on at "
+            notes.append(f"the search time allows {room} more "
+                         f"{'build' if room == 1 else 'builds'}: the ladder goes on at "
                          f"{', '.join(map(str, order[position:]))} of {last} moves")
     line.clear()
     if builds > 1:
