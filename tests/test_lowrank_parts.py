@@ -297,14 +297,14 @@ def _ladder(guard, moves, notes, deadline=None, allowed=0.01):
 
 
 def test_the_ladder_is_fixed_by_the_predicted_errors_fewest_moves_first():
-    from fuser.search.guard import ladder, top_rung
+    from fuser.search.guard import REACH, ladder
 
     errors = [k ** 0.5 for k in range(31)]
     assert ladder(errors, 3.0) == _Moves.RUNGS
     assert ladder(errors, 1.0) == [1, 3]  # 0.26-0.71: no state; 1 and 1.4: 1; 1.96: 3
     assert ladder(errors, np.inf) == [30] and ladder(errors, 0.0) == []
     assert ladder([0.0, 0.5, 0.4, 2.0], 1.0) == [2]  # the most moves within each rung
-    assert top_rung(1.0) == pytest.approx(1.96)
+    assert REACH == pytest.approx(1.96)
 
 
 @pytest.mark.parametrize("good", [0, 1, 3, 9, 16, 30])

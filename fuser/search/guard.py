@@ -53,6 +53,8 @@ class Delivered:
 #: search time delivers a modest choice, not a refusal.
 RATIO = 1.4
 RUNGS = range(-4, 3)
+#: The last rung's multiple of the bound: the trajectory need not go further.
+REACH = RATIO ** max(RUNGS)
 
 
 def ladder(errors: list[float], bound: float) -> list[int]:
@@ -66,11 +68,6 @@ def ladder(errors: list[float], bound: float) -> list[int]:
         if fitting and (not order or max(fitting) > order[-1]):
             order.append(max(fitting))
     return order
-
-
-def top_rung(bound: float) -> float:
-    """The predicted error of the ladder's last rung: the trajectory need not go further."""
-    return bound * RATIO ** max(RUNGS)
 
 
 def largest_accepted(builder: Builder, states: list[list[Option | None]],

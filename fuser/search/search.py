@@ -47,7 +47,7 @@ from fuser.search.build import Builder, layer_errors, outputs
 from fuser.search.calibrate import Feeds
 from fuser.search.choose import SAFETY, error_bound, predicted_error, tolerance, trajectory
 from fuser.search.forms import Option
-from fuser.search.guard import guard, largest_accepted, top_rung
+from fuser.search.guard import REACH, guard, largest_accepted
 from fuser.search.latency import LatencyTable
 from fuser.search.metric import Metric, UserMetric, judge, resolve
 from fuser.search.plan import Plan, make_plan, offer, split
@@ -121,7 +121,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     table = table or LatencyTable(batch=batch, threads=threads, provider=provider)
     table.progress, table.deadline = run.line, started + LATENCY_SHARE * search_time
     plan, options, why, effects, cost = _explore(model, run, table, fit, fit_labels, judged)
-    states = trajectory(options, effects, *cost, allowed, reach=top_rung(1.0))
+    states = trajectory(options, effects, *cost, allowed, reach=REACH)
     notes = _notes(calibration, table, options, effects, allowed)
     builder = Builder(model, plan.layers, plan.data, fit, samples, seed, reconstruction)
     got = largest_accepted(builder, states, [predicted_error(s, effects) for s in states],
