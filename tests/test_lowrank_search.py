@@ -80,7 +80,7 @@ def mac_latency(monkeypatch, tmp_path):
         float(graph_io.mac_count(a) or 0), float(graph_io.mac_count(b) or 0)))
 
 
-def test_the_latency_table_measures_once_and_caches_on_disk(rng, tmp_path):
+def test_the_latency_table_measures_once_and_caches_on_disk(rng, tmp_path, monkeypatch):
     model = make_model("""
         g (float[N,16,8,8] x) => (float[N,16,8,8] y) {
             y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W)
@@ -88,6 +88,8 @@ def test_the_latency_table_measures_once_and_caches_on_disk(rng, tmp_path):
     from fuser.search.plan import candidate_layers as _layers
 
     (layer,) = _layers(model)
+    # the machine's speed is checked by the next test; here it is held fixed
+    monkeypatch.setattr(LatencyTable, "reference_ms", lambda self: 1.0)
     table = LatencyTable(path=tmp_path / "latency.json", rounds=5)
     dense, factored = table.ms(layer), table.ms(layer, "channel", 4)
     assert dense > 0 and factored > 0 and table.measured == 2
@@ -96,6 +98,45 @@ def test_the_latency_table_measures_once_and_caches_on_disk(rng, tmp_path):
     again = LatencyTable(path=tmp_path / "latency.json", rounds=5)
     assert again.ms(layer, "channel", 4) == factored and again.measured == 0  # from disk
     assert table.ms(layer, "channel", 8) > 0 and table.measured == 3  # a new signature
+
+
+def test_cached_times_are_trusted_only_on_a_machine_as_fast_as_when_stored(rng, tmp_path,
+                                                                          monkeypatch):
+    """Times stored while the machine ran at another speed (a busy machine) are measured
+    again; the reference convolution tells the two apart."""
+    import json
+
+    from fuser.search.plan import candidate_layers as _layers
+
+    (layer,) = _layers(make_model("""
+        g (float[N,16,8,8] x) => (float[N,16,8,8] y) {
+            y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W)
+        }""", rng, W=(16, 16, 3, 3)))
+    slowness = [1.0]  # how much slower than usual the machine runs now
+    monkeypatch.setattr(LatencyTable, "_time", lambda self, model: slowness[0] * (
+        1e-6 * (graph_io.mac_count(model) or 0) + 1e-3))
+    path = tmp_path / "latency.json"
+
+    def times(table):
+        return table.ms(layer), table.ms(layer, "channel", 4)
+
+    first = LatencyTable(path=path)
+    usual = times(first)
+    first.save()
+    assert first.measured == 2
+    slowness[0] = 1.1  # within the trust ratio: the stored times are used
+    same = LatencyTable(path=path)
+    assert times(same) == usual and same.measured == 0
+    slowness[0] = 2.0  # twice as slow: measured again, and stored with the new reference
+    busy = LatencyTable(path=path)
+    assert times(busy) == pytest.approx(tuple(2 * t for t in usual)) and busy.measured == 2
+    busy.save()
+    assert LatencyTable(path=path).ms(layer) == pytest.approx(2 * usual[0])
+    # a cache written before references were stored: its bare times are measured again
+    slowness[0] = 1.0
+    path.write_text(json.dumps({key: 99.0 for key in json.loads(path.read_text())}))
+    old = LatencyTable(path=path)
+    assert times(old) == pytest.approx(usual) and old.measured == 2
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,12 @@ does not depend on their values. Each timing stops after ``seconds`` of timed ro
 least ``bench.MIN_ROUNDS``), and results are cached on disk (``~/.cache/fuser/latency.json``,
 or ``$FUSER_CACHE``) by a signature of everything that matters, so a second search is fast.
 
+A time measured while the machine was busy (a test run, another benchmark) would mislead
+every later search, so each cached time is stored with the time of a fixed reference
+convolution measured in the same session. A later table times the reference once and
+trusts a cached entry only if the reference runs within ``TRUST`` of the stored one; other
+entries (and those of older caches, which have no reference) are measured again.
+
 A ``deadline`` (``time.perf_counter()`` value, from ``--search-time``) bounds the table: past
 it, a form not yet measured is estimated from the dense layer's measured time scaled by the
 MACs ratio, and counted in ``estimated`` (the report says how many).
@@ -37,6 +43,10 @@ from fuser.runtime.runners import Progress
 
 logger = logging.getLogger(__name__)
 
+#: A cached time is trusted when the reference convolution runs within this ratio (either
+#: way) of its speed when the time was stored.
+TRUST = 1.25
+
 
 def cache_path() -> Path:
     root = os.environ.get("FUSER_CACHE") or Path.home() / ".cache" / "fuser"
@@ -55,10 +65,15 @@ class LatencyTable:
         self.measured = self.estimated = 0
         self.deadline: float | None = None
         self.progress: Progress | None = None  # a line on stderr while measuring
+        self._cache: dict[str, float] = {}  # times this table uses
+        self._new: set[str] = set()  # the keys it measured itself
+        self._reference: float | None = None  # ms of the reference conv, timed once
         try:
-            self._cache = json.loads(self.path.read_text())
+            stored = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            self._cache = {}
+            stored = {}
+        # signature -> [ms, reference ms when measured]; older caches stored bare floats
+        self._stored = {k: v for k, v in stored.items() if isinstance(v, list) and len(v) == 2}
 
     def signature(self, layer: Layer, method: str, rank: int) -> str:
         geometry = layer.geometry.__dict__ if layer.geometry else None
@@ -73,7 +88,10 @@ class LatencyTable:
     def ms(self, layer: Layer, method: str = "dense", rank: int | tuple[int, int] = 0) -> float:
         """Median milliseconds of the layer (dense) or of its factorized form (estimated from
         the MACs past the deadline)."""
+        self.reference_ms()  # first: it resolves the provider the signature names
         key = self.signature(layer, method, rank)
+        if key not in self._cache and self._trusted(key):
+            self._cache[key] = self._stored[key][0]
         if key not in self._cache:
             if method != "dense" and self.deadline is not None and \
                     time.perf_counter() > self.deadline:
@@ -84,6 +102,7 @@ class LatencyTable:
                                    + (f" rank {rank}" if rank else "")
                                    + f" ({self.measured + 1} measured)")
             self._cache[key] = self._time(_isolated(layer, method, rank, self.batch))
+            self._new.add(key)
             self.measured += 1
         return self._cache[key]
 
@@ -108,11 +127,29 @@ class LatencyTable:
                                 threads=self.threads, time_budget=2.0, progress=False)
         return {t.model: t.stats.median_ms for t in timed.timings}
 
+    def reference_ms(self) -> float:
+        """Median milliseconds of the reference convolution (timed once per table)."""
+        if self._reference is None:
+            self._reference = self._time(_reference_model())
+        return self._reference
+
+    def _trusted(self, key: str) -> bool:
+        """Whether the stored time of ``key`` was measured on a machine as fast as now."""
+        if key not in self._stored:
+            return False
+        ratio = self.reference_ms() / max(self._stored[key][1], 1e-9)
+        return 1 / TRUST <= ratio <= TRUST
+
     def save(self) -> None:
+        """Write the times measured here, with the reference time, over the stored ones."""
+        if not self._new:
+            return
+        stored = dict(self._stored)
+        stored.update({k: [self._cache[k], self.reference_ms()] for k in self._new})
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._cache, sort_keys=True))
+            tmp.write_text(json.dumps(stored, sort_keys=True))
             os.replace(tmp, self.path)
         except OSError as exc:  # a cache that cannot be written only costs time
             logger.warning("latency cache not saved: %s", exc)
@@ -129,6 +166,19 @@ class LatencyTable:
                                  provider=self._provider(model), threads=self.threads, warmup=3,
                                  rounds=self.rounds, time_budget=self.seconds, progress=False)
         return result.timings[0].stats.median_ms
+
+
+def _reference_model() -> onnx.ModelProto:
+    """The reference: a seeded 3x3 convolution, 32 -> 32 channels on 32 x 32 (38 MMAC)."""
+    rng = np.random.default_rng(0)
+    x = gs.Variable("x", np.float32, [1, 32, 32, 32])
+    y = gs.Variable("y", np.float32)
+    w = gs.Constant("W", rng.standard_normal((32, 32, 3, 3)).astype(np.float32))
+    node = gs.Node("Conv", "reference", attrs={"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]},
+                   inputs=[x, w], outputs=[y])
+    model = graph_io.to_model(gs.Graph(nodes=[node], inputs=[x], outputs=[y], opset=17))
+    model.ir_version = 8
+    return model
 
 
 def factor_shapes(method: str, shape: tuple[int, ...],
