@@ -576,6 +576,32 @@ def test_the_probe_shrinks_to_fit_the_time_left():
     assert _probe_samples(options, seconds=0.0, per_sample=0.01) == MIN_PROBE_SAMPLES
 
 
+@pytest.mark.parametrize("reference_seconds, builds", [
+    (1.0, 3),    # a small model: three builds leave the sensitivity runs most of the time
+    (35.0, 2),   # three builds would leave them 24 % of the time
+    (44.5, 1),   # ppocr-v4-det at stop 17: three builds would not fit at all
+    (170.0, 1),  # past the search time: one build is still reserved
+])
+def test_the_guard_is_left_fewer_builds_rather_than_no_sensitivity(reference_seconds, builds):
+    from fuser.search.clock import COMPARE_SECONDS, GUARD_BUILDS, SENSITIVITY_SHARE, reserve
+
+    now, held, fit = 1000.0, 512, 8
+    deadline = now + 180.0 - reference_seconds  # the reference run took its seconds
+    got = reserve(deadline, now, reference_seconds, held, fit)
+    assert got.builds == builds
+    per_sample = reference_seconds / held
+    assert got.per_sample == pytest.approx(per_sample)
+    assert got.finish == pytest.approx(per_sample * fit + COMPARE_SECONDS)
+    build = per_sample * (held + fit)
+    assert got.deadline == pytest.approx(deadline - got.finish - builds * build)
+    left = deadline - now - got.finish
+    sensitivity = got.deadline - now
+    if builds > 1:  # the sensitivity runs keep their share
+        assert sensitivity >= SENSITIVITY_SHARE * left - 1e-9
+    if builds < GUARD_BUILDS:  # one more build would have taken it from them
+        assert sensitivity - build < SENSITIVITY_SHARE * left
+
+
 def test_the_tail_after_a_layer_reads_its_output_and_the_skip_connection(rng):
     model = make_model(RESIDUAL, rng, W1=(8, 8, 3, 3), W2=(8, 8, 3, 3))
     after = cut.tail(model, "b", {"b": np.float32, "x": np.float32})

@@ -274,6 +274,23 @@ def test_a_search_time_of_zero_keeps_every_layer_dense_and_says_why(rng, mac_lat
     assert out is model
 
 
+def test_a_slow_reference_run_leaves_fewer_builds_and_says_so(rng, mac_latency,
+                                                              monkeypatch):
+    from fuser.search import search as search_module
+    from fuser.search.clock import Reserve
+
+    def slow(deadline, now, reference_seconds, held, fit):  # as if the pass took 45 s
+        return Reserve(0.1, 5.0, 1, deadline - 50.0)
+
+    monkeypatch.setattr(search_module, "reserve", slow)
+    model, calibration = two_convs(rng)
+    out, result = compress(model, calibration, budget="macs=0.5")
+    assert any("left time for 1 build(s) of the guard's ladder, not 3" in n
+               for n in result.notes)
+    assert any(c.method != "dense" for c in result.layers)  # the search still ran
+    check(out)
+
+
 def test_cli_search_time_reaches_the_search(rng, tmp_path, capsys, mac_latency):
     from fuser.cli import main
 

@@ -160,7 +160,8 @@ def add_lossy(parser: argparse.ArgumentParser) -> None:
                        help="time for the whole search (default "
                             f"{SEARCH_TIME:g}): the latency table stops at 40%% of it (then "
                             "latencies are estimated from MACs), the sensitivity runs leave "
-                            "three builds' time, and no build starts that would end after it")
+                            "three builds' time (fewer if that leaves them under a third), "
+                            "and no build starts that would end after it")
     group.add_argument("--reconstruction", choices=("asymmetric", "pca", "whitened"),
                        default="asymmetric",
                        help="asymmetric (default), pca, or whitened (whitened SVD for "

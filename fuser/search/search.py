@@ -10,7 +10,7 @@
    is never chosen where onnxruntime runs it slower.
 4. Sensitivity: each option is fitted and put into the network alone (the rest dense), and
    the task metric measured on the probe samples (``sensitivity``); layers go slowest first,
-   and steps 3-4 share ``search_time`` less the guard's three builds.
+   and steps 3-4 share ``search_time`` less the guard's builds (``clock.reserve``).
 5. Allocation (``choose.trajectory``): the cheapest penalty per unit of cost saved first,
    until the budget's target (``macs=F`` or ``latency=F``, fractions of the whole model) is
    reached or the summed penalty would pass twice the error bound the metric calibrates
@@ -46,6 +46,7 @@ from fuser.search import sensitivity
 from fuser.search.build import Builder, layer_errors, outputs
 from fuser.search.calibrate import Feeds
 from fuser.search.choose import SAFETY, error_bound, predicted_error, tolerance, trajectory
+from fuser.search.clock import GUARD_BUILDS, Phases, Reserve, reserve
 from fuser.search.forms import Option
 from fuser.search.guard import REACH, guard, largest_accepted
 from fuser.search.latency import LatencyTable
@@ -59,14 +60,10 @@ FIT_SAMPLES = 128
 #: most this many, fewer when the options' runs would not fit in the search time.
 PROBE_SAMPLES = 64
 MIN_PROBE_SAMPLES = 16
-#: Seconds for the whole search, the latency table's share of them, and the builds the
-#: guard is given time for (the sensitivity runs stop then): each about one run over the
-#: fitting samples and one over the held-out samples.
+#: Seconds for the whole search and the latency table's share of them (the guard's share:
+#: ``clock.reserve``).
 SEARCH_TIME = 180.0
 LATENCY_SHARE = 0.4
-GUARD_BUILDS = 3
-#: Seconds for the end-to-end comparison of the two models after the guard.
-COMPARE_SECONDS = 5.0
 
 
 def parse_budget(text: str) -> tuple[str, float]:
@@ -105,8 +102,8 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
         provider: where layers are timed: ``auto`` (CUDA with IO binding when it loads),
             ``cuda`` or ``cpu``. search_time: seconds for the whole search: the latency
             table stops at 40 % of it (then latencies are estimated from MACs), the
-            sensitivity runs leave time for three builds (layers not reached stay dense),
-            and no build of the guard's ladder starts that would end after it.
+            sensitivity runs leave the guard its builds (``clock.reserve``), and no build
+            of the guard's ladder starts that would end after it.
         input_shapes: fixed input shapes for finding the layers' sizes. progress: a line on
             stderr (None: when stderr is a terminal).
     """
@@ -114,7 +111,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     kind, fraction, allowed = _settings(budget, reconstruction, calibration, max_accuracy_drop)
     fit, held, fit_labels, labels = split(calibration, labels, fit_samples)
     run = _Run(kind, fraction, allowed, reconstruction, samples, seed, threads, speed_margin,
-               started + search_time, input_shapes, Progress(progress), _Phases())
+               started + search_time, input_shapes, Progress(progress), Phases())
     reference = outputs(model, held, level="all")
     judged = resolve(metric, reference, labels)
     run.referenced(_count(held), _count(fit))
@@ -122,11 +119,11 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
     table.progress, table.deadline = run.line, started + LATENCY_SHARE * search_time
     plan, options, why, effects, cost = _explore(model, run, table, fit, fit_labels, judged)
     states = trajectory(options, effects, *cost, allowed, reach=REACH)
-    notes = _notes(calibration, table, options, effects, allowed)
+    notes = _notes(calibration, table, options, effects, run)
     builder = Builder(model, plan.layers, plan.data, fit, samples, seed, reconstruction)
     got = largest_accepted(builder, states, [predicted_error(s, effects) for s in states],
                            error_bound(effects, allowed), held, reference, labels, judged,
-                           allowed, notes, run.line, started + search_time - run.finish)
+                           allowed, notes, run.line, started + search_time - run.reserved.finish)
     result, new, verdict, chosen = got.model, got.outputs, got.verdict, got.chosen
     speedup = _end_to_end(model, result, fit[0], table, notes, speed_margin)
     if speedup is None and any(chosen):  # not faster end to end: deliver the original
@@ -159,17 +156,16 @@ class _Run:
     deadline: float
     input_shapes: Mapping[str, Sequence[int]] | None
     line: Progress
-    clock: _Phases
-    per_sample: float = 0.0  # seconds of one sample through the whole model
-    finish: float = 0.0  # seconds after the guard: each layer's error, the timing
+    clock: Phases
+    reserved: Reserve | None = None  # set once the reference run is timed
 
     def referenced(self, held: int, fit: int) -> None:
-        """The reference run over the ``held`` samples is done: its time per sample, and the
-        sensitivity deadline moved to leave ``GUARD_BUILDS`` builds for the guard."""
+        """The reference run over the ``held`` samples is done: the sensitivity deadline
+        moves to leave the guard its builds (``clock.reserve``)."""
         self.clock.lap("reference")
-        self.per_sample = self.clock.seconds["reference"] / max(held, 1)
-        self.finish = self.per_sample * fit + COMPARE_SECONDS
-        self.deadline -= GUARD_BUILDS * self.per_sample * (held + fit) + self.finish
+        self.reserved = reserve(self.deadline, time.perf_counter(),
+                               self.clock.seconds["reference"], held, fit)
+        self.deadline = self.reserved.deadline
 
 
 def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[Feeds],
@@ -182,7 +178,8 @@ def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[F
     options, why = offer(plan, table, run.speed_margin, aim)
     table.save()
     run.clock.lap("latency")
-    count = _probe_samples(options, run.deadline - time.perf_counter(), run.per_sample)
+    count = _probe_samples(options, run.deadline - time.perf_counter(),
+                           run.reserved.per_sample)
     effects = sensitivity.measure(model, plan.layers, plan.data, options, plan.order,
                                   _probe(model, fit, fit_labels, count), judged,
                                   run.reconstruction, run.deadline, run.line, plan.dense_ms)
@@ -258,26 +255,17 @@ def _settings(budget: str, reconstruction: str, calibration: Sequence[Feeds],
     return kind, fraction, max_accuracy_drop
 
 
-class _Phases:
-    """Seconds spent in each phase of the search, lap by lap."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, phase: str) -> None:
-        now = time.perf_counter()
-        self.seconds[phase] = round(now - self._last, 3)
-        self._last = now
-
-
 def _count(batches: list[Feeds]) -> int:
     return sum(len(next(iter(b.values()))) for b in batches)
 
 
 def _notes(calibration: Sequence[Feeds], table: LatencyTable, options: list[list[Option]],
-           effects: dict, allowed: float | None) -> list[str]:
-    notes = []
+           effects: dict, run: _Run) -> list[str]:
+    notes, allowed = [], run.allowed
+    if run.reserved.builds < GUARD_BUILDS:
+        notes.append(f"the reference run took {run.clock.seconds['reference']:.0f} s: the "
+                     f"sensitivity runs left time for {run.reserved.builds} build(s) of the "
+                     f"guard's ladder, not {GUARD_BUILDS} (--search-time)")
     coarsest = tolerance(effects, allowed)
     if allowed is not None and coarsest > SAFETY * allowed:
         notes.append(f"the sensitivity probe resolves a drop of {coarsest:.3g} at best, "
