@@ -578,12 +578,18 @@ def test_the_probe_shrinks_to_fit_the_time_left():
 
 @pytest.mark.parametrize("reference_seconds, builds", [
     (1.0, 3),    # a small model: three builds leave the sensitivity runs most of the time
-    (35.0, 2),   # three builds would leave them 24 % of the time
+    (35.0, 2),   # three builds would leave them 4 % of the time
     (44.5, 1),   # ppocr-v4-det at stop 17: three builds would not fit at all
     (170.0, 1),  # past the search time: one build is still reserved
 ])
 def test_the_guard_is_left_fewer_builds_rather_than_no_sensitivity(reference_seconds, builds):
-    from fuser.search.clock import COMPARE_SECONDS, GUARD_BUILDS, SENSITIVITY_SHARE, reserve
+    from fuser.search.clock import (
+        BUILD_MARGIN,
+        COMPARE_SECONDS,
+        GUARD_BUILDS,
+        SENSITIVITY_SHARE,
+        reserve,
+    )
 
     now, held, fit = 1000.0, 512, 8
     deadline = now + 180.0 - reference_seconds  # the reference run took its seconds
@@ -592,7 +598,7 @@ def test_the_guard_is_left_fewer_builds_rather_than_no_sensitivity(reference_sec
     per_sample = reference_seconds / held
     assert got.per_sample == pytest.approx(per_sample)
     assert got.finish == pytest.approx(per_sample * fit + COMPARE_SECONDS)
-    build = per_sample * (held + fit)
+    build = BUILD_MARGIN * per_sample * (held + fit)
     assert got.deadline == pytest.approx(deadline - got.finish - builds * build)
     left = deadline - now - got.finish
     sensitivity = got.deadline - now
