@@ -157,8 +157,9 @@ def main() -> None:
     configs = QUICK if args.quick else CONFIGS
     rows, points = [], []
     for name in args.models:
-        held = split(MODELS[name][2])
-        data, size = held.data, MODELS[name][2]
+        size = MODELS[name][2]
+        held = split(size)
+        data = held.data
         net = trained(name, data)
         base, _ = fuser.optimize(torch_frontend.export(net, (1, 1, size, size)).model,
                                  validate=False)

@@ -170,15 +170,10 @@ class LatencyTable:
 
 def _reference_model() -> onnx.ModelProto:
     """The reference: a seeded 3x3 convolution, 32 -> 32 channels on 32 x 32 (38 MMAC)."""
-    rng = np.random.default_rng(0)
-    x = gs.Variable("x", np.float32, [1, 32, 32, 32])
-    y = gs.Variable("y", np.float32)
-    w = gs.Constant("W", rng.standard_normal((32, 32, 3, 3)).astype(np.float32))
-    node = gs.Node("Conv", "reference", attrs={"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]},
-                   inputs=[x, w], outputs=[y])
-    model = graph_io.to_model(gs.Graph(nodes=[node], inputs=[x], outputs=[y], opset=17))
-    model.ir_version = 8
-    return model
+    w = np.random.default_rng(0).standard_normal((32, 32, 3, 3)).astype(np.float32)
+    graph, _ = _one_node("Conv", [1, 32, 32, 32], w, {"kernel_shape": [3, 3],
+                                                       "pads": [1, 1, 1, 1]})
+    return _to_model(graph)
 
 
 def factor_shapes(method: str, shape: tuple[int, ...],
@@ -205,23 +200,13 @@ def _isolated(layer: Layer, method: str, rank: int, batch: int) -> onnx.ModelPro
     rng = np.random.default_rng(0)
     w = rng.standard_normal(layer.weight.shape).astype(np.float32)
     if layer.is_conv:
-        c = w.shape[1]
-        h, width = layer.geometry.in_hw
-        x = gs.Variable("x", np.float32, [batch, c, h, width])
-        y = gs.Variable("y", np.float32)
         g = layer.geometry
-        node = gs.Node("Conv", "layer", attrs={
+        graph, node = _one_node("Conv", [batch, w.shape[1], *g.in_hw], w, {
             "kernel_shape": list(g.kernel), "strides": list(g.strides),
-            "dilations": list(g.dilations), "pads": list(g.pads)},
-            inputs=[x, gs.Constant("W", w)], outputs=[y])
+            "dilations": list(g.dilations), "pads": list(g.pads)})
     else:
-        n, k = w.shape
         rows = max(layer.positions, 1)
-        x = gs.Variable("x", np.float32, [batch * rows, k])
-        y = gs.Variable("y", np.float32)
-        node = gs.Node("Gemm", "layer", attrs={"transB": 1},
-                       inputs=[x, gs.Constant("W", w)], outputs=[y])
-    graph = gs.Graph(nodes=[node], inputs=[x], outputs=[y], opset=17)
+        graph, node = _one_node("Gemm", [batch * rows, w.shape[1]], w, {"transB": 1})
     if method != "dense":
         names = Names(graph)
         shapes = factor_shapes(method, w.shape, rank)
@@ -231,6 +216,19 @@ def _isolated(layer: Layer, method: str, rank: int, batch: int) -> onnx.ModelPro
         else:
             replace_matmul(graph, node, *factors, None, names)
         graph.cleanup().toposort()
+    return _to_model(graph)
+
+
+def _one_node(op: str, x_shape: list[int], w: np.ndarray, attrs: dict
+              ) -> tuple[gs.Graph, gs.Node]:
+    """A graph of one ``op`` from input ``x`` (``x_shape``) and weight ``w`` to ``y``."""
+    x = gs.Variable("x", np.float32, x_shape)
+    y = gs.Variable("y", np.float32)
+    node = gs.Node(op, "layer", attrs=attrs, inputs=[x, gs.Constant("W", w)], outputs=[y])
+    return gs.Graph(nodes=[node], inputs=[x], outputs=[y], opset=17), node
+
+
+def _to_model(graph: gs.Graph) -> onnx.ModelProto:
     model = graph_io.to_model(graph)
     model.ir_version = 8
     return model
