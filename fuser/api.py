@@ -34,7 +34,8 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
              dump_dir: str | Path | None = None, validate: bool | Validation = True,
              on_failure: str = "bisect", lossy: LowRank | None = None,
              input_shapes: Mapping[str, Sequence[int]] | None = None,
-             static_shapes: bool = False) -> tuple[onnx.ModelProto, Report]:
+             static_shapes: bool = False,
+             timing: Timing | None = None) -> tuple[onnx.ModelProto, Report]:
     """Run a pipeline of passes on a model; return the optimized model and a report.
 
     Args:
@@ -65,6 +66,12 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
             dim is the validation batch unless ``input_shapes`` says otherwise), so that
             folding sees through everything that depends on them, as onnxsim's
             ``--overwrite-input-shape`` does; the output then runs at those shapes only.
+        timing: time the result against the original on onnxruntime (``Timing``: levels,
+            batch sizes, provider; ``report.timings``) and check it: when the result is
+            slower at the deploy level (``all``), the passes that cost the time are found by
+            bisection and rolled back unless ``Timing.allow_slower`` (``report.speed``).
+            None (the default here; the CLI times unless ``--no-bench``): not timed, and
+            ``report.notes`` says so.
 
     Raises:
         FuserError: bad input (unreadable model, unknown pass name, dynamic input dims, ...).
@@ -75,4 +82,5 @@ def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = No
     settings = validate if isinstance(validate, Validation) else Validation()
     return phases.run(model, phases.Config(
         passes, skip, options or {}, max_steps, check, check_each, dump_dir,
-        settings if validate else None, on_failure, lossy, input_shapes, static_shapes))
+        settings if validate else None, on_failure, lossy, input_shapes, static_shapes,
+        timing))

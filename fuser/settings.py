@@ -77,6 +77,7 @@ class Config:
     lossy: LowRank | None
     input_shapes: Mapping[str, Sequence[int]] | None
     static_shapes: bool
+    timing: Timing | None = None
 
 
 
@@ -128,17 +129,43 @@ def build_pipeline(passes: Sequence[str | Pass] | None, skip: Sequence[str],
 @dataclasses.dataclass(frozen=True)
 class Timing:
     """How ``bench`` and ``optimize`` time models: keyword arguments of
-    ``fuser.runtime.bench.benchmark`` (the CLI's timing options parse into it)."""
+    ``fuser.runtime.bench.benchmark`` (the CLI's timing options parse into it), and for
+    ``optimize`` the batch sizes timed and what a slower result gets.
+
+    ``optimize`` with a ``Timing`` times its result against the original at ``levels`` and
+    ``batches`` (seeded random inputs), each speed-up until its interval is ``resolve`` wide
+    (or the ``time_budget`` per level and batch is spent). When the result is slower at the
+    deploy level (``all`` when timed, else the last level), the passes that cost the time are
+    found by bisection and rolled back, unless ``allow_slower``.
+    """
 
     levels: tuple[str, ...] = ("disable", "all")
     provider: str = "auto"
     threads: int | None = None
     warmup: int = 5
-    rounds: int = 50
+    rounds: int = 500
     time_budget: float | None = 5.0
     cuda_graph: bool = False
+    resolve: float | None = benchmarking.RESOLVE
+    batches: tuple[int, ...] = (1,)
+    allow_slower: bool = False
+    seed: int = 0
+
+    @property
+    def deploy_level(self) -> str:
+        """The level the speed check judges at: ``all`` when timed, else the last one."""
+        return "all" if "all" in self.levels else self.levels[-1]
+
+    def run(self, models: Mapping[str, Any], feeds: Mapping[int, Mapping],
+            levels: Sequence[str] | None = None) -> benchmarking.BenchResult:
+        """Time ``models`` on ``feeds`` (batch size -> inputs) at ``levels`` (default: all
+        of this timing's levels)."""
+        return benchmarking.benchmark(
+            models, feeds, levels=tuple(levels or self.levels), provider=self.provider,
+            threads=self.threads, warmup=self.warmup, rounds=self.rounds,
+            time_budget=self.time_budget, cuda_graph=self.cuda_graph, resolve=self.resolve)
 
     def benchmark(self, models: Mapping[str, Any], feeds: Mapping[int, Mapping]
                   ) -> dict[str, Any]:
-        """Time ``models`` on ``feeds`` (batch size -> inputs); the result as a dict."""
-        return benchmarking.benchmark(models, feeds, **dataclasses.asdict(self)).to_dict()
+        """``run``, as a dict."""
+        return self.run(models, feeds).to_dict()

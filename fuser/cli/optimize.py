@@ -16,7 +16,6 @@ from fuser.cli import options
 from fuser.errors import FuserError
 from fuser.report import Report
 from fuser.report.text import lowrank_summary
-from fuser.runtime.sessions import RuntimeRefusedError
 
 RUNS_MODELS = True
 
@@ -41,7 +40,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="write the output even when validation fails (exit code stays 1)")
     opt.add_argument("--rollback", action="store_true",
                      help="when validation fails, drop the culprit pass(es) and keep the rest")
-    opt.add_argument("--no-bench", action="store_true", help="skip the timing")
+    opt.add_argument("--no-bench", action="store_true",
+                     help="skip the timing (and so the check that the result is not slower "
+                          "than the input)")
+    opt.add_argument("--allow-slower", action="store_true",
+                     help="keep passes that make the result slower than the input at the "
+                          "deploy level (default: find them by bisection and roll them back)")
+    opt.add_argument("--bench-batch", metavar="SIZES",
+                     help="batch sizes to time for a dynamic first dimension, e.g. 1,64 "
+                          "(default: --batch)")
     opt.add_argument("--static-shapes", action="store_true",
                      help="write the fixed input shapes (--input-shape; a symbolic first dim "
                           "is --batch) into the output, so that everything computed from them "
@@ -66,10 +73,6 @@ def run(args: argparse.Namespace) -> int:
     out = options.human(args)
     written = report.passed or args.force
     if written:
-        if not args.no_bench:  # before saving: a bad input found here leaves no output file
-            notes = list(report.notes)
-            report = dataclasses.replace(
-                report, timings=_time_optimized(args, source, model, notes), notes=notes)
         # Everything that can fail runs before the model is written: the report's forms too.
         report.to_text()
         options.report_text(args, report.to_dict(), report.to_markdown())
@@ -99,7 +102,23 @@ def _optimize(args: argparse.Namespace, source: Path) -> tuple[onnx.ModelProto, 
         validate=False if args.no_validate else options.validation_settings(args),
         on_failure="rollback" if args.rollback else "bisect",
         lossy=options.lowrank(args, source), input_shapes=options.input_shapes(args) or None,
-        static_shapes=args.static_shapes)
+        static_shapes=args.static_shapes, timing=_timing(args))
+
+
+def _timing(args: argparse.Namespace) -> api.Timing | None:
+    """The timing group with the batch sizes to time; None with ``--no-bench``."""
+    if args.no_bench:
+        return None
+    sizes = options.split([args.bench_batch]) if args.bench_batch else [str(args.batch)]
+    try:
+        batches = tuple(int(size) for size in sizes)
+    except ValueError:
+        raise FuserError(f"--bench-batch {args.bench_batch!r}: expected sizes like 1,64") \
+            from None
+    if any(b < 1 for b in batches):
+        raise FuserError(f"--bench-batch {args.bench_batch!r}: batch sizes must be >= 1")
+    return dataclasses.replace(options.timing(args), batches=batches,
+                               allow_slower=args.allow_slower, seed=args.seed)
 
 
 def _failure(report: Report) -> str:
@@ -113,8 +132,20 @@ def _failure(report: Report) -> str:
 
 
 def _summary(args: argparse.Namespace, report: Report) -> str:
-    """The key figures of the PASSED line: for a lossy run, the delivered model's (the
-    metric, the output error, the measured speed-up, MACs), not the exact stage's."""
+    """The key figures of the PASSED line, led by the delivered model's speed against the
+    input at the deploy level; for a lossy run, the delivered model's (the metric, the output
+    error, MACs), not the exact stage's."""
+    if report.speed is not None:
+        lead = report.speed.short()
+        if report.speed.rolled_back:
+            lead += f" (rolled back for speed: {', '.join(report.speed.rolled_back)})"
+        return f"{lead} | {_figures(args, report)}"
+    return ("not timed" if args.no_bench else "not timed (see the notes)") + \
+        f" | {_figures(args, report)}"
+
+
+def _figures(args: argparse.Namespace, report: Report) -> str:
+    """The rewrites and the output difference, or the low-rank figures."""
     if report.lowrank is not None:
         timings = report.timings.to_dict() if report.timings else None
         return f"low-rank: {lowrank_summary(report.lowrank.to_dict(), timings)}"
@@ -153,18 +184,3 @@ def _refuse_overwriting_the_input(source: Path, target: Path) -> None:
             if used.exists() and path.samefile(used):
                 raise FuserError(f"{path}: the input {source} reads this file; the input is "
                                  "never overwritten (choose another output name)")
-
-
-def _time_optimized(args: argparse.Namespace, source: Path, model: onnx.ModelProto,
-                    notes: list[str]) -> dict | None:
-    """Time the original and the result; ``None`` (and a note) when onnxruntime cannot run
-    the original (a custom-domain op, say)."""
-    original = graph.load(source)
-    shapes = options.resolve_shapes(args, original, args.batch)
-    try:
-        return options.timing(args).benchmark(
-            {"original": original, "optimized": model},
-            {args.batch: options.random_feeds(original, shapes, args.seed)})
-    except RuntimeRefusedError as exc:
-        notes.append(f"not timed: onnxruntime cannot run {source} ({exc.reason})")
-        return None

@@ -8,6 +8,7 @@ results (``fuser.runtime``, ``fuser.passes``, ``fuser.api``) import their classe
 - ``results``: ``Report``, ``PassRecord``, ``ModelStats``, ``Culprit``
 - ``validation``: ``ValidationResult``, ``OutputComparison``
 - ``timing``: ``BenchResult``, ``TimingResult``, ``SessionInfo``, ``Stats``, ``ProviderChoice``
+- ``speed``: ``SpeedCheck``, ``SpeedRatio`` (the delivered model against the original)
 - ``compression``: ``Compression``, ``LayerChoice``
 - ``text``, ``markdown``, ``tables``: the renderers
 - ``schema``: writes docs/report-schema.md from the classes (``schema`` = 2)
@@ -18,6 +19,7 @@ from __future__ import annotations
 from fuser.report.compression import Compression, LayerChoice
 from fuser.report.records import Record
 from fuser.report.results import SCHEMA_VERSION, Culprit, ModelStats, PassRecord, Report
+from fuser.report.speed import SpeedCheck, SpeedRatio
 from fuser.report.text import lowrank_text, placement_text, timings_text
 from fuser.report.timing import BenchResult, ProviderChoice, SessionInfo, Stats, TimingResult
 from fuser.report.validation import OutputComparison, ValidationResult
@@ -35,6 +37,8 @@ __all__ = [
     "Record",
     "Report",
     "SessionInfo",
+    "SpeedCheck",
+    "SpeedRatio",
     "Stats",
     "TimingResult",
     "ValidationResult",

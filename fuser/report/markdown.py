@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fuser.report.tables import md_table
-from fuser.report.text import latency_pairs, lowrank_text, timings_text
+from fuser.report.text import latency_pairs, lowrank_text, speed_lines, timings_text
 
 if TYPE_CHECKING:
     from fuser.report.results import Report
@@ -20,6 +20,11 @@ def summary_row(report: Report) -> dict[str, Any]:
         "params": f"{before.params:,} -> {after.params:,}",
         "MACs": f"{before.macs_text()} -> {after.macs_text()}",
     }
+    if report.speed is not None:
+        level = report.speed.level
+        row[f"speed vs original ({level})"] = ", ".join(
+            f"{r.speedup:.2f}x [{r.speedup_ci[0]:.2f}, {r.speedup_ci[1]:.2f}] b{r.batch}"
+            for r in report.speed.ratios)
     timings = report.timings.to_dict() if report.timings else None
     for level, pair in latency_pairs(timings).items():
         row[f"latency ms ({level})"] = f"{pair[0]:.2f} -> {pair[1]:.2f}"
@@ -32,7 +37,9 @@ def summary_row(report: Report) -> dict[str, Any]:
 
 def report_markdown(report: Report) -> str:
     """A markdown report: summary row, passes, validation, low-rank, timings."""
-    lines = ["# fuser report", "", md_table([summary_row(report)]), "", "## Passes", ""]
+    lines = ["# fuser report", "", md_table([summary_row(report)]), ""]
+    lines += [line.strip() + "  " for line in speed_lines(report.speed)]
+    lines += ["", "## Passes", ""]
     lines.append(md_table([{"pass": n, "rewrites": report.rewrites(n),
                             "skipped": "; ".join(f"{c}x {r}" for r, c in
                                                  sorted(report.skipped(n).items()))}

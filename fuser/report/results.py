@@ -14,6 +14,7 @@ from typing import Any
 from fuser.report.compression import Compression
 from fuser.report.markdown import report_markdown, summary_row
 from fuser.report.records import Record, doc, field_types, typed
+from fuser.report.speed import SpeedCheck
 from fuser.report.tables import fmt
 from fuser.report.text import report_text
 from fuser.report.timing import BenchResult
@@ -108,7 +109,7 @@ class Culprit(Record):
 
 
 #: The report's fields that hold records; the constructor also takes their JSON forms.
-_NESTED = ("validation", "culprits", "timings", "lowrank")
+_NESTED = ("validation", "culprits", "timings", "speed", "lowrank")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +124,8 @@ class Report(Record):
     seconds: dict[str, float] = doc(
         "`load`, `analyze` (checker and shape inference of the input, statistics), `passes`, "
         "`export` (computes the folded weights), `check` (checker and shape inference of the "
-        "result), `validate`, `lowrank`, `save`")
+        "result), `validate`, `speed` (timing against the original, and the bisection when "
+        "it was slower), `lowrank`, `save`")
     fuser_version: str = doc("the fuser that wrote it")
     libraries: dict[str, str] = doc("versions of onnx, onnx-graphsurgeon, numpy, protobuf, "
                                     "onnxruntime(-gpu)")
@@ -132,6 +134,10 @@ class Report(Record):
                                   "broke the outputs", default_factory=list)
     rolled_back: list[str] = doc("passes dropped by `--rollback`", default_factory=list)
     timings: BenchResult | None = doc("null with `--no-bench`", default=None)
+    speed: SpeedCheck | None = doc(
+        "the delivered model against the original at the deploy level, per batch size, and "
+        "the passes rolled back because they cost time; null with `--no-bench`",
+        default=None)
     lowrank: Compression | None = doc("with `--lossy lowrank`, else null", default=None)
     notes: list[str] = doc("anything else worth saying", default_factory=list)
     schema: int = doc(f"the schema's version: {SCHEMA_VERSION}", default=SCHEMA_VERSION)

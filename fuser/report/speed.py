@@ -18,6 +18,8 @@ from fuser.report.records import Record, doc
 #: whole interval below 1).
 TOLERANCE = 0.03
 
+_LEVELS = {"all": "ORT_ENABLE_ALL", "basic": "ORT_ENABLE_BASIC", "disable": "ORT_DISABLE_ALL"}
+
 
 @dataclasses.dataclass(frozen=True)
 class SpeedRatio(Record):
@@ -71,9 +73,17 @@ class SpeedCheck(Record):
         """The delivered model is slower than the original at some batch size."""
         return any(r.verdict(self.tolerance) == "slower" for r in self.ratios)
 
+    def short(self) -> str:
+        """``0.99x [0.97, 1.01] b1, 1.00x [0.99, 1.00] b64 against the original (ORT_ENABLE_ALL,
+        cpu)``: the PASSED line's lead."""
+        figures = ", ".join(f"{r.speedup:.2f}x [{r.speedup_ci[0]:.2f}, {r.speedup_ci[1]:.2f}] "
+                            f"b{r.batch}" + ("?" if r.resolved is False else "")
+                            for r in self.ratios)
+        return f"{figures} against the original ({_LEVELS.get(self.level, self.level)}, " \
+               f"{self.provider})"
+
     def headline(self) -> str:
         """``1.02x [0.99, 1.05] at batch 1 against the original at ORT_ENABLE_ALL``."""
-        level = {"all": "ORT_ENABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-                 "disable": "ORT_DISABLE_ALL"}.get(self.level, self.level)
+        level = _LEVELS.get(self.level, self.level)
         figures = ", ".join(r.text() for r in self.ratios)
         return f"{figures} against the original at {level} ({self.provider})"

@@ -14,13 +14,14 @@ from fuser.report.tables import columns, fmt, md_table
 
 if TYPE_CHECKING:
     from fuser.report.results import Report
+    from fuser.report.speed import SpeedCheck
     from fuser.report.timing import BenchResult
     from fuser.report.validation import ValidationResult
 
 
 def report_text(report: Report) -> str:
     """A terminal summary: one line per pass, then before/after figures."""
-    lines = [f"model: {report.model}"]
+    lines = [f"model: {report.model}", *speed_lines(report.speed)]
     width = max((len(n) for n in report.pipeline), default=10)
     for name in report.pipeline:
         skipped = report.skipped(name)
@@ -49,6 +50,23 @@ def report_text(report: Report) -> str:
         lines.append(speed_versus_macs(report, timings))
     lines.extend(f"  note: {n}" for n in report.notes)
     return "\n".join(lines)
+
+
+def speed_lines(check: SpeedCheck | None) -> list[str]:
+    """The delivered model against the original (the report's lead), the figure before a
+    rollback for speed, and the note."""
+    if check is None:
+        return ["  speed: not timed against the original"]
+    lines = [f"  speed: {check.headline()}"]
+    if check.rolled_back:
+        lines.append(f"  rolled back for speed: {', '.join(check.rolled_back)} (before: "
+                     + ", ".join(r.text() for r in check.before_rollback) + ")")
+    elif check.note:
+        lines.append(f"  speed note: {check.note}")
+    if any(r.resolved is False for r in check.ratios):
+        lines.append("  speed: an interval stayed wider than 5 % within the time budget "
+                     "(unresolved; --time-budget gives the timing more)")
+    return lines
 
 
 def _model_lines(report: Report) -> list[str]:
@@ -131,6 +149,8 @@ def bench_text(result: BenchResult) -> str:
                  for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
     lines += [line for line in (s.describe() for s in result.sessions) if line]
+    if result.busy:
+        lines.append(f"warning: {result.busy}")
     return "\n".join(lines)
 
 
@@ -157,7 +177,8 @@ def timings_text(timings: Mapping[str, Any], markdown: bool = False) -> str:
              "p90 ms": f"{t['stats']['p90_ms']:.3f}",
              "speed-up": "" if t.get("speedup") is None else (
                  f"{t['speedup']:.3f}x" + (f" [{t['speedup_ci'][0]:.3f}, {t['speedup_ci'][1]:.3f}]"
-                                           if t.get("speedup_ci") else ""))}
+                                           if t.get("speedup_ci") else "")
+                 + (" unresolved" if t.get("resolved") is False else ""))}
             for t in timings.get("timings", [])]
     provider = timings.get("provider", {})
     head = (f"timing: {provider.get('used', '?')} ({provider.get('reason', '')}), "
@@ -165,6 +186,8 @@ def timings_text(timings: Mapping[str, Any], markdown: bool = False) -> str:
     sessions = [session_line(s["model"], s["level"], s.get("placement"), s.get("note", ""))
                 for s in timings.get("sessions", [])]  # where nodes ran (CUDA), fall-backs
     sessions = [f"  {line}" for line in sessions if line]
+    if timings.get("busy"):
+        sessions.append(f"  warning: {timings['busy']}")
     if markdown:
         return "\n".join([head, *sessions, "", md_table(rows)])
     return "\n".join([f"  {head}", *columns(rows), *sessions])

@@ -107,6 +107,9 @@ class BenchResult(Record):
     onnxruntime: str = doc("onnxruntime's version")
     sessions: list[SessionInfo] = doc("per model and level (the first batch size's session)",
                                       default_factory=list)
+    busy: str | None = doc("on the CPU, why the machine looked busy when the timing began (a "
+                           "reference convolution slower than its best here, the load "
+                           "average above the cores), else null", default=None)
 
     def to_text(self) -> str:
         """A table: model, level, batch, median ms, p90 ms, speed-up [95 % CI]."""

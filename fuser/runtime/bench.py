@@ -31,7 +31,7 @@ from fuser import ir as graph_io
 from fuser.errors import FuserError
 from fuser.report.timing import BenchResult, SessionInfo, Stats, TimingResult
 from fuser.runtime import inputs as inputs_io
-from fuser.runtime import providers
+from fuser.runtime import machine, providers
 from fuser.runtime import sessions as runtime
 from fuser.runtime.providers import CUDA, ProviderChoice, cpu_model, physical_cores, select_provider
 from fuser.runtime.runners import IOBindingRunner, PlainRunner, Progress, make_runner, runner_kind
@@ -164,7 +164,7 @@ def _resolved(times: Mapping[str, list[float]], reference: str | None, width: fl
         return False
     for name, seconds in times.items():
         if name != reference:
-            _, (low, high) = bootstrap_speedup(times[reference], seconds, resamples=300)
+            _, (low, high) = bootstrap_speedup(times[reference], seconds)
             if high - low > width:
                 return False
     return True
@@ -205,6 +205,9 @@ def benchmark(models: Mapping[str, graph_io.ModelLike],
     if cuda_graph:
         warmup = max(warmup, CUDA_GRAPH_MIN_WARMUP)
     bar = Progress(progress)
+    busy = machine.busy(threads) if choice.used == "cpu" else None
+    if busy:
+        log.warning("%s", busy)
     timings: list[TimingResult] = []
     sessions: dict[tuple[str, str], SessionInfo] = {}
     try:
@@ -229,7 +232,7 @@ def benchmark(models: Mapping[str, graph_io.ModelLike],
     import onnxruntime as ort
 
     return BenchResult(timings, choice, threads, cpu_model(), ort.__version__,
-                       list(sessions.values()))
+                       list(sessions.values()), busy)
 
 
 def _results(times, reference, level, batch, choice, threads,

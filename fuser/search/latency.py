@@ -36,7 +36,7 @@ from fuser import ir as graph_io
 from fuser.passes.lowrank.layers import Layer
 from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
 from fuser.passes.match import Names
-from fuser.runtime import bench
+from fuser.runtime import bench, machine
 from fuser.runtime import sessions as runtime
 from fuser.runtime.providers import ProviderChoice, select_provider
 from fuser.runtime.runners import Progress
@@ -130,7 +130,7 @@ class LatencyTable:
     def reference_ms(self) -> float:
         """Median milliseconds of the reference convolution (timed once per table)."""
         if self._reference is None:
-            self._reference = self._time(_reference_model())
+            self._reference = self._time(machine.reference_model())
         return self._reference
 
     def _trusted(self, key: str) -> bool:
@@ -166,14 +166,6 @@ class LatencyTable:
                                  provider=self._provider(model), threads=self.threads, warmup=3,
                                  rounds=self.rounds, time_budget=self.seconds, progress=False)
         return result.timings[0].stats.median_ms
-
-
-def _reference_model() -> onnx.ModelProto:
-    """The reference: a seeded 3x3 convolution, 32 -> 32 channels on 32 x 32 (38 MMAC)."""
-    w = np.random.default_rng(0).standard_normal((32, 32, 3, 3)).astype(np.float32)
-    graph, _ = _one_node("Conv", [1, 32, 32, 32], w, {"kernel_shape": [3, 3],
-                                                       "pads": [1, 1, 1, 1]})
-    return _to_model(graph)
 
 
 def factor_shapes(method: str, shape: tuple[int, ...],

