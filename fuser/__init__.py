@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from fuser import search  # noqa: F401  (registers the weight-only low-rank passes)
 from fuser.about import __version__
-from fuser.api import Validation, benchmark, optimize, validate
+from fuser.api import Timing, Validation, benchmark, optimize, validate
 from fuser.errors import BadModelError, FuserError, PassError
 from fuser.ir import load, save
 from fuser.passes import DEFAULT_PIPELINE, REGISTRY, Pass, PassResult
@@ -30,6 +30,7 @@ __all__ = [
     "PassManager",
     "PassResult",
     "Report",
+    "Timing",
     "Validation",
     "ValidationResult",
     "__version__",

@@ -25,11 +25,8 @@ from fuser.passes.base import Pass
 from fuser.passes.culprit import find_culprit, rollback
 from fuser.passes.manager import PassManager
 from fuser.report import Compression, Culprit, PassRecord, Report, ValidationResult
-from fuser.report.speed import SpeedCheck
-from fuser.report.timing import BenchResult
 from fuser.runtime import inputs as inputs_io
 from fuser.runtime import sessions as runtime
-from fuser.runtime import speed
 from fuser.runtime import validate as validation
 from fuser.runtime.sessions import RuntimeRefusedError
 from fuser.search.search import compress
@@ -42,6 +39,7 @@ from fuser.settings import (
     fixed_shapes,
     validation_batches,
 )
+from fuser.speed_check import TimedRun, check_speed
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +78,14 @@ def run(model: graph_io.ModelLike, config: Config) -> tuple[onnx.ModelProto, Rep
         with timed(job.seconds, "validate"):
             validated = validate_result(job, expected, result, records)
         result = validated.model
-    timed_run = None
+    timed_run: TimedRun | None = None
     if config.timing is not None and (validated.verdict is None or validated.verdict.passed):
         with timed(job.seconds, "speed"):
-            validated, timed_run = check_speed(job, expected, validated, config.timing)
+            checked = check_speed(job, expected, validated, config.timing)
+        if checked is not None:
+            model, records, verdict, timed_run = checked
+            validated = dataclasses.replace(validated, model=model, records=records,
+                                            verdict=verdict)
         if timed_run is not None and timed_run.check.rolled_back:
             result, shapes_after = validated.model, None
     compression = None
@@ -97,16 +99,9 @@ def run(model: graph_io.ModelLike, config: Config) -> tuple[onnx.ModelProto, Rep
     if shapes_after is None or validated.dropped:  # no check, or a rollback replaced it
         shapes_after = graph_io.infer_shapes(result)
     report = job.report(result, shapes_after, validated, compression)
-    if config.timing is None:
-        return result, dataclasses.replace(report, notes=[*report.notes, UNTIMED])
     if timed_run is None:
         return result, report
     return result, dataclasses.replace(report, timings=timed_run.bench, speed=timed_run.check)
-
-
-#: The note of a run that was not timed (``--no-bench``, or the API without ``timing``).
-UNTIMED = ("speed not checked against the original (not timed): only the passes' own rules "
-           "guard it (fold-pad-into-conv keeps the Pads onnxruntime runs faster)")
 
 
 class Job:
@@ -257,79 +252,6 @@ def validate_result(job: Job, expected: validation.ReferenceOutputs, result: onn
                 f"{settings.inputs or 'random inputs'} (after rollback)"))
             return Validated(model, good_records, verdict, culprits, [c.name for c in culprits])
     return Validated(result, records, verdict, culprits)
-
-
-@dataclasses.dataclass(frozen=True)
-class TimedRun:
-    """The timing of the delivered model against the original (all levels and batch sizes)
-    and the speed check at the deploy level; ``feeds`` are the inputs it timed on."""
-
-    bench: BenchResult
-    check: SpeedCheck
-    feeds: dict[int, dict]
-    timing: Timing
-
-    def remeasured(self, job: Job, model: onnx.ModelProto) -> TimedRun:
-        """The same timing of another delivered model (the lossy stage's)."""
-        bench = self.timing.run({speed.ORIGINAL: job.original(), speed.DELIVERED: model},
-                                self.feeds)
-        check = dataclasses.replace(self.check, ratios=speed.ratios(
-            bench, self.check.level), note=self.check.note)
-        return dataclasses.replace(self, bench=bench, check=check)
-
-    def _noted(self, note: str, probes: int) -> TimedRun:
-        return dataclasses.replace(self, check=dataclasses.replace(self.check, note=note,
-                                                                   probes=probes))
-
-
-def check_speed(job: Job, expected: validation.ReferenceOutputs | None, validated: Validated,
-                timing: Timing) -> tuple[Validated, TimedRun | None]:
-    """Time the result against the original; when it is slower at the deploy level (a
-    median below 1 - ``TOLERANCE`` with the whole interval below 1, confirmed by a second
-    timing), bisect the pass applications for the first after which it is slower
-    (``passes.culprit``, judged by timing), roll that pass back, and again until the result
-    is not slower; nothing left means the original's own graph is delivered. None (and a
-    note) when onnxruntime cannot run the original."""
-    feeds = job.timing_feeds(timing)
-    level = timing.deploy_level
-    try:
-        first = timing.run({speed.ORIGINAL: job.original(), speed.DELIVERED: validated.model},
-                           feeds)
-    except RuntimeRefusedError as exc:
-        job.notes.append(f"not timed: onnxruntime cannot run {job.name} ({exc.reason})")
-        return validated, None
-    found = speed.ratios(first, level)
-    check = SpeedCheck(level, first.provider.used, found, allow_slower=timing.allow_slower)
-    run = TimedRun(first, check, feeds, timing)
-    if not check.slower:
-        return validated, run
-    if timing.allow_slower:
-        note = "slower than the original; kept (allow_slower)"
-        logger.warning("%s: %s", job.name, note)
-        return validated, dataclasses.replace(run, check=dataclasses.replace(check, note=note))
-    logger.warning("%s: the result is slower than the original (%s): finding the passes that "
-                   "cost the time", job.name, "; ".join(r.text() for r in found))
-    good, probes = speed.judge(timing.run, job.original(), feeds, level)
-    if good(validated.model):  # a second timing does not confirm it: keep the result
-        note = "slower on a first timing only (a second found it not slower): kept"
-        return validated, run.remeasured(job, validated.model)._noted(note, probes[0])
-    pipeline = [p for p in job.pipeline if p.name not in validated.dropped]
-    culprit = find_culprit(job.apply, pipeline, validated.records, good)
-    model, records, culprits = rollback(job.apply, pipeline, good, culprit, validated.records)
-    if model is None:  # every pass rolled back and still not judged good: the input itself
-        model, records = job.original(), []
-    verdict = validated.verdict
-    if expected is not None:
-        verdict = dataclasses.replace(job.compare(expected, model), inputs=(
-            f"{verdict.inputs if verdict else 'random inputs'} (after the speed rollback)"))
-    dropped = [c.name for c in culprits]
-    note = (f"rolled back {', '.join(dropped)}: the result was slower than the original "
-            f"({'; '.join(r.text() for r in found)})")
-    logger.warning("%s: %s", job.name, note)
-    run = run.remeasured(job, model)._noted(note, probes[0])
-    run = dataclasses.replace(run, check=dataclasses.replace(
-        run.check, before_rollback=found, rolled_back=dropped))
-    return Validated(model, records, verdict, validated.culprits, validated.dropped), run
 
 
 def _random_inputs(job: Job) -> str:

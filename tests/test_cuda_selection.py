@@ -17,7 +17,7 @@ import pytest
 
 from fuser.cli import main
 from fuser.report import timings_text
-from fuser.runtime import bench, providers
+from fuser.runtime import bench, machine, providers
 from fuser.runtime import sessions as runtime
 from fuser.runtime.bench import SessionInfo
 from fuser.runtime.providers import CPU, CUDA, ProviderChoice, select_provider
@@ -196,7 +196,7 @@ def test_every_model_session_is_labelled(monkeypatch, model):
     feeds = {1: {"x": np.ones((1, 3, 8, 8), np.float32)}}
     bench.benchmark({"a": model, "b": model}, feeds, provider="cpu", threads=1, warmup=1,
                     rounds=2, time_budget=None, levels=("disable",))
-    assert labels == ["a", "b"]
+    assert labels == [machine.LABEL, "a", "b"]  # the busy check's reference, then the models
 
 
 # ---------------------------------------------------------------- where nodes run

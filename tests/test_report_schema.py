@@ -21,8 +21,8 @@ def test_every_key_of_a_report_has_a_row():
     rows = {line.split("`")[1] for line in schema.section(Report).splitlines()
             if line.startswith("| `")}
     keys = {"model", "pipeline", "passes", "before", "after", "seconds", "fuser_version",
-            "libraries", "validation", "culprits", "rolled_back", "timings", "lowrank", "notes",
-            "schema", "summary"}
+            "libraries", "validation", "culprits", "rolled_back", "timings", "speed", "lowrank",
+            "notes", "schema", "summary"}
     assert rows == keys
 
 

@@ -72,8 +72,13 @@ def measure_model(spec: registry.RealModel, say=print) -> dict[str, Any]:
     optimized, row["fuser"] = measure.run_fuser(path, spec.input_shapes)
     row["nodes"]["fuser"] = measure.nodes(optimized)
     # The metric runs on the output a user gets by default (symbolic dims kept: any batch).
-    delivered, row["fuser_dynamic"] = measure.run_fuser(path, spec.input_shapes, static=False)
+    delivered, row["fuser_dynamic"] = measure.run_fuser(path, spec.input_shapes, static=False,
+                                                        timed=True)
     row["nodes"]["fuser_dynamic"] = measure.nodes(delivered)
+    if delivered is not None:
+        batches = sorted({1, min(spec.usual_batch, 64)})
+        say(f"  speed of the default output against the original, batch {batches} ...")
+        row["speed"] = measure.speed(path, delivered, spec.input_shapes, batches)
     if optimized is not None:
         row["batchnorm"]["fuser"] = measure.count_ops(optimized, ("BatchNormalization",))
     say("  onnxsim, onnxslim ...")

@@ -22,19 +22,24 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
 
 
-def run_fuser(path: Path, shapes: Shapes, *, static: bool = True
+def run_fuser(path: Path, shapes: Shapes, *, static: bool = True, timed: bool = False
               ) -> tuple[onnx.ModelProto | None, dict]:
     """fuser's exact pipeline at the fixed shapes, written into the model with ``static``
-    (as onnxsim's ``overwrite_input_shapes``), else with the symbolic dims kept; the error
-    text instead of raising."""
+    (as onnxsim's ``overwrite_input_shapes``), else with the symbolic dims kept; ``timed``:
+    with the speed check of the CLI's default (``Timing()``: both levels, batch 1, slower
+    passes rolled back); the error text instead of raising."""
     import fuser
 
     info: dict[str, Any] = {}
     start = time.perf_counter()
     try:
         model, report = fuser.optimize(str(path), validate=False, input_shapes=dict(shapes),
-                                       static_shapes=static)
-        info["call"] = f"optimize(validate=False, input_shapes=..., static_shapes={static})"
+                                       static_shapes=static,
+                                       timing=fuser.Timing() if timed else None)
+        info["call"] = (f"optimize(validate=False, input_shapes=..., static_shapes={static}"
+                        + (", timing=Timing())" if timed else ")"))
+        if report.speed is not None:
+            info["speed_check"] = report.speed.to_dict()
     except Exception as exc:  # noqa: BLE001 (fuser's failure is a result here)
         info.update(error=first_line(exc),
                     seconds=time.perf_counter() - start)
@@ -145,3 +150,29 @@ def run_model(path_or_model: Path | onnx.ModelProto, feeds: dict[str, np.ndarray
         for name, value in zip(names, session.run(names, part), strict=True):
             chunks[name].append(value)
     return {n: np.concatenate(v, axis=0) for n, v in chunks.items()}
+
+
+def speed(original: Path, delivered: onnx.ModelProto, shapes: Shapes, batches: list[int],
+          time_budget: float = 10.0) -> dict[str, Any]:
+    """The delivered model against the original file at ORT_ENABLE_ALL, CPU, per batch size
+    (a symbolic first dim set to it; a fixed one timed once): interleaved rounds until the
+    95 % interval is 5 % wide or ``time_budget`` seconds per batch; the error text instead of
+    raising."""
+    from fuser.runtime import bench, inputs
+    from fuser.runtime import speed as speeds
+
+    model = onnx.load(original)
+    feeds: dict[int, dict] = {}
+    for batch in batches:
+        given = {name: (batch, *shape[1:]) for name, shape in shapes.items()}
+        sized = inputs.resolve_shapes(model, given, batch)
+        batch_feeds = inputs.random_batches(model, sized, 1, 0)[0]
+        feeds.setdefault(int(next(iter(batch_feeds.values())).shape[0]), batch_feeds)
+    try:
+        result = bench.benchmark({speeds.ORIGINAL: model, speeds.DELIVERED: delivered}, feeds,
+                                 levels=("all",), provider="cpu", rounds=1000,
+                                 time_budget=time_budget, resolve=0.05, progress=False)
+    except Exception as exc:  # noqa: BLE001 (recorded per model)
+        return {"error": first_line(exc)}
+    return {"ratios": [r.to_dict() for r in speeds.ratios(result, "all")],
+            "busy": result.busy}

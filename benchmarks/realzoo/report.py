@@ -91,15 +91,24 @@ def markdown(data: dict) -> str:
         "computed on data made by `benchmarks/realzoo` (higher is better) for the original "
         "model and for fuser's output, on the same samples. Text is rendered with "
         f"{data['font']}."), "",
-        ("| model | source | kind | input (analysis) | nodes orig | fuser | onnxsim | onnxslim "
-         "| BN orig / fuser / onnxsim / onnxslim | GMACs | conv share | metric orig "
-         "| metric fuser | n |"),
-        "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        ("**Speed against the original** is that of fuser's default output (what "
+         "`onnx-fuser optimize MODEL -o OUT` writes: symbolic dims kept, timed and checked "
+         "against the input at batch 1, passes that cost time rolled back) against the file "
+         "the package ships, on onnxruntime's CPU provider at ORT_ENABLE_ALL, 2 threads, at "
+         "batch 1 and the model's usual batch (capped at 64; once when the batch is fixed): "
+         "the ratio of medians (> 1: fuser's is faster) over interleaved rounds timed until "
+         "the 95 % paired-bootstrap interval (in brackets) is 5 % wide or 10 s are spent "
+         "(`?`: not resolved). Not slower means a median of at least 0.97 or an interval "
+         "that contains 1."), "",
+        ("| model | source | kind | input (analysis) | speed vs original (all) | nodes orig "
+         "| fuser | onnxsim | onnxslim | BN orig / fuser / onnxsim / onnxslim | GMACs "
+         "| conv share | metric orig | metric fuser | n |"),
+        "|---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in data["rows"]:
         if "nodes" not in row:
             lines.append(f"| {row['model']} | {row['source']} | {row['kind']} | {_shape(row)} "
-                         f"| {row.get('error', '')} |||||||||")
+                         f"| {row.get('error', '')} ||||||||||")
             continue
         macs = row.get("macs", {})
         bn = row.get("batchnorm", {})
@@ -107,6 +116,7 @@ def markdown(data: dict) -> str:
         fused = row.get("fuser_scores", {}).get("metric")
         lines.append(
             f"| {row['model']} | {row['source']} | {row['kind']} | {_shape(row)} "
+            f"| {speed_cell(row.get('speed'))} "
             f"| {row['nodes']['original']} | {_nodes(row, 'fuser')} | {_nodes(row, 'onnxsim')} "
             f"| {_nodes(row, 'onnxslim')} | {bn.get('original')} / {_num(bn.get('fuser'))} / "
             f"{_num(bn.get('onnxsim'))} / {_num(bn.get('onnxslim'))} "
@@ -122,6 +132,17 @@ def markdown(data: dict) -> str:
     lines += ["", "## Candidates not used", ""]
     lines += [f"- {name}: {why}." for name, why in data["rejected"].items()]
     return "\n".join(lines) + "\n"
+
+
+def speed_cell(speed: dict | None) -> str:
+    """``b1 1.01x [0.98, 1.04]; b64 0.99x [0.97, 1.01]`` (``?`` when unresolved)."""
+    if not speed:
+        return "-"
+    if "error" in speed:
+        return f"not timed: {speed['error']}"
+    return "; ".join(f"b{r['batch']} {r['speedup']:.2f}x [{r['speedup_ci'][0]:.2f}, "
+                     f"{r['speedup_ci'][1]:.2f}]" + ("?" if r.get("resolved") is False else "")
+                     for r in speed["ratios"])
 
 
 def _notes(row: dict) -> list[str]:
@@ -152,6 +173,15 @@ def _notes(row: dict) -> list[str]:
                      f"{delivered.get('seconds', 0):.2f} s, "
                      f"{row.get('nodes', {}).get('fuser_dynamic')} nodes; max abs diff of "
                      f"outputs vs original on the task data {_num(diff, '{:.1e}')}")
+        check = delivered.get("speed_check")
+        if check and check.get("rolled_back"):
+            notes.append(f"speed check: rolled back {', '.join(check['rolled_back'])} "
+                         f"({check.get('note', '')})")
+        elif check and check.get("note"):
+            notes.append(f"speed check: {check['note']}")
+    busy = (row.get("speed") or {}).get("busy")
+    if busy:
+        notes.append(f"speed: {busy}")
         if delivered.get("run_error"):
             notes.append(f"fuser's output failed to run: {delivered['run_error']}")
     for tool in ("onnxsim", "onnxslim"):

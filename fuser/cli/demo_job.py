@@ -27,7 +27,7 @@ from fuser.frontends.keras import _frameworks as keras_frameworks
 from fuser.frontends.keras import export as export_keras
 from fuser.frontends.torch import export as export_torch
 from fuser.ir.io import write_text_atomic
-from fuser.runtime import bench, inputs
+from fuser.runtime import inputs
 from fuser.runtime import sessions as runtime
 from fuser.zoo import build, digits
 
@@ -128,20 +128,19 @@ def _one(spec: DemoModel, framework: str, folder: Path, time_budget: float
     exported = export_torch(net, shape) if framework == "torch" else export_keras(net)
     source = folder / f"{spec.name}-{framework}.onnx"
     graph.save(exported.model, source)
-    optimized, report = api.optimize(exported.model, validate=api.Validation(batch=2))
+    optimized, report = api.optimize(exported.model, validate=api.Validation(batch=2),
+                                     timing=api.Timing(provider="cpu", warmup=3,
+                                                       time_budget=time_budget))
     report = dataclasses.replace(report, model=str(source))
     graph.save(optimized, folder / f"{spec.name}-{framework}.opt.onnx")
     shapes = inputs.resolve_shapes(exported.model)
-    feeds = inputs.random_batches(exported.model, shapes, 1)[0]
-    timing = bench.benchmark({"original": exported.model, "optimized": optimized}, {1: feeds},
-                             provider="cpu", warmup=3, rounds=200, time_budget=time_budget)
-    report = dataclasses.replace(report, timings=timing)
-    medians = {(t.model, t.level): t.stats.median_ms for t in timing.timings}
+    medians = {(t.model, t.level): t.stats.median_ms for t in report.timings.timings}
     outputs = report.validation.outputs
     row = {
         "model": spec.name, "framework": framework,
         "input": "x".join(map(str, next(iter(shapes.values())))),
         "weights": "trained (digits)" if spec.trained else "random",
+        "vs original (all)": _speed(report.speed),
         "layers": f"{report.before.nodes} -> {report.after.nodes}",
         "BN": f"{exported.batchnorm_layers} -> {batchnorm_left(optimized)}",
         "params": f"{report.before.params:,} -> {report.after.params:,}",
@@ -157,6 +156,15 @@ def _one(spec: DemoModel, framework: str, folder: Path, time_budget: float
         "left because": left_reasons(optimized, report),
     }
     return row, report.to_dict()
+
+
+def _speed(check: Any) -> str:
+    """``1.02x [0.99, 1.05]`` at batch 1, ``?`` when unresolved, and what was rolled back."""
+    [ratio] = check.ratios
+    low, high = ratio.speedup_ci
+    text = f"{ratio.speedup:.2f}x [{low:.2f}, {high:.2f}]" + \
+        ("?" if ratio.resolved is False else "")
+    return text + (f" (rolled back {', '.join(check.rolled_back)})" if check.rolled_back else "")
 
 
 def _left_nodes(model: Any) -> list[Any]:
@@ -212,8 +220,8 @@ def _accuracy(spec: DemoModel, original: Any, optimized: Any, framework: str) ->
     return f"{scores[0]:.2%} -> {scores[1]:.2%}"
 
 
-COLUMNS = ("model", "framework", "input", "weights", "layers", "BN", "params", "ms disable",
-           "ms all", "optimize s", "max diff", "mean diff", "accuracy")
+COLUMNS = ("model", "framework", "input", "weights", "vs original (all)", "layers", "BN",
+           "params", "ms disable", "ms all", "optimize s", "max diff", "mean diff", "accuracy")
 
 
 def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:

@@ -136,7 +136,8 @@ class Report(Record):
     timings: BenchResult | None = doc("null with `--no-bench`", default=None)
     speed: SpeedCheck | None = doc(
         "the delivered model against the original at the deploy level, per batch size, and "
-        "the passes rolled back because they cost time; null with `--no-bench`",
+        "the passes rolled back because they cost time; null with `--no-bench` (then only "
+        "the passes' own rules guard the speed) or when onnxruntime cannot run the input",
         default=None)
     lowrank: Compression | None = doc("with `--lossy lowrank`, else null", default=None)
     notes: list[str] = doc("anything else worth saying", default_factory=list)

@@ -56,7 +56,8 @@ def speed_lines(check: SpeedCheck | None) -> list[str]:
     """The delivered model against the original (the report's lead), the figure before a
     rollback for speed, and the note."""
     if check is None:
-        return ["  speed: not timed against the original"]
+        return ["  speed: not timed against the original; only the passes' own rules guard "
+                "it (fold-pad-into-conv keeps the Pads onnxruntime's CPU runs faster)"]
     lines = [f"  speed: {check.headline()}"]
     if check.rolled_back:
         lines.append(f"  rolled back for speed: {', '.join(check.rolled_back)} (before: "

@@ -189,11 +189,7 @@ def benchmark(models: Mapping[str, graph_io.ModelLike],
     interval is at most this wide; each result says whether it was (``resolved``).
     """
     reference = _check_args(models, feeds_by_batch, reference, levels, threads, warmup, rounds)
-    models = {name: graph_io.load(model) for name, model in models.items()}  # paths too
-    for feeds in feeds_by_batch.values():  # one line naming the input, not a traceback
-        for name, model in models.items():
-            inputs_io.require_matching_inputs(model, feeds, name, *(
-                (models[reference], reference) if name != reference else ()))
+    models = _loaded(models, feeds_by_batch, reference)
     choice = _choose(models, reference, provider, cuda_graph)
     if cuda_graph and choice.used != "cuda":
         log.warning("CUDA graphs ignored: %s", choice.reason)
@@ -205,9 +201,7 @@ def benchmark(models: Mapping[str, graph_io.ModelLike],
     if cuda_graph:
         warmup = max(warmup, CUDA_GRAPH_MIN_WARMUP)
     bar = Progress(progress)
-    busy = machine.busy(threads) if choice.used == "cpu" else None
-    if busy:
-        log.warning("%s", busy)
+    busy = _busy(choice, threads)
     timings: list[TimingResult] = []
     sessions: dict[tuple[str, str], SessionInfo] = {}
     try:
@@ -233,6 +227,25 @@ def benchmark(models: Mapping[str, graph_io.ModelLike],
 
     return BenchResult(timings, choice, threads, cpu_model(), ort.__version__,
                        list(sessions.values()), busy)
+
+
+def _loaded(models, feeds_by_batch, reference) -> dict[str, object]:
+    """The models loaded (paths too), each checked against every batch's inputs (one line
+    naming the input, not a traceback)."""
+    models = {name: graph_io.load(model) for name, model in models.items()}
+    for feeds in feeds_by_batch.values():
+        for name, model in models.items():
+            inputs_io.require_matching_inputs(model, feeds, name, *(
+                (models[reference], reference) if name != reference else ()))
+    return models
+
+
+def _busy(choice: ProviderChoice, threads: int) -> str | None:
+    """On the CPU, why the machine looks busy (``machine.busy``, logged), else None."""
+    busy = machine.busy(threads) if choice.used == "cpu" else None
+    if busy:
+        log.warning("%s", busy)
+    return busy
 
 
 def _results(times, reference, level, batch, choice, threads,

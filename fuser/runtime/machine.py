@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 #: The reference is busy-slow when it runs this much slower than its best here.
 SLOWER = 1.25
 ROUNDS = 15
+#: The label of the reference's session.
+LABEL = "reference convolution"
 
 
 def cache_path() -> Path:
@@ -51,7 +53,7 @@ def reference_ms(threads: int) -> float:
 
     sess = runtime.session(reference_model(), level="all", threads=threads,
                            providers=["CPUExecutionProvider"],
-                           config=runtime.NO_SPINNING if threads > 1 else None)
+                           config=runtime.NO_SPINNING if threads > 1 else None, label=LABEL)
     feeds = {"x": np.random.default_rng(0).standard_normal((1, 32, 32, 32)).astype(np.float32)}
     sess.run(None, feeds)
     times = []
