@@ -75,8 +75,11 @@ def _row(**changes) -> dict:
            "lowrank": {"passed": True, "guard": "drop 0.00% within 1.00%", "layers": layers,
                        "macs_before": 1000, "macs_after": 400, "backed_off": [],
                        "phases": {"plan": 3.0, "build and guard": 5.0}},
-           "speed": {"batches": {"1": {"exact_ms": 0.5, "lowrank_ms": 0.4, "speedup": 1.25},
-                                 "64": {"exact_ms": 9.0, "lowrank_ms": 6.0, "speedup": 1.5}}}}
+           "speed": {"batches": {
+               "1": {"exact_ms": 0.5, "lowrank_ms": 0.4, "speedup": 1.25, "vs_original": 1.1,
+                     "vs_original_ci": [1.05, 1.15], "vs_original_resolved": True},
+               "64": {"exact_ms": 9.0, "lowrank_ms": 6.0, "speedup": 1.5, "vs_original": 1.3,
+                      "vs_original_ci": [1.2, 1.4], "vs_original_resolved": False}}}}
     row.update(changes)
     return row
 
@@ -86,8 +89,10 @@ def test_table_row_flags_a_passed_guard_that_lost_more_on_test_data():
     assert cells[0] == "net" and cells[1] == "99.0 %"
     assert cells[3] == "0.950 -> 0.930 (n=400)"
     assert cells[5:7] == ["passed", "**YES**"]
-    assert cells[7] == "1.25x" and cells[8] == "1.50x (b64, capped from 512)"
-    assert cells[9] == "1k -> 400" and cells[10] == "1 of 2" and cells[11] == "42"
+    assert cells[7] == "1.10x [1.05, 1.15]"  # against the original first
+    assert cells[8] == "1.30x [1.20, 1.40]? (b64, capped from 512)"  # ?: not resolved
+    assert cells[9] == "1.25x" and cells[10] == "1.50x (b64, capped from 512)"
+    assert cells[11] == "1k -> 400" and cells[12] == "1 of 2" and cells[13] == "42"
     assert lowrank.verdict(_row(test_drop=0.005)) == ("passed", "no")
     assert lowrank.verdict(_row(test_drop=0.015, test_interval=[0.004, 0.026])) == (
         "passed", "**YES** (1.50 [0.40, 2.60] pts)")
@@ -100,7 +105,9 @@ def test_table_row_of_a_fixed_batch_and_of_an_error():
     assert "- (batch fixed at 1)" in lowrank.table_row(row)
     error = lowrank.table_row({"model": "net", "error": "fetch: FetchError: offline"})
     assert error.startswith("| net | error: fetch: FetchError: offline |")
-    assert error.count("|") == 14  # as many cells as the header
+    header = next(line for line in lowrank.markdown_block(_data([])).splitlines()
+                  if line.startswith("| model"))
+    assert error.count("|") == header.count("|") == 15  # as many cells as the header
 
 
 def test_shortfall_names_the_reasons_told_by_the_data():
@@ -138,7 +145,8 @@ def test_markdown_block_has_the_header_text_the_table_and_the_markers():
     block = lowrank.markdown_block(_data([_row(), {"model": "bad", "error": "x: y"}]))
     assert block.startswith(lowrank.START) and block.rstrip().endswith(lowrank.END)
     assert "## Real models" in block
-    assert "speed-up against fuser's exact output (batchnorm folded)" in block.lower()
+    assert "speed against the original** (the file the package ships) leads" in block.lower()
+    assert "the speed-up against fuser's exact output (batchnorm folded" in block.lower()
     header = next(line for line in block.splitlines() if line.startswith("| model"))
     assert "test drop > allowed?" in header
     assert "- bad: error: x: y" in block
