@@ -182,8 +182,9 @@ def variants(original: onnx.ModelProto | Path) -> tuple[dict[str, onnx.ModelProt
         "default_skipped": report.skipped(PASS),
         "pads": {name: sum(n.op_type == "Pad" for n in m.graph.node)
                  for name, m in models.items()},
-        "ort_pads": {name: ort_ops(m).get("Pad", 0) for name, m in models.items()},
+        "ort_ops": {name: ort_ops(m) for name, m in models.items()},
     }
+    info["ort_pads"] = {name: ops.get("Pad", 0) for name, ops in info["ort_ops"].items()}
     info["default_folded"] = info["default_rewrites"] > 0
     return models, info
 
@@ -206,7 +207,8 @@ def time_variants(models: Mapping[str, onnx.ModelProto], batch: int,
                   feeds: Mapping[str, np.ndarray], *, time_budget: float,
                   rounds: int = ROUNDS, warmup: int = 5) -> dict[str, Any]:
     """The three models timed interleaved at ORT_ENABLE_ALL on the CPU; per variant its
-    median, rounds and speed against the original with the 95 % interval."""
+    median, rounds and speed against the original with the 95 % interval; ``busy``: why the
+    machine looked busy when the timing began (``fuser.runtime.machine``), else None."""
     result = bench.benchmark(dict(models), {batch: dict(feeds)}, levels=("all",),
                              provider="cpu", resolve=RESOLVE, rounds=rounds,
                              time_budget=time_budget, warmup=warmup, progress=False)
@@ -216,7 +218,7 @@ def time_variants(models: Mapping[str, onnx.ModelProto], batch: int,
                             "min_ms": t.stats.min_ms, "rounds": t.stats.runs,
                             "speedup": t.speedup, "ci": list(t.speedup_ci or (1.0, 1.0)),
                             "resolved": t.resolved}
-    return {"threads": result.threads, "timings": timings}
+    return {"threads": result.threads, "busy": result.busy, "timings": timings}
 
 
 def measure_case(case: Case, *, time_budget: float, rounds: int = ROUNDS, warmup: int = 5,
@@ -388,10 +390,16 @@ def _findings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             f"not told apart in: {_names(by['same'])}.")
     if control:
         folded = [r for r in control if r["default_folded"]]
+        reorders = [sum(r["ort_ops"][v].get(op, 0) for op in ("ReorderInput", "ReorderOutput"))
+                    for r in control for v in ("original", "default")]
         lines.append(
             f"Controls MLAS never flattens ({len(control)} cases): the default folded the Pad "
             f"in {len(folded)} of them and ran at {span(control, 'default')} of the original "
-            f"(the forced fold is the same model there: {span(control, 'forced')}).")
+            f"(the forced fold is the same model there: {span(control, 'forced')}). In "
+            f"onnxruntime's optimized graphs the originals hold {min(reorders[::2])}-"
+            f"{max(reorders[::2])} NCHWc Reorder nodes, the folded models "
+            f"{min(reorders[1::2])}-{max(reorders[1::2])}: the Pad has no NCHWc kernel, and the "
+            "layout is converted out and back around it.")
     if real:
         lines.append(
             f"torchcrepe ({_names(real)}): the default (Pads before flattened Convs kept) ran "
@@ -403,9 +411,9 @@ def _findings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     left = [r for r in rows if r["kind"] == "synthetic" and not r["default_folded"]
             and _verdict(r["timings"]["forced"]) == "faster"]
     if left:
-        lines.append(f"Where the fold would have been faster and the rule kept the Pad "
-                     f"({_names(left)}), the padding is large against the input (the "
-                     "module's 'left on the table' case).")
+        lines.append(f"The rule kept the Pad where the fold would have been faster in: "
+                     f"{_names(left)} (the module's 'left on the table' case, padding that "
+                     "dwarfs the input).")
     return lines
 
 
@@ -427,7 +435,9 @@ def markdown(data: Mapping[str, Any], command: str) -> str:
         f"- timing: `fuser.runtime.bench.benchmark`, the three models interleaved, up to "
         f"{data['rounds']} rounds, on until every interval is at most "
         f"{data['resolve'] * 100:.0f} % wide or the budget ({data['case_budget_s']:g} s per "
-        "synthetic case) is spent; † marks an interval that stayed wider",
+        "synthetic case) is spent; † marks an interval that stayed wider; ‡ a case whose "
+        "timing began while the machine looked busy (`fuser.runtime.machine`: a reference "
+        "convolution 1.25x slower than its best here, or the load above the cores)",
         "",
         "Speed = the original's median / the model's median (> 1: faster), with the 95 % "
         "paired bootstrap interval. *default*: `fuser.optimize(model, validate=False)`; "
@@ -443,9 +453,10 @@ def markdown(data: Mapping[str, Any], command: str) -> str:
     for row in data["rows"]:
         t = row["timings"]
         flat = {True: "yes", False: "no"}.get(row["flattened"]) or \
-            f"{row['forced_rewrites'] - row['default_rewrites']} of {row['forced_rewrites']} " \
-            "Convs behind a Pad (fuser's rule)"
-        out.append(f"| {row['case']} | {row['describe']} | {flat} | {_folded(row)} | "
+            f"{row['forced_rewrites'] - row['default_rewrites']} of the {row['forced_rewrites']} " \
+            "Convs behind a Pad, by fuser's rule"
+        busy = " ‡" if row.get("busy") else ""
+        out.append(f"| {row['case']}{busy} | {row['describe']} | {flat} | {_folded(row)} | "
                    f"{t['original']['median_ms']:.2f} | {_speed(t['default'])} | "
                    f"{_speed(t['forced'])} |")
     for name in data["skipped"]:
@@ -456,8 +467,9 @@ def markdown(data: Mapping[str, Any], command: str) -> str:
         "Every original's Pad was still in the graph onnxruntime optimized at ORT_ENABLE_ALL "
         "(`SessionOptions.optimized_model_filepath`)." if not kept else
         f"onnxruntime removed the Pad of the original itself in: {_names(kept)}.",
-        f"Largest output difference from the original: "
-        f"{max(max(r['max_abs_diff'].values()) for r in data['rows']):.2g}"
+        "",
+        "Largest output difference of fuser's models from the original (onnxruntime, "
+        f"ORT_ENABLE_ALL): {max(max(r['max_abs_diff'].values()) for r in data['rows']):.2g}."
         if data["rows"] else "",
         "",
         "## What it shows",

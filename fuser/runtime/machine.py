@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 #: The reference is busy-slow when it runs this much slower than its best here.
 SLOWER = 1.25
 ROUNDS = 15
+#: The busy check's reference: channels and spatial size.
+BUSY_REFERENCE = (64, 56)
 #: The label of the reference's session.
 LABEL = "reference convolution"
 
@@ -34,13 +36,16 @@ def cache_path() -> Path:
     return Path(root) / "machine.json"
 
 
-def reference_model() -> onnx.ModelProto:
-    """A seeded 3x3 convolution, 32 -> 32 channels on 32 x 32 (9.4 M MACs)."""
-    w = np.random.default_rng(0).standard_normal((32, 32, 3, 3)).astype(np.float32)
+def reference_model(channels: int = 32, size: int = 32) -> onnx.ModelProto:
+    """A seeded 3x3 convolution, ``channels`` -> ``channels`` on ``size`` x ``size`` (the
+    latency table's: 32 on 32 x 32, 9.4 M MACs; the busy check's: 64 on 56 x 56, 116 M MACs,
+    a few milliseconds, long enough that thread wake-ups do not decide its time)."""
+    w = np.random.default_rng(0).standard_normal((channels, channels, 3, 3)).astype(np.float32)
     node = onnx.helper.make_node("Conv", ["x", "W"], ["y"], kernel_shape=[3, 3],
                                  pads=[1, 1, 1, 1])
+    shape = [1, channels, size, size]
     graph = onnx.helper.make_graph(
-        [node], "reference", [onnx.helper.make_tensor_value_info("x", 1, [1, 32, 32, 32])],
+        [node], "reference", [onnx.helper.make_tensor_value_info("x", 1, shape)],
         [onnx.helper.make_tensor_value_info("y", 1, None)],
         [onnx.numpy_helper.from_array(w, "W")])
     return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)],
@@ -51,10 +56,12 @@ def reference_ms(threads: int) -> float:
     """Median milliseconds of the reference at ORT_ENABLE_ALL on the CPU."""
     import time
 
-    sess = runtime.session(reference_model(), level="all", threads=threads,
+    sess = runtime.session(reference_model(*BUSY_REFERENCE), level="all", threads=threads,
                            providers=["CPUExecutionProvider"],
                            config=runtime.NO_SPINNING if threads > 1 else None, label=LABEL)
-    feeds = {"x": np.random.default_rng(0).standard_normal((1, 32, 32, 32)).astype(np.float32)}
+    channels, size = BUSY_REFERENCE
+    feeds = {"x": np.random.default_rng(0).standard_normal(
+        (1, channels, size, size)).astype(np.float32)}
     sess.run(None, feeds)
     times = []
     for _ in range(ROUNDS):
@@ -69,7 +76,7 @@ def busy(threads: int, measured: float | None = None) -> str | None:
     best here (which it then records when faster), or the 1-minute load average exceeds the
     cores. ``measured``: the reference's milliseconds now (timed when not given)."""
     now = reference_ms(threads) if measured is None else measured
-    key = json.dumps([cpu_model(), runtime.onnxruntime_version(), threads])
+    key = json.dumps([cpu_model(), runtime.onnxruntime_version(), threads, BUSY_REFERENCE])
     path = cache_path()
     try:
         stored = json.loads(path.read_text())

@@ -159,12 +159,40 @@ def test_pad_before_a_conv_that_does_not_flatten_folds(rng, model_args):
 
 
 def test_padding_the_width_to_the_kernel_is_kept(rng):
-    """The padded input (not the Pad's input) is what the Conv reads: width 1 padded by 1
-    on each side meets a 5x3 kernel's width."""
+    """The padded input (not the Pad's input) is what the Conv reads: width 2 padded by 1
+    on each side meets a 5x4 kernel's width (and half the taps or more land on the input)."""
+    model = make_model("""
+        g (float[N,8,16,2] x) => (float[N,8,?,?] y) {
+            z = Pad(x, p)
+            y = Conv<kernel_shape=[5,4]>(z, W)
+        }""", rng, W=(8, 8, 5, 4), p=np.array([0, 0, 2, 1, 0, 0, 2, 1], np.int64))
+    _, result = helpers.apply(model, "fold-pad-into-conv")
+    assert result.rewrites == 0 and len(result.skipped) == 1
+
+
+def test_padding_that_dwarfs_the_input_folds_even_before_a_flattened_conv(rng):
+    """A 64-tap kernel over 16 samples padded 31/32: a quarter of the taps land on the input,
+    and the fold is the faster form (benchmarks/PAD_FOLD.md: 1.74x)."""
     model = make_model("""
         g (float[N,8,16,1] x) => (float[N,8,?,?] y) {
             z = Pad(x, p)
-            y = Conv<kernel_shape=[5,3]>(z, W)
-        }""", rng, W=(8, 8, 5, 3), p=np.array([0, 0, 2, 1, 0, 0, 2, 1], np.int64))
-    _, result = helpers.apply(model, "fold-pad-into-conv")
-    assert result.rewrites == 0 and len(result.skipped) == 1
+            y = Conv<kernel_shape=[64,1]>(z, W)
+        }""", rng, W=(8, 8, 64, 1), p=np.array([0, 0, 31, 0, 0, 0, 32, 0], np.int64))
+    helpers.assert_rewrites("fold-pad-into-conv", model, rng, {"Conv": 1}, atol=1e-4,
+                            rtol=1e-4)
+
+
+@pytest.mark.parametrize(("length", "share"), [(8, 0.125), (16, 0.25), (32, 0.5)])
+def test_share_of_taps_on_the_input(rng, length, share):
+    from fuser import ir as graph_io
+    from fuser.passes.exact.fold_pad import taps_on_input
+
+    model = make_model(f"""
+        g (float[N,8,{length},1] x) => (float[N,8,?,?] y) {{
+            z = Pad(x, p)
+            y = Conv<kernel_shape=[64,1]>(z, W)
+        }}""", rng, W=(8, 8, 64, 1), p=np.array([0, 0, 31, 0, 0, 0, 32, 0], np.int64))
+    graph = graph_io.to_graph(model)
+    graph_io.annotate(graph, graph_io.infer_shapes(model))
+    conv = next(n for n in graph.nodes if n.op == "Conv")
+    assert taps_on_input(conv, np.array([0, 0, 31, 0, 0, 0, 32, 0])) == pytest.approx(share)

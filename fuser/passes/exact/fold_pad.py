@@ -27,11 +27,14 @@ onnxruntime's own PadFusion leaves, as torch.onnx writes them with an empty valu
   with W > kernel width (no flattening either way) the fold costs nothing.
 
 So the fold is skipped where the Conv would flatten behind its Pad and no longer after the
-fold (``keep_fast_path=False`` folds anyway). Where the padding dwarfs the input (T = 8, 16
-under a 64-tap kernel) the fold would be faster: that is left on the table, the Pad stays as
-the user's file had it. A Conv whose input width is unknown is folded (a kernel spanning a
-whole image row is rare); the end-to-end speed check of ``optimize`` (``fuser.pipeline``)
-is the net for what a rule cannot see. On CUDA (cuDNN 9) asymmetric pads go to cuDNN as
+fold (``keep_fast_path=False`` folds anyway), unless the padding dwarfs the input: when
+fewer than ``FOLD_BELOW`` of the kernel's taps, summed over the outputs, land on the input
+rather than on padding, the one-output path has so little to do that the fold wins
+(benchmarks/PAD_FOLD.md: k = 64 x 1, pads 31/32 on [8, 128, T, 1]: T = 16, a quarter of
+the taps on the input, folded 1.74x faster than the original; T = 32, half of them, 0.91x;
+T = 64, 0.66x; k = 9 x 1, pads 4/4, T = 64, 0.80x). A Conv whose input width is unknown
+is folded (a kernel spanning a whole image row is rare); the end-to-end speed check of
+``optimize`` (``fuser.speed_check``) is the net for what a rule cannot see. On CUDA (cuDNN 9) asymmetric pads go to cuDNN as
 they are (``conv.cc``: pre/post padding), so the fold costs nothing there, and keeping the
 Pad costs one Pad kernel that the original ran too (not measured here: no GPU).
 """
@@ -97,7 +100,8 @@ class FoldPadIntoConv(Rule):
         if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
             raise Skip(f"{describe(conv)} has auto_pad={conv.attrs['auto_pad']}")
         pads = _pad_amounts(pad)
-        if self.keep_fast_path and flattens(conv) and np.any(pads):
+        if self.keep_fast_path and flattens(conv) and np.any(pads) and \
+                taps_on_input(conv, pads) >= FOLD_BELOW:
             raise Skip(f"{describe(conv)} keeps {describe(pad)}: with pads it would leave "
                        "onnxruntime's flattened CPU convolution (slower)")
         return conv, pad, pads
@@ -117,6 +121,30 @@ class FoldPadIntoConv(Rule):
         conv.inputs[0] = pad.inputs[0]                  # unnamed Pad by its output
         detach(pad)
         return note
+
+
+#: Fold before a flattened Conv only when fewer taps than this share land on the input.
+FOLD_BELOW = 0.35
+
+
+def taps_on_input(conv: gs.Node, pads: np.ndarray) -> float:
+    """The share of the Conv's kernel taps, over all its outputs, that land on the input
+    rather than on the Pad's zeros (stride and dilation 1, the Conv's own pads 0: the
+    flattened case); 1.0 when a spatial size is unknown (the fold then stays off)."""
+    padded = conv.inputs[0].shape or []
+    kernel = conv.attrs.get("kernel_shape", conv.inputs[1].shape[2:])
+    rank = len(pads) // 2
+    share = 1.0
+    for axis, size in enumerate(kernel):
+        begin, end = int(pads[2 + axis]), int(pads[rank + 2 + axis])
+        extent = padded[2 + axis] if len(padded) == len(pads) // 2 else None
+        if not isinstance(extent, (int, np.integer)):
+            return 1.0
+        length = int(extent) - begin - end  # the input before the Pad
+        starts = np.arange(int(extent) - int(size) + 1) - begin
+        valid = np.minimum(length, starts + int(size)) - np.maximum(0, starts)
+        share *= float(np.clip(valid, 0, None).sum()) / (len(starts) * int(size))
+    return share
 
 
 def flattens(conv: gs.Node) -> bool:
