@@ -201,8 +201,8 @@ def measure_model(name: str, framework: str, model: onnx.ModelProto,
     runnable = {t: o for t, o in outputs.items() if entries[t].error is None}
     say(f"  {name} ({framework}): latency of the original and {len(runnable)} outputs")
     timing = bench.benchmark({"original": model, **runnable}, {1: batches[0]}, levels=LEVELS,
-                             provider="cpu", warmup=3, rounds=500, time_budget=latency_budget,
-                             progress=False)
+                             provider="cpu", warmup=3, rounds=1000, time_budget=latency_budget,
+                             progress=False, resolve=0.05)
     original_ms = {}
     for t in timing.timings:
         if t.model == "original":

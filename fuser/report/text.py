@@ -141,7 +141,8 @@ def bench_text(result: BenchResult) -> str:
             speed = "1.00 (reference)"
         else:
             ci = t.speedup_ci or (t.speedup, t.speedup)
-            speed = f"{t.speedup:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+            speed = f"{t.speedup:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" + (
+                " unresolved" if t.resolved is False else "")
         rows.append((t.model, t.level, str(t.batch), f"{t.stats.median_ms:.3f}",
                      f"{t.stats.p90_ms:.3f}", speed))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
