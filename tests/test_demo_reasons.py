@@ -30,11 +30,14 @@ def test_reasons_of_a_batchnorm_after_relu_and_of_its_keras_form(rng):
 
 
 ROWS = [
-    {"model": "a", "framework": "torch", "BN": "4 -> 0", "passed": True},
+    {"model": "a", "framework": "torch", "BN": "4 -> 0", "passed": True,
+     "speed": {"speedup": 1.02, "slower": False}},
     {"model": "pre", "framework": "torch", "BN": "18 -> 9", "passed": True,
      "left because": {"fold-batchnorm: '*' comes from Add, not from X": 8,
-                      "fold-batchnorm: '*' comes from MaxPool, not from X": 1}},
-    {"model": "odd", "framework": "keras", "BN": "2 -> 1", "passed": True},
+                      "fold-batchnorm: '*' comes from MaxPool, not from X": 1},
+     "speed": {"speedup": 0.99, "slower": False}},
+    {"model": "odd", "framework": "keras", "BN": "2 -> 1", "passed": True,
+     "speed": {"speedup": 0.90, "slower": True}},
 ]
 
 
@@ -48,6 +51,7 @@ def test_the_demo_prints_the_reasons_before_its_last_line(monkeypatch, tmp_path,
         "  pre (torch): 9 left: 8x fold-batchnorm: '*' comes from Add, not from X; "
         "1x fold-batchnorm: '*' comes from MaxPool, not from X",
         "  odd (keras): 1 left: no pass gave one"]
-    assert lines[-1].endswith("3 models, 14 of 24 BatchNorms folded (10 left: the passes' "
-                              "reasons above)")
+    assert lines[-1].endswith("3 models, 0.90x-1.02x against their originals at "
+                              "ORT_ENABLE_ALL, slower: odd (keras), 14 of 24 BatchNorms folded "
+                              "(10 left: the passes' reasons above)")
     assert "pre-activation" not in "\n".join(lines)

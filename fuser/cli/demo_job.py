@@ -141,6 +141,7 @@ def _one(spec: DemoModel, framework: str, folder: Path, time_budget: float
         "input": "x".join(map(str, next(iter(shapes.values())))),
         "weights": "trained (digits)" if spec.trained else "random",
         "vs original (all)": _speed(report.speed),
+        "speed": report.speed.ratios[0].to_dict() | {"slower": report.speed.slower},
         "layers": f"{report.before.nodes} -> {report.after.nodes}",
         "BN": f"{exported.batchnorm_layers} -> {batchnorm_left(optimized)}",
         "params": f"{report.before.params:,} -> {report.after.params:,}",
