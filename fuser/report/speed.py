@@ -1,6 +1,7 @@
 """The end-to-end speed check of an ``optimize`` run: the delivered model against the file the
 user brought, at the level they deploy with, per batch size, with the interval (computed by
-``fuser.runtime.speed``; the rollback of the passes that cost time by ``fuser.pipeline``).
+``fuser.runtime.speed``; the rollback of the passes that cost time by
+``fuser.speed_check``).
 
 A ratio is ``original median / delivered median`` (> 1: the delivered model is faster). It is
 *slower* when its median is below ``1 - tolerance`` and its whole 95 % interval below 1: a

@@ -13,7 +13,6 @@ import onnx
 
 from fuser.report.speed import TOLERANCE, SpeedRatio
 from fuser.report.timing import BenchResult
-from fuser.runtime import bench
 
 logger = logging.getLogger(__name__)
 
@@ -60,4 +59,4 @@ def judge(time: Timer, original: onnx.ModelProto,
     return good, probes
 
 
-__all__ = ["DELIVERED", "ORIGINAL", "Timer", "bench", "judge", "ratios", "slower"]
+__all__ = ["DELIVERED", "ORIGINAL", "Timer", "judge", "ratios", "slower"]
