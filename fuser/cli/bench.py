@@ -66,6 +66,8 @@ def _feeds(args: argparse.Namespace, reference: onnx.ModelProto) -> dict[int, di
         batches = [int(b) for b in options.split([args.batch])]
     except ValueError:
         raise FuserError(f"--batch {args.batch!r}: expected sizes like 1,8,64") from None
+    if any(size < 1 for size in batches):
+        raise FuserError(f"--batch {args.batch!r}: batch sizes must be at least 1")
     feeds = {}
     for size in batches:
         shapes = options.resolve_shapes(args, reference, size)

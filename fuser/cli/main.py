@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"onnx-fuser: {exc}", file=sys.stderr)
         print("FAILED | a pass broke the model")
         return 1
+    except KeyboardInterrupt:  # outputs are written atomically: nothing half-written stays
+        print(f"onnx-fuser: interrupted (Ctrl-C) during {args.command}; nothing was written "
+              "past the last complete file", file=sys.stderr)
+        return 130
 
 
 class _Parser(argparse.ArgumentParser):

@@ -31,7 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="leave this pass out (repeatable, or comma-separated)")
     opt.add_argument("--no-clone-shared", action="store_true",
                      help="skip folds into weights shared with other nodes instead of cloning")
-    opt.add_argument("--max-steps", type=int, default=4, help="sweeps of the pipeline at most")
+    opt.add_argument("--max-steps", type=options.positive, default=4,
+                     help="sweeps of the pipeline at most")
     opt.add_argument("--check-each", action="store_true",
                      help="run the ONNX checker after every pass")
     opt.add_argument("--dump-dir", help="write the model after every pass that changed it")
@@ -68,6 +69,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     source, target = Path(args.model), Path(args.output)
     _check_paths(source, target)
+    if args.dump_dir and Path(args.dump_dir).exists() and not Path(args.dump_dir).is_dir():
+        raise FuserError(f"--dump-dir {args.dump_dir}: is a file, not a folder")
     started = time.perf_counter()
     model, report = _optimize(args, source)
     out = options.human(args)

@@ -48,6 +48,25 @@ def add_input_shape(parser: Any, help: str = "shape of an input with dynamic dim
                         help=help)
 
 
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1 (a batch, a count, a number of steps)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def not_negative(text: str) -> int:
+    """An argparse type: an integer of at least 0 (warm-up runs)."""
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer of at least 0")
+    return value
+
+
 def add_inputs(parser: argparse.ArgumentParser, batch: bool = True) -> None:
     """The input group: --input-shape, --inputs, --batch (a size; ``batch=False`` leaves it
     to the timing group's list of sizes), --batches, --seed."""
@@ -57,9 +76,9 @@ def add_inputs(parser: argparse.ArgumentParser, batch: bool = True) -> None:
                        help="real inputs: a .npz, NAME=file.npy[,NAME=file.npy], or a folder "
                             "of images")
     if batch:
-        group.add_argument("--batch", type=int, default=1,
+        group.add_argument("--batch", type=positive, default=1,
                            help="size of a dynamic first dimension (default 1)")
-    group.add_argument("--batches", type=int, default=3,
+    group.add_argument("--batches", type=positive, default=3,
                        help="random batches to compare (default 3)")
     group.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
 
@@ -109,9 +128,9 @@ def add_timing(parser: argparse.ArgumentParser, batch: bool) -> None:
                        help="auto uses CUDA only when it really loads (default)")
     group.add_argument("--level", choices=("disable", "basic", "all", "both"), default="both",
                        help="onnxruntime graph optimization level; both = disable and all")
-    group.add_argument("--threads", type=int, help="intra-op threads (default: physical cores)")
-    group.add_argument("--warmup", type=int, default=5, help="warm-up runs per model")
-    group.add_argument("--rounds", type=int, default=500,
+    group.add_argument("--threads", type=positive, help="intra-op threads (default: physical cores)")
+    group.add_argument("--warmup", type=not_negative, default=5, help="warm-up runs per model")
+    group.add_argument("--rounds", type=positive, default=500,
                        help="interleaved rounds at most (default 500; the timing stops "
                             "earlier once every speed-up's 95 %% interval is 5 %% wide)")
     group.add_argument("--time-budget", type=float, default=5.0,
@@ -139,9 +158,9 @@ def add_lossy(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--calibration", metavar="DATA",
                        help="inputs: a .npz (an optional 'labels' array turns the agreement "
                             "check into an accuracy check), NAME=file.npy, or an image folder")
-    group.add_argument("--calibration-batch", type=int, default=16,
+    group.add_argument("--calibration-batch", type=positive, default=16,
                        help="samples per calibration batch (default 16)")
-    group.add_argument("--calibration-samples", type=int, default=1024,
+    group.add_argument("--calibration-samples", type=positive, default=1024,
                        help="calibration samples used at most (default 1024: the first "
                             "128 fit the factors, the rest judge the result)")
     group.add_argument("--budget", default="latency=0.5",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,61 @@ def read_baseline(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         raise FuserError(f"{path}: unreadable baseline ({exc})") from exc
     if baseline.get("schema") != SCHEMA:
         raise FuserError(f"{path}: baseline schema {baseline.get('schema')}, expected {SCHEMA}")
+    require_well_formed(path, baseline, golden)
     return baseline, golden
+
+
+NUMBER, TABLE, TEXT = "a finite number of at least 0", "an object", "a string"
+#: The fields each check reads, and what they must hold; the optional checks when present.
+FIELDS: dict[str, dict[str, str]] = {
+    "inputs": {}, "outputs": {"shapes": TABLE, "atol": NUMBER, "rtol": NUMBER},
+    "ops": {"histogram": TABLE}, "batchnorm": {"value": NUMBER, "max": NUMBER},
+    "params": {"value": NUMBER, "rtol": NUMBER}, "macs": {"value": NUMBER, "rtol": NUMBER}}
+OPTIONAL: dict[str, dict[str, str]] = {
+    "rewrites": {"value": TABLE}, "export": {"max_abs_diff": NUMBER},
+    "latency": {"reference": TEXT, "ratio": NUMBER, "max_ratio": NUMBER}}
+
+
+def require_well_formed(path: Path, baseline: dict[str, Any],
+                        golden: dict[str, np.ndarray]) -> None:
+    """Refuse, naming the field, a baseline a check would trip over (a missing key, a
+    tolerance that is NaN, negative or not a number: NaN compares false and would pass any
+    regression) or golden arrays that lack a batch's inputs or outputs."""
+    checks = baseline.get("checks")
+    batches = baseline.get("batches")
+    if not isinstance(checks, dict):
+        raise FuserError(f"{path}: 'checks' is missing or not {TABLE}")
+    if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
+        raise FuserError(f"{path}: 'batches' is {batches!r}: expected an integer of at least 1")
+    wanted = {**FIELDS, **{k: v for k, v in OPTIONAL.items() if k in checks}}
+    for check, fields in wanted.items():
+        entry = checks.get(check)
+        if not isinstance(entry, dict):
+            raise FuserError(f"{path}: checks.{check} is missing or not {TABLE}")
+        for key, kind in fields.items():
+            value = entry.get(key)
+            if not _is(kind, value):
+                raise FuserError(f"{path}: checks.{check}.{key} is {value!r}: expected {kind}")
+        if "max_changed" in entry and not _is(NUMBER, entry["max_changed"]):
+            raise FuserError(f"{path}: checks.{check}.max_changed is {entry['max_changed']!r}: "
+                             f"expected {NUMBER}")
+    arrays = path.with_suffix(".npz")
+    for i in range(batches):
+        needed = [f"output/{name}/{i}" for name in checks["outputs"]["shapes"]]
+        missing = [key for key in needed if key not in golden]
+        if missing or not any(k.startswith("input/") and k.endswith(f"/{i}") for k in golden):
+            raise FuserError(f"{arrays}: the golden arrays of batch {i} are missing "
+                             f"({', '.join(missing) or 'inputs'}); write the baseline again "
+                             "with --update")
+
+
+def _is(kind: str, value: Any) -> bool:
+    if kind == TABLE:
+        return isinstance(value, dict)
+    if kind == TEXT:
+        return isinstance(value, str)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value) and value >= 0
 
 
 def model_stats(model: onnx.ModelProto) -> dict[str, Any]:

@@ -74,6 +74,10 @@ def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] |
     ``partial``: check the given shapes only, and return just those.
     """
     shapes = dict(shapes or {})
+    empty = [f"input shape of '{n}' {tuple(s)}" for n, s in shapes.items() if min(s, default=1) < 1]
+    if batch < 1 or empty:  # zero samples would validate anything
+        raise FuserError(f"{empty[0] if empty else f'batch {batch}'}: must be at least 1 in "
+                         "every dimension (no sample otherwise)")
     specs = input_specs(model)
     names = {s.name for s in specs}
     for name in shapes:

@@ -18,6 +18,7 @@ per-output figures and verdict are computed in ``fuser.runtime.comparison``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -47,12 +48,30 @@ def parse_tolerances(values: Sequence[str], default: float) -> dict[str, float]:
             result[name] = float(number)
         except ValueError:
             raise FuserError(f"tolerance {value!r}: expected a number or NAME:number") from None
+        _require_usable(result[name], f"tolerance {value!r}")
     return result
 
 
+def _require_usable(value: float, what: str) -> None:
+    """A tolerance is a finite number of at least 0: NaN compares false and would pass any
+    difference; a negative one fails every output."""
+    if not math.isfinite(value) or value < 0:
+        raise FuserError(f"{what}: a tolerance must be a finite number of at least 0, "
+                         f"got {value}")
+
+
 def check_tolerance_names(atol: Tolerance, rtol: Tolerance, outputs: Sequence[str]) -> None:
-    """Refuse a per-output tolerance for an output the model does not have."""
+    """Refuse a tolerance that is not a finite number of at least 0, and a per-output
+    tolerance for an output the model does not have."""
     for flag, tolerance in (("atol", atol), ("rtol", rtol)):
+        values = tolerance.items() if isinstance(tolerance, Mapping) else [("", tolerance)]
+        for name, value in values:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise FuserError(f"{flag} {name + ':' if name else ''}{value!r}: expected a "
+                                 "number") from None
+            _require_usable(number, f"{flag} {name + ':' if name else ''}{value}")
         for name in tolerance if isinstance(tolerance, Mapping) else ():
             if name and name not in outputs:
                 raise FuserError(f"--{flag} {name}:{tolerance[name]:g}: the model has no output "
