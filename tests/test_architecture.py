@@ -2,7 +2,7 @@
 
 A module may import the modules of its own stage and of the stages below it, never above:
 
-    about, errors, ortlog  <  report  <  ir  <  passes  <  runtime  <  search
+    about, errors, ortlog  <  usercode  <  report  <  ir  <  passes  <  runtime  <  search
         <  settings, analysis  <  speed_check  <  pipeline  <  api  <  frontends  <  zoo  <  regression
         <  testing  <  cli  <  fuser (the package)
 
@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "fuser"
 
-ORDER = ["about errors ortlog", "report", "ir", "passes", "runtime", "search",
+ORDER = ["about errors ortlog", "usercode", "report", "ir", "passes", "runtime", "search",
          "settings analysis", "speed_check", "pipeline", "api", "frontends", "zoo", "regression", "testing",
          "cli", "fuser __main__"]
 RANK = {stage: rank for rank, names in enumerate(ORDER) for stage in names.split()}

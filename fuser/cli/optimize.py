@@ -91,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED | {elapsed:.2f}s | {_failure(report)}", file=out)
         return 1
     print(f"wrote {target}", file=out)
-    print(f"PASSED | {elapsed:.2f}s | {_summary(args, report)}", file=out)
+    # PASSED only when something was validated (or the user asked for no validation).
+    verdict = "NOT VALIDATED" if report.validation is None and not args.no_validate \
+        else "PASSED"
+    print(f"{verdict} | {elapsed:.2f}s | {_summary(args, report)}", file=out)
     return 0
 
 

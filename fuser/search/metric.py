@@ -29,16 +29,14 @@ choices on the same samples needs no higher level).
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import math
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import numpy as np
 
 from fuser.errors import FuserError
 from fuser.search.user_metric import BOOTSTRAP, judge_user
+from fuser.usercode import load_callable
 
 Outputs = Mapping[str, np.ndarray]
 UserMetric = Callable[[dict[str, np.ndarray], "np.ndarray | None"], float]
@@ -108,25 +106,7 @@ def parse(spec: str | UserMetric | None) -> str | UserMetric | None:
 
 
 def _load(where: str, name: str, spec: str) -> UserMetric:
-    try:
-        if where.endswith(".py"):
-            path = Path(where)
-            if not path.is_file():
-                raise FuserError(f"--metric {spec!r}: no file {where}")
-            loader = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(loader)
-            loader.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-    except FuserError:
-        raise
-    except Exception as exc:  # noqa: BLE001  (the user's code: any error, one line)
-        raise FuserError(f"--metric {spec!r}: cannot load {where}: "
-                         f"{type(exc).__name__}: {exc}") from None
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise FuserError(f"--metric {spec!r}: {where} has no function {name!r}")
-    return fn
+    return load_callable(where, name, f"--metric {spec!r}")
 
 
 def resolve(spec: str | UserMetric | None, reference: Outputs,

@@ -49,7 +49,7 @@ def test_export_keras_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["export", "torch", "nosuchmodule:f"], "cannot import nosuchmodule"),
+    (["export", "torch", "nosuchmodule:f"], "cannot load nosuchmodule: ModuleNotFoundError"),
     (["export", "torch", "zoo:alexnet"], "unknown zoo model"),
     (["export", "keras", "{tmp}/missing.h5"], "no such file"),
     (["export", "torch", "justaname"], "expected module:factory"),

@@ -151,3 +151,28 @@ def test_an_emptied_golden_file_is_refused(files, baseline, capsys):
     np.savez(baseline.with_suffix(".npz"))
     refused(["check", str(files / "a.onnx"), "--baseline", str(baseline)], files, capsys,
             "the golden arrays of batch 0 are missing")
+
+
+# ------------------------------------------------------------- the user's own code
+
+
+def test_export_takes_a_relative_file_path(tmp_path, capsys, monkeypatch):
+    """``export torch ./my_models.py:net`` ended in a relative-import TypeError; a sibling
+    module the file imports is found too."""
+    pytest.importorskip("torch")
+    (tmp_path / "helpers_here.py").write_text("import torch\nLAYER = torch.nn.Conv2d\n")
+    (tmp_path / "my_models.py").write_text(
+        "import torch\nfrom helpers_here import LAYER\n\n"
+        "def net():\n    return torch.nn.Sequential(LAYER(3, 4, 3), torch.nn.ReLU()).eval()\n")
+    monkeypatch.chdir(tmp_path)
+    code = main(["export", "torch", "./my_models.py:net", "-o", "m.onnx", "--input-shape",
+                 "input:1x3x8x8"])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "m.onnx").exists()
+
+
+def test_a_factory_that_raises_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "broken.py").write_text("def net():\n    raise KeyError('weights')\n")
+    monkeypatch.chdir(tmp_path)
+    refused(["export", "torch", "broken:net", "-o", "m.onnx"], tmp_path, capsys,
+            "'broken:net': net() raised KeyError: 'weights'")
