@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -172,6 +173,8 @@ def _check_paths(source: Path, target: Path) -> None:
                          "overwritten")
     if not target.parent.is_dir():
         raise FuserError(f"{target}: folder {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK):  # before the work, not after it
+        raise FuserError(f"{target}: folder {target.parent} is not writable")
     _refuse_overwriting_the_input(source, target)
 
 

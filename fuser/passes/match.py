@@ -102,7 +102,8 @@ def batchnorm_affine(bn: gs.Node) -> tuple[np.ndarray, np.ndarray]:
     """BatchNormalization in inference mode as ``y = scale * x + shift`` per channel.
 
     ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean * scale`` (float64).
-    Raises Skip for training mode, used optional outputs or non-constant parameters.
+    Raises Skip for training mode, used optional outputs, non-constant parameters or
+    ``spatial=0`` (opset 6-8: parameters per activation; the folds are per channel).
     """
     if bn.attrs.get("training_mode", 0):
         raise Skip(f"{describe(bn)} has training_mode=1")
@@ -110,6 +111,9 @@ def batchnorm_affine(bn: gs.Node) -> tuple[np.ndarray, np.ndarray]:
         raise Skip(f"{describe(bn)} has optional outputs (running mean/var)")
     if bn.attrs.get("is_test", 1) == 0:  # opset <= 6 spelling of training mode
         raise Skip(f"{describe(bn)} has is_test=0 (training mode)")
+    if bn.attrs.get("spatial", 1) == 0:  # opset 6-8: statistics per activation, not channel
+        raise Skip(f"{describe(bn)} has spatial=0 (per-activation statistics, not per "
+                   "channel)")
     if len(bn.inputs) != 5:
         raise Skip(f"{describe(bn)} has {len(bn.inputs)} inputs, not 5")
     gamma, beta, mean, var = (

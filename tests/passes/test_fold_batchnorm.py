@@ -331,3 +331,24 @@ def test_matmul_with_a_3d_weight_is_not_folded(rng):
             y = BatchNormalization(c, {BN_PARAMS})
         }}""", rng, W=(2, 7, 3), **bn_inits(5))
     assert_skipped(model, "MatMul -> 'c' has a 3-D weight, not 2-D")
+
+
+def test_batchnorm_with_spatial_0_is_not_folded(rng):
+    """Opset 6-8 BatchNormalization with spatial=0 keeps statistics per activation, not per
+    channel: the per-channel fold broadcast them wrongly (a ValueError; issue 25)."""
+    model = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
+         onnx.helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["y"],
+                               spatial=0)],
+        "g", [onnx.helper.make_tensor_value_info("x", 1, [1, 3, 4, 4])],
+        [onnx.helper.make_tensor_value_info("y", 1, None)],
+        [onnx.numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+         for name, shape in (("W", (2, 3, 3, 3)), ("s", (2, 4, 4)), ("b", (2, 4, 4)),
+                             ("m", (2, 4, 4)))]
+        + [onnx.numpy_helper.from_array(rng.uniform(0.5, 1.5, (2, 4, 4)).astype(np.float32),
+                                        "v")]),
+        opset_imports=[onnx.helper.make_opsetid("", 7)], ir_version=8)
+    _, result = helpers.apply(model, "fold-batchnorm")
+    assert result.rewrites == 0
+    assert dict(result.skipped) == {
+        "BatchNormalization -> 'y' has spatial=0 (per-activation statistics, not per channel)": 1}

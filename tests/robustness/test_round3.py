@@ -176,3 +176,19 @@ def test_a_factory_that_raises_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     refused(["export", "torch", "broken:net", "-o", "m.onnx"], tmp_path, capsys,
             "'broken:net': net() raised KeyError: 'weights'")
+
+
+def test_a_read_only_output_folder_is_refused_before_the_work(files, capsys, monkeypatch):
+    """The error came after all the work; tests run as root, which writes anywhere, so the
+    permission check itself is faked."""
+    import os
+
+    from fuser.cli import optimize
+
+    def no_writes(path, mode):
+        return mode != os.W_OK
+
+    monkeypatch.setattr(optimize.os, "access", no_writes)
+    monkeypatch.setattr(optimize, "_optimize", lambda *a: pytest.fail("the work ran"))
+    refused(["optimize", str(files / "a.onnx"), "-o", str(files / "o.onnx")], files, capsys,
+            "is not writable")
