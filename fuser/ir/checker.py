@@ -18,7 +18,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from fuser.errors import BadModelError
-from fuser.ir.proto import first_line, tensor_nbytes, without_initializers
+from fuser.ir.proto import first_line, one_line, tensor_nbytes, without_initializers
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _on_disk(skeleton_model: onnx.ModelProto) -> Iterator[str]:
 
 def _invalid(name: str | None, exc: BaseException) -> BadModelError:
     prefix = f"{name}: " if name else ""
-    return BadModelError(f"{prefix}invalid model: {first_line(exc)}")
+    return BadModelError(f"{prefix}invalid model: {one_line(exc)}")
 
 
 def check(model: onnx.ModelProto, *, full: bool = True, name: str | None = None) -> None:

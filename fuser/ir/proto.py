@@ -52,6 +52,14 @@ def tensor_nbytes(tensor: onnx.TensorProto) -> int:
     return math.prod(tensor.dims) * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
 
 
+def one_line(exc: BaseException, limit: int = 400) -> str:
+    """An exception's whole message on one line (the checker names the node on the lines
+    after "of node:"), at most ``limit`` characters."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    text = text or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def first_line(exc: BaseException) -> str:
     """An exception's message, first line only (its type when it has none)."""
     text = str(exc).strip() or type(exc).__name__

@@ -192,3 +192,32 @@ def test_a_read_only_output_folder_is_refused_before_the_work(files, capsys, mon
     monkeypatch.setattr(optimize, "_optimize", lambda *a: pytest.fail("the work ran"))
     refused(["optimize", str(files / "a.onnx"), "-o", str(files / "o.onnx")], files, capsys,
             "is not writable")
+
+
+# ----------------------------------------------------------- graph errors name the node
+
+
+def _graph(nodes):
+    import onnx
+
+    graph = onnx.helper.make_graph(
+        nodes, "g", [onnx.helper.make_tensor_value_info("x", 1, [1, 2])],
+        [onnx.helper.make_tensor_value_info("y", 1, [1, 2])])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)],
+                                  ir_version=8)
+
+
+@pytest.mark.parametrize(("nodes", "named"), [
+    ([("Relu", ["x"], ["a"], "first"), ("Add", ["a", "nowhere"], ["y"], "adder")],
+     "input 'nowhere' of node: name: adder OpType: Add is not output of any previous nodes"),
+    ([("Relu", ["b"], ["a"], "r1"), ("Relu", ["a"], ["b"], "r2"),
+      ("Identity", ["a"], ["y"], "out")],
+     "input 'b' of node: name: r1 OpType: Relu is not output of any previous nodes"),
+])
+def test_dangling_inputs_and_cycles_name_the_node(tmp_path, capsys, nodes, named):
+    import onnx
+
+    model = _graph([onnx.helper.make_node(op, i, o, name=n) for op, i, o, n in nodes])
+    graph_io.save(model, tmp_path / "bad.onnx")
+    refused(["optimize", str(tmp_path / "bad.onnx"), "-o", str(tmp_path / "o.onnx")],
+            tmp_path, capsys, named)
