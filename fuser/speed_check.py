@@ -74,8 +74,7 @@ class TimedRun:
         """The same timing of another delivered model (the lossy stage's)."""
         bench = self.timing.run({speed.ORIGINAL: job.original(), speed.DELIVERED: model},
                                 self.feeds)
-        check = dataclasses.replace(self.check, ratios=speed.ratios(
-            bench, self.check.level), note=self.check.note)
+        check = dataclasses.replace(self.check, ratios=speed.ratios(bench, self.check.level))
         return dataclasses.replace(self, bench=bench, check=check)
 
     def _noted(self, note: str, probes: int) -> TimedRun:

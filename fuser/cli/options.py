@@ -61,8 +61,11 @@ def positive(text: str) -> int:
 
 def not_negative(text: str) -> int:
     """An argparse type: an integer of at least 0 (warm-up runs)."""
-    value = int(text) if text.lstrip("-").isdigit() else None
-    if value is None or value < 0:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be an integer of at least 0")
     return value
 

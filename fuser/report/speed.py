@@ -51,6 +51,11 @@ class SpeedRatio(Record):
                 f"({self.original_ms:.3g} -> {self.delivered_ms:.3g} ms{unresolved})")
 
 
+def any_slower(ratios: list[SpeedRatio], tolerance: float = TOLERANCE) -> bool:
+    """Some batch size's ratio is slower (``SpeedRatio.verdict``)."""
+    return any(r.verdict(tolerance) == "slower" for r in ratios)
+
+
 @dataclasses.dataclass(frozen=True)
 class SpeedCheck(Record):
     """The delivered model against the original, and what was rolled back to make it so."""
@@ -72,7 +77,7 @@ class SpeedCheck(Record):
     @property
     def slower(self) -> bool:
         """The delivered model is slower than the original at some batch size."""
-        return any(r.verdict(self.tolerance) == "slower" for r in self.ratios)
+        return any_slower(self.ratios, self.tolerance)
 
     def short(self) -> str:
         """``0.99x [0.97, 1.01] b1, 1.00x [0.99, 1.00] b64 against the original (ORT_ENABLE_ALL,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,6 @@ def reference_model(channels: int = 32, size: int = 32) -> onnx.ModelProto:
 
 def reference_ms(threads: int) -> float:
     """Median milliseconds of the reference at ORT_ENABLE_ALL on the CPU."""
-    import time
-
     sess = runtime.session(reference_model(*BUSY_REFERENCE), level="all", threads=threads,
                            providers=["CPUExecutionProvider"],
                            config=runtime.NO_SPINNING if threads > 1 else None, label=LABEL)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from fuser.report.speed import TOLERANCE, SpeedRatio
+from fuser.report.speed import TOLERANCE, SpeedRatio, any_slower
 from fuser.report.timing import BenchResult
 
 logger = logging.getLogger(__name__)
@@ -37,11 +37,6 @@ def ratios(result: BenchResult, level: str, model: str = DELIVERED) -> list[Spee
     return out
 
 
-def slower(found: list[SpeedRatio], tolerance: float = TOLERANCE) -> bool:
-    """Some batch size's ratio is slower (``SpeedRatio.verdict``)."""
-    return any(r.verdict(tolerance) == "slower" for r in found)
-
-
 def judge(time: Timer, original: onnx.ModelProto,
           feeds_by_batch: Mapping[int, Mapping[str, np.ndarray]], level: str,
           tolerance: float = TOLERANCE) -> tuple[Callable[[onnx.ModelProto], bool], list[int]]:
@@ -54,9 +49,9 @@ def judge(time: Timer, original: onnx.ModelProto,
         found = ratios(time({ORIGINAL: original, DELIVERED: candidate}, feeds_by_batch,
                             (level,)), level)
         logger.info("speed probe %d: %s", probes[0], "; ".join(r.text() for r in found))
-        return not slower(found, tolerance)
+        return not any_slower(found, tolerance)
 
     return good, probes
 
 
-__all__ = ["DELIVERED", "ORIGINAL", "Timer", "judge", "ratios", "slower"]
+__all__ = ["DELIVERED", "ORIGINAL", "Timer", "judge", "ratios"]

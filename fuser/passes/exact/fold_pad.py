@@ -141,7 +141,7 @@ def taps_on_input(conv: gs.Node, pads: np.ndarray) -> float:
     share = 1.0
     for axis, size in enumerate(kernel):
         begin, end = int(pads[2 + axis]), int(pads[rank + 2 + axis])
-        extent = padded[2 + axis] if len(padded) == len(pads) // 2 else None
+        extent = padded[2 + axis] if len(padded) == rank else None
         if not isinstance(extent, (int, np.integer)):
             return 1.0
         length = int(extent) - begin - end  # the input before the Pad
