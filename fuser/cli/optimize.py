@@ -58,7 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                           "output keeps its symbolic dims)")
     options.add_lossy(opt)
     opt.add_argument("--external-data", action="store_true",
-                     help="write weights to OUTPUT.data (automatic past 2 GB)")
+                     help="write weights to OUTPUT.data, or to a fresh OUTPUT.<hex>.data when "
+                          "the OUTPUT already there reads that one (automatic past 2 GB)")
     options.add_inputs(opt)
     options.add_tolerances(opt)
     options.add_timing(opt, batch=False)
@@ -179,9 +180,10 @@ def _check_paths(source: Path, target: Path) -> None:
 
 
 def _refuse_overwriting_the_input(source: Path, target: Path) -> None:
-    """The output and its data file (OUTPUT.data) must not be a file the input reads: its
-    external data, say (only looked up when one of them already exists)."""
-    written = [p for p in (target, target.with_name(f"{target.name}.data")) if p.exists()]
+    """The output and the data files a save replaces (OUTPUT.data, the old output's data)
+    must not be a file the input reads: its external data, say (only looked up when one of
+    them already exists)."""
+    written = graph.replaced_by_save(target)
     if not written or not source.is_file():
         return
     try:

@@ -7,21 +7,19 @@ checker and shape inference; the model statistics (op histogram, parameters, MAC
 ``fuser.ir.statistics`` and re-exported here.
 
 The export back to ONNX is in ``fuser.ir.export``, the checker and shape inference (on
-a cheap *skeleton* of the model, whatever its size) in ``fuser.ir.checker``; this module
-re-exports both.
+a cheap *skeleton* of the model, whatever its size) in ``fuser.ir.checker``, atomic writes
+(a model and its data as a pair) in ``fuser.ir.files``; this module re-exports them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
-import tempfile
 from pathlib import Path
 
 import onnx
 
-from fuser.errors import BadModelError, FuserError
+from fuser.errors import BadModelError
 from fuser.ir.checker import (
     Shapes,
     annotate,
@@ -32,14 +30,14 @@ from fuser.ir.checker import (
     skeleton,
 )
 from fuser.ir.export import to_model
-from fuser.ir.proto import (
-    all_initializers,
-    first_line,
-    subgraph_node_count,
-    tensor_nbytes,
-    weights_nbytes,
-    without_initializers,
+from fuser.ir.files import (
+    PROTOBUF_LIMIT,
+    referenced_files,
+    replaced_by_save,
+    save,
+    write_text_atomic,
 )
+from fuser.ir.proto import first_line, subgraph_node_count, weights_nbytes
 from fuser.ir.statistics import (  # the model statistics, re-exported here
     constant_view,
     count_macs,
@@ -50,11 +48,6 @@ from fuser.ir.statistics import (  # the model statistics, re-exported here
 )
 
 logger = logging.getLogger(__name__)
-
-#: Protobuf cannot serialize a message of 2 GiB or more; past this we write external data.
-PROTOBUF_LIMIT = 2**31 - 1
-#: Initializers at least this large go to the external data file when saving with one.
-_EXTERNAL_MIN_BYTES = 1024
 
 ModelLike = onnx.ModelProto | str | os.PathLike
 
@@ -91,19 +84,6 @@ def load(model: ModelLike) -> onnx.ModelProto:
     return proto
 
 
-def referenced_files(path: str | os.PathLike) -> list[Path]:
-    """The model file and the external data files it reads (parsed without the weights)."""
-    path = Path(path)
-    model = onnx.load(str(path), load_external_data=False)
-    files = [path]
-    for tensor in all_initializers(model.graph):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            location = next((e.value for e in tensor.external_data if e.key == "location"), None)
-            if location and path.parent / location not in files:
-                files.append(path.parent / location)
-    return files
-
-
 #: File signatures of formats that users pass as ONNX by mistake (Keras .keras and .h5).
 _FOREIGN_SIGNATURES = ((b"PK\x03\x04", "a zip archive"), (b"\x89HDF\r\n\x1a\n", "an HDF5 file"))
 
@@ -125,84 +105,6 @@ def require_known_opsets(model: onnx.ModelProto, name: str = "model") -> None:
                 "export with an older opset")
 
 
-def save(model: onnx.ModelProto, path: str | os.PathLike, *,
-         external_data: bool | None = None) -> None:
-    """Write ``model`` to ``path`` atomically: into a temporary folder beside it, then rename.
-
-    ``external_data=None`` writes the weights to ``<name>.data`` beside the model only when
-    the model would not fit in one protobuf; ``True`` always does so. ``model`` is unchanged
-    afterwards.
-    """
-    path = Path(path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise FuserError(f"{path}: folder {folder} does not exist")
-    if path.is_dir():
-        raise FuserError(f"{path}: is a directory")
-    if external_data is None:
-        external_data = weights_nbytes(model) > PROTOBUF_LIMIT - 64 * 2**20
-    data_name = f"{path.name}.data"
-    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=folder) as tmp:
-        tmp_model = os.path.join(tmp, path.name)
-        if external_data:
-            _write_external(model, tmp_model, os.path.join(tmp, data_name), data_name)
-            if os.path.exists(os.path.join(tmp, data_name)):
-                os.replace(os.path.join(tmp, data_name), folder / data_name)
-        else:
-            with open(tmp_model, "wb") as f:
-                f.write(model.SerializeToString())
-        os.replace(tmp_model, path)
-
-
-def _write_external(model: onnx.ModelProto, model_path: str, data_path: str,
-                    location: str) -> None:
-    """Write the main graph's large initializers to ``data_path`` and the rest of the model,
-    pointing at them, to ``model_path``, without changing or copying ``model``'s weights."""
-    out = without_initializers(model)
-    with open(data_path, "wb") as data:
-        for tensor in model.graph.initializer:
-            slim = out.graph.initializer.add()
-            if tensor_nbytes(tensor) < _EXTERNAL_MIN_BYTES or \
-                    tensor.data_location == onnx.TensorProto.EXTERNAL:
-                slim.CopyFrom(tensor)
-                continue
-            raw = tensor.raw_data if tensor.HasField("raw_data") else \
-                onnx.numpy_helper.to_array(tensor).tobytes()
-            offset = data.tell()
-            data.write(raw)
-            data.write(b"\0" * (-len(raw) % 64))  # keep tensors aligned for memory mapping
-            slim.name, slim.data_type = tensor.name, tensor.data_type
-            slim.dims.extend(tensor.dims)
-            slim.data_location = onnx.TensorProto.EXTERNAL
-            for key, value in (("location", location), ("offset", str(offset)),
-                               ("length", str(len(raw)))):
-                entry = slim.external_data.add()
-                entry.key, entry.value = key, value
-    if os.path.getsize(data_path) == 0:
-        os.unlink(data_path)
-    with open(model_path, "wb") as f:
-        f.write(out.SerializeToString())
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
-
-    The file gets the mode any new file gets (0666 less the umask), like the models: the
-    temporary file is created with that mode, not ``mkstemp``'s 0600.
-    """
-    if not path.parent.is_dir():
-        raise FuserError(f"{path}: folder {path.parent} does not exist")
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 __all__ = [
     "PROTOBUF_LIMIT",
     "ModelLike",
@@ -220,10 +122,12 @@ __all__ = [
     "op_histogram",
     "param_count",
     "referenced_files",
+    "replaced_by_save",
     "require_known_opsets",
     "save",
     "skeleton",
     "subgraph_node_count",
     "to_model",
     "weights_nbytes",
+    "write_text_atomic",
 ]

@@ -1,0 +1,237 @@
+"""Writing files so that a crash or a kill never leaves a half-written one, or a model that
+reads another run's weights: models (with their external data, as a pair) and text files go
+through a temporary beside the target and a rename; temporaries that a killed process left
+are removed by the next write to the same name."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import onnx
+
+from fuser.errors import FuserError
+from fuser.ir.proto import all_initializers, tensor_nbytes, weights_nbytes
+
+logger = logging.getLogger(__name__)
+
+#: Protobuf cannot serialize a message of 2 GiB or more; past this we write external data.
+PROTOBUF_LIMIT = 2**31 - 1
+#: Initializers at least this large go to the external data file when saving with one.
+_EXTERNAL_MIN_BYTES = 1024
+
+
+def referenced_files(path: str | os.PathLike) -> list[Path]:
+    """The model file and the external data files it reads (parsed without the weights)."""
+    path = Path(path)
+    model = onnx.load(str(path), load_external_data=False)
+    files = [path]
+    for tensor in all_initializers(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+            if location and path.parent / location not in files:
+                files.append(path.parent / location)
+    return files
+
+
+def save(model: onnx.ModelProto, path: str | os.PathLike, *,
+         external_data: bool | None = None) -> None:
+    """Write ``model`` to ``path`` atomically: into a temporary folder beside it, then rename.
+
+    ``external_data=None`` writes the weights to a data file beside the model only when the
+    model would not fit in one protobuf; ``True`` always does so. The model and its data are
+    replaced as a pair: the data file is ``<name>.data`` unless the model now at ``path``
+    reads that file, in which case it gets a fresh name. The new data is renamed into place
+    first (no file anyone reads changes), then the model; only then are the data files the
+    previous model read (and the new one does not) removed. A kill at any point leaves a
+    model that reads its own data. Temporary folders a killed run left behind are removed
+    by the next save to the same name. ``model`` is unchanged afterwards.
+    """
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise FuserError(f"{path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise FuserError(f"{path}: is a directory")
+    if external_data is None:
+        external_data = weights_nbytes(model) > PROTOBUF_LIMIT - 64 * 2**20
+    remove_stale_temporaries(path)
+    previous = _own_data_files(path)
+    data_name = _fresh_data_name(path, previous)
+    with tempfile.TemporaryDirectory(prefix=_temporary_prefix(path), dir=folder) as tmp:
+        tmp_model = os.path.join(tmp, path.name)
+        written: set[Path] = set()
+        if external_data:
+            _write_external(model, tmp_model, os.path.join(tmp, data_name), data_name)
+            if os.path.exists(os.path.join(tmp, data_name)):
+                os.replace(os.path.join(tmp, data_name), folder / data_name)
+                written.add(folder / data_name)
+        else:
+            with open(tmp_model, "wb") as f:
+                f.write(model.SerializeToString())
+        os.replace(tmp_model, path)
+    for stale in previous - written:
+        stale.unlink(missing_ok=True)
+
+
+def replaced_by_save(path: str | os.PathLike) -> list[Path]:
+    """The existing files a ``save`` to ``path`` may replace or remove: the model, its
+    ``<name>.data`` and the data files of ours the model now there reads."""
+    path = Path(path)
+    named = [p for p in (path, path.with_name(f"{path.name}.data")) if p.exists()]
+    return named + sorted(_own_data_files(path) - set(named))
+
+
+def _own_data_files(path: Path) -> set[Path]:
+    """The data files beside ``path`` that saves to ``path`` wrote and a save may remove:
+    ``<name>.data`` or ``<name>.<hex>.data`` when the model now at ``path`` reads it, and
+    every ``<name>.<hex>.data`` it does not read (a killed save's). Never a file of
+    another name, and never a plain ``<name>.data`` the model does not read."""
+    read: set[Path] = set()
+    if path.is_file():
+        try:
+            read = set(referenced_files(path)[1:])
+        except Exception:  # noqa: BLE001  (an unreadable old file is simply replaced)
+            read = set()
+    ours = {f for f in read if f.parent == path.parent and f.name.startswith(path.name)
+            and _OWN_DATA.fullmatch(f.name[len(path.name):])}
+    orphans = {f for f in path.parent.glob(f"{glob.escape(path.name)}.*.data")
+               if _FRESH_DATA.fullmatch(f.name[len(path.name):])}
+    return ours | orphans
+
+
+#: The suffixes of the data files ``save`` writes: ``.data`` and ``.<8 hex digits>.data``.
+_OWN_DATA = re.compile(r"(\.[0-9a-f]{8})?\.data")
+_FRESH_DATA = re.compile(r"\.[0-9a-f]{8}\.data")
+
+
+def _fresh_data_name(path: Path, taken: set[Path]) -> str:
+    """``<name>.data``, or a fresh ``<name>.<hex>.data`` when the current model reads it."""
+    name = f"{path.name}.data"
+    while path.parent / name in taken:
+        name = f"{path.name}.{secrets.token_hex(4)}.data"
+    return name
+
+
+def _temporary_prefix(path: Path) -> str:
+    """Temporary files and folders for ``path`` are ``.<name>.fuser-<pid>-...``, so that
+    a later save can tell which ones a dead process left."""
+    return f".{path.name}.fuser-{os.getpid()}-"
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary folders and files that writes to ``path`` by processes no
+    longer running left beside it (a kill -9 during a save)."""
+    pattern = re.compile(re.escape(f".{path.name}.fuser-") + r"(\d+)-")
+    for entry in path.parent.glob(f".{glob.escape(path.name)}.fuser-*"):
+        match = pattern.match(entry.name)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        logger.info("removed %s, left by an interrupted write", entry)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one of another user counts too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_external(model: onnx.ModelProto, model_path: str, data_path: str,
+                    location: str) -> None:
+    """Write the large tensors of every graph (subgraphs' initializers and tensor
+    attributes too) to ``data_path`` and the rest of the model, pointing at them, to
+    ``model_path``. The tensors are pointed at the file only while the model is serialized,
+    then read back: ``model``'s weights are neither changed nor all copied at once."""
+    moved: list[tuple[onnx.TensorProto, onnx.TensorProto | None, int, int]] = []
+    try:
+        with open(data_path, "wb") as data:
+            for tensor in list(all_initializers(model.graph)):
+                if tensor_nbytes(tensor) < _EXTERNAL_MIN_BYTES or tensor.data_type in (
+                        onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED) or \
+                        tensor.data_location == onnx.TensorProto.EXTERNAL:
+                    continue
+                raw = tensor.raw_data if tensor.HasField("raw_data") else \
+                    onnx.numpy_helper.to_array(tensor).tobytes()
+                typed = None if tensor.HasField("raw_data") else _copy(tensor)
+                offset = data.tell()
+                data.write(raw)
+                data.write(b"\0" * (-len(raw) % 64))  # keep tensors aligned for memory mapping
+                moved.append((tensor, typed, offset, len(raw)))
+                _point_at(tensor, location, offset, len(raw))
+        with open(model_path, "wb") as f:
+            f.write(model.SerializeToString())
+    finally:
+        _restore(moved, data_path)
+    if os.path.getsize(data_path) == 0:
+        os.unlink(data_path)
+
+
+def _copy(tensor: onnx.TensorProto) -> onnx.TensorProto:
+    copy = onnx.TensorProto()
+    copy.CopyFrom(tensor)
+    return copy
+
+
+def _point_at(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> None:
+    """Drop the tensor's data and point it at ``length`` bytes at ``offset`` of ``location``."""
+    for field in _DATA_FIELDS:
+        tensor.ClearField(field)
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", str(offset)),
+                       ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+
+
+def _restore(moved: list, data_path: str) -> None:
+    """Give the tensors ``_write_external`` pointed at ``data_path`` their data back."""
+    with open(data_path, "rb") if moved else contextlib.nullcontext() as data:
+        for tensor, typed, offset, length in moved:
+            tensor.ClearField("external_data")
+            tensor.ClearField("data_location")
+            if typed is not None:
+                tensor.CopyFrom(typed)
+                continue
+            data.seek(offset)
+            tensor.raw_data = data.read(length)
+
+
+#: The fields of a TensorProto that hold its values.
+_DATA_FIELDS = ("raw_data", "float_data", "int32_data", "int64_data", "double_data",
+                "uint64_data", "string_data")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+
+    The file gets the mode any new file gets (0666 less the umask), like the models: the
+    temporary file is created with that mode, not ``mkstemp``'s 0600.
+    """
+    if not path.parent.is_dir():
+        raise FuserError(f"{path}: folder {path.parent} does not exist")
+    remove_stale_temporaries(path)
+    tmp = path.parent / f"{_temporary_prefix(path)}{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
