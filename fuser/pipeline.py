@@ -271,4 +271,5 @@ def compress_result(job: Job, result: onnx.ModelProto,
             metric=lossy.metric, fit_samples=lossy.fit_samples,
             reconstruction=lossy.reconstruction, batch=lossy.batch, threads=lossy.threads,
             input_shapes=job.fixed or None, progress=lossy.progress,
-            search_time=lossy.search_time, provider=lossy.provider)
+            search_time=lossy.search_time, provider=lossy.provider,
+            allow_degenerate_calibration=lossy.allow_degenerate_calibration)

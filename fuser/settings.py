@@ -59,6 +59,9 @@ class LowRank:
     progress: bool | None = None  # a line on stderr (None: when stderr is a terminal)
     search_time: float = SEARCH_TIME  # seconds for the latency table and sensitivity runs
     provider: str = "auto"  # layers are timed on CUDA (IO binding) when it loads, else CPU
+    #: go on with degenerate calibration data (constant samples, near-copies, outputs that
+    #: hardly vary: ``fuser.search.calibration_check``) instead of refusing it
+    allow_degenerate_calibration: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

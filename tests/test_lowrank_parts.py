@@ -568,12 +568,12 @@ def test_a_form_whose_lower_rank_is_not_faster_is_not_offered_at_that_rank():
 
 
 def test_the_probe_shrinks_to_fit_the_time_left():
-    from fuser.search.search import MIN_PROBE_SAMPLES, PROBE_SAMPLES, _probe_samples
+    from fuser.search.sensitivity import MIN_PROBE_SAMPLES, PROBE_SAMPLES, probe_samples
 
     options = [[Option(0, "channel", 8, 0, 1.0)] * 10]  # ten runs of half the network
-    assert _probe_samples(options, seconds=100.0, per_sample=0.01) == PROBE_SAMPLES
-    assert _probe_samples(options, seconds=1.6, per_sample=0.01) == 32
-    assert _probe_samples(options, seconds=0.0, per_sample=0.01) == MIN_PROBE_SAMPLES
+    assert probe_samples(options, seconds=100.0, per_sample=0.01) == PROBE_SAMPLES
+    assert probe_samples(options, seconds=1.6, per_sample=0.01) == 32
+    assert probe_samples(options, seconds=0.0, per_sample=0.01) == MIN_PROBE_SAMPLES
 
 
 @pytest.mark.parametrize("reference_seconds, builds", [

@@ -161,6 +161,11 @@ def add_lossy(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--calibration", metavar="DATA",
                        help="inputs: a .npz (an optional 'labels' array turns the agreement "
                             "check into an accuracy check), NAME=file.npy, or an image folder")
+    group.add_argument("--allow-degenerate-calibration", action="store_true",
+                       help="go on when the calibration data is degenerate (constant "
+                            "samples, near-copies, outputs that hardly vary), which is "
+                            "refused by default; the last line says so, and the guard counts "
+                            "distinct samples either way")
     group.add_argument("--calibration-batch", type=positive, default=16,
                        help="samples per calibration batch (default 16)")
     group.add_argument("--calibration-samples", type=positive, default=1024,
@@ -196,8 +201,9 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
     """The low-rank group as ``fuser.api.LowRank`` (None without ``--lossy``), with the
     calibration batches loaded from ``--calibration``."""
     if args.lossy is None:
-        for flag in ("calibration", "max_accuracy_drop", "metric"):
-            if getattr(args, flag) is not None:
+        for flag in ("calibration", "max_accuracy_drop", "metric",
+                     "allow_degenerate_calibration"):
+            if getattr(args, flag) not in (None, False):
                 raise FuserError(f"--{flag.replace('_', '-')} needs --lossy lowrank")
         return None
     if not args.calibration:
@@ -216,6 +222,7 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
                        metric=metric, reconstruction=args.reconstruction,
                        search_time=args.search_time, provider=getattr(args, "provider", "auto"),
                        threads=args.threads or physical_cores(),
+                       allow_degenerate_calibration=args.allow_degenerate_calibration,
                        progress=False if getattr(args, "quiet", 0) else None)
 
 

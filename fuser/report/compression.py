@@ -82,6 +82,14 @@ class Compression(Record):
                                "scores ...` when one call of it took over 50 ms)", default="")
     held_out_samples: int = doc("calibration samples the guard judged on (every one the "
                                 "fitting did not use)", default=0)
+    distinct_held_out: int = doc("held-out samples as the guard's interval counts them: "
+                                 "a group of near-copies counts once (equal to "
+                                 "`held_out_samples` when none repeat)", default=0)
+    degenerate_calibration: list[str] = doc(
+        "what the calibration check found degenerate (constant samples, near-copies, outputs "
+        "that hardly vary): only when the user let the search go on "
+        "(`--allow-degenerate-calibration`); otherwise the run is refused",
+        default_factory=list)
     fit_samples: int = doc("calibration samples the factors were fitted to", default=0)
     guard: str = doc("the guard's verdict in one line: within, refused, or not resolved "
                      "(the held-out set too small for the allowed drop)", default="")

@@ -227,6 +227,13 @@ def percent(confidence: float) -> str:
     return f"{100 * confidence:.4f}".rstrip("0").rstrip(".") + "%"
 
 
+def _held_out(lowrank: Mapping[str, Any]) -> str:
+    rows, distinct = lowrank["held_out_samples"], lowrank.get("distinct_held_out") or 0
+    if distinct and distinct != rows:
+        return f"{distinct} distinct of {rows} held-out samples"
+    return f"{rows} held-out samples"
+
+
 def lowrank_summary(lowrank: Mapping[str, Any], timings: Mapping[str, Any] | None = None
                     ) -> str:
     """The delivered model in one line: the metric before -> after with the drop's interval
@@ -245,8 +252,11 @@ def lowrank_summary(lowrank: Mapping[str, Any], timings: Mapping[str, Any] | Non
                      f"{value(lowrank['metric_after'])} (drop {value(lowrank['drop'])}, "
                      f"{percent(lowrank.get('drop_confidence') or 0.95)} interval "
                      f"[{value(low)}, {value(high)}], "
-                     f"{lowrank['held_out_samples']} held-out samples)")
+                     f"{_held_out(lowrank)})")
     parts.append(f"relative output error {lowrank['relative_error']:.3g}")
+    if lowrank.get("degenerate_calibration"):
+        parts.insert(0, "DEGENERATE CALIBRATION ALLOWED ("
+                     + "; ".join(lowrank["degenerate_calibration"]) + ")")
     pair = latency_pairs(timings).get("all")
     if pair:
         parts.append(f"speed-up {pair[0] / pair[1]:.2f}x at ORT_ENABLE_ALL")

@@ -154,8 +154,8 @@ def guard(verdict: Judgement, allowed: float | None, compressed: bool
           ) -> tuple[bool | None, str]:
     """The guard's verdict (None without a bound) and its reason in one line."""
     interval = (f"{verdict.drop:.2%} [{percent(verdict.confidence)} interval "
-                f"{verdict.interval[0]:.2%}, {verdict.interval[1]:.2%}] on {verdict.samples} "
-                "held-out samples")
+                f"{verdict.interval[0]:.2%}, {verdict.interval[1]:.2%}] on "
+                f"{held_out(verdict)}")
     if allowed is None:
         return None, f"drop {interval}; no bound"
     if not compressed:
@@ -163,7 +163,7 @@ def guard(verdict: Judgement, allowed: float | None, compressed: bool
     if verdict.within(allowed):
         return True, f"drop {interval} within {allowed:.2%}"
     if not verdict.resolvable(allowed):
-        return False, (f"not resolved: {verdict.samples} held-out samples cannot resolve a "
+        return False, (f"not resolved: {held_out(verdict)} cannot resolve a "
                        f"drop of {allowed:.2%} at {percent(verdict.confidence)} (need "
                        f"{needed_samples(allowed, verdict.confidence)}; give more "
                        "calibration samples or a looser bound)")
@@ -171,6 +171,13 @@ def guard(verdict: Judgement, allowed: float | None, compressed: bool
         return False, (f"not resolved: drop {interval} reaches past {allowed:.2%}; give "
                        "more calibration samples or a looser bound")
     return False, f"refused: drop {interval} exceeds {allowed:.2%}"
+
+
+def held_out(verdict: Judgement) -> str:
+    """``896 held-out samples``, or ``3 distinct of 896 held-out samples`` with near-copies."""
+    if verdict.rows and verdict.rows != verdict.samples:
+        return f"{verdict.samples} distinct of {verdict.rows} held-out samples"
+    return f"{verdict.samples} held-out samples"
 
 
 def accepted(verdict: Judgement, allowed: float) -> bool:

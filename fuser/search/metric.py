@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from fuser.errors import FuserError
-from fuser.search.user_metric import BOOTSTRAP, judge_user
+from fuser.search.user_metric import group_means, judge_user
 from fuser.usercode import load_callable
 
 Outputs = Mapping[str, np.ndarray]
@@ -56,6 +56,9 @@ class Metric:
                                                                         np.ndarray]] | None
     user: UserMetric | None = None
     reference_scores: dict = dataclasses.field(default_factory=dict, compare=False)
+    #: the group of near-copies of each held-out sample (``calibration_check``): the
+    #: interval counts groups, not rows; None: every sample its own
+    groups: np.ndarray | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +73,7 @@ class Judgement:
     samples: int
     confidence: float = CONFIDENCE  # the interval's level
     scale: float = 1.0  # the floor's factor: a user's metric, the original's score
+    rows: int = 0  # the held-out rows, when near-copies make them more than ``samples``
 
     @property
     def floor(self) -> float:
@@ -184,29 +188,33 @@ def _above_snr(decibels: float) -> Callable:
 
 def judge(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
           seed: int = 0) -> Judgement:
-    """The scores before and after, the drop and its interval at ``CONFIDENCE``."""
+    """The scores before and after, the drop and its interval at ``CONFIDENCE``, counting
+    groups of near-copies (``metric.groups``) as one sample each."""
     rng = np.random.default_rng(seed)
-    count = len(next(iter(ref.values())))
+    rows = len(next(iter(ref.values())))
+    groups = np.arange(rows) if metric.groups is None else np.asarray(metric.groups)
+    count = int(groups.max()) + 1 if rows else 0
     if metric.user is not None:
         before, after, interval, method = judge_user(metric.user, ref, new, labels, rng,
-                                                     metric.reference_scores)
+                                                     metric.reference_scores, groups)
         low, high = interval
         floor = _floor(count, CONFIDENCE, abs(before))
         return Judgement(before, after, before - after, (low, max(high, floor)), method,
-                         count, CONFIDENCE, abs(before))
+                         count, CONFIDENCE, abs(before), rows)
     before, after = metric.per_sample(ref, new, labels)
     drop = float(before.mean() - after.mean())
     if np.isin(before, (0.0, 1.0)).all() and np.isin(after, (0.0, 1.0)).all():
-        worse = clopper_pearson(int(((before == 1) & (after == 0)).sum()), count, CONFIDENCE)
+        worse = int(((before == 1) & (after == 0)).sum())
+        # near-copies: the share made worse, over the distinct samples (rounded up)
+        worse = clopper_pearson(math.ceil(worse * count / rows), count, CONFIDENCE)
         better = float(((before == 0) & (after == 1)).mean())
         return Judgement(float(before.mean()), float(after.mean()), drop,
-                         (worse[0] - better, worse[1]), "exact binomial", count, CONFIDENCE)
-    diffs = before - after
-    picks = rng.integers(0, count, (BOOTSTRAP, count))
-    low, high = np.quantile(diffs[picks].mean(axis=1), [0.025, 0.975])
+                         (worse[0] - better, worse[1]), "exact binomial", count, CONFIDENCE,
+                         rows=rows)
+    low, high = np.quantile(group_means(before - after, groups, rng), [0.025, 0.975])
     return Judgement(float(before.mean()), float(after.mean()), drop,
                      (float(low), max(float(high), _floor(count, CONFIDENCE))), "bootstrap",
-                     count, CONFIDENCE)
+                     count, CONFIDENCE, rows=rows)
 
 
 def _floor(samples: int, confidence: float, scale: float = 1.0) -> float:

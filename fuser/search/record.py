@@ -32,7 +32,8 @@ def compression(budget: str, plan: Plan, chosen: list[Option | None], errors: li
         notes, plan.not_considered, metric=metric, metric_before=verdict.before,
         metric_after=verdict.after, drop=verdict.drop, drop_interval=list(verdict.interval),
         drop_confidence=verdict.confidence, interval_method=verdict.method,
-        held_out_samples=verdict.samples, fit_samples=fit_samples)
+        held_out_samples=verdict.rows or verdict.samples, distinct_held_out=verdict.samples,
+        fit_samples=fit_samples)
 
 
 def layer_choices(plan: Plan, chosen: list[Option | None], errors: list[float],

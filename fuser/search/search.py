@@ -42,7 +42,7 @@ import onnx
 from fuser.errors import FuserError
 from fuser.report.compression import Compression
 from fuser.runtime.runners import Progress
-from fuser.search import sensitivity
+from fuser.search import calibration_check, sensitivity
 from fuser.search.build import Builder, layer_errors, outputs
 from fuser.search.calibrate import Feeds
 from fuser.search.choose import SAFETY, error_bound, predicted_error, tolerance, trajectory
@@ -56,10 +56,6 @@ from fuser.search.record import compression
 
 #: Calibration samples the factors are fitted to; every other one is held out.
 FIT_SAMPLES = 128
-#: Samples the sensitivity of each option is measured on (the first fitting samples): at
-#: most this many, fewer when the options' runs would not fit in the search time.
-PROBE_SAMPLES = 64
-MIN_PROBE_SAMPLES = 16
 #: Seconds for the whole search and the latency table's share of them (the guard's share:
 #: ``clock.reserve``).
 SEARCH_TIME = 180.0
@@ -86,7 +82,8 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
              threads: int = 1, seed: int = 0, table: LatencyTable | None = None,
              speed_margin: float = 0.05, search_time: float = SEARCH_TIME,
              provider: str = "auto", input_shapes: Mapping[str, Sequence[int]] | None = None,
-             progress: bool | None = None) -> tuple[onnx.ModelProto, Compression]:
+             progress: bool | None = None, allow_degenerate_calibration: bool = False
+             ) -> tuple[onnx.ModelProto, Compression]:
     """Compress ``model`` with low-rank rewrites chosen from calibration data.
 
     Args:
@@ -96,27 +93,25 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
             as a fraction of the original; ``accuracy=D``: as fast as a drop of D allows.
         max_accuracy_drop: deliver the largest choice on the guard's ladder whose metric
             drop on the held-out samples has the upper end of its 95 % interval at most this.
-        labels: one label per calibration sample, in order. metric: see
-            ``fuser.search.metric``. reconstruction: ``asymmetric``, ``pca``, ``whitened``.
-        speed_margin: offer a form only if it is measured this much faster than dense.
+        labels: one label per calibration sample, in order. metric: ``fuser.search.metric``.
+            reconstruction: ``asymmetric``, ``pca``, ``whitened``. speed_margin: offer a form
+            only if it is measured this much faster than dense.
         provider: where layers are timed: ``auto`` (CUDA with IO binding when it loads),
             ``cuda`` or ``cpu``. search_time: seconds for the whole search: the latency
             table stops at 40 % of it (then latencies are estimated from MACs), the
             sensitivity runs leave the guard its builds (``clock.reserve``), and no build
             of the guard's ladder starts that would end after it.
-        input_shapes: fixed input shapes for finding the layers' sizes. progress: a line on
-            stderr (None: when stderr is a terminal).
+        input_shapes: fixed shapes (for the layers' sizes). progress: a line on stderr (None:
+            on a terminal). allow_degenerate_calibration: not raise on degenerate data.
     """
     started = time.perf_counter()
     kind, fraction, allowed = _settings(budget, reconstruction, calibration, max_accuracy_drop)
     fit, held, fit_labels, labels = split(calibration, labels, fit_samples)
     run = _Run(kind, fraction, allowed, reconstruction, samples, seed, threads, speed_margin,
                started + search_time, input_shapes, Progress(progress), Phases())
-    reference = outputs(model, held, level="all")
-    judged = resolve(metric, reference, labels)
-    run.referenced(_count(held), _count(fit))
-    table = table or LatencyTable(batch=batch, threads=threads, provider=provider)
-    table.progress, table.deadline = run.line, started + LATENCY_SHARE * search_time
+    reference, judged, check = _reference(model, calibration, fit, held, metric, labels, run,
+                                          allow_degenerate_calibration)
+    table = _latency_table(table, batch, threads, provider, run, started, search_time)
     plan, options, why, effects, cost = _explore(model, run, table, fit, fit_labels, judged)
     states = trajectory(options, effects, *cost, allowed, reach=REACH)
     notes = _notes(calibration, table, options, effects, run)
@@ -130,15 +125,16 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
         chosen = [None] * len(chosen)
         result, new, verdict = model, reference, judge(judged, reference, reference, labels)
     passed, reason = guard(verdict, allowed, any(chosen))
-    errors = layer_errors(result, plan.layers, plan.data, fit, samples, seed)
     run.clock.lap("build and guard")
-    record = compression(budget, plan, chosen, errors, why, effects, options,
-                         builder.energies, result, input_shapes, reference, new,
+    record = compression(budget, plan, chosen, layer_errors(result, plan.layers, plan.data, fit,
+                                                            samples, seed), why, effects,
+                         options, builder.energies, result, input_shapes, reference, new,
                          judged.name, verdict, got.backed_off, notes, _count(fit))
     return result, dataclasses.replace(
         record, seconds=time.perf_counter() - started, guard=reason, passed=passed,
         phases=run.clock.seconds, search_time=search_time, speedup=speedup,
-        estimated_latencies=table.estimated, back_off_steps=max(got.builds - 1, 0))
+        estimated_latencies=table.estimated, back_off_steps=max(got.builds - 1, 0),
+        degenerate_calibration=list(check.findings))
 
 
 @dataclasses.dataclass
@@ -168,6 +164,28 @@ class _Run:
         self.deadline = self.reserved.deadline
 
 
+def _latency_table(table: LatencyTable | None, batch: int, threads: int, provider: str,
+                   run: _Run, started: float, search_time: float) -> LatencyTable:
+    """The table given, or a new one; it stops timing at ``LATENCY_SHARE`` of the time."""
+    table = table or LatencyTable(batch=batch, threads=threads, provider=provider)
+    table.progress, table.deadline = run.line, started + LATENCY_SHARE * search_time
+    return table
+
+
+def _reference(model: onnx.ModelProto, calibration: Sequence[Feeds], fit: list[Feeds],
+               held: list[Feeds], metric: str | UserMetric | None, labels: np.ndarray | None,
+               run: _Run, allow: bool
+               ) -> tuple[dict, Metric, calibration_check.CalibrationCheck]:
+    """The original's outputs on the held-out samples, the metric (near-copies counted once)
+    and what the calibration check found; FuserError for degenerate data not allowed."""
+    check = calibration_check.check_inputs(calibration, run.seed, allow)
+    reference = outputs(model, held, level="all")
+    judged, check = calibration_check.grouped(resolve(metric, reference, labels), check,
+                                              reference, _count(held), allow)
+    run.referenced(_count(held), _count(fit))
+    return reference, judged, check
+
+
 def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[Feeds],
              fit_labels: np.ndarray | None, judged: Metric) -> tuple:
     """The plan, the options faster than dense, why a layer has none, each option's
@@ -178,10 +196,10 @@ def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[F
     options, why = offer(plan, table, run.speed_margin, aim)
     table.save()
     run.clock.lap("latency")
-    count = _probe_samples(options, run.deadline - time.perf_counter(),
+    count = sensitivity.probe_samples(options, run.deadline - time.perf_counter(),
                            run.reserved.per_sample)
     effects = sensitivity.measure(model, plan.layers, plan.data, options, plan.order,
-                                  _probe(model, fit, fit_labels, count), judged,
+                                  sensitivity.probe(model, fit, fit_labels, count), judged,
                                   run.reconstruction, run.deadline, run.line, plan.dense_ms)
     cost = _cost(run.kind, run.fraction, plan, model, fit, table)
     run.clock.lap("sensitivity")
@@ -200,30 +218,6 @@ def _end_to_end(model: onnx.ModelProto, result: onnx.ModelProto, feeds: Feeds,
     notes.append(f"not faster end to end ({after:.3f} ms against {before:.3f} ms at "
                  f"ORT_ENABLE_ALL, batch {table.batch}): every layer kept dense")
     return None
-
-
-def _probe_samples(options: list[list[Option]], seconds: float, per_sample: float) -> int:
-    """Probe samples, ``PROBE_SAMPLES`` at most and ``MIN_PROBE_SAMPLES`` at least, such that
-    every option's run (half the network on average) fits in ``seconds``."""
-    runs = max(sum(len(o) for o in options), 1)
-    fitting = int(seconds / max(runs * 0.5 * per_sample, 1e-9))
-    return max(MIN_PROBE_SAMPLES, min(PROBE_SAMPLES, fitting))
-
-
-def _probe(model: onnx.ModelProto, fit: list[Feeds], labels: np.ndarray | None,
-           count: int) -> sensitivity.Probe:
-    """The first ``count`` fitting samples (fewer if fit has fewer), in their batches, and
-    the original's outputs on them."""
-    batches, taken = [], 0
-    for feeds in fit:
-        size = len(next(iter(feeds.values())))
-        if taken >= count:
-            break
-        keep = min(size, count - taken)
-        batches.append(feeds if keep == size else {k: v[:keep] for k, v in feeds.items()})
-        taken += keep
-    return sensitivity.Probe(batches, None if labels is None else labels[:taken],
-                             outputs(model, batches, level="all"))
 
 
 def _cost(kind: str, fraction: float, plan: Plan, model: onnx.ModelProto, fit: list[Feeds],

@@ -27,10 +27,15 @@ from fuser.passes.lowrank.layers import Layer
 from fuser.runtime import sessions as runtime
 from fuser.runtime.runners import Progress
 from fuser.search import cut, forms
-from fuser.search.build import relative_error, samples_first
+from fuser.search.build import outputs, relative_error, samples_first
 from fuser.search.calibrate import Feeds, tensors
 from fuser.search.forms import LayerData, Option
 from fuser.search.metric import Metric, point_drop
+
+#: Samples the sensitivity of each option is measured on (the first fitting samples): at
+#: most this many, fewer when the options' runs would not fit in the search time.
+PROBE_SAMPLES = 64
+MIN_PROBE_SAMPLES = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,3 +151,27 @@ def _rank_text(rank: forms.Rank) -> str:
 def _upstream(model: onnx.ModelProto, key: str, batches: list[Feeds]) -> list[dict]:
     """The tensors the part from ``key``'s node on reads, on every probe batch."""
     return list(tensors(model, cut.upstream_inputs(model, key), batches))
+
+
+def probe_samples(options: list[list[Option]], seconds: float, per_sample: float) -> int:
+    """Probe samples, ``PROBE_SAMPLES`` at most and ``MIN_PROBE_SAMPLES`` at least, such that
+    every option's run (half the network on average) fits in ``seconds``."""
+    runs = max(sum(len(o) for o in options), 1)
+    fitting = int(seconds / max(runs * 0.5 * per_sample, 1e-9))
+    return max(MIN_PROBE_SAMPLES, min(PROBE_SAMPLES, fitting))
+
+
+def probe(model: onnx.ModelProto, fit: list[Feeds], labels: np.ndarray | None,
+           count: int) -> Probe:
+    """The first ``count`` fitting samples (fewer if fit has fewer), in their batches, and
+    the original's outputs on them."""
+    batches, taken = [], 0
+    for feeds in fit:
+        size = len(next(iter(feeds.values())))
+        if taken >= count:
+            break
+        keep = min(size, count - taken)
+        batches.append(feeds if keep == size else {k: v[:keep] for k, v in feeds.items()})
+        taken += keep
+    return Probe(batches, None if labels is None else labels[:taken],
+                             outputs(model, batches, level="all"))

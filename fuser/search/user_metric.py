@@ -32,10 +32,12 @@ PER_SAMPLE_AFTER = USER_BOOTSTRAP_SECONDS / MIN_BOOTSTRAP
 
 
 def judge_user(fn: Callable, ref: Outputs, new: Outputs, labels: np.ndarray | None,
-               rng: np.random.Generator, cache: dict
+               rng: np.random.Generator, cache: dict, groups: np.ndarray | None = None
                ) -> tuple[float, float, tuple[float, float], str]:
-    """``(before, after, (low, high) of the drop, method)``; see the module docstring."""
+    """``(before, after, (low, high) of the drop, method)``; see the module docstring.
+    ``groups``: the group of near-copies of each sample; resamples draw groups."""
     count = len(next(iter(ref.values())))
+    groups = np.arange(count) if groups is None else np.asarray(groups)
 
     def score(outputs: Outputs, picks: np.ndarray | None) -> float:
         if picks is None:
@@ -53,8 +55,8 @@ def judge_user(fn: Callable, ref: Outputs, new: Outputs, labels: np.ndarray | No
         singles = _per_sample(score, ref, new, count, cache)
         if singles is not None:
             diffs = singles[0] - singles[1]
-            picks = rng.integers(0, count, (BOOTSTRAP, count))
-            spread = np.quantile(diffs[picks].mean(axis=1) - diffs.mean(), [0.025, 0.975])
+            spread = np.quantile(group_means(diffs, groups, rng) - diffs.mean(),
+                                 [0.025, 0.975])
             drop = before - after
             return before, after, (float(drop + spread[0]), float(drop + spread[1])), (
                 f"bootstrap over per-sample scores (the metric on each sample alone: one "
@@ -62,7 +64,7 @@ def judge_user(fn: Callable, ref: Outputs, new: Outputs, labels: np.ndarray | No
     drops = []
     started = time.perf_counter()
     for i in range(BOOTSTRAP):
-        picks = rng.integers(0, count, count)
+        picks = _resample(groups, rng)
         if i not in cache:
             cache[i] = score(ref, picks)
         drops.append(cache[i] - score(new, picks))
@@ -71,6 +73,27 @@ def judge_user(fn: Callable, ref: Outputs, new: Outputs, labels: np.ndarray | No
     low, high = np.quantile(drops, [0.025, 0.975])
     method = "bootstrap" if len(drops) == BOOTSTRAP else f"bootstrap ({len(drops)} resamples)"
     return before, after, (float(low), float(high)), method
+
+
+def group_means(values: np.ndarray, groups: np.ndarray, rng: np.random.Generator,
+                draws: int = BOOTSTRAP) -> np.ndarray:
+    """The mean of ``values`` over ``draws`` resamples of the groups (with replacement, as
+    many as there are; each drawn group brings all its samples): a cluster bootstrap. With
+    every sample its own group, the plain bootstrap of the mean."""
+    count = int(groups.max()) + 1
+    sums = np.bincount(groups, weights=values, minlength=count)
+    sizes = np.bincount(groups, minlength=count).astype(np.float64)
+    picks = rng.integers(0, count, (draws, count))
+    return sums[picks].sum(axis=1) / sizes[picks].sum(axis=1)
+
+
+def _resample(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sample indices of one resample of the groups (each drawn group with all its samples)."""
+    count = int(groups.max()) + 1
+    if count == len(groups):  # every sample its own group: the plain bootstrap
+        return rng.integers(0, count, count)
+    members = [np.flatnonzero(groups == g) for g in range(count)]
+    return np.concatenate([members[g] for g in rng.integers(0, count, count)])
 
 
 def _per_sample(score: Callable, ref: Outputs, new: Outputs, count: int,
