@@ -29,6 +29,7 @@ choices on the same samples needs no higher level).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping
 
@@ -119,7 +120,7 @@ def resolve(spec: str | UserMetric | None, reference: Outputs,
     top-1 with labels, for class scores; ``rel-error:0.05`` otherwise)."""
     spec = parse(spec)
     if callable(spec):
-        return Metric(getattr(spec, "__name__", "metric"), None, spec)
+        return Metric(getattr(spec, "__name__", "metric"), None, guarded(spec))
     first = next(iter(reference.values()))
     classes = first.ndim >= 2 and first.shape[-1] >= 2
     if spec is None:
@@ -137,6 +138,35 @@ def resolve(spec: str | UserMetric | None, reference: Outputs,
     bound = float(value)
     scorer = _within_error(bound) if kind == "rel-error" else _above_snr(bound)
     return Metric(spec, scorer)
+
+
+def guarded(fn: UserMetric) -> UserMetric:
+    """``fn`` whose failures are one line naming it: an exception it raises, or a result
+    that is not a finite number (a FuserError; the per-sample scoring of ``user_metric``
+    catches it and resamples instead)."""
+    name = getattr(fn, "__name__", "metric")
+
+    @functools.wraps(fn)
+    def call(outputs: dict[str, np.ndarray], labels: np.ndarray | None) -> float:
+        try:
+            value = fn(outputs, labels)
+        except FuserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's code: any error is theirs
+            given = ", ".join(f"{k} {list(v.shape)}" for k, v in outputs.items())
+            raise FuserError(f"metric function {name!r} raised {type(exc).__name__}: "
+                             f"{str(exc).strip() or '(no message)'} (given outputs {given}; "
+                             f"labels {'none' if labels is None else len(labels)})") from exc
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise FuserError(f"metric function {name!r} returned {type(value).__name__} "
+                             f"{str(value)[:40]!r}, not a number") from None
+        if not math.isfinite(number):
+            raise FuserError(f"metric function {name!r} returned {number}, not a finite number")
+        return number
+
+    return call
 
 
 def _per_sample(values: np.ndarray) -> np.ndarray:

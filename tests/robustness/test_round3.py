@@ -221,3 +221,46 @@ def test_dangling_inputs_and_cycles_name_the_node(tmp_path, capsys, nodes, named
     graph_io.save(model, tmp_path / "bad.onnx")
     refused(["optimize", str(tmp_path / "bad.onnx"), "-o", str(tmp_path / "o.onnx")],
             tmp_path, capsys, named)
+
+
+GEMMS = """
+    g (float[N,64] x) => (float[N,1] y) {
+        h = Gemm<transB=1>(x, W1)
+        r = Relu(h)
+        y = Gemm<transB=1>(r, W2)
+    }"""
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("return outputs['logits'].mean()",
+     "metric function 'score' raised KeyError: 'logits' (given outputs y [512, 1]; "
+     "labels none)"),
+    ("return None", "metric function 'score' returned NoneType 'None', not a number"),
+    ("return float('nan')", "metric function 'score' returned nan, not a finite number"),
+])
+def test_a_users_metric_that_fails_is_one_line(tmp_path, rng, capsys, monkeypatch, body,
+                                               message):
+    """A metric that raised ended in a KeyError traceback; one returning None or NaN too."""
+    graph_io.save(make_model(GEMMS, rng, W1=(64, 64), W2=(1, 64)), tmp_path / "m.onnx")
+    np.savez(tmp_path / "c.npz", x=rng.standard_normal((640, 64)).astype(np.float32))
+    (tmp_path / "bad.py").write_text(f"def score(outputs, labels):\n    {body}\n")
+    monkeypatch.chdir(tmp_path)
+    before = _digests(tmp_path)
+    assert main(["optimize", "m.onnx", "-o", "o.onnx", "--no-bench", "--lossy", "lowrank",
+                 "--calibration", "c.npz", "--metric", "bad.py:score", "--search-time",
+                 "10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"onnx-fuser: error: {message}" and "Traceback" not in "\n".join(err)
+    assert _digests(tmp_path) == before
+
+
+def test_a_users_metric_that_raises_is_a_fuser_error_in_the_api(rng):
+    def score(outputs, labels):
+        raise ValueError("boom")
+
+    model = make_model(GEMMS, rng, W1=(64, 64), W2=(1, 64))
+    data = rng.standard_normal((640, 64)).astype(np.float32)
+    lossy = fuser.api.LowRank([{"x": data[i:i + 16]} for i in range(0, 640, 16)],
+                              metric=score, search_time=10)
+    with pytest.raises(FuserError, match="metric function 'score' raised ValueError: boom"):
+        fuser.optimize(model, lossy=lossy)
