@@ -139,15 +139,46 @@ class Names:
         return name
 
 
-def cast_back(values: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
+def cast_back(values: np.ndarray, dtype: np.dtype, *,
+              keep_exact: bool = False) -> tuple[np.ndarray, int]:
     """Cast float64 results to the weight dtype, flushing denormals to zero.
 
     Returns the array and how many denormals were flushed (weights with denormals run many
-    times slower on CPUs: onnxruntime issues #6865 and #7448).
+    times slower on CPUs: onnxruntime issues #6865 and #7448). With ``keep_exact`` (a fold's
+    bias, a small vector) the float64 ``values`` are remembered for ``unrounded``: a later fold
+    into the same node starts from them, so a chain of folds rounds once.
     """
     out = np.ascontiguousarray(values.astype(dtype))
     flushed = flush_denormals_in_place(out)
+    if keep_exact:
+        exact = np.array(values, dtype=np.float64)
+        exact.flags.writeable = False
+        key = id(out)
+        _EXACT[key] = (weakref.ref(out, lambda _, key=key: _EXACT.pop(key, None)), exact)
     return mark_flushed(out), flushed
+
+
+#: ``id -> (weak reference, float64 values)`` of the arrays ``cast_back`` rounded with
+#: ``keep_exact``.
+_EXACT: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+
+
+def unrounded(tensor: gs.Tensor, what: str, node: gs.Node) -> np.ndarray:
+    """``constant``'s float64 values, except for a constant that a fold computed: then the
+    float64 values it was rounded from (a scaled weight's ``exact()``, a bias kept by
+    ``cast_back``). Folding ``s2 (s1 W + b1) + t2`` from these rounds W and the bias once,
+    to what folding the original model in float64 gives; the rounded values would add one
+    rounding per fold (for float16 weights, an error of 2^-11 each time).
+    """
+    float_constant(tensor, what, node)
+    values = tensor._values
+    exact = getattr(values, "exact", None)  # a weight computed on export (``_scaled``)
+    if callable(exact):
+        return exact()
+    kept = _EXACT.get(id(values))
+    if kept is not None and kept[0]() is values:
+        return kept[1]
+    return constant(tensor, what, node)
 
 
 #: Elements per chunk of the denormal scan (1 MB of float32: the temporaries stay in cache).

@@ -16,11 +16,17 @@ pattern), this module (which step when, and the model). Shapes are tracked by th
 declared on the graph outputs (and, in half the models, on every intermediate value), so the
 checker's strict shape inference on the built model also checks them. Every choice shrinks
 towards the simpler option (choice 0, ``maybe`` false).
+
+``unusable()`` draws a ``Request``: such a model with one argument that must be refused, as
+the API or the CLI takes it: a 0 (the API: or a negative size) in one input's shape, a batch
+of 0, or a NaN, infinite or negative atol/rtol (for every output or one, in any spelling
+Python's ``float`` reads, beside usable ones).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import onnx
 from hypothesis import strategies as st
@@ -114,3 +120,126 @@ def models(draw, max_steps: int = 8) -> Case:
 
 def _info(value: Value) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(value.name, TensorProto.FLOAT, list(value.shape))
+
+
+#: Tolerances no comparison can use, as the CLI reads them (NaN compares false and passes any
+#: difference, an infinite one passes any, a negative one fails all): ``float`` of each is NaN
+#: or infinite ("1e400" overflows).
+UNUSABLE_TEXT = ("nan", "NaN", "-nan", "inf", "+inf", "-inf", "Infinity", "-INFINITY", "1e400")
+TOLERANCE = "a tolerance must be a finite number of at least 0"
+NEGATIVE = st.floats(max_value=-math.ulp(0.0), allow_nan=False)  # -0.0 is a usable 0
+EMPTY = "must be at least 1 in every dimension"
+
+
+@dataclasses.dataclass
+class Request:
+    """A call on ``case.model`` with one unusable argument: ``kwargs`` for the API's
+    ``command`` (optimize, validate), ``args`` after the model path(s) for the CLI's (also
+    bench), and what the one-line refusal says."""
+
+    case: Case
+    interface: str  # "api" or "cli"
+    command: str
+    kwargs: dict
+    args: list[str]
+    message: str
+
+
+#: What ``unusable`` makes wrong, and how ("declared": a 0 in the model's own input shape).
+KINDS, INTERFACES = ("shape", "tolerance", "batch", "declared"), ("api", "cli")
+
+
+@st.composite
+def unusable(draw, kind: str, interface: str, max_steps: int = 3) -> Request:
+    """A drawn model and a call on it through ``interface`` with an unusable ``kind`` of
+    argument, which must be refused (see the module docstring)."""
+    case = draw(models(max_steps=max_steps))
+    commands = ["optimize", "validate"] + (["bench"] if interface == "cli" and kind != "tolerance"
+                                           else [])
+    command = draw(st.sampled_from(commands))
+    request = Request(case, interface, command, {}, [], "")
+    {"shape": _empty_shape, "tolerance": _unusable_tolerance, "batch": _no_batch,
+     "declared": _declared_empty}[kind](draw, request)
+    return request
+
+
+def _declared_empty(draw, request: Request) -> None:
+    """The model itself declares a 0 in some dimensions of one input (a symbolic batch
+    included); the call has no other argument. The refusal's wording is not prescribed."""
+    model = onnx.ModelProto()
+    model.CopyFrom(request.case.model)
+    inputs = list(model.graph.input)
+    dims = (draw(st.sampled_from(inputs)) if draw(st.booleans()) else inputs[0]) \
+        .type.tensor_type.shape.dim
+    for axis in draw(st.lists(st.integers(0, len(dims) - 1), min_size=1, unique=True)):
+        dims[axis].ClearField("dim_param")
+        dims[axis].dim_value = 0
+    request.case = dataclasses.replace(request.case, model=model)
+
+
+def _empty_shape(draw, request: Request) -> None:
+    """One input's shape with a 0 in some dimensions (the API: or a negative size)."""
+    inputs = list(request.case.model.graph.input)
+    chosen = draw(st.sampled_from(inputs)) if draw(st.booleans()) else inputs[0]
+    shapes = {}
+    for spec in [i for i in inputs if i is not chosen and draw(st.booleans())] + [chosen]:
+        shapes[spec.name] = [d.dim_value if d.HasField("dim_value") else
+                             draw(st.integers(1, 3)) for d in spec.type.tensor_type.shape.dim]
+    shape = shapes[chosen.name]
+    bad = draw(st.lists(st.integers(0, len(shape) - 1), min_size=1, unique=True))
+    sizes = [0, -1, -7] if request.interface == "api" else [0]
+    for axis in bad:
+        shape[axis] = draw(st.sampled_from(sizes))
+    request.message = f"input shape of '{chosen.name}' {tuple(shape)}: {EMPTY}"
+    if request.interface == "cli":
+        request.args = [a for name, dims in shapes.items() for a in (
+            "--input-shape", f"{name}:{'x'.join(map(str, dims))}")]
+    elif request.command == "optimize" and draw(st.booleans()):
+        request.kwargs["validation"] = {"input_shapes": shapes}  # fuser.Validation(...)
+    else:
+        request.kwargs["input_shapes"] = shapes
+
+
+def _unusable_tolerance(draw, request: Request) -> None:
+    """atol or rtol NaN, infinite or negative: for every output or one, beside usable ones."""
+    flag = draw(st.sampled_from(["atol", "rtol"]))
+    outputs = [o.name for o in request.case.model.graph.output]
+    named = draw(st.sampled_from(["", *outputs]))
+    usable = {name: draw(st.sampled_from([0.0, -0.0, 1e-3, 5.0]))
+              for name in draw(st.lists(st.sampled_from(["", *outputs]), unique=True))
+              if name != named}
+    request.message = TOLERANCE
+    if request.interface == "cli":
+        text = draw(st.sampled_from(UNUSABLE_TEXT) | NEGATIVE.map(repr))
+        values = [f"{n + ':' if n else ''}{v!r}" for n, v in usable.items()]
+        values.insert(draw(st.integers(0, len(values))), f"{named + ':' if named else ''}{text}")
+        for value in values:  # "--atol -1e-3": argparse takes "-1e-3" for an option
+            spelled_apart = not value.startswith("-") and draw(st.booleans())
+            request.args += [f"--{flag}", value] if spelled_apart else [f"--{flag}={value}"]
+        return
+    value = draw(st.sampled_from([math.nan, math.inf, -math.inf]) | NEGATIVE)
+    tolerance = value if not named and not usable and draw(st.booleans()) else \
+        {**usable, named: value}
+    if request.command == "optimize":
+        request.kwargs["validation"] = {flag: tolerance}
+    else:
+        request.kwargs[flag] = tolerance
+
+
+def _no_batch(draw, request: Request) -> None:
+    """A batch of 0 (the API: or negative); bench: 0 among its batch sizes."""
+    if request.interface == "api":
+        batch = draw(st.sampled_from([0, -1]))
+        request.message = f"batch {batch}: {EMPTY}"
+        if request.command == "optimize":
+            request.kwargs["validation"] = {"batch": batch}
+        else:
+            request.kwargs["batch"] = batch
+    elif request.command == "bench":
+        sizes = draw(st.lists(st.integers(0, 2), min_size=1, max_size=3).filter(
+            lambda b: 0 in b))
+        request.args = ["--batch", ",".join(map(str, sizes))]
+        request.message = "batch sizes must be at least 1"
+    else:
+        request.args = ["--batch", "0"]
+        request.message = "argument --batch: 0 must be at least 1"

@@ -17,6 +17,11 @@ Only *where* the output channels sit differs:
 - MatMul with a constant right operand W (K, M): y's channel axis is the last one. A
   following ``Add`` with a per-channel constant is treated as its bias; when a shift must be
   added and there is no such Add, one is created.
+
+W' and b' are computed in float64 from the original values and rounded once to the weight's
+dtype: a fold into a node that an earlier fold rewrote (``Conv -> BN -> Mul -> Add``) starts
+from the earlier fold's float64 results (``match.unrounded``), not from their float16 or
+float32 roundings.
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ from fuser.passes.match import (
     NotCandidate,
     Skip,
     cast_back,
-    constant,
     describe,
     float_constant,
     producer,
     require_sole_consumer,
     take_outputs,
+    unrounded,
     weight_dtype,
 )
 
@@ -116,7 +121,7 @@ class Linear:
         bias = t if self.bias is None else s * self.bias + t
         if self.bias is None and not np.any(t):
             return
-        bias_c, flushed_b = cast_back(bias, dtype)
+        bias_c, flushed_b = cast_back(bias, dtype, keep_exact=True)
         result.stats["denormals flushed"] += flushed_b
         new_bias = gs.Constant(names.fresh(f"{base}_B_folded"), bias_c)
         if node.op in ("Conv", "ConvTranspose"):
@@ -187,7 +192,7 @@ def _describe_linear(node: gs.Node, bias_node: gs.Node | None) -> Linear:
     weight = float_constant(node.inputs[1], "weight", node)
     bias = None
     if len(node.inputs) > 2 and node.inputs[2].name:  # "" is an omitted optional input
-        bias = constant(node.inputs[2], "bias", node)
+        bias = unrounded(node.inputs[2], "bias", node)  # a folded bias: before its rounding
         if node.op == "Gemm":
             bias = bias * float(node.attrs.get("beta", 1.0))
     out_rank = _rank(node.outputs[0])
@@ -206,7 +211,7 @@ def _describe_linear(node: gs.Node, bias_node: gs.Node | None) -> Linear:
     if bias_node is not None:
         i = 1 if bias_node.inputs[0] is node.outputs[0] else 0
         linear.bias_node = bias_node
-        linear.bias = per_channel(constant(bias_node.inputs[i], "bias", bias_node),
+        linear.bias = per_channel(unrounded(bias_node.inputs[i], "bias", bias_node),
                                   linear, bias_node)
     return linear
 

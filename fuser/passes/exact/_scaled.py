@@ -13,8 +13,9 @@ weight then exists once, for the time it takes to copy it into the output.
 
 A second fold on the same node (``Conv -> BN -> Mul``) multiplies the factors (``s2 (s1 W)
 = (s2 s1) W``, rounded once). A pass that reads the values (a low-rank pass, say) gets them
-computed, as for any lazily loaded constant. The denormals flushed are counted in the stats
-of the pass that made the weight, once, when the weight is first computed.
+computed, as for any lazily loaded constant; a later fold reads ``exact()``, the float64
+values before rounding, so that it rounds once too. The denormals flushed are counted in the
+stats of the pass that made the weight, once, when the weight is first computed.
 """
 
 from __future__ import annotations
@@ -44,12 +45,15 @@ class ScaledWeight(LazyValues):
 
     def __init__(self, source: object, factor: np.ndarray, layout: tuple[int, ...],
                  stats: collections.Counter) -> None:
+        factor = np.asarray(factor, dtype=np.float64)
+        self.dtype = np.dtype(source.dtype)
         if isinstance(source, ScaledWeight):  # s2 (s1 W) = (s2 s1) W: one rounding
-            factor = np.asarray(factor, dtype=np.float64) * source.factor
-            source = source.source
+            if source.layout == layout:
+                factor, source = factor * source.factor, source.source
+            else:  # another view of the channels: from its float64 values, still one rounding
+                source = source.exact()
         self.source, self.factor, self.layout, self.stats = source, factor, layout, stats
         self.shape = tuple(source.shape)
-        self.dtype = np.dtype(source.dtype)
         self.nbytes = math.prod(self.shape) * self.dtype.itemsize
         # What code that expects gs's LazyValues reads: a data-less tensor of this type.
         self.tensor = onnx.TensorProto(data_type=onnx.helper.np_dtype_to_tensor_dtype(
@@ -78,6 +82,14 @@ class ScaledWeight(LazyValues):
         if sys.byteorder == "big":  # ONNX raw data is little-endian
             return np.frombuffer(out.getvalue(), dtype=self.dtype).byteswap().tobytes()
         return out.getvalue()
+
+    def exact(self) -> np.ndarray:
+        """The values before they are rounded to the weight's dtype: ``source * factor`` in
+        float64, read-only (what a later fold of this weight starts from: ``match.unrounded``)."""
+        values = np.array(values_view(self.source), dtype=np.float64).reshape(self.layout)
+        values *= self.factor
+        values.flags.writeable = False
+        return values.reshape(self.shape)
 
     def load(self) -> np.ndarray:
         """The values as a read-only array (a view of ``raw_bytes``)."""

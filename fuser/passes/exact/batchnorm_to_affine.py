@@ -49,8 +49,8 @@ class BatchNormToAffine(Rule):
         bn, s, t, shape, dtype = found
         names = context.names
         trailing = (1,) * (len(shape) - 2)
-        s_c, flushed_s = cast_back(s.reshape((-1, *trailing)), dtype)
-        t_c, flushed_t = cast_back(t.reshape((-1, *trailing)), dtype)
+        s_c, flushed_s = cast_back(s.reshape((-1, *trailing)), dtype, keep_exact=True)
+        t_c, flushed_t = cast_back(t.reshape((-1, *trailing)), dtype, keep_exact=True)
         context.result.stats["denormals flushed"] += flushed_s + flushed_t
         base = bn.name or bn.outputs[0].name
         x, y = bn.inputs[0], bn.outputs[0]

@@ -24,7 +24,7 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Context, Rule, register
 from fuser.passes.exact._linear import linear_producer, per_channel
-from fuser.passes.match import NotCandidate, Skip, constant, describe
+from fuser.passes.match import NotCandidate, Skip, describe, unrounded
 
 AFFINE_OPS = ("Mul", "Add", "Sub", "Div")
 
@@ -86,7 +86,7 @@ class FoldAffine(Rule):
             if _per_channel_of(c_tensor, x):
                 raise Skip(f"{describe(node)} by a per-channel constant: {reason}") from None
             raise
-        c = constant(c_tensor, "operand", node)
+        c = unrounded(c_tensor, "operand", node)
         s, t = affine_of(node.op, c, c_first, node)
         s, t = per_channel(s, linear, node), per_channel(t, linear, node)
         if linear.node.op == "MatMul" and linear.bias_node is None and np.all(s == 1):

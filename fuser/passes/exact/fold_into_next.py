@@ -8,7 +8,9 @@ With ``x' = s * x + t`` on input channels (axis 1) and a Conv with weight W (M, 
     b'[o]         = b[o] + sum_{i, k} W[o, i, k] * t[c(o, i)]
 
 where ``c(o, i) = (o // (M/g)) * (C/g) + i`` is the input channel that weight column ``i`` of
-output ``o`` reads (grouped and depthwise convs included).
+output ``o`` reads (grouped and depthwise convs included). As for the folds into a producer,
+W' and b' are computed in float64 from the unrounded values (a Conv whose BatchNormalization
+was folded first is scaled from its original weight: ``_scaled``) and rounded once.
 
 This is exact only where the Conv never reads padding: the padded border is 0 *after* the
 affine map in the original, but the rewrite pads ``x`` with 0, which stands for ``t`` after the
@@ -36,6 +38,7 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Context, PassResult, Rule, register
 from fuser.passes.exact._linear import channel_vector
+from fuser.passes.exact._scaled import ScaledWeight
 from fuser.passes.exact.fold_affine import AFFINE_OPS, affine_of, split_operands
 from fuser.passes.match import (
     Names,
@@ -43,11 +46,12 @@ from fuser.passes.match import (
     Skip,
     batchnorm_affine,
     cast_back,
-    constant,
     describe,
     detach,
+    float_constant,
     producer,
     require_sole_consumer,
+    unrounded,
     weight_dtype,
 )
 
@@ -62,7 +66,7 @@ def _input_affine(node: gs.Node, conv: gs.Node, rank: int,
                        f"{channels}")
         return node.inputs[0], s, t
     x, c_tensor, c_first = split_operands(node)
-    c = constant(c_tensor, "operand", node)
+    c = unrounded(c_tensor, "operand", node)
     x_shape = getattr(x, "shape", None)
     x_rank = len(x_shape) if x_shape is not None else None
     if c.ndim == rank and x_rank != rank:
@@ -134,25 +138,28 @@ class FoldIntoNextConv(Rule):
             raise Skip(f"{describe(node)} ends a GELU that onnxruntime fuses only whole "
                        "(folded, it runs op by op: slower)")
         require_sole_consumer(y, graph)
-        w = constant(conv.inputs[1], "weight", conv)
-        bias = constant(conv.inputs[2], "bias", conv) if len(conv.inputs) > 2 \
-            and conv.inputs[2].name else np.zeros(w.shape[0])
+        weight = float_constant(conv.inputs[1], "weight", conv)
+        shape = tuple(weight.shape)
+        bias = unrounded(conv.inputs[2], "bias", conv) if len(conv.inputs) > 2 \
+            and conv.inputs[2].name else np.zeros(shape[0])
         group = int(conv.attrs.get("group", 1))
-        x, s, t = _input_affine(node, conv, w.ndim, w.shape[1] * group)
+        x, s, t = _input_affine(node, conv, len(shape), shape[1] * group)
         if np.any(t) and not _pads_zero(conv):
             raise Skip(f"{describe(node)} shifts the input of padded {describe(conv)} "
                        "(the shift would leak into the zero padding)")
-        per_output = np.arange(w.shape[0]) // (w.shape[0] // group)  # group of each output
+        per_output = np.arange(shape[0]) // (shape[0] // group)  # group of each output
         s_full = s.reshape(group, -1)[per_output]  # (M, C/g): the scale each column sees
         t_full = t.reshape(group, -1)[per_output]
-        spatial = (1,) * (w.ndim - 2)
-        new_w = w * s_full.reshape(s_full.shape + spatial)
-        new_b = bias + (w.sum(axis=tuple(range(2, w.ndim))) * t_full).sum(axis=1)
-        dtype = weight_dtype(conv.inputs[1])
+        spatial = tuple(range(2, len(shape)))
+        # W' computed on export, rounded once (a weight an earlier fold scaled: from its source)
+        new_w = ScaledWeight(weight._values, s_full.reshape(s_full.shape + (1,) * len(spatial)),
+                             shape, result.stats)
+        if np.any(t_full):  # b' from W before any rounding: unrounded, not the float16 one
+            w = unrounded(weight, "weight", conv)
+            bias = bias + (w.sum(axis=spatial) * t_full).sum(axis=1)
         base = conv.name or conv.outputs[0].name
-        new_w, flushed_w = cast_back(new_w, dtype)
-        new_b, flushed_b = cast_back(new_b, dtype)
-        result.stats["denormals flushed"] += flushed_w + flushed_b
+        new_b, flushed_b = cast_back(bias, weight_dtype(weight), keep_exact=True)
+        result.stats["denormals flushed"] += flushed_b
         if conv.inputs[1].outputs != [conv]:
             result.stats["shared weight cloned"] += 1
         note = f"{describe(node)} into next {describe(conv)}"  # before detach: describe
