@@ -205,8 +205,8 @@ def test_cli_refuses_in_one_line_or_goes_on_when_allowed_and_says_so(monkeypatch
     assert not (tmp_path / "o.onnx").exists()
 
 
-def test_allowing_degenerate_data_needs_the_lossy_stage(tmp_path, capsys, rng):
-    original, _ = _plant(pytest.MonkeyPatch(), rng)
+def test_allowing_degenerate_data_needs_the_lossy_stage(tmp_path, capsys, rng, monkeypatch):
+    original, _ = _plant(monkeypatch, rng)
     graph_io.save(original, tmp_path / "m.onnx")
     assert main(["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"),
                  "--allow-degenerate-calibration"]) == 2

@@ -7,6 +7,7 @@ import onnx
 import pytest
 
 import fuser
+from fuser.cli import options
 from fuser.errors import FuserError
 from fuser.runtime import inputs
 from fuser.runtime import validate as validation
@@ -179,6 +180,6 @@ def test_tolerance_flags_parse_per_output():
 
 
 def test_input_shape_flags_parse():
-    assert inputs.parse_input_shapes(["x:1x3x224x224"]) == {"x": (1, 3, 224, 224)}
+    assert options.parse_input_shapes(["x:1x3x224x224"]) == {"x": (1, 3, 224, 224)}
     with pytest.raises(FuserError, match="expected NAME:DxDxD"):
-        inputs.parse_input_shapes(["1x3x224x224"])
+        options.parse_input_shapes(["1x3x224x224"])

@@ -13,7 +13,7 @@ import onnx
 
 from fuser import api
 from fuser import ir as graph
-from fuser.cli import options
+from fuser.cli import lossy_options, options
 from fuser.errors import FuserError
 from fuser.report import Report
 from fuser.report.text import lowrank_summary
@@ -56,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                           "is --batch) into the output, so that everything computed from them "
                           "folds; the output then runs at those shapes only (default: the "
                           "output keeps its symbolic dims)")
-    options.add_lossy(opt)
+    lossy_options.add_lossy(opt)
     opt.add_argument("--external-data", action="store_true",
                      help="write weights to OUTPUT.data, or to a fresh OUTPUT.<hex>.data when "
                           "the OUTPUT already there reads that one (automatic past 2 GB)")
@@ -93,9 +93,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED | {elapsed:.2f}s | {_failure(report)}", file=out)
         return 1
     print(f"wrote {target}", file=out)
-    # PASSED only when something was validated (or the user asked for no validation).
-    verdict = "NOT VALIDATED" if report.validation is None and not args.no_validate \
-        else "PASSED"
+    # PASSED only when something was validated: the exact stage's outputs, or the low-rank
+    # guard within its bound; --no-validate (or a model onnxruntime cannot run) is not.
+    checked = report.validation is not None or (report.lowrank is not None
+                                                and report.lowrank.passed is True)
+    verdict = "PASSED" if checked else "NOT VALIDATED"
     print(f"{verdict} | {elapsed:.2f}s | {_summary(args, report)}", file=out)
     return 0
 
@@ -109,7 +111,7 @@ def _optimize(args: argparse.Namespace, source: Path) -> tuple[onnx.ModelProto, 
         max_steps=args.max_steps, check_each=args.check_each, dump_dir=args.dump_dir,
         validate=False if args.no_validate else options.validation_settings(args),
         on_failure="rollback" if args.rollback else "bisect",
-        lossy=options.lowrank(args, source), input_shapes=options.input_shapes(args) or None,
+        lossy=lossy_options.lowrank(args, source), input_shapes=options.input_shapes(args) or None,
         static_shapes=args.static_shapes, timing=_timing(args))
 
 

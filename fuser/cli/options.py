@@ -12,22 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 import onnx
 
 from fuser import api
-from fuser import ir as graph
 from fuser.errors import FuserError
 from fuser.ir.io import write_text_atomic
 from fuser.runtime import inputs
 from fuser.runtime import validate as validation
-from fuser.runtime.providers import physical_cores
-from fuser.search.metric import parse as parse_metric
-from fuser.search.search import SEARCH_TIME, parse_budget
 from fuser.settings import Timing
 
 LEVELS = {"both": ("disable", "all"), "disable": ("disable",), "basic": ("basic",),
@@ -88,7 +83,23 @@ def add_inputs(parser: argparse.ArgumentParser, batch: bool = True) -> None:
 
 def input_shapes(args: argparse.Namespace) -> dict[str, tuple[int, ...]]:
     """``--input-shape`` as ``{name: shape}``."""
-    return inputs.parse_input_shapes(args.input_shape)
+    return parse_input_shapes(args.input_shape)
+
+
+def parse_input_shapes(values: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """``["x:1x3x224x224", ...]`` -> ``{"x": (1, 3, 224, 224)}``; FuserError on bad syntax."""
+    shapes = {}
+    for value in values:
+        name, sep, dims = value.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or any(d < 0 for d in shape):
+            raise FuserError(f"--input-shape {value!r}: expected NAME:DxDxD, e.g. "
+                             "input:1x3x224x224")
+        shapes[name] = shape
+    return shapes
 
 
 def resolve_shapes(args: argparse.Namespace, model: onnx.ModelProto, batch: int) -> dict:
@@ -153,93 +164,6 @@ def timing(args: argparse.Namespace) -> Timing:
 
 
 # ---------------------------------------------------------------------------- low-rank
-
-
-def add_lossy(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("lossy low-rank stage (after the exact pipeline)")
-    group.add_argument("--lossy", choices=("lowrank",), help="run the low-rank search")
-    group.add_argument("--calibration", metavar="DATA",
-                       help="inputs: a .npz (an optional 'labels' array turns the agreement "
-                            "check into an accuracy check), NAME=file.npy, or an image folder")
-    group.add_argument("--allow-degenerate-calibration", action="store_true",
-                       help="go on when the calibration data is degenerate (constant "
-                            "samples, near-copies, outputs that hardly vary), which is "
-                            "refused by default; the last line says so, and the guard counts "
-                            "distinct samples either way")
-    group.add_argument("--calibration-batch", type=positive, default=16,
-                       help="samples per calibration batch (default 16)")
-    group.add_argument("--calibration-samples", type=positive, default=1024,
-                       help="calibration samples used at most (default 1024: the first "
-                            "128 fit the factors, the rest judge the result)")
-    group.add_argument("--budget", default="latency=0.5",
-                       help="latency=F or macs=F (the whole model's cost as a fraction), or "
-                            "accuracy=D (as fast as a metric drop of at most D allows)")
-    group.add_argument("--metric", metavar="SPEC",
-                       help="what the guard judges: top1 (needs labels), agreement, snr:DB, "
-                            "rel-error:X (share of samples within X relative error), or "
-                            "FILE.py:FUNCTION / MODULE:FUNCTION, fn(outputs, labels) -> float, "
-                            "higher is better (default: agreement, or top1 with labels, for "
-                            "class scores; rel-error:0.05 otherwise)")
-    group.add_argument("--max-accuracy-drop", type=float,
-                       help="deliver the most layers rewritten for which the upper end "
-                            "of the 95%% interval of the metric's drop on the held-out "
-                            "samples is at most this (default 0.01 with --lossy; 1 turns "
-                            "the check off)")
-    group.add_argument("--search-time", type=float, default=SEARCH_TIME, metavar="SECONDS",
-                       help="time for the whole search (default "
-                            f"{SEARCH_TIME:g}): the latency table stops at 40%% of it (then "
-                            "latencies are estimated from MACs), the sensitivity runs leave "
-                            "three builds' time (fewer if that leaves them under a third), "
-                            "and no build starts that would end after it")
-    group.add_argument("--reconstruction", choices=("asymmetric", "pca", "whitened"),
-                       default="asymmetric",
-                       help="asymmetric (default), pca, or whitened (whitened SVD for "
-                            "Gemm/MatMul)")
-
-
-def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
-    """The low-rank group as ``fuser.api.LowRank`` (None without ``--lossy``), with the
-    calibration batches loaded from ``--calibration``."""
-    if args.lossy is None:
-        for flag in ("calibration", "max_accuracy_drop", "metric",
-                     "allow_degenerate_calibration"):
-            if getattr(args, flag) not in (None, False):
-                raise FuserError(f"--{flag.replace('_', '-')} needs --lossy lowrank")
-        return None
-    if not args.calibration:
-        raise FuserError("--lossy lowrank needs --calibration DATA (unlabeled inputs)")
-    parse_budget(args.budget)
-    metric = parse_metric(args.metric)
-    model = graph.load(source)
-    shapes = resolve_shapes(args, model, args.calibration_batch)
-    count = max(2, -(-args.calibration_samples // args.calibration_batch))
-    batches = inputs.load_batches(args.calibration, model, shapes, max_batches=count,
-                                  remainder=False)
-    drop = 0.01 if args.max_accuracy_drop is None else args.max_accuracy_drop
-    labels = _calibration_labels(args.calibration, sum(len(next(iter(b.values())))
-                                                      for b in batches))
-    return api.LowRank(batches, budget=args.budget, max_accuracy_drop=drop, labels=labels,
-                       metric=metric, reconstruction=args.reconstruction,
-                       search_time=args.search_time, provider=getattr(args, "provider", "auto"),
-                       threads=args.threads or physical_cores(),
-                       allow_degenerate_calibration=args.allow_degenerate_calibration,
-                       progress=False if getattr(args, "quiet", 0) else None)
-
-
-def _calibration_labels(path: str, count: int) -> np.ndarray | None:
-    """A ``labels`` array stored in a calibration ``.npz`` (one per sample), if any."""
-    if not str(path).endswith(".npz"):
-        return None
-    with np.load(path) as data:
-        if "labels" not in data.files:
-            return None
-        labels = data["labels"]
-    if labels.ndim != 1 or len(labels) < count:
-        raise FuserError(f"{path}: 'labels' must hold one label per sample ({count} used)")
-    return labels[:count]
-
-
-# ---------------------------------------------------------------------------- output
 
 
 def add_output(parser: argparse.ArgumentParser, what: str = "the report",

@@ -18,7 +18,13 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from fuser.errors import BadModelError
-from fuser.ir.proto import first_line, one_line, tensor_nbytes, without_initializers
+from fuser.ir.proto import (
+    first_line,
+    one_line,
+    subgraphs,
+    tensor_nbytes,
+    without_initializers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +104,7 @@ def check_and_infer(model: onnx.ModelProto, *, name: str | None = None) -> Shape
         except onnx.checker.ValidationError as exc:
             raise _invalid(name, exc) from exc
     try:
-        inferred = onnx.shape_inference.infer_shapes(bare, check_type=True, strict_mode=True,
-                                                     data_prop=True)
+        inferred = _infer(bare, check_type=True, strict_mode=True)
     except onnx.shape_inference.InferenceError:
         check(model, name=name)  # the checker's own verdict; raises when it fails too
         return infer_shapes(model)
@@ -122,11 +127,116 @@ def infer_shapes(model: onnx.ModelProto,
     if input_shapes:
         fix_input_shapes(bare, input_shapes)
     try:
-        inferred = onnx.shape_inference.infer_shapes(bare, data_prop=True)
+        inferred = _infer(bare)
     except Exception as exc:  # noqa: BLE001 - onnx raises various; best effort by contract
         logger.warning("shape inference failed: %s", first_line(exc))
         inferred = bare
     return _shapes_of(inferred, model)
+
+
+#: Data propagation holds the values of every 0-D and 1-D tensor it reaches as a shape
+#: proto, about 140 bytes an element: a 1-D tensor of 1e7 elements took 1.4 GB, one of 1e9
+#: (a 140-byte ConstantOfShape model) ended in bad_alloc. Shape tensors are short: when a
+#: longer 1-D tensor exists, shapes are inferred without data propagation.
+DATA_PROP_MAX_ELEMENTS = 1 << 16
+#: Ops whose output dims depend on the values of their inputs: data propagation can make
+#: them known (and long) where inference without it cannot.
+VALUE_SHAPED_OPS = frozenset({
+    "ConstantOfShape", "Expand", "Tile", "Range", "Reshape", "Resize", "Upsample", "Pad",
+    "OneHot", "Slice", "Split", "TopK", "CenterCropPad", "Col2Im", "MaxUnpool", "DFT",
+    "STFT", "Squeeze", "Unsqueeze", "HannWindow", "HammingWindow", "BlackmanWindow",
+    "MelWeightMatrix"})
+
+
+def _infer(bare: onnx.ModelProto, **options: bool) -> onnx.ModelProto:
+    """Shape inference, with data propagation unless a 1-D tensor (known without it, or
+    made known by it: ``_probed_long``) is longer than ``DATA_PROP_MAX_ELEMENTS``."""
+    plain = onnx.shape_inference.infer_shapes(bare, **options)
+    long = _long_vector(plain.graph) or _probed_long(bare, plain)
+    if long is not None:
+        logger.info("shapes inferred without data propagation: %s has %s elements", *long)
+        return plain
+    try:
+        return onnx.shape_inference.infer_shapes(bare, data_prop=True, **options)
+    except MemoryError:  # a case the probe did not foresee: the plain shapes are still good
+        logger.warning("shape inference with data propagation ran out of memory")
+        return plain
+
+
+def _long_vector(graph: onnx.GraphProto) -> tuple[str, int] | None:
+    """A 1-D tensor of ``graph`` (or its subgraphs) longer than data propagation allows."""
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 1 and dims[0].dim_value > DATA_PROP_MAX_ELEMENTS:
+            return value.name, dims[0].dim_value
+    for tensor in graph.initializer:
+        if len(tensor.dims) == 1 and tensor.dims[0] > DATA_PROP_MAX_ELEMENTS:
+            return tensor.name, tensor.dims[0]
+    subs = (sub for node in graph.node for attr in node.attribute for sub in subgraphs(attr))
+    return next(filter(None, map(_long_vector, subs)), None)
+
+
+def _unknown_length(graph: onnx.GraphProto) -> set[str]:
+    """Outputs of value-shaped ops that have no shape, or one dim of unknown length."""
+    typed = {v.name: v.type.tensor_type for v in [*graph.value_info, *graph.output]}
+    found = set()
+    for node in graph.node:
+        for name in node.output if node.op_type in VALUE_SHAPED_OPS else ():
+            t = typed.get(name)
+            if name and (t is None or not t.HasField("shape") or (
+                    len(t.shape.dim) == 1 and not t.shape.dim[0].HasField("dim_value"))):
+                found.add(name)
+    return found
+
+
+def _probed_long(bare: onnx.ModelProto, plain: onnx.ModelProto) -> tuple[str, int] | None:
+    """A 1-D tensor that data propagation would make longer than it allows, found safely.
+
+    The outputs of value-shaped ops whose length only data propagation can know are cut from
+    their consumers (who see an unshaped input instead) and inferred with data propagation:
+    their lengths become known and nothing reads them. The ones found short are joined again
+    and the next round looks further, until none is left or nothing changes. When a long
+    one is found, the shapes the probe learnt are written into ``plain``.
+    """
+    pending = _unknown_length(plain.graph)
+    elems = {v.name: v.type.tensor_type.elem_type for v in plain.graph.value_info}
+    for _ in range(8):
+        if not pending:
+            return None
+        probe = onnx.ModelProto()
+        probe.CopyFrom(bare)
+        for node in probe.graph.node:
+            for i, name in enumerate(node.output):
+                if name in pending:
+                    node.output[i] = f"{name}::probed"
+                    probe.graph.input.append(onnx.helper.make_tensor_value_info(
+                        name, elems.get(name, onnx.TensorProto.UNDEFINED), None))
+        try:
+            graph = onnx.shape_inference.infer_shapes(probe, data_prop=True).graph
+        except Exception:  # noqa: BLE001 - the probe failing says nothing of the sizes
+            return None
+        long = _long_vector(graph)
+        if long is not None:
+            _keep_probed(plain, graph)
+            return long[0].removesuffix("::probed"), long[1]
+        still = {name.removesuffix("::probed") for name in _unknown_length(graph)}
+        if still >= pending:
+            return None  # no output got known: data propagation cannot know them either
+        pending &= still
+    return f"{min(pending)} (after a chain of value-shaped ops)", 0
+
+
+def _keep_probed(plain: onnx.ModelProto, graph: onnx.GraphProto) -> None:
+    """Write the shapes that a probe learnt for the outputs it cut into ``plain``."""
+    learnt = {v.name.removesuffix("::probed"): v for v in graph.value_info
+              if v.name.endswith("::probed") and v.type.tensor_type.HasField("shape")}
+    for value in plain.graph.value_info:
+        if value.name in learnt:
+            value.type.CopyFrom(learnt.pop(value.name).type)
+    for name, value in learnt.items():
+        kept = plain.graph.value_info.add()
+        kept.CopyFrom(value)
+        kept.name = name
 
 
 def fix_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> None:

@@ -5,7 +5,6 @@ are removed by the next write to the same name."""
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import logging
 import os
@@ -13,12 +12,20 @@ import re
 import secrets
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import onnx
 
 from fuser.errors import FuserError
-from fuser.ir.proto import all_initializers, tensor_nbytes, weights_nbytes
+from fuser.ir.proto import (
+    all_initializers,
+    subgraphs,
+    tensor_nbytes,
+    weights_nbytes,
+    without_initializers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -154,38 +161,54 @@ def _process_alive(pid: int) -> bool:
 
 def _write_external(model: onnx.ModelProto, model_path: str, data_path: str,
                     location: str) -> None:
-    """Write the large tensors of every graph (subgraphs' initializers and tensor
-    attributes too) to ``data_path`` and the rest of the model, pointing at them, to
-    ``model_path``. The tensors are pointed at the file only while the model is serialized,
-    then read back: ``model``'s weights are neither changed nor all copied at once."""
-    moved: list[tuple[onnx.TensorProto, onnx.TensorProto | None, int, int]] = []
-    try:
-        with open(data_path, "wb") as data:
-            for tensor in list(all_initializers(model.graph)):
-                if tensor_nbytes(tensor) < _EXTERNAL_MIN_BYTES or tensor.data_type in (
-                        onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED) or \
-                        tensor.data_location == onnx.TensorProto.EXTERNAL:
-                    continue
-                raw = tensor.raw_data if tensor.HasField("raw_data") else \
-                    onnx.numpy_helper.to_array(tensor).tobytes()
-                typed = None if tensor.HasField("raw_data") else _copy(tensor)
-                offset = data.tell()
-                data.write(raw)
-                data.write(b"\0" * (-len(raw) % 64))  # keep tensors aligned for memory mapping
-                moved.append((tensor, typed, offset, len(raw)))
-                _point_at(tensor, location, offset, len(raw))
-        with open(model_path, "wb") as f:
-            f.write(model.SerializeToString())
-    finally:
-        _restore(moved, data_path)
+    """Write the large initializers of every graph (If/Loop/Scan bodies' too) to
+    ``data_path`` and the rest of the model, pointing at them, to ``model_path``, without
+    changing ``model``. The main graph's weights are read, not copied (the rest of the model
+    is copied without them: ``without_initializers``); a subgraph's are copied with its node
+    and dropped from the copy. Protobuf keeps the bytes of a field that is cleared or set
+    anew until its whole message is freed, so the caller's tensors are never touched."""
+    out = without_initializers(model)
+    with open(data_path, "wb") as data:
+        for tensor in model.graph.initializer:
+            slim = out.graph.initializer.add()
+            if not _goes_external(tensor):
+                slim.CopyFrom(tensor)
+                continue
+            slim.name, slim.data_type = tensor.name, tensor.data_type
+            slim.dims.extend(tensor.dims)
+            _point_at(slim, location, *_append(data, tensor))
+        for tensor in _subgraph_initializers(out.graph):  # in the copy: cleared there
+            if _goes_external(tensor):
+                _point_at(tensor, location, *_append(data, tensor))
     if os.path.getsize(data_path) == 0:
         os.unlink(data_path)
+    with open(model_path, "wb") as f:
+        f.write(out.SerializeToString())
 
 
-def _copy(tensor: onnx.TensorProto) -> onnx.TensorProto:
-    copy = onnx.TensorProto()
-    copy.CopyFrom(tensor)
-    return copy
+def _goes_external(tensor: onnx.TensorProto) -> bool:
+    return tensor_nbytes(tensor) >= _EXTERNAL_MIN_BYTES and tensor.data_type not in (
+        onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED) and \
+        tensor.data_location != onnx.TensorProto.EXTERNAL
+
+
+def _append(data: BinaryIO, tensor: onnx.TensorProto) -> tuple[int, int]:
+    """Append the tensor's bytes to ``data``, 64-byte aligned; ``(offset, length)``."""
+    raw = tensor.raw_data if tensor.HasField("raw_data") else \
+        onnx.numpy_helper.to_array(tensor).tobytes()
+    offset = data.tell()
+    data.write(raw)
+    data.write(b"\0" * (-len(raw) % 64))  # keep tensors aligned for memory mapping
+    return offset, len(raw)
+
+
+def _subgraph_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """The initializers of the If/Loop/Scan bodies in ``graph``, nested ones too."""
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in subgraphs(attr):
+                yield from sub.initializer
+                yield from _subgraph_initializers(sub)
 
 
 def _point_at(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> None:
@@ -197,19 +220,6 @@ def _point_at(tensor: onnx.TensorProto, location: str, offset: int, length: int)
                        ("length", str(length))):
         entry = tensor.external_data.add()
         entry.key, entry.value = key, value
-
-
-def _restore(moved: list, data_path: str) -> None:
-    """Give the tensors ``_write_external`` pointed at ``data_path`` their data back."""
-    with open(data_path, "rb") if moved else contextlib.nullcontext() as data:
-        for tensor, typed, offset, length in moved:
-            tensor.ClearField("external_data")
-            tensor.ClearField("data_location")
-            if typed is not None:
-                tensor.CopyFrom(typed)
-                continue
-            data.seek(offset)
-            tensor.raw_data = data.read(length)
 
 
 #: The fields of a TensorProto that hold its values.

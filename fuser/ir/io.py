@@ -37,7 +37,7 @@ from fuser.ir.files import (
     save,
     write_text_atomic,
 )
-from fuser.ir.proto import first_line, subgraph_node_count, weights_nbytes
+from fuser.ir.proto import first_line, require_stored_data, subgraph_node_count, weights_nbytes
 from fuser.ir.statistics import (  # the model statistics, re-exported here
     constant_view,
     count_macs,
@@ -59,9 +59,11 @@ def load(model: ModelLike) -> onnx.ModelProto:
     """Load a model from a path (external data next to it is loaded too) or pass one through.
 
     Raises:
-        BadModelError: the path is missing, a directory, or not an ONNX protobuf.
+        BadModelError: the path is missing, a directory, or not an ONNX protobuf, or a
+            tensor's data does not match its dims.
     """
     if isinstance(model, onnx.ModelProto):
+        require_stored_data(model, model.graph.name or "model", raw=False)  # costs no copy
         return model
     path = Path(model)
     if not path.exists():
@@ -81,6 +83,7 @@ def load(model: ModelLike) -> onnx.ModelProto:
     if not proto.HasField("graph") or not proto.opset_import:
         raise BadModelError(f"{path}: not an ONNX model (no graph or no opset_import)")
     require_known_opsets(proto, str(path))
+    require_stored_data(proto, str(path))  # a tensor with fewer bytes than its dims declare
     return proto
 
 

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import onnx
 
+from fuser.errors import BadModelError
+
 
 def all_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
     """Every tensor the graph holds: initializers, tensor attributes, and subgraphs' too."""
@@ -91,3 +93,86 @@ def copy_fields(src, dst, skip: str) -> None:
             getattr(dst, field.name).CopyFrom(value)
         else:
             setattr(dst, field.name, value)
+
+
+# ------------------------------------------------------------------ tensors and their data
+
+#: Types stored in fewer than 8 bits an element (packed): only a tensor with no data at all
+#: is refused; their packing rules differ by onnx version.
+_PACKED_TYPES = frozenset(getattr(onnx.TensorProto, name) for name in (
+    "INT4", "UINT4", "FLOAT4E2M1", "INT2", "UINT2", "FLOAT6E2M3", "FLOAT6E3M2")
+    if hasattr(onnx.TensorProto, name))
+_COMPLEX_TYPES = frozenset({onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128})
+
+
+def _stored(tensor: onnx.TensorProto, raw: bool) -> tuple[int, int, str] | None:
+    """``(stored, expected, unit)``: what ``tensor`` holds against what its dims declare, in
+    bytes of ``raw_data`` or in values of its typed field; None for ``raw_data`` unless
+    ``raw`` (its length costs a copy of the bytes)."""
+    elements = math.prod(tensor.dims)
+    if tensor.data_type == onnx.TensorProto.STRING:
+        return len(tensor.string_data), elements, "strings"
+    if tensor.HasField("raw_data"):
+        if not raw:
+            return None
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        return len(tensor.raw_data), elements * itemsize, "bytes"
+    field = onnx.helper.tensor_dtype_to_field(tensor.data_type)
+    per_element = 2 if tensor.data_type in _COMPLEX_TYPES else 1
+    return len(getattr(tensor, field)), elements * per_element, "values"
+
+
+def malformed_tensor(tensor: onnx.TensorProto, raw: bool = True) -> str | None:
+    """Why ``tensor``'s stored data does not match its dims, or None when it does (or when
+    the data is external, or the type is one fuser does not size; ``raw``: as ``_stored``)."""
+    if any(d < 0 for d in tensor.dims):
+        return f"has a negative dimension {list(tensor.dims)}"
+    if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.HasField("segment") \
+            or tensor.data_type == onnx.TensorProto.UNDEFINED:
+        return None
+    try:
+        stored, expected, unit = _stored(tensor, raw) or (0, 0, "")
+    except (KeyError, ValueError, TypeError):  # a type this onnx does not know
+        return None
+    packed = tensor.data_type in _PACKED_TYPES
+    if stored == expected or (packed and (stored > 0 or expected == 0)):
+        return None
+    declared = f"declares {math.prod(tensor.dims):,} elements (dims {list(tensor.dims)})"
+    if stored == 0:
+        return f"{declared} but stores no data"
+    return f"{declared} but stores {stored:,} {unit} (needs {expected:,})"
+
+
+def require_stored_data(model: onnx.ModelProto, name: str = "model", *,
+                        raw: bool = True) -> None:
+    """Refuse a tensor whose data does not match its dims (a tensor declared with 1e9
+    elements and no data made every later step fail with a traceback). ``raw=False`` leaves
+    out the length of ``raw_data`` (reading it copies the bytes), so it costs nothing.
+
+    Raises:
+        BadModelError: naming ``name``, the tensor, its declared elements and stored size.
+    """
+    for tensor, where in _named_tensors(model.graph):
+        problem = malformed_tensor(tensor, raw)
+        if problem is not None:
+            raise BadModelError(f"{name}: malformed tensor {where}: {problem}")
+
+
+def _named_tensors(graph: onnx.GraphProto) -> Iterator[tuple[onnx.TensorProto, str]]:
+    """Every tensor of ``graph`` (subgraphs too), with how to name it in a message."""
+    for tensor in graph.initializer:
+        yield tensor, f"'{tensor.name}'"
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t, f"'{attr.t.name or attr.name}' of node {node_label(node)}"
+            for sub in subgraphs(attr):
+                yield from _named_tensors(sub)
+
+
+def node_label(node: onnx.NodeProto) -> str:
+    """``'name' (OpType)``, or the op type and first output when the node has no name."""
+    if node.name:
+        return f"'{node.name}' ({node.op_type})"
+    return f"{node.op_type} (output '{node.output[0] if node.output else ''}')"
+

@@ -51,22 +51,6 @@ def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
     return specs
 
 
-def parse_input_shapes(values: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """``["x:1x3x224x224", ...]`` -> ``{"x": (1, 3, 224, 224)}``; FuserError on bad syntax."""
-    shapes = {}
-    for value in values:
-        name, sep, dims = value.rpartition(":")
-        try:
-            shape = tuple(int(d) for d in dims.lower().split("x"))
-        except ValueError:
-            shape = ()
-        if not sep or not name or not shape or any(d < 0 for d in shape):
-            raise FuserError(f"--input-shape {value!r}: expected NAME:DxDxD, e.g. "
-                             "input:1x3x224x224")
-        shapes[name] = shape
-    return shapes
-
-
 def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None,
                    batch: int = 1, *, partial: bool = False) -> dict[str, tuple[int, ...]]:
     """Concrete shapes for every input, or FuserError naming what is missing or wrong.
@@ -86,6 +70,9 @@ def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] |
                              f"{', '.join(sorted(names)) or '(none)'}")
     resolved = {}
     for spec in specs:
+        if 0 in spec.dims:  # onnxruntime takes a declared 0 as fixed: an empty tensor
+            raise FuserError(f"input '{spec.name}' declares dimension {spec.dims.index(0)} as 0: "
+                             "the model takes no sample, so nothing can be run or compared")
         if spec.name in shapes:
             shape = tuple(shapes[spec.name])
             if spec.dims and len(shape) != len(spec.dims):

@@ -17,6 +17,7 @@ import onnx
 
 from fuser import ir as graph_io
 from fuser.errors import BadModelError
+from fuser.ir.materialize import require_bounded
 from fuser.ortlog import expected_errors_silenced, set_log_severity  # noqa: F401 (API)
 from fuser.runtime import inputs
 
@@ -83,9 +84,14 @@ def session(model: onnx.ModelProto, *, level: str = "disable", threads: int | No
     it, that is bad input, raised as :class:`RuntimeRefusedError` naming ``label``. Without a
     label onnxruntime's exception propagates (for fuser's own output it is a bug).
 
+    A model in which a node would create more than ``ir.materialize.MAX_MATERIALIZED_BYTES``
+    from constants alone is refused (``BadModelError``) before onnxruntime sees it.
+
     ``profile`` turns onnxruntime's profiling on, writing to files with that prefix
     (``session.end_profiling()`` returns the file's path).
     """
+    # a node making gigabytes from constants (a user's model: through its shape arithmetic too)
+    require_bounded(model, label or "the model", graph_io.infer_shapes(model) if label else None)
     args = (model, level, threads, providers, provider_options, config, profile)
     if label is None:
         return _session(*args)

@@ -71,10 +71,11 @@ def affine(p: dict, suffix: str = "") -> tuple[np.ndarray, np.ndarray]:
 
 
 def once(values: np.ndarray, dtype: type = np.float16) -> np.ndarray:
-    """float64 values rounded to ``dtype`` once, then denormals flushed to zero (the folds'
-    policy: ``match.cast_back``)."""
+    """float64 values rounded to ``dtype`` once, then float32/64 denormals flushed to zero
+    (the folds' policy: ``match.cast_back``; float16 denormals are kept)."""
     out = np.asarray(values).astype(dtype)
-    out[np.abs(out) < np.finfo(dtype).tiny] = 0
+    if out.dtype != np.float16:
+        out[np.abs(out) < np.finfo(dtype).tiny] = 0
     return out
 
 

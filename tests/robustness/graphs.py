@@ -165,7 +165,9 @@ def unusable(draw, kind: str, interface: str, max_steps: int = 3) -> Request:
 
 def _declared_empty(draw, request: Request) -> None:
     """The model itself declares a 0 in some dimensions of one input (a symbolic batch
-    included); the call has no other argument. The refusal's wording is not prescribed."""
+    included); the call has no other argument. The refusal's wording is not prescribed: the
+    checker may see a contradiction first (an intermediate shape declared with 1 there),
+    else the input's 0 is named (``runtime.inputs.resolve_shapes``)."""
     model = onnx.ModelProto()
     model.CopyFrom(request.case.model)
     inputs = list(model.graph.input)

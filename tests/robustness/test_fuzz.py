@@ -41,8 +41,7 @@ import tempfile
 import numpy as np
 import onnx
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
-from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+from hypothesis import HealthCheck, given, settings
 
 import fuser
 from fuser.cli import main
@@ -239,20 +238,11 @@ def assert_refused(request: Request, capsys) -> None:
         assert _digests(folder) == files, "a refused command wrote or changed a file"
 
 
-#: A known failure: its first example is enough (shrinking it took 13 s).
-KNOWN_FAILURE = settings(REFUSALS, phases=[Phase.explicit, Phase.generate])
-DECLARED_ZERO = pytest.mark.xfail(strict=True, raises=InvalidArgument, reason=(
-    "issue 25, open: a model that declares a 0 in an input's shape is fed size 1 there "
-    "(runtime.inputs.resolve_shapes takes 0 for a free dimension); onnxruntime's "
-    "INVALID_ARGUMENT escapes the API as itself and the CLI's main as a traceback"))
-
-
 @pytest.mark.parametrize("interface", INTERFACES)
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=DECLARED_ZERO) if k == "declared"
-                                  else k for k in KINDS])
+@pytest.mark.parametrize("kind", KINDS)
 def test_zero_dims_and_unusable_tolerances_are_refused(kind: str, interface: str, capsys) -> None:
     @given(request=unusable(kind, interface))
-    @(REFUSALS if kind != "declared" else KNOWN_FAILURE)
+    @REFUSALS
     def refused(request: Request) -> None:
         assert_refused(request, capsys)
 

@@ -26,9 +26,11 @@ runtime's.
 
 Never folded (a skip reason names the node): random ops (RandomNormal, Bernoulli, ...);
 control flow (If, Loop, Scan: their bodies are left alone); ops of other domains; a node whose
-output would hold more than ``max_bytes`` *and* more than its inputs (a ConstantOfShape, Expand
-or Tile that materializes a large array stays and is computed at run time); a node computing a
-graph output (ONNX wants graph outputs computed).
+output would hold more than ``max_bytes`` *and* more than its inputs (a ConstantOfShape, Expand,
+Tile or Range that materializes a large array stays and is computed at run time; one whose size
+is unknown until its arguments fold waits for the next sweep, never evaluated blind); a node
+computing a graph output (ONNX wants graph outputs computed). No fold keeps a tensor over
+``HARD_MAX_BYTES`` and the graph's largest constant (onnx-graphsurgeon's ``size_threshold``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike",
 CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})
 #: A folded tensor larger than this (and than the node's inputs) is left to run time.
 DEFAULT_MAX_BYTES = 1 << 20
+#: No fold keeps more than this and than the largest constant (a backstop to ``max_bytes``).
+HARD_MAX_BYTES = 1 << 26
+#: Ops whose output size their argument values fix (unknown until those are constants).
+SIZED_BY_ARGUMENTS = frozenset({"ConstantOfShape", "Expand", "Tile", "Range"})
 
 
 def _known(dims: object) -> list[int] | None:
@@ -129,24 +135,42 @@ def _pick(node: gs.Node, dims: list) -> object | None:
 
 
 def _materialized_bytes(node: gs.Node) -> int | None:
-    """Bytes a ConstantOfShape/Expand/Tile would create, from its constant arguments (their
-    output shapes may not be annotated yet); other ops: from the annotated output shape."""
-    try:
-        if node.op == "ConstantOfShape":
-            value = node.attrs.get("value")
-            itemsize = np.dtype(value.dtype).itemsize if isinstance(value, gs.Constant) else 4
-            return math.prod(int(d) for d in np.asarray(node.inputs[0].values).reshape(-1)) \
-                * itemsize
-        data = node.inputs[0] if node.inputs else None
-        if node.op in ("Expand", "Tile") and isinstance(data, gs.Constant):
-            arg = [int(d) for d in np.asarray(node.inputs[1].values).reshape(-1)]
-            shape = np.broadcast_shapes(tuple(data.shape), tuple(arg)) if node.op == "Expand" \
-                else tuple(a * b for a, b in zip(data.shape, arg, strict=True))
-            return math.prod(shape) * np.dtype(data.dtype).itemsize
-    except (TypeError, ValueError, AttributeError):
-        pass
-    sizes = [tensor_bytes(t) for t in node.outputs]
+    """Bytes a ConstantOfShape/Expand/Tile/Range creates, from its constant arguments (its
+    output may not be annotated yet); other ops: from the annotated output. None: unknown."""
+    with contextlib.suppress(TypeError, ValueError, AttributeError, ArithmeticError):
+        size = _created_bytes(node)
+        if size is not None:
+            return size
+    sizes = [_exact_bytes(t) for t in node.outputs]
     return None if any(s is None for s in sizes) else sum(sizes)
+
+
+def _created_bytes(node: gs.Node) -> int | None:
+    """``_materialized_bytes`` of the ops that create a tensor from argument values."""
+    def arg(i: int) -> list[int | float]:
+        return np.asarray(node.inputs[i].values).reshape(-1).tolist()
+
+    if node.op == "ConstantOfShape":
+        value = node.attrs.get("value")
+        itemsize = np.dtype(value.dtype).itemsize if isinstance(value, gs.Constant) else 4
+        return math.prod(int(d) for d in arg(0)) * itemsize
+    data = node.inputs[0] if node.inputs else None
+    if node.op == "Range" and len(node.inputs) == 3:
+        (start,), (limit,), (delta,) = arg(0), arg(1), arg(2)
+        count = max(math.ceil((limit - start) / delta), 0)
+        return count * np.dtype(data.dtype).itemsize
+    if node.op in ("Expand", "Tile") and isinstance(data, gs.Constant):
+        shape = [int(d) for d in arg(1)]
+        shape = np.broadcast_shapes(tuple(data.shape), tuple(shape)) if node.op == "Expand" \
+            else tuple(a * b for a, b in zip(data.shape, shape, strict=True))
+        return math.prod(shape) * np.dtype(data.dtype).itemsize
+    return None
+
+
+def _exact_bytes(tensor: gs.Tensor) -> int | None:
+    """``tensor_bytes`` in Python integers (a product of huge dims overflows int64)."""
+    return None if tensor_bytes(tensor) is None else \
+        math.prod(int(d) for d in tensor.shape) * np.dtype(tensor.dtype).itemsize
 
 
 @contextlib.contextmanager
@@ -233,6 +257,9 @@ class FoldConstants(Pass):
             if any(t.name in outputs for t in node.outputs):
                 return skip(node, f"{describe(node)} computes a graph output")
             size = _materialized_bytes(node)
+            if size is None and node.op in SIZED_BY_ARGUMENTS:
+                return skip(node, f"{describe(node)} creates a tensor whose size is not known "
+                                  "before its arguments fold: left for the next sweep")
             inputs = sum(tensor_bytes(t) or 0 for t in node.inputs if isinstance(t, gs.Constant))
             if size is not None and size > self.max_bytes and size > inputs:
                 return skip(node, f"{describe(node)} would materialize {size:,} bytes "
@@ -244,8 +271,11 @@ class FoldConstants(Pass):
     def _evaluate(self, graph: gs.Graph, result: PassResult) -> None:
         """Fold every foldable node with onnx-graphsurgeon's evaluator (onnxruntime)."""
         graph.toposort()
-        options = dict(fold_shapes=False, recurse_subgraphs=False, flatten_subgraphs=False,
-                       recurse_functions=False, should_exclude_node=self._exclude(graph, result))
+        largest = max((_exact_bytes(t) or 0 for t in graph.tensors().values()
+                       if isinstance(t, gs.Constant)), default=0)
+        options = {"fold_shapes": False, "recurse_subgraphs": False, "flatten_subgraphs": False,
+                   "recurse_functions": False, "should_exclude_node": self._exclude(graph, result),
+                   "size_threshold": max(HARD_MAX_BYTES, self.max_bytes, largest)}
         with _quiet_evaluator():
             try:
                 graph.fold_constants(partitioning=None, error_ok=False, **options)
