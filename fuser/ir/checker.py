@@ -21,6 +21,8 @@ from fuser.errors import BadModelError
 from fuser.ir.proto import (
     first_line,
     one_line,
+    point_at_file,
+    subgraph_initializers,
     subgraphs,
     tensor_nbytes,
     without_initializers,
@@ -48,9 +50,10 @@ def skeleton(model: onnx.ModelProto, location: str = "stripped.bin") -> onnx.Mod
         slim.name = tensor.name
         slim.data_type = tensor.data_type
         slim.dims.extend(tensor.dims)
-        slim.data_location = onnx.TensorProto.EXTERNAL
-        entry = slim.external_data.add()
-        entry.key, entry.value = "location", location
+        point_at_file(slim, location)
+    for tensor in subgraph_initializers(out.graph):  # copies: stripped in the copy
+        if tensor_nbytes(tensor) >= _SKELETON_KEEP_BYTES:
+            point_at_file(tensor, location)
     return out
 
 

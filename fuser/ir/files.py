@@ -12,7 +12,6 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,7 +20,8 @@ import onnx
 from fuser.errors import FuserError
 from fuser.ir.proto import (
     all_initializers,
-    subgraphs,
+    point_at_file,
+    subgraph_initializers,
     tensor_nbytes,
     weights_nbytes,
     without_initializers,
@@ -176,10 +176,10 @@ def _write_external(model: onnx.ModelProto, model_path: str, data_path: str,
                 continue
             slim.name, slim.data_type = tensor.name, tensor.data_type
             slim.dims.extend(tensor.dims)
-            _point_at(slim, location, *_append(data, tensor))
-        for tensor in _subgraph_initializers(out.graph):  # in the copy: cleared there
+            point_at_file(slim, location, *_append(data, tensor))
+        for tensor in subgraph_initializers(out.graph):  # in the copy: cleared there
             if _goes_external(tensor):
-                _point_at(tensor, location, *_append(data, tensor))
+                point_at_file(tensor, location, *_append(data, tensor))
     if os.path.getsize(data_path) == 0:
         os.unlink(data_path)
     with open(model_path, "wb") as f:
@@ -200,31 +200,6 @@ def _append(data: BinaryIO, tensor: onnx.TensorProto) -> tuple[int, int]:
     data.write(raw)
     data.write(b"\0" * (-len(raw) % 64))  # keep tensors aligned for memory mapping
     return offset, len(raw)
-
-
-def _subgraph_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    """The initializers of the If/Loop/Scan bodies in ``graph``, nested ones too."""
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in subgraphs(attr):
-                yield from sub.initializer
-                yield from _subgraph_initializers(sub)
-
-
-def _point_at(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> None:
-    """Drop the tensor's data and point it at ``length`` bytes at ``offset`` of ``location``."""
-    for field in _DATA_FIELDS:
-        tensor.ClearField(field)
-    tensor.data_location = onnx.TensorProto.EXTERNAL
-    for key, value in (("location", location), ("offset", str(offset)),
-                       ("length", str(length))):
-        entry = tensor.external_data.add()
-        entry.key, entry.value = key, value
-
-
-#: The fields of a TensorProto that hold its values.
-_DATA_FIELDS = ("raw_data", "float_data", "int32_data", "int64_data", "double_data",
-                "uint64_data", "string_data")
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -87,7 +87,11 @@ def copy_fields(src, dst, skip: str) -> None:
     for field, value in src.ListFields():
         if field.name == skip:
             continue
-        if field.is_repeated:
+        if field.is_repeated and field.message_type is not None:
+            target = getattr(dst, field.name)
+            for item in value:  # not extend(): it serializes, which fails past 2 GB
+                target.add().CopyFrom(item)
+        elif field.is_repeated:
             getattr(dst, field.name).extend(value)
         elif field.message_type is not None:
             getattr(dst, field.name).CopyFrom(value)
@@ -176,3 +180,30 @@ def node_label(node: onnx.NodeProto) -> str:
         return f"'{node.name}' ({node.op_type})"
     return f"{node.op_type} (output '{node.output[0] if node.output else ''}')"
 
+
+def subgraph_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """The initializers of the If/Loop/Scan bodies in ``graph``, nested ones too."""
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in subgraphs(attr):
+                yield from sub.initializer
+                yield from subgraph_initializers(sub)
+
+
+#: The fields of a TensorProto that hold its values.
+DATA_FIELDS = ("raw_data", "float_data", "int32_data", "int64_data", "double_data",
+               "uint64_data", "string_data")
+
+
+def point_at_file(tensor: onnx.TensorProto, location: str, offset: int | None = None,
+                  length: int | None = None) -> None:
+    """Drop the tensor's data and point it at external ``location`` (``length`` bytes at
+    ``offset``, when given)."""
+    for field in (*DATA_FIELDS, "external_data"):
+        tensor.ClearField(field)
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    entries = [("location", location)] + ([] if offset is None else [
+        ("offset", str(offset)), ("length", str(length))])
+    for key, value in entries:
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value

@@ -82,3 +82,60 @@ def test_models_over_2gb_optimize_and_save_with_external_data(tmp_path, rng):
             np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5)
     finally:
         shutil.rmtree(folder)  # 4+ GB: do not leave it to pytest's tmp retention
+
+
+IF_BRANCH = """
+    g (bool c, float[4] x) => (float[4] y) {
+        y = If(c) <
+            then_branch = t () => (float[4] a) {
+                st = Constant<value = int64[1] {0}>()
+                en = Constant<value = int64[1] {4}>()
+                sl = Slice(Wt, st, en)
+                a = Add(x, sl)
+            },
+            else_branch = e () => (float[4] b) { b = Neg(x) }
+        >
+    }"""
+
+
+@pytest.mark.slow
+def test_over_2gb_inside_an_if_branch_is_optimized_validated_and_saved(tmp_path):
+    """Issue 25: the size count included subgraphs but only main-graph weights moved to
+    external data (save raised EncodeError), and copying a node over 2 GB with protobuf's
+    ``extend`` serialized it (EncodeError in the checker's skeleton). The branch's weight is a
+    sparse 2.1 GB file whose first values are 1, 2, 3, 4."""
+    folder = tmp_path / "bigif"
+    folder.mkdir()
+    try:
+        model = onnx.parser.parse_model('< ir_version: 8, opset_import: ["" : 17] >\n'
+                                        + IF_BRANCH)
+        weight = model.graph.node[0].attribute[0].g.initializer.add()
+        weight.name, weight.data_type = "Wt", onnx.TensorProto.FLOAT
+        weight.dims.append(BIG)
+        weight.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", "in.onnx.data"), ("offset", "0"),
+                           ("length", str(4 * BIG))):
+            entry = weight.external_data.add()
+            entry.key, entry.value = key, value
+        with open(folder / "in.onnx.data", "wb") as data:
+            data.write(np.arange(1, 5, dtype=np.float32).tobytes())
+            data.truncate(4 * BIG)
+        onnx.save(model, folder / "in.onnx")
+        out, report = fuser.optimize(str(folder / "in.onnx"), input_shapes={"x": [4]})
+        assert report.validation is not None and report.validation.passed
+        graph_io.save(out, folder / "out.onnx")
+        assert os.path.getsize(folder / "out.onnx") < 2**20
+        assert os.path.getsize(folder / "out.onnx.data") >= 4 * BIG
+        header = onnx.load(str(folder / "out.onnx"), load_external_data=False)
+        branch = header.graph.node[0].attribute[0].g.initializer[0]
+        assert branch.data_location == onnx.TensorProto.EXTERNAL
+        import onnxruntime as ort
+
+        del out
+        session = ort.InferenceSession(str(folder / "out.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        x = np.array([10, 20, 30, 40], np.float32)
+        (y,) = session.run(None, {"c": np.array(True), "x": x})
+        np.testing.assert_array_equal(y, x + [1, 2, 3, 4])
+    finally:
+        shutil.rmtree(folder)
