@@ -11,9 +11,11 @@ import onnx
 import pytest
 
 from fuser import ir as graph_io
+from fuser.passes.lowrank.forms import aligned, form, searched
+from fuser.passes.lowrank.forms import svd as svd_form
 from fuser.runtime import sessions as runtime
 from fuser.runtime.runners import Progress
-from fuser.search import choose, cut, forms, sensitivity
+from fuser.search import choose, cut, sensitivity
 from fuser.search.build import Builder, layer_errors, outputs
 from fuser.search.forms import LayerData, Option
 from fuser.search.metric import clopper_pearson, resolve
@@ -74,7 +76,7 @@ def test_cutting_at_a_tensor_no_node_computes_is_a_key_error(rng):
 @pytest.mark.parametrize("rank, want", [(1, 1), (7, 7), (8, 8), (15, 8), (31, 24), (32, 32),
                                         (47, 32), (100, 96)])
 def test_ranks_are_aligned_to_channel_blocks(rank, want):
-    assert forms.aligned(rank) == want
+    assert aligned(rank) == want
 
 
 def test_each_form_is_offered_where_it_can_pay_and_at_most_its_macs_share(rng):
@@ -84,22 +86,22 @@ def test_each_form_is_offered_where_it_can_pay_and_at_most_its_macs_share(rng):
             y = Conv<kernel_shape=[1,1]>(a, W2)
         }""", rng, W1=(64, 64, 3, 3), W2=(64, 64, 1, 1))
     wide, pointwise = candidate_layers(model)
-    assert forms.methods(wide) == ["channel", "input", "tucker2"]
-    assert forms.methods(pointwise) == ["channel"]  # two 1 x 1s whichever side
-    for method in forms.methods(wide):
+    assert [f.name for f in searched(wide)] == ["channel", "input", "tucker2", "spatial"]
+    assert [f.name for f in searched(pointwise)] == ["channel"]  # two 1 x 1s whichever side
+    for shape in searched(wide):
         for fraction in (0.15, 0.3, 0.5):
-            rank = forms.rank_at(wide, method, fraction)
-            assert wide.macs(method, rank) <= fraction * wide.macs()
+            rank = shape.rank_at(wide, fraction)
+            assert wide.macs(shape.name, rank) <= fraction * wide.macs()
             for r in (rank if isinstance(rank, tuple) else (rank,)):
                 assert r % 8 == 0
-    assert forms.rank_at(pointwise, "channel", 0.001) is None  # not even rank 1 fits
+    assert form("channel").rank_at(pointwise, 0.001) is None  # not even rank 1 fits
 
 
 
 def test_a_gemm_with_many_more_outputs_than_inputs_is_fitted_on_its_input_side(
         rng, monkeypatch):
     # an OCR head: 8210 characters from 1024 features would need an 8210 x 8210 eigh
-    monkeypatch.setattr(forms, "WIDE_OUTPUT", 40)
+    monkeypatch.setattr(svd_form, "WIDE_OUTPUT", 40)
     model = make_model("""
         g (float[N,12] x) => (float[N,48] y, float[N,12] z) {
             y = Gemm<transB=1>(x, W)
@@ -108,12 +110,12 @@ def test_a_gemm_with_many_more_outputs_than_inputs_is_fitted_on_its_input_side(
     wide, square = candidate_layers(model)
     x = rng.standard_normal((12, 200))
     calls = []
-    monkeypatch.setattr(forms.factorize, "asymmetric", lambda *a: calls.append("asym"))
+    monkeypatch.setattr(svd_form.factorize, "asymmetric", lambda *a: calls.append("asym"))
     for layer in (wide, square):
         y = layer.weight @ x
-        got = forms.fit(layer, "svd", 4, LayerData(y, y, x), "asymmetric")
+        got = form("svd").fit(layer, 4, LayerData(y, y, x), "asymmetric")
         if layer is wide:
-            want = forms.factorize.whitened_svd(layer.weight, x, 4)
+            want = svd_form.factorize.whitened_svd(layer.weight, x, 4)
             for a, b in zip(got.weights, want.weights, strict=True):
                 np.testing.assert_allclose(a, b)
     assert calls == ["asym"]  # the 12 x 12 layer is still fitted to its responses

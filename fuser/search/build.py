@@ -9,9 +9,11 @@ import numpy as np
 import onnx
 
 from fuser import ir as graph_io
+from fuser.passes.lowrank.forms import form
 from fuser.passes.lowrank.layers import Layer
+from fuser.passes.match import Names
 from fuser.runtime import sessions as runtime
-from fuser.search import cut, forms
+from fuser.search import cut
 from fuser.search.calibrate import Feeds, Sampler, sample, tensors
 from fuser.search.forms import LayerData, Option
 
@@ -61,12 +63,13 @@ class Builder:
             data, frontier = self.data[i], None
         else:
             data, frontier = self._data(current, i, frontier)
-        factors = forms.fit(layer, option.method, option.rank, data, self.reconstruction)
+        shape = form(option.method)
+        factors = shape.fit(layer, option.rank, data, self.reconstruction)
         self.energies[i] = factors.energy
         self.refits += 1
         graph = graph_io.to_graph(current)
         node = next(n for n in graph.nodes if n.outputs and n.outputs[0].name == key)
-        forms.apply(graph, dataclasses.replace(layer, node=node), option.method, factors)
+        shape.replace(graph, dataclasses.replace(layer, node=node), factors, Names(graph))
         graph.cleanup().toposort()
         return graph_io.to_model(graph, template=self.model), frontier
 

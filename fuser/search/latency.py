@@ -21,6 +21,7 @@ MACs ratio, and counted in ``estimated`` (the report says how many).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -33,8 +34,8 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from fuser import ir as graph_io
+from fuser.passes.lowrank.forms import form
 from fuser.passes.lowrank.layers import Layer
-from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
 from fuser.passes.match import Names
 from fuser.runtime import bench, machine
 from fuser.runtime import sessions as runtime
@@ -168,25 +169,6 @@ class LatencyTable:
         return result.timings[0].stats.median_ms
 
 
-def factor_shapes(method: str, shape: tuple[int, ...],
-                  rank: int | tuple[int, int]) -> list[tuple[int, ...]]:
-    """Weight shapes of a factorized form (see ``rewrite``)."""
-    if len(shape) == 2:
-        n, k = shape
-        return [(rank, k), (n, rank)]
-    n, c, kh, kw = shape
-    if method == "channel":
-        return [(rank, c, kh, kw), (n, rank, 1, 1)]
-    if method == "spatial":
-        return [(rank, c, kh, 1), (n, rank, 1, kw)]
-    if method == "tucker2":
-        r_in, r_out = rank
-        return [(r_in, c, 1, 1), (r_out, r_in, kh, kw), (n, r_out, 1, 1)]
-    if method == "input":
-        return [(rank, c, 1, 1), (n, rank, kh, kw)]
-    return [(rank, c, 1, 1), (rank, 1, kh, 1), (rank, 1, 1, kw), (n, rank, 1, 1)]  # cp
-
-
 def _isolated(layer: Layer, method: str, rank: int, batch: int) -> onnx.ModelProto:
     """A one-layer model: the layer's input shape (batch ``batch``) -> dense or factorized."""
     rng = np.random.default_rng(0)
@@ -200,13 +182,9 @@ def _isolated(layer: Layer, method: str, rank: int, batch: int) -> onnx.ModelPro
         rows = max(layer.positions, 1)
         graph, node = _one_node("Gemm", [batch * rows, w.shape[1]], w, {"transB": 1})
     if method != "dense":
-        names = Names(graph)
-        shapes = factor_shapes(method, w.shape, rank)
-        factors = [rng.standard_normal(shape) for shape in shapes]  # values do not matter
-        if layer.is_conv:
-            replace_conv(graph, node, method, factors, None, layer.geometry, names)
-        else:
-            replace_matmul(graph, node, *factors, None, names)
+        shape = form(method)
+        factors = [rng.standard_normal(s) for s in shape.shapes(layer, rank)]  # any values
+        shape.emit(graph, dataclasses.replace(layer, node=node), factors, None, Names(graph))
         graph.cleanup().toposort()
     return _to_model(graph)
 

@@ -152,7 +152,7 @@ def guarded(fn: UserMetric) -> UserMetric:
             value = fn(outputs, labels)
         except FuserError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the user's code: any error is theirs
+        except Exception as exc:  # the user's code: any error is theirs
             given = ", ".join(f"{k} {list(v.shape)}" for k, v in outputs.items())
             raise FuserError(f"metric function {name!r} raised {type(exc).__name__}: "
                              f"{str(exc).strip() or '(no message)'} (given outputs {given}; "

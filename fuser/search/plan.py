@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 
 from fuser import ir as graph_io
+from fuser.passes.lowrank.forms import searched
 from fuser.passes.lowrank.layers import Layer, candidates
 from fuser.passes.match import describe
-from fuser.search import forms
 from fuser.search.calibrate import Feeds, sample
 from fuser.search.forms import LayerData, Option
 from fuser.search.latency import LatencyTable
@@ -88,15 +88,15 @@ def offer(plan: Plan, table: LatencyTable, speed_margin: float, aim: float
     fractions = sorted({*FRACTIONS, min(aim, 1.0)}, key=lambda f: abs(f - aim))
     for i in plan.order:
         layer = plan.layers[i]
-        for method in forms.methods(layer):
+        for shape in searched(layer):
             for fraction in fractions:
-                rank = forms.rank_at(layer, method, fraction)
-                if rank is None or any(o.rank == rank and o.method == method
+                rank = shape.rank_at(layer, fraction)
+                if rank is None or any(o.rank == rank and o.method == shape.name
                                        for o in options[i]):
                     continue
-                ms = table.ms(layer, method, rank)
+                ms = table.ms(layer, shape.name, rank)
                 if ms < (1 - speed_margin) * plan.dense_ms[i]:
-                    options[i].append(Option(i, method, rank, layer.macs(method, rank), ms))
+                    options[i].append(Option(i, shape.name, rank, shape.macs(layer, rank), ms))
         options[i] = undominated(options[i])
         if not options[i]:
             why[i] = "no rank is faster than the dense layer"

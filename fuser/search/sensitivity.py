@@ -23,10 +23,12 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from fuser import ir as graph_io
+from fuser.passes.lowrank.forms import Rank, form
 from fuser.passes.lowrank.layers import Layer
+from fuser.passes.match import Names
 from fuser.runtime import sessions as runtime
 from fuser.runtime.runners import Progress
-from fuser.search import cut, forms
+from fuser.search import cut
 from fuser.search.build import outputs, relative_error, samples_first
 from fuser.search.calibrate import Feeds, tensors
 from fuser.search.forms import LayerData, Option
@@ -78,7 +80,8 @@ def measure(model: onnx.ModelProto, layers: Sequence[Layer], data: Sequence[Laye
                 break
             line.show(f"low-rank: sensitivity of {layers[i].name} {option.method} rank "
                       f"{_rank_text(option.rank)} ({len(effects) + 1} measured)")
-            factors = forms.fit(layers[i], option.method, option.rank, data[i], reconstruction)
+            factors = form(option.method).fit(layers[i], option.rank, data[i],
+                                              reconstruction)
             new = runner.outputs(option.method, factors)
             effects[option.key] = Effect(point_drop(metric, probe.reference, new, probe.labels),
                                          relative_error(probe.reference, new), factors.energy)
@@ -137,14 +140,15 @@ class _LayerRunner:
                        inputs=[x if t.name == self.source else t for t in node.inputs],
                        outputs=[y])
         graph = gs.Graph(nodes=[copy], inputs=[x], outputs=[y], opset=17)
-        forms.apply(graph, dataclasses.replace(self.layer, node=copy), method, factors)
+        form(method).replace(graph, dataclasses.replace(self.layer, node=copy), factors,
+                             Names(graph))
         graph.cleanup().toposort()
         model = graph_io.to_model(graph)
         model.ir_version = 8
         return model
 
 
-def _rank_text(rank: forms.Rank) -> str:
+def _rank_text(rank: Rank) -> str:
     return "x".join(map(str, rank)) if isinstance(rank, tuple) else str(rank)
 
 

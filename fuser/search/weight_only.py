@@ -32,8 +32,8 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Pass, PassResult, register
 from fuser.passes.lowrank import factorize
+from fuser.passes.lowrank.forms import form
 from fuser.passes.lowrank.layers import Layer, candidates
-from fuser.passes.lowrank.rewrite import replace_conv, replace_matmul
 from fuser.passes.lowrank.vbmf import vbmf_rank
 from fuser.passes.match import Names, Skip, describe
 from fuser.search.latency import LatencyTable
@@ -124,32 +124,18 @@ class WeightOnlyLowRank(Pass):
             if method == "tucker2":
                 return tuple(_energy_rank(s, self.energy) for s in spectrum)
             return _energy_rank(spectrum, self.energy)
-        rank = layer.rank_for(method, self.fraction)
+        rank = form(method).largest_rank(layer, self.fraction)
         if rank < 1:
             raise Skip(f"{describe(layer.node)}: no rank of {method} fits "
                        f"{self.fraction:.0%} of its MACs")
         return (rank, rank) if method == "tucker2" else rank
 
     def _factors(self, layer: Layer, rank: int | tuple[int, int]) -> factorize.Factors:
-        method, w = self.method_for(layer), layer.weight
-        if method == "svd":
-            return factorize.svd_matrix(w.reshape(w.shape[0], -1), rank)
-        if method == "spatial":
-            return factorize.spatial_svd(w, rank)
-        if method == "channel":
-            return factorize.channel_svd(w, rank)
-        if method == "tucker2":
-            return factorize.tucker2(w, *rank)
-        return factorize.cp(w, rank)
+        return form(self.method_for(layer)).fit_weights(layer, rank)
 
     def _replace(self, graph: gs.Graph, layer: Layer, factors: factorize.Factors,
                  names: Names) -> int:
-        bias = layer.bias
-        if layer.is_conv:
-            return replace_conv(graph, layer.node, self.method_for(layer), factors.weights,
-                                bias, layer.geometry, names)
-        a, b = factors.weights
-        return replace_matmul(graph, layer.node, a, b, bias, names, layer.weight_on_left)
+        return form(self.method_for(layer)).replace(graph, layer, factors, names)
 
 
 def _unfoldings(layer: Layer, method: str) -> list[np.ndarray]:

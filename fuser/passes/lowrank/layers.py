@@ -2,8 +2,8 @@
 
 A candidate is a 2-D group-1 Conv, a Gemm, or a MatMul with one constant 2-D weight, whose
 weight is a float constant used by this node only (a shared weight would be factorized for
-one user and left dense for the other). Everything here reads the graph; ``rewrite`` changes
-it.
+one user and left dense for the other). Everything here reads the graph; the forms
+(``fuser.passes.lowrank.forms``) change it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import dataclasses
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.passes.lowrank.rewrite import ConvGeometry, conv_geometry, conv_macs
+from fuser.passes.lowrank.forms import form
+from fuser.passes.lowrank.geometry import ConvGeometry, conv_geometry
 from fuser.passes.match import Skip, constant, describe
 
 
@@ -50,32 +51,14 @@ class Layer:
         return int(np.prod(self.weight.shape[1:]))
 
     def macs(self, method: str = "dense", rank: int | tuple[int, int] = 0) -> int:
-        """MACs per sample of the dense layer or of a factorized form at ``rank``."""
+        """MACs per sample of the dense layer, or of form ``method`` at ``rank``."""
+        if method != "dense":
+            return form(method).macs(self, rank)
         if self.is_conv:
-            n, c = self.weight.shape[:2]
-            return conv_macs(method, self.geometry, c, n, rank)
+            n, c, kh, kw = self.weight.shape
+            return int(np.prod(self.geometry.out_hw)) * n * c * kh * kw
         n, k = self.weight.shape
-        per_row = n * k if method == "dense" else rank * (n + k)
-        return self.positions * per_row
-
-    def max_rank(self, method: str) -> int:
-        """The largest useful rank (where the form is exact)."""
-        if not self.is_conv:
-            return min(self.weight.shape)
-        n, c, kh, kw = self.weight.shape
-        return {"spatial": min(c * kh, n * kw), "channel": min(n, c * kh * kw),
-                "tucker2": min(n, c), "cp": n * c, "input": c}.get(method, min(n, c * kh * kw))
-
-    def rank_for(self, method: str, fraction: float) -> int:
-        """The largest rank whose MACs are at most ``fraction`` of the dense layer's."""
-        dense, best = self.macs(), 0
-        for r in range(1, self.max_rank(method) + 1):
-            rank = (r, r) if method == "tucker2" else r
-            if self.macs(method, rank) <= fraction * dense:
-                best = r
-            else:
-                break
-        return best
+        return self.positions * n * k
 
 
 def candidates(graph: gs.Graph) -> tuple[list[Layer], dict[str, int]]:
