@@ -266,7 +266,7 @@ def compress_result(job: Job, result: onnx.ModelProto,
     metric against ``max_accuracy_drop`` when it is given (``Compression.passed``)."""
     with timed(job.seconds, "lowrank"):
         return compress(
-            result, list(lossy.calibration), budget=lossy.budget,
+            result, list(lossy.calibration), budget=lossy.search_budget(),
             max_accuracy_drop=lossy.max_accuracy_drop, labels=lossy.labels,
             metric=lossy.metric, fit_samples=lossy.fit_samples,
             reconstruction=lossy.reconstruction, batch=lossy.batch, threads=lossy.threads,

@@ -45,10 +45,13 @@ class LowRank:
     samples; ``max_accuracy_drop`` bounds the upper end of the 95 % interval of its drop
     (``fuser.search.guard``: each choice judged at 95 %, in a fixed order).
     Default: agreement (top1 with labels) for class scores, else ``rel-error:0.05``.
+    ``budget``: None (the default) is the fastest model whose drop stays within
+    ``max_accuracy_drop`` (``accuracy=D``); ``latency=F`` or ``macs=F`` caps the search at
+    that share of the whole model's cost, within the same drop.
     """
 
     calibration: Sequence[Mapping]
-    budget: str = "latency=0.5"
+    budget: str | None = None
     max_accuracy_drop: float | None = 0.01
     labels: object = None
     metric: str | Callable | None = None
@@ -62,6 +65,12 @@ class LowRank:
     #: go on with degenerate calibration data (constant samples, near-copies, outputs that
     #: hardly vary: ``fuser.search.calibration_check``) instead of refusing it
     allow_degenerate_calibration: bool = False
+
+    def search_budget(self) -> str:
+        """``budget``, or by default ``accuracy=D`` with D the allowed drop (1: none)."""
+        if self.budget is not None:
+            return self.budget
+        return f"accuracy={1.0 if self.max_accuracy_drop is None else self.max_accuracy_drop:g}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -249,3 +249,38 @@ def test_sessions_with_several_threads_do_not_spin(monkeypatch, rng):
         bench.benchmark({"a": model}, feeds, provider="cpu", threads=threads, warmup=1,
                         rounds=2, time_budget=None, levels=("disable",))
     assert seen == [(1, None), (2, bench.NO_SPINNING)]
+
+
+def test_progress_in_a_log_is_a_plain_line_every_few_seconds(capsys, monkeypatch):
+    """Not on a terminal (a log, CI): no line for short work, then one plain line (no
+    carriage return) per ``LOG_EVERY`` seconds; ``-q`` (logging above warnings) silences it."""
+    import logging
+
+    from fuser.runtime import runners
+
+    clock = [100.0]
+    monkeypatch.setattr(runners.time, "monotonic", lambda: clock[0])
+    bar = runners.Progress(None)  # pytest's stderr is not a terminal
+    bar.show("step 1")
+    clock[0] += 4.9
+    bar.show("step 2")
+    assert capsys.readouterr().err == ""
+    clock[0] += 0.2
+    bar.show("step 3")
+    clock[0] += 1.0
+    bar.show("step 4")
+    clock[0] += 5.0
+    bar.show("step 5")
+    bar.clear()
+    assert capsys.readouterr().err == "step 3\nstep 5\n"
+    logger = logging.getLogger("fuser")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # what -q does (setLevel clears logging's cache)
+    try:
+        quiet = runners.Progress(None)
+        clock[0] += 60
+        quiet.show("step 6")
+    finally:
+        logger.setLevel(level)
+    assert capsys.readouterr().err == ""
+    assert runners.Progress(False)._log is False

@@ -34,9 +34,11 @@ def add_lossy(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--calibration-samples", type=positive, default=1024,
                        help="calibration samples used at most (default 1024: the first "
                             "128 fit the factors, the rest judge the result)")
-    group.add_argument("--budget", default="latency=0.5",
-                       help="latency=F or macs=F (the whole model's cost as a fraction), or "
-                            "accuracy=D (as fast as a metric drop of at most D allows)")
+    group.add_argument("--budget",
+                       help="default: the fastest model whose drop stays within "
+                            "--max-accuracy-drop; latency=F or macs=F stops the search at "
+                            "that share of the whole model's cost (within the same drop); "
+                            "accuracy=D as fast as a drop of at most D allows")
     group.add_argument("--metric", metavar="SPEC",
                        help="what the guard judges: top1 (needs labels), agreement, snr:DB, "
                             "rel-error:X (share of samples within X relative error), or "
@@ -71,7 +73,8 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
         return None
     if not args.calibration:
         raise FuserError("--lossy lowrank needs --calibration DATA (unlabeled inputs)")
-    parse_budget(args.budget)
+    if args.budget is not None:
+        parse_budget(args.budget)
     metric = parse_metric(args.metric)
     model = graph.load(source)
     shapes = resolve_shapes(args, model, args.calibration_batch)

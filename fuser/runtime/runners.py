@@ -4,7 +4,9 @@ buffers at fixed addresses); and the progress line of a timing."""
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -90,16 +92,33 @@ def make_runner(sess, feeds: Mapping[str, np.ndarray], kind: str, device: str = 
 
 
 class Progress:
-    """One self-overwriting line on stderr, only when enabled (default: stderr is a TTY)."""
+    """Progress on stderr: on a terminal one self-overwriting line; elsewhere (a log, a CI
+    job, a pipe) a plain line at most every ``LOG_EVERY`` seconds, the first once the work
+    has taken that long, so that short work prints nothing. ``enabled``: True (always the
+    terminal's line), False (nothing), None (by what stderr is; nothing when logging is
+    quieter than warnings: the CLI's ``-q``)."""
+
+    #: Seconds between two lines in a log.
+    LOG_EVERY = 5.0
 
     def __init__(self, enabled: bool | None):
         self._stream = sys.stderr
         isatty = getattr(self._stream, "isatty", None)
-        self.enabled = bool(isatty and isatty()) if enabled is None else enabled
+        terminal = bool(isatty and isatty())
+        quiet = not logging.getLogger("fuser").isEnabledFor(logging.WARNING)
+        self.enabled = (terminal and not quiet) if enabled is None else enabled
+        self._log = enabled is None and not terminal and not quiet  # plain lines, now and then
         self._shown = False
+        self._last = time.monotonic()
 
     def show(self, text: str) -> None:
-        if self.enabled:
+        if self._log:
+            now = time.monotonic()
+            if now - self._last >= self.LOG_EVERY:
+                self._stream.write(f"{text}\n")
+                self._stream.flush()
+                self._last = now
+        elif self.enabled:
             self._stream.write(f"\r\x1b[K{text}")
             self._stream.flush()
             self._shown = True
