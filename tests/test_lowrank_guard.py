@@ -50,9 +50,10 @@ def mac_latency(monkeypatch, tmp_path):
 def _scores(samples: int, flipped: list[int]) -> list[dict]:
     """Class 0 wins most samples, class 3 every tenth one (the calibration check refuses a
     set where one class wins all); on ``flipped`` class 1 is a close second (0.9). Classes
-    2-9 read seeded noise under 0.5, so that no two samples are near-copies."""
+    2-9 read seeded noise in [-0.5, 0.5), so that no two samples are near-copies (and the
+    scores read as logits: ``metric.class_scores``)."""
     x = np.zeros((samples, 10), np.float32)
-    x[:, 2:] = np.random.default_rng(7).uniform(0, 0.5, (samples, 8))
+    x[:, 2:] = np.random.default_rng(7).uniform(-0.5, 0.5, (samples, 8))
     x[:, 0] = 1.0
     x[[i for i in range(9, samples, 10) if i not in flipped], 3] = 1.5
     x[flipped, 1] = 0.9
@@ -393,3 +394,16 @@ def test_the_summary_claims_no_speed_up_when_every_layer_stayed_dense():
     assert "every layer kept dense" in text and "speed-up" not in text
     lowrank["layers"] = [{"method": "channel"}]
     assert "speed-up 1.05x at ORT_ENABLE_ALL" in lowrank_summary(lowrank, timings)
+
+
+def test_the_default_metric_reads_class_scores_not_independent_probabilities(rng):
+    """Issue 29/26: [N, 172, 88] multi-label note probabilities got 'agreement' (top-1),
+    which is noise on silent frames; logits and softmax rows keep it."""
+    logits = rng.standard_normal((8, 10)).astype(np.float32)
+    softmax = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    sigmoid = 1 / (1 + np.exp(-rng.standard_normal((8, 172, 88)).astype(np.float32)))
+    assert resolve(None, {"y": logits}, None).name == "agreement"
+    assert resolve(None, {"y": softmax}, None).name == "agreement"
+    assert resolve(None, {"y": sigmoid}, None).name == "rel-error:0.05"
+    assert resolve(None, {"y": logits[:, :1]}, None).name == "rel-error:0.05"
+    assert resolve("agreement", {"y": sigmoid}, None).name == "agreement"  # asked: as asked

@@ -294,7 +294,7 @@ def _judge_moves(monkeypatch, moves: _Moves, seconds: float = 0.0):
 
 def _ladder(guard, moves, notes, deadline=None, allowed=0.01):
     return guard.largest_accepted(moves, moves.states, moves.errors, 3.0, [], {"k": 0}, None,
-                                  resolve(None, {"y": np.zeros((2, 3))}, None), allowed,
+                                  resolve("agreement", {"y": np.zeros((2, 3))}, None), allowed,
                                   notes, Progress(False), deadline)
 
 

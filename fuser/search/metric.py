@@ -7,7 +7,8 @@ A metric scores a model's outputs on the held-out calibration samples (higher is
 - ``top1``: accuracy against the calibration ``labels``.
 - ``rel-error:X``: share of samples whose output error, ``||new_i - ref_i||`` over the RMS
   norm of the reference's samples, is at most X (every output, the worst counts); the
-  default, ``rel-error:0.05``, for outputs without a class axis (a regression, a heat map).
+  default, ``rel-error:0.05``, for outputs without class scores (a regression, a heat map,
+  independent probabilities such as multi-label notes: ``class_scores``).
 - ``snr:DB``: share of samples whose signal-to-noise ratio against the reference is at
   least DB decibels (every output, the worst counts).
 - a user function ``fn(outputs: dict[str, np.ndarray], labels) -> float``: outputs keyed by
@@ -117,17 +118,16 @@ def _load(where: str, name: str, spec: str) -> UserMetric:
 def resolve(spec: str | UserMetric | None, reference: Outputs,
             labels: np.ndarray | None) -> Metric:
     """The metric to judge by: ``spec``, or the default for these outputs (agreement, or
-    top-1 with labels, for class scores; ``rel-error:0.05`` otherwise)."""
+    top-1 with labels, for class scores: ``class_scores``; ``rel-error:0.05`` otherwise)."""
     spec = parse(spec)
     if callable(spec):
         return Metric(getattr(spec, "__name__", "metric"), None, guarded(spec))
     first = next(iter(reference.values()))
-    classes = first.ndim >= 2 and first.shape[-1] >= 2
     if spec is None:
-        spec = ("top1" if labels is not None else "agreement") if classes else \
+        spec = ("top1" if labels is not None else "agreement") if class_scores(first) else \
             f"rel-error:{DEFAULT_REL_ERROR:g}"
     if spec in ("agreement", "top1"):
-        if not classes:
+        if first.ndim < 2 or first.shape[-1] < 2:
             raise FuserError(f"metric {spec}: the first output {list(first.shape)} has no "
                              "class axis (use rel-error:X, snr:DB or your own function)")
         if spec == "top1" and labels is None:
@@ -167,6 +167,19 @@ def guarded(fn: UserMetric) -> UserMetric:
         return number
 
     return call
+
+
+def class_scores(values: np.ndarray) -> bool:
+    """Whether an output holds class scores along its last axis: logits, or probabilities
+    that sum to 1. Independent probabilities in [0, 1] (sigmoids: multi-label notes, tags,
+    a mask) are not: their top-1 is noise wherever nothing is on (a silent audio frame), so
+    the default metric for them is ``rel-error``."""
+    if values.ndim < 2 or values.shape[-1] < 2:
+        return False
+    if values.size and values.min() >= 0 and values.max() <= 1:
+        sums = values.reshape(-1, values.shape[-1]).sum(axis=1, dtype=np.float64)
+        return bool(np.abs(sums - 1).mean() <= 0.01)
+    return True
 
 
 def _per_sample(values: np.ndarray) -> np.ndarray:
