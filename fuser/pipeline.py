@@ -265,11 +265,5 @@ def compress_result(job: Job, result: onnx.ModelProto,
     """The lossy stage: low-rank rewrites chosen from calibration data, judged by the task
     metric against ``max_accuracy_drop`` when it is given (``Compression.passed``)."""
     with timed(job.seconds, "lowrank"):
-        return compress(
-            result, list(lossy.calibration), budget=lossy.search_budget(),
-            max_accuracy_drop=lossy.max_accuracy_drop, labels=lossy.labels,
-            metric=lossy.metric, fit_samples=lossy.fit_samples,
-            reconstruction=lossy.reconstruction, batch=lossy.batch, threads=lossy.threads,
-            input_shapes=job.fixed or None, progress=lossy.progress,
-            search_time=lossy.search_time, provider=lossy.provider,
-            allow_degenerate_calibration=lossy.allow_degenerate_calibration)
+        return compress(result, list(lossy.calibration), lossy.search(job.fixed or None),
+                        labels=lossy.labels)

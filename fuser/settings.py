@@ -17,7 +17,7 @@ from fuser.passes.base import Pass
 from fuser.runtime import bench as benchmarking
 from fuser.runtime import inputs as inputs_io
 from fuser.runtime import validate as validation
-from fuser.search.search import FIT_SAMPLES, SEARCH_TIME
+from fuser.search.config import FIT_SAMPLES, SEARCH_TIME, Search
 
 
 @dataclasses.dataclass
@@ -66,11 +66,17 @@ class LowRank:
     #: hardly vary: ``fuser.search.calibration_check``) instead of refusing it
     allow_degenerate_calibration: bool = False
 
-    def search_budget(self) -> str:
-        """``budget``, or by default ``accuracy=D`` with D the allowed drop (1: none)."""
-        if self.budget is not None:
-            return self.budget
-        return f"accuracy={1.0 if self.max_accuracy_drop is None else self.max_accuracy_drop:g}"
+    def search(self, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Search:
+        """The search's settings: ``budget``, by default ``accuracy=D`` with D the allowed
+        drop (1 without one: no bound)."""
+        drop = self.max_accuracy_drop
+        budget = self.budget or f"accuracy={1.0 if drop is None else drop:g}"
+        return Search(budget=budget, max_accuracy_drop=drop, metric=self.metric,
+                      fit_samples=self.fit_samples, reconstruction=self.reconstruction,
+                      batch=self.batch, threads=self.threads, search_time=self.search_time,
+                      provider=self.provider, input_shapes=input_shapes,
+                      progress=self.progress,
+                      allow_degenerate_calibration=self.allow_degenerate_calibration)
 
 
 @dataclasses.dataclass(frozen=True)

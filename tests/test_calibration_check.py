@@ -14,6 +14,7 @@ from fuser.cli import main
 from fuser.errors import FuserError
 from fuser.search import calibration_check as check
 from fuser.search import search as search_module
+from fuser.search.config import Search
 from fuser.search.metric import judge, resolve
 from fuser.search.search import compress
 from tests.test_lowrank_guard import _plant, _scores
@@ -157,8 +158,8 @@ def test_the_search_refuses_near_copies_before_any_work(monkeypatch, rng):
     calibration = _batches(np.tile(_scores(1, [])[0]["x"], (488, 1)), 8)
     monkeypatch.setattr(search_module, "outputs", lambda *a, **k: pytest.fail("ran the model"))
     with pytest.raises(FuserError, match="488 samples hold 1 distinct one"):
-        compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
-                 max_accuracy_drop=0.01)
+        compress(original, calibration, Search(budget="macs=0.5", max_accuracy_drop=0.01),
+                 table=PlantedTable("-"))
 
 
 def test_the_search_refuses_one_class_for_all_after_the_reference_run(monkeypatch, rng):
@@ -166,8 +167,8 @@ def test_the_search_refuses_one_class_for_all_after_the_reference_run(monkeypatc
     x = np.concatenate([b["x"] for b in _scores(488, [])])
     x[:, 3] = 0.0  # class 0 wins every sample; the rows still differ
     with pytest.raises(FuserError, match="the original gives class 0 to all 360 held-out"):
-        compress(original, _batches(x, 8), budget="macs=0.5", table=PlantedTable("-"),
-                 max_accuracy_drop=0.01)
+        compress(original, _batches(x, 8), Search(budget="macs=0.5", max_accuracy_drop=0.01),
+                 table=PlantedTable("-"))
 
 
 def _cli(tmp_path, x: np.ndarray, *extra: str) -> int:

@@ -14,6 +14,7 @@ from fuser import ir as graph_io
 from fuser.runtime import sessions as runtime
 from fuser.search import search as search_module
 from fuser.search.build import Builder
+from fuser.search.config import Search
 from fuser.search.guard import guard
 from fuser.search.latency import LatencyTable
 from fuser.search.metric import clopper_pearson, judge, needed_samples, resolve
@@ -74,7 +75,7 @@ def _plant(monkeypatch, rng, planted_model=None):
         def build(self, chosen):
             return planted if any(chosen) else self.model
 
-    def harmless(model, layers, data, options, *args):
+    def harmless(model, plan, options, *args):
         return {o.key: Effect(0.0, 0.01, 0.9) for offered in options for o in offered}
 
     monkeypatch.setattr(search_module, "Builder", PlantedBuilder)
@@ -87,8 +88,10 @@ def test_a_rewrite_that_costs_two_points_on_360_samples_is_refused(monkeypatch, 
     # all at the start of the held-out set (a guard on the last quarter would see none).
     calibration = _scores(128 + 360, list(range(128, 135)))
     original, _ = _plant(monkeypatch, rng)
-    out, result = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
-                           max_accuracy_drop=fuser.api.LowRank([]).max_accuracy_drop)
+    out, result = compress(original, calibration,
+                           Search(budget="macs=0.5",
+                                  max_accuracy_drop=fuser.api.LowRank([]).max_accuracy_drop),
+                           table=PlantedTable("-"))
     assert result.held_out_samples == 360 and result.fit_samples == 128
     assert result.backed_off and "agreement drop 0.019" in result.notes[0]
     assert all(c.method == "dense" for c in result.layers)
@@ -102,12 +105,13 @@ def test_a_probe_too_coarse_for_the_bound_is_said(monkeypatch, rng, allowed, sai
     can."""
     calibration = _scores(128 + 512, [])
     original, _ = _plant(monkeypatch, rng)
-    monkeypatch.setattr(search_module.sensitivity, "measure", lambda model, layers, data,
+    monkeypatch.setattr(search_module.sensitivity, "measure", lambda model, plan,
                         options, *args: {o.key: Effect(1 / 21 if i % 2 else 0.0, 0.01, 0.9)
                                          for offered in options
                                          for i, o in enumerate(offered)})
-    _, result = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
-                         max_accuracy_drop=allowed)
+    _, result = compress(original, calibration,
+                         Search(budget="macs=0.5", max_accuracy_drop=allowed),
+                         table=PlantedTable("-"))
     coarse = [n for n in result.notes if n.startswith("the sensitivity probe resolves")]
     assert len(coarse) == said
     if said:
@@ -120,15 +124,15 @@ def test_the_guard_decides_on_the_upper_end_of_the_interval(monkeypatch, rng):
     # points
     calibration = _scores(128 + 896, [500])
     original, _ = _plant(monkeypatch, rng)
-    _, loose = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
-                        max_accuracy_drop=0.01)
+    _, loose = compress(original, calibration, Search(budget="macs=0.5", max_accuracy_drop=0.01),
+                        table=PlantedTable("-"))
     assert loose.passed and loose.metric == "agreement" and not loose.backed_off
     assert loose.interval_method == "exact binomial"
     assert loose.drop_confidence == 0.95
     assert loose.drop_interval[1] == pytest.approx(clopper_pearson(1, 896)[1])
     assert 0.0062 < loose.drop_interval[1] < 0.0063
-    _, tight = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
-                        max_accuracy_drop=0.005)  # the point drop, 0.0011, is within it
+    _, tight = compress(original, calibration, Search(budget="macs=0.5", max_accuracy_drop=0.005),
+                        table=PlantedTable("-"))  # the point drop, 0.0011, is within it
     assert tight.backed_off and all(c.method == "dense" for c in tight.layers)
 
 
@@ -140,8 +144,8 @@ def test_a_held_out_set_too_small_to_resolve_the_drop_is_said_not_passed(
     no_flip = make_model(PLANTED, rng, W=np.eye(10, dtype=np.float32),
                          S=np.zeros(10, np.float32))  # a rewrite that changes nothing
     original, _ = _plant(monkeypatch, rng, planted_model=no_flip)
-    _, result = compress(original, calibration, budget="macs=0.5", table=PlantedTable("-"),
-                         max_accuracy_drop=0.01)
+    _, result = compress(original, calibration, Search(budget="macs=0.5", max_accuracy_drop=0.01),
+                         table=PlantedTable("-"))
     assert result.passed is False and result.drop == 0
     assert result.guard.startswith("not resolved: 96 held-out samples cannot resolve a drop "
                                    f"of 1.00% at 95% (need {needed_samples(0.01)}")

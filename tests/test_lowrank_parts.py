@@ -141,6 +141,19 @@ def _planned(rng, subspace: int | None = None):
     return model, batches, plan
 
 
+def _ordered(plan, order: list[int], weights: list[float] | None = None):
+    """``plan`` with its layers in ``order`` and their time shares by ``weights`` (a search
+    takes the slowest dense layer first, weighted by its dense time)."""
+
+    class Ordered(type(plan)):
+        @property
+        def order(self) -> list[int]:
+            return order
+
+    return Ordered(plan.layers, plan.not_considered, plan.data, weights or plan.dense_ms,
+                   plan.total_macs)
+
+
 def test_a_full_rank_option_has_no_effect_and_a_rank_one_option_has(rng):
     model, batches, plan = _planned(rng)
     layer = plan.layers[1]
@@ -148,8 +161,8 @@ def test_a_full_rank_option_has_no_effect_and_a_rank_one_option_has(rng):
                     Option(1, "channel", 1, layer.macs("channel", 1), 0.1)]]
     probe = sensitivity.Probe(batches[:2], None, outputs(model, batches[:2], level="all"))
     metric = resolve("rel-error:0.05", probe.reference, None)
-    effects = sensitivity.measure(model, plan.layers, plan.data, options, [1, 0], probe,
-                                  metric, "asymmetric", None, Progress(False))
+    effects = sensitivity.measure(model, _ordered(plan, [1, 0]), options, probe, metric,
+                                  "asymmetric", None, Progress(False))
     exact, crude = effects[options[1][0].key], effects[options[1][1].key]
     assert exact.error < 1e-5 and exact.drop == 0 and exact.energy == pytest.approx(1.0)
     assert crude.error > 0.3 and crude.drop > 0.5
@@ -160,9 +173,8 @@ def test_layers_not_reached_before_the_deadline_are_not_measured(rng):
     options = [[Option(i, "channel", 4, 1, 0.1)] for i in range(2)]
     probe = sensitivity.Probe(batches[:1], None, outputs(model, batches[:1], level="all"))
     metric = resolve("rel-error:0.05", probe.reference, None)
-    effects = sensitivity.measure(model, plan.layers, plan.data, options, [0, 1], probe,
-                                  metric, "asymmetric", time.perf_counter() - 1,
-                                  Progress(False))
+    effects = sensitivity.measure(model, _ordered(plan, [0, 1]), options, probe, metric,
+                                  "asymmetric", time.perf_counter() - 1, Progress(False))
     assert effects == {}
 
 
@@ -172,8 +184,8 @@ def test_the_input_form_finds_a_layer_whose_inputs_span_few_channels(rng):
     options = [[], [Option(1, m, 4, layer.macs(m, 4), 0.1) for m in ("input", "channel")]]
     probe = sensitivity.Probe(batches[:2], None, outputs(model, batches[:2], level="all"))
     metric = resolve("rel-error:0.05", probe.reference, None)
-    effects = sensitivity.measure(model, plan.layers, plan.data, options, [1], probe,
-                                  metric, "asymmetric", None, Progress(False))
+    effects = sensitivity.measure(model, _ordered(plan, [1]), options, probe, metric,
+                                  "asymmetric", None, Progress(False))
     assert effects[(1, "input", 4)].error < 1e-4  # 4 input directions carry everything
     assert effects[(1, "channel", 4)].error > 0.1  # the responses are not rank 4
 
@@ -263,7 +275,7 @@ class _Moves:
     RUNGS = [1, 2, 4, 9, 17, 30]
 
     def __init__(self, good: int, moves: int = 30) -> None:
-        self.good, self.built, self.levels = good, [], []
+        self.good, self.built, self.levels, self.energies = good, [], [], {}
         self.model, self.layers = 0, [type("L", (), {"name": f"l{i}"})() for i in range(moves)]
         self.states = [[i < k or None for i in range(moves)] for k in range(moves + 1)]
         self.errors = [k ** 0.5 for k in range(moves + 1)]
@@ -293,9 +305,10 @@ def _judge_moves(monkeypatch, moves: _Moves, seconds: float = 0.0):
 
 
 def _ladder(guard, moves, notes, deadline=None, allowed=0.01):
-    return guard.largest_accepted(moves, moves.states, moves.errors, 3.0, [], {"k": 0}, None,
-                                  resolve("agreement", {"y": np.zeros((2, 3))}, None), allowed,
-                                  notes, Progress(False), deadline)
+    judge_by = guard.Judge([], {"k": 0}, None,
+                           resolve("agreement", {"y": np.zeros((2, 3))}, None), allowed)
+    return guard.largest_accepted(moves, moves.states, moves.errors, 3.0, judge_by, notes,
+                                  Progress(False), deadline)
 
 
 def test_the_ladder_is_fixed_by_the_predicted_errors_fewest_moves_first():
@@ -363,9 +376,9 @@ def test_the_delivered_choice_holds_at_95_percent_however_many_are_judged(monkey
         moves = _Moves(0)
         monkeypatch.setattr(guard, "outputs", outputs)
         monkeypatch.setattr(guard, "form_text", lambda o: "moved")
-        got = guard.largest_accepted(moves, moves.states, moves.errors, 3.0, [],
-                                     {"y": reference}, None, metric, allowed, [],
-                                     Progress(False))
+        got = guard.largest_accepted(moves, moves.states, moves.errors, 3.0,
+                                     guard.Judge([], {"y": reference}, None, metric, allowed),
+                                     [], Progress(False))
         assert moves.built == _Moves.RUNGS[:len(moves.built)]  # in order, none skipped
         bad_delivered += got.model in _Moves.RUNGS[2:]
         accepted = [k for k in _Moves.RUNGS[2:] if clopper_pearson(
@@ -638,8 +651,8 @@ def test_each_layer_gets_a_share_of_the_time_and_one_option_at_least(rng):
                 for o in layer] for layer in options]
     probe = sensitivity.Probe(batches[:1], None, outputs(model, batches[:1], level="all"))
     metric = resolve("rel-error:0.05", probe.reference, None)
-    effects = sensitivity.measure(model, plan.layers, plan.data, options, [0, 1], probe,
+    effects = sensitivity.measure(model, _ordered(plan, [0, 1], [1e-9, 1.0]), options, probe,
                                   metric, "asymmetric", time.perf_counter() + 60,
-                                  Progress(False), weights=[1e-9, 1.0])
+                                  Progress(False))
     assert sum(key[0] == 0 for key in effects) == 1  # a share of ~0 s: one option
     assert sum(key[0] == 1 for key in effects) == 3  # the rest of the time: all three

@@ -11,8 +11,9 @@ import pytest
 import fuser
 from fuser import ir as graph_io
 from fuser.errors import FuserError
+from fuser.search.config import Search, parse_budget
 from fuser.search.latency import LatencyTable
-from fuser.search.search import compress, parse_budget
+from fuser.search.search import compress
 from tests.helpers import check, make_model
 
 
@@ -59,7 +60,7 @@ def two_convs(rng):
 
 def test_a_planted_slow_rewrite_is_never_chosen(rng):
     model, calibration = two_convs(rng)
-    out, result = compress(model, calibration, budget="macs=0.5", table=PlantedTable("a"))
+    out, result = compress(model, calibration, Search(budget="macs=0.5"), table=PlantedTable("a"))
     by_layer = {c.layer: c for c in result.layers}
     assert by_layer["a"].method == "dense"
     assert by_layer["a"].note == "no rank is faster than the dense layer"
@@ -210,8 +211,10 @@ def test_whitened_reconstruction_for_a_gemm_classifier(rng):
             r = Relu(h)
             y = Gemm<transB=1>(r, W2, B2)
         }""", rng, W1=(128, 64), B1=(128,), W2=(10, 128), B2=(10,))
-    out, result = compress(model, calibration, budget="macs=0.5", reconstruction="whitened",
-                           table=PlantedTable("none"), max_accuracy_drop=None)
+    out, result = compress(model, calibration,
+                           Search(budget="macs=0.5", reconstruction="whitened",
+                                  max_accuracy_drop=None),
+                           table=PlantedTable("none"))
     first = next(c for c in result.layers if c.layer == "h")
     assert first.method == "svd" and first.response_error < 1e-3  # inputs span 6 dimensions
     assert graph_io.op_histogram(out)["Gemm"] >= 3
@@ -227,12 +230,13 @@ def test_layers_of_unknown_size_are_named_and_input_shapes_make_them_known(rng):
         }""", rng, W1=(16, 16, 3, 3), W2=(16, 16, 3, 3))
     calibration = [{"x": rng.standard_normal((4, 16, 8, 8)).astype(np.float32)}
                    for _ in range(4)]
-    _, blind = compress(model, calibration, budget="macs=0.5", table=PlantedTable("-"))
+    _, blind = compress(model, calibration, Search(budget="macs=0.5"), table=PlantedTable("-"))
     assert blind.layers == []
     assert blind.not_considered == ["Conv -> 'a': input size unknown (give --input-shape)",
                                     "Conv -> 'y': input size unknown (give --input-shape)"]
-    out, seen = compress(model, calibration, budget="macs=0.5", table=PlantedTable("-"),
-                         input_shapes={"x": (4, 16, 8, 8)})
+    out, seen = compress(model, calibration,
+                         Search(budget="macs=0.5", input_shapes={"x": (4, 16, 8, 8)}),
+                         table=PlantedTable("-"))
     assert seen.not_considered == [] and [c.layer for c in seen.layers] == ["a", "y"]
     check(out)
     dims = out.graph.input[0].type.tensor_type.shape.dim
@@ -241,7 +245,7 @@ def test_layers_of_unknown_size_are_named_and_input_shapes_make_them_known(rng):
 
 def test_the_search_time_is_split_by_phase(rng):
     model, calibration = two_convs(rng)
-    _, result = compress(model, calibration, budget="macs=0.5", table=PlantedTable("-"))
+    _, result = compress(model, calibration, Search(budget="macs=0.5"), table=PlantedTable("-"))
     assert list(result.phases) == ["reference", "plan", "latency", "sensitivity",
                                    "build and guard"]
     assert all(s >= 0 for s in result.phases.values())
@@ -258,15 +262,15 @@ def test_progress_is_shown_on_stderr_when_asked_and_never_when_off(rng, capsys):
         }""", rng, W1=(16, 16, 3, 3))
     calibration = [{"x": rng.standard_normal((4, 16, 8, 8)).astype(np.float32)}
                    for _ in range(4)]
-    compress(model, calibration, budget="macs=0.5", table=PlantedTable("-"), progress=True)
+    compress(model, calibration, Search(budget="macs=0.5", progress=True), table=PlantedTable("-"))
     assert "low-rank: building the model" in capsys.readouterr().err
-    compress(model, calibration, budget="macs=0.5", table=PlantedTable("-"), progress=False)
+    compress(model, calibration, Search(budget="macs=0.5", progress=False), table=PlantedTable("-"))
     assert capsys.readouterr().err == ""
 
 
 def test_a_search_time_of_zero_keeps_every_layer_dense_and_says_why(rng, mac_latency):
     model, calibration = two_convs(rng)
-    out, result = compress(model, calibration, budget="macs=0.5", search_time=0)
+    out, result = compress(model, calibration, Search(budget="macs=0.5", search_time=0))
     assert result.search_time == 0 and result.estimated_latencies > 0
     assert all(c.method == "dense" and c.options_measured == 0 for c in result.layers)
     assert any("sensitivity measured on 0 of 2 layers" in n for n in result.notes)
@@ -284,7 +288,7 @@ def test_a_slow_reference_run_leaves_fewer_builds_and_says_so(rng, mac_latency,
 
     monkeypatch.setattr(search_module, "reserve", slow)
     model, calibration = two_convs(rng)
-    out, result = compress(model, calibration, budget="macs=0.5")
+    out, result = compress(model, calibration, Search(budget="macs=0.5"))
     assert any("left time for 1 build(s) of the guard's ladder, not 3" in n
                for n in result.notes)
     assert any(c.method != "dense" for c in result.layers)  # the search still ran

@@ -15,7 +15,7 @@ from fuser.errors import FuserError
 from fuser.runtime import inputs
 from fuser.runtime.providers import physical_cores
 from fuser.search.metric import parse as parse_metric
-from fuser.search.search import SEARCH_TIME, parse_budget
+from fuser.search.config import SEARCH_TIME, parse_budget
 
 
 def add_lossy(parser: argparse.ArgumentParser) -> None:

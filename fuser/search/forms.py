@@ -7,10 +7,14 @@ one module each; the search reads them through the registry (``form(option.metho
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from fuser.passes.lowrank.forms import LayerData, Rank
 
-__all__ = ["LayerData", "Option", "Rank"]
+if TYPE_CHECKING:
+    from fuser.search.sensitivity import Effect
+
+__all__ = ["Candidates", "LayerData", "Option", "Rank"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,3 +30,13 @@ class Option:
     @property
     def key(self) -> tuple:
         return self.layer, self.method, self.rank
+
+
+@dataclasses.dataclass
+class Candidates:
+    """What the search found per layer: the options timed faster than dense, why a layer
+    has none, and the measured effect of each option (``sensitivity``) by ``Option.key``."""
+
+    options: list[list[Option]]
+    why: dict[int, str]
+    effects: dict[tuple, Effect] = dataclasses.field(default_factory=dict)

@@ -31,11 +31,24 @@ from fuser.search.forms import Option
 from fuser.search.metric import CONFIDENCE, Judgement, Metric, judge, needed_samples
 
 
+@dataclasses.dataclass(frozen=True)
+class Judge:
+    """What the guard judges against: the held-out batches, the original's outputs on them,
+    their labels, the metric, and the allowed drop (None: no bound)."""
+
+    held: list[Feeds]
+    reference: dict[str, np.ndarray]
+    labels: np.ndarray | None
+    metric: Metric
+    allowed: float | None
+
+
 @dataclasses.dataclass
 class Delivered:
     """What the guard delivers: the model, its outputs on the held-out samples and the
-    guard's judgement of them, the choice it was built from, the layers of the trajectory's
-    last choice that it left dense or at another option, and the builds it took."""
+    guard's judgement of them (by ``metric``), the choice it was built from, the layers of
+    the trajectory's last choice that it left dense or at another option, the builds it
+    took, and what each rewritten layer's factorization kept of its spectrum."""
 
     model: onnx.ModelProto
     outputs: dict[str, np.ndarray]
@@ -43,6 +56,14 @@ class Delivered:
     chosen: list[Option | None]
     backed_off: list[str]
     builds: int
+    metric: str = ""
+    energies: dict[int, float] = dataclasses.field(default_factory=dict)
+
+    def original(self, model: onnx.ModelProto, reference: dict, verdict: Judgement
+                 ) -> Delivered:
+        """The original instead (every layer dense), with its verdict."""
+        return dataclasses.replace(self, model=model, outputs=reference, verdict=verdict,
+                                   chosen=[None] * len(self.chosen))
 
 
 #: The ladder's rungs: predicted output errors of ``RATIO ** m`` times the error bound the
@@ -71,10 +92,8 @@ def ladder(errors: list[float], bound: float) -> list[int]:
 
 
 def largest_accepted(builder: Builder, states: list[list[Option | None]],
-                     errors: list[float], bound: float, held: list[Feeds], reference: dict,
-                     labels: np.ndarray | None, judged: Metric, allowed: float | None,
-                     notes: list[str], line: Progress, deadline: float | None = None
-                     ) -> Delivered:
+                     errors: list[float], bound: float, judge_by: Judge, notes: list[str],
+                     line: Progress, deadline: float | None = None) -> Delivered:
     """The ladder's choice with the most moves that the guard accepts (module docstring).
 
     ``states`` are the trajectory's choices (``choose.trajectory``: ``states[k]`` after k
@@ -86,7 +105,7 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
     largest accepted choice is delivered, the dense original if none was, and a note says
     so.
     """
-    last = len(states) - 1
+    allowed, last = judge_by.allowed, len(states) - 1
     order = ladder(errors, bound) if allowed is not None else [last] if last else []
     best, kept, builds, position = None, 0, 0, 0
     while position < len(order):
@@ -94,12 +113,12 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
         line.show(f"low-rank: building the model with {k} of {last} moves "
                   f"(rung {position + 1} of {len(order)})")
         result = builder.build(states[k])
-        new = outputs(result, held, level="all")
+        new = outputs(result, judge_by.held, level="all")
         builds += 1
-        verdict = judge(judged, reference, new, labels)
+        verdict = judge(judge_by.metric, judge_by.reference, new, judge_by.labels)
         if allowed is not None and not accepted(verdict, allowed):
-            notes.append(f"refused {k} of {last} moves: {judged.name} drop {verdict.drop:.3f}, "
-                         f"{percent(verdict.confidence)} interval up to "
+            notes.append(f"refused {k} of {last} moves: {judge_by.metric.name} drop "
+                         f"{verdict.drop:.3f}, {percent(verdict.confidence)} interval up to "
                          f"{verdict.interval[1]:.3f}; the ladder stops there")
             break
         best, kept, position = (result, new, verdict), k, position + 1
@@ -114,17 +133,27 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
                          f"{'build' if room == 1 else 'builds'}: the ladder goes on at "
                          f"{', '.join(map(str, order[position:]))} of {last} moves")
     line.clear()
+    return _delivered(builder, states, kept, best, builds, judge_by, notes)
+
+
+def _delivered(builder: Builder, states: list[list[Option | None]], kept: int, best: tuple | None,
+               builds: int, judge_by: Judge, notes: list[str]) -> Delivered:
+    """The choice kept (``best``: its model, outputs and verdict; None: the original), with
+    the notes on the ladder and on the layers backed off."""
     if builds > 1:
         notes.append(f"the guard judged {builds} choices in a fixed order, fewest moves first, "
                      f"each at {percent(CONFIDENCE)}, up to the first refused: the "
                      "delivered one holds at that level (fixed-sequence testing)")
     if best is None:
-        best = (builder.model, reference, judge(judged, reference, reference, labels))
+        best = (builder.model, judge_by.reference, judge(judge_by.metric, judge_by.reference,
+                                                         judge_by.reference, judge_by.labels))
+    last = len(states) - 1
     changed = [i for i, (a, b) in enumerate(zip(states[last], states[kept], strict=True))
                if a != b]
     notes += [f"backed off {builder.layers[i].name}: {form_text(states[last][i])} -> "
               f"{form_text(states[kept][i])}" for i in changed]
-    return Delivered(*best, states[kept], [builder.layers[i].name for i in changed], builds)
+    return Delivered(*best, states[kept], [builder.layers[i].name for i in changed], builds,
+                     judge_by.metric.name, dict(builder.energies))
 
 
 def _room(began: float, deadline: float | None) -> int | float:

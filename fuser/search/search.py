@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -47,92 +47,61 @@ from fuser.search.build import Builder, layer_errors, outputs
 from fuser.search.calibrate import Feeds
 from fuser.search.choose import SAFETY, error_bound, predicted_error, tolerance, trajectory
 from fuser.search.clock import GUARD_BUILDS, Phases, Reserve, reserve
-from fuser.search.forms import Option
-from fuser.search.guard import REACH, guard, largest_accepted
+from fuser.search.config import Search
+from fuser.search.forms import Candidates, Option
+from fuser.search.guard import REACH, Judge, guard, largest_accepted
 from fuser.search.latency import LatencyTable
-from fuser.search.metric import Metric, UserMetric, judge, resolve
+from fuser.search.metric import Metric, judge, resolve
 from fuser.search.plan import Plan, make_plan, offer, split
 from fuser.search.record import compression
 
-#: Calibration samples the factors are fitted to; every other one is held out.
-FIT_SAMPLES = 128
-#: Seconds for the whole search and the latency table's share of them (the guard's share:
-#: ``clock.reserve``).
-SEARCH_TIME = 180.0
+#: The latency table's share of the search time (the guard's share: ``clock.reserve``).
 LATENCY_SHARE = 0.4
+#: The default settings of ``compress``.
+SEARCH = Search()
 
 
-def parse_budget(text: str) -> tuple[str, float]:
-    """``"latency=0.5"``, ``"macs=0.3"`` or ``"accuracy=0.01"`` -> ``(kind, value)``."""
-    kind, _, value = text.partition("=")
-    try:
-        fraction = float(value)
-    except ValueError:
-        fraction = -1.0
-    if kind not in ("latency", "macs", "accuracy") or not 0 < fraction <= 1:
-        raise FuserError(f"--budget {text!r}: expected latency=F, macs=F or accuracy=D "
-                         "with 0 < F, D <= 1")
-    return kind, fraction
-
-
-def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: str = "macs=0.5",
-             max_accuracy_drop: float | None = None, labels: np.ndarray | None = None,
-             metric: str | UserMetric | None = None, fit_samples: int = FIT_SAMPLES,
-             reconstruction: str = "asymmetric", samples: int = 64, batch: int = 1,
-             threads: int = 1, seed: int = 0, table: LatencyTable | None = None,
-             speed_margin: float = 0.05, search_time: float = SEARCH_TIME,
-             provider: str = "auto", input_shapes: Mapping[str, Sequence[int]] | None = None,
-             progress: bool | None = None, allow_degenerate_calibration: bool = False
+def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Search = SEARCH,
+             *, labels: np.ndarray | None = None, table: LatencyTable | None = None
              ) -> tuple[onnx.ModelProto, Compression]:
     """Compress ``model`` with low-rank rewrites chosen from calibration data.
 
-    Args:
-        calibration: feed dicts; the first batches, up to ``fit_samples`` samples, fit the
-            factors, every other sample is held out for the guard.
-        budget: ``macs=F`` or ``latency=F``: the whole model's MACs or onnxruntime latency
-            as a fraction of the original; ``accuracy=D``: as fast as a drop of D allows.
-        max_accuracy_drop: deliver the largest choice on the guard's ladder whose metric
-            drop on the held-out samples has the upper end of its 95 % interval at most this.
-        labels: one label per calibration sample, in order. metric: ``fuser.search.metric``.
-            reconstruction: ``asymmetric``, ``pca``, ``whitened``. speed_margin: offer a form
-            only if it is measured this much faster than dense.
-        provider: where layers are timed: ``auto`` (CUDA with IO binding when it loads),
-            ``cuda`` or ``cpu``. search_time: seconds for the whole search: the latency
-            table stops at 40 % of it (then latencies are estimated from MACs), the
-            sensitivity runs leave the guard its builds (``clock.reserve``), and no build
-            of the guard's ladder starts that would end after it.
-        input_shapes: fixed shapes (for the layers' sizes). progress: a line on stderr (None:
-            on a terminal). allow_degenerate_calibration: not raise on degenerate data.
+    ``calibration``: feed dicts; the first batches, up to ``search.fit_samples`` samples,
+    fit the factors, every other sample is held out for the guard. ``labels``: one per
+    calibration sample, in order. ``search``: the settings (``config.Search``: budget,
+    allowed drop, metric, time...). ``table``: a latency table to reuse (tests plant one).
+    The search time bounds everything: the latency table stops at 40 % of it (then
+    latencies are estimated from MACs), the sensitivity runs leave the guard its builds
+    (``clock.reserve``), and no build of the guard's ladder starts that would end after it.
     """
     started = time.perf_counter()
-    kind, fraction, allowed = _settings(budget, reconstruction, calibration, max_accuracy_drop)
-    fit, held, fit_labels, labels = split(calibration, labels, fit_samples)
-    run = _Run(kind, fraction, allowed, reconstruction, samples, seed, threads, speed_margin,
-               started + search_time, input_shapes, Progress(progress), Phases())
-    reference, judged, check = _reference(model, calibration, fit, held, metric, labels, run,
-                                          allow_degenerate_calibration)
-    table = _latency_table(table, batch, threads, provider, run, started, search_time)
-    plan, options, why, effects, cost = _explore(model, run, table, fit, fit_labels, judged)
-    states = trajectory(options, effects, *cost, allowed, reach=REACH)
-    notes = _notes(calibration, table, options, effects, run)
-    builder = Builder(model, plan.layers, plan.data, fit, samples, seed, reconstruction)
-    got = largest_accepted(builder, states, [predicted_error(s, effects) for s in states],
-                           error_bound(effects, allowed), held, reference, labels, judged,
-                           allowed, notes, run.line, started + search_time - run.reserved.finish)
-    result, new, verdict, chosen = got.model, got.outputs, got.verdict, got.chosen
-    speedup = _end_to_end(model, result, fit[0], table, notes, speed_margin)
-    if speedup is None and any(chosen):  # not faster end to end: deliver the original
-        chosen = [None] * len(chosen)
-        result, new, verdict = model, reference, judge(judged, reference, reference, labels)
-    passed, reason = guard(verdict, allowed, any(chosen))
+    if not calibration:
+        raise FuserError("low-rank compression needs calibration data")
+    run = _Run(search, *search.budget_parts(), started + search.search_time,
+               Progress(search.progress), Phases())
+    fit, held, fit_labels, labels = split(calibration, labels, search.fit_samples)
+    reference, judged, check = _reference(model, calibration, fit, held, labels, run)
+    table = _latency_table(table, run, started)
+    plan, explored, cost = _explore(model, run, table, fit, fit_labels, judged)
+    states = trajectory(explored.options, explored.effects, *cost, run.allowed, reach=REACH)
+    notes = _notes(calibration, table, explored, run)
+    builder = Builder(model, plan.layers, plan.data, fit, search.samples, search.seed,
+                      search.reconstruction)
+    judge_by = Judge(held, reference, labels, judged, run.allowed)
+    got = largest_accepted(builder, states, [predicted_error(s, explored.effects)
+                                             for s in states],
+                           error_bound(explored.effects, run.allowed), judge_by, notes,
+                           run.line, started + search.search_time - run.reserved.finish)
+    speedup = _end_to_end(model, got.model, fit[0], table, notes, search.speed_margin)
+    if speedup is None and any(got.chosen):  # not faster end to end: deliver the original
+        got = got.original(model, reference, judge(judged, reference, reference, labels))
+    passed, reason = guard(got.verdict, run.allowed, any(got.chosen))
     run.clock.lap("build and guard")
-    record = compression(budget, plan, chosen, layer_errors(result, plan.layers, plan.data, fit,
-                                                            samples, seed), why, effects,
-                         options, builder.energies, result, input_shapes, reference, new,
-                         judged.name, verdict, got.backed_off, notes, _count(fit))
-    return result, dataclasses.replace(
+    errors = layer_errors(got.model, plan.layers, plan.data, fit, search.samples, search.seed)
+    record = compression(search, plan, explored, got, errors, reference, notes, _count(fit))
+    return got.model, dataclasses.replace(
         record, seconds=time.perf_counter() - started, guard=reason, passed=passed,
-        phases=run.clock.seconds, search_time=search_time, speedup=speedup,
+        phases=run.clock.seconds, search_time=search.search_time, speedup=speedup,
         estimated_latencies=table.estimated, back_off_steps=max(got.builds - 1, 0),
         degenerate_calibration=list(check.findings))
 
@@ -141,16 +110,11 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], *, budget: st
 class _Run:
     """One search's settings and clocks."""
 
+    search: Search
     kind: str
     fraction: float
     allowed: float | None
-    reconstruction: str
-    samples: int
-    seed: int
-    threads: int
-    speed_margin: float
     deadline: float
-    input_shapes: Mapping[str, Sequence[int]] | None
     line: Progress
     clock: Phases
     reserved: Reserve | None = None  # set once the reference run is timed
@@ -164,46 +128,48 @@ class _Run:
         self.deadline = self.reserved.deadline
 
 
-def _latency_table(table: LatencyTable | None, batch: int, threads: int, provider: str,
-                   run: _Run, started: float, search_time: float) -> LatencyTable:
+def _latency_table(table: LatencyTable | None, run: _Run, started: float) -> LatencyTable:
     """The table given, or a new one; it stops timing at ``LATENCY_SHARE`` of the time."""
-    table = table or LatencyTable(batch=batch, threads=threads, provider=provider)
-    table.progress, table.deadline = run.line, started + LATENCY_SHARE * search_time
+    search = run.search
+    table = table or LatencyTable(batch=search.batch, threads=search.threads,
+                                  provider=search.provider)
+    table.progress, table.deadline = run.line, started + LATENCY_SHARE * search.search_time
     return table
 
 
 def _reference(model: onnx.ModelProto, calibration: Sequence[Feeds], fit: list[Feeds],
-               held: list[Feeds], metric: str | UserMetric | None, labels: np.ndarray | None,
-               run: _Run, allow: bool
+               held: list[Feeds], labels: np.ndarray | None, run: _Run
                ) -> tuple[dict, Metric, calibration_check.CalibrationCheck]:
     """The original's outputs on the held-out samples, the metric (near-copies counted once)
     and what the calibration check found; FuserError for degenerate data not allowed."""
-    check = calibration_check.check_inputs(calibration, run.seed, allow)
+    allow = run.search.allow_degenerate_calibration
+    check = calibration_check.check_inputs(calibration, run.search.seed, allow)
     reference = outputs(model, held, level="all")
-    judged, check = calibration_check.grouped(resolve(metric, reference, labels), check,
-                                              reference, _count(held), allow)
+    judged, check = calibration_check.grouped(resolve(run.search.metric, reference, labels),
+                                              check, reference, _count(held), allow)
     run.referenced(_count(held), _count(fit))
     return reference, judged, check
 
 
 def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[Feeds],
              fit_labels: np.ndarray | None, judged: Metric) -> tuple:
-    """The plan, the options faster than dense, why a layer has none, each option's
-    measured effect, and the cost model of the budget."""
-    plan = make_plan(model, fit, table, run.input_shapes, run.samples, run.seed)
+    """The plan, the candidates (options faster than dense, why a layer has none, each
+    option's measured effect), and the cost model of the budget."""
+    search = run.search
+    plan = make_plan(model, fit, table, search.input_shapes, search.samples, search.seed)
     run.clock.lap("plan")
     aim = 0.3 if run.kind == "accuracy" else run.fraction
-    options, why = offer(plan, table, run.speed_margin, aim)
+    found = Candidates(*offer(plan, table, search.speed_margin, aim))
     table.save()
     run.clock.lap("latency")
-    count = sensitivity.probe_samples(options, run.deadline - time.perf_counter(),
-                           run.reserved.per_sample)
-    effects = sensitivity.measure(model, plan.layers, plan.data, options, plan.order,
-                                  sensitivity.probe(model, fit, fit_labels, count), judged,
-                                  run.reconstruction, run.deadline, run.line, plan.dense_ms)
+    count = sensitivity.probe_samples(found.options, run.deadline - time.perf_counter(),
+                                      run.reserved.per_sample)
+    found.effects = sensitivity.measure(model, plan, found.options,
+                                        sensitivity.probe(model, fit, fit_labels, count),
+                                        judged, search.reconstruction, run.deadline, run.line)
     cost = _cost(run.kind, run.fraction, plan, model, fit, table)
     run.clock.lap("sensitivity")
-    return plan, options, why, effects, cost
+    return plan, found, cost
 
 
 def _end_to_end(model: onnx.ModelProto, result: onnx.ModelProto, feeds: Feeds,
@@ -235,27 +201,13 @@ def _cost(kind: str, fraction: float, plan: Plan, model: onnx.ModelProto, fit: l
             fraction * whole)
 
 
-def _settings(budget: str, reconstruction: str, calibration: Sequence[Feeds],
-              max_accuracy_drop: float | None) -> tuple[str, float, float | None]:
-    """``(kind, fraction, allowed drop)`` of the budget; FuserError for bad settings."""
-    kind, fraction = parse_budget(budget)
-    if kind == "accuracy":  # as fast as the drop allows: no cost target
-        max_accuracy_drop = fraction
-    if reconstruction not in ("asymmetric", "pca", "whitened"):
-        raise FuserError("reconstruction must be asymmetric, pca or whitened, not "
-                         f"{reconstruction!r}")
-    if not calibration:
-        raise FuserError("low-rank compression needs calibration data")
-    return kind, fraction, max_accuracy_drop
-
-
 def _count(batches: list[Feeds]) -> int:
     return sum(len(next(iter(b.values()))) for b in batches)
 
 
-def _notes(calibration: Sequence[Feeds], table: LatencyTable, options: list[list[Option]],
-           effects: dict, run: _Run) -> list[str]:
-    notes, allowed = [], run.allowed
+def _notes(calibration: Sequence[Feeds], table: LatencyTable, found: Candidates,
+           run: _Run) -> list[str]:
+    notes, allowed, options, effects = [], run.allowed, found.options, found.effects
     if run.reserved.builds < GUARD_BUILDS:
         notes.append(f"the reference run took {run.clock.seconds['reference']:.0f} s: the "
                      f"sensitivity runs left time for {run.reserved.builds} build(s) of the "

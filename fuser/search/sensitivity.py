@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -31,8 +31,11 @@ from fuser.runtime.runners import Progress
 from fuser.search import cut
 from fuser.search.build import outputs, relative_error, samples_first
 from fuser.search.calibrate import Feeds, tensors
-from fuser.search.forms import LayerData, Option
+from fuser.search.forms import Option
 from fuser.search.metric import Metric, point_drop
+
+if TYPE_CHECKING:
+    from fuser.search.plan import Plan
 
 #: Samples the sensitivity of each option is measured on (the first fitting samples): at
 #: most this many, fewer when the options' runs would not fit in the search time.
@@ -58,15 +61,14 @@ class Probe:
     reference: dict[str, np.ndarray]
 
 
-def measure(model: onnx.ModelProto, layers: Sequence[Layer], data: Sequence[LayerData],
-            options: list[list[Option]], order: Sequence[int], probe: Probe, metric: Metric,
-            reconstruction: str, deadline: float | None, line: Progress,
-            weights: Sequence[float] | None = None) -> dict[tuple, Effect]:
-    """``{option.key: Effect}`` for the options measured, layers in ``order`` (the most
-    promising first), each given a share of the time left by ``weights`` (default equal)."""
+def measure(model: onnx.ModelProto, plan: Plan, options: list[list[Option]], probe: Probe,
+            metric: Metric, reconstruction: str, deadline: float | None, line: Progress
+            ) -> dict[tuple, Effect]:
+    """``{option.key: Effect}`` for the options measured, the plan's layers in its order
+    (the most promising first), each given a share of the time left by its dense time."""
     effects: dict[tuple, Effect] = {}
-    todo = [i for i in order if options[i]]
-    weights = weights or [1.0] * len(layers)
+    layers, data, weights = plan.layers, plan.data, plan.dense_ms
+    todo = [i for i in plan.order if options[i]]
     for position, i in enumerate(todo):
         now = time.perf_counter()
         if deadline is not None and now > deadline:

@@ -1,0 +1,84 @@
+"""The settings of one low-rank search, in one record, each with its reason.
+
+``compress`` takes a ``Search``; ``fuser.settings.LowRank`` (the API's lossy stage) holds the
+user's data and the settings a user changes, and makes one (``LowRank.search``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+
+from fuser.errors import FuserError
+
+#: Calibration samples the factors are fitted to; every other one is held out for the guard.
+FIT_SAMPLES = 128
+#: Seconds for the whole search (latency table, sensitivity runs, the guard's builds).
+SEARCH_TIME = 180.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """Everything a search can be told (the data, labels and a latency table aside)."""
+
+    #: ``macs=F`` / ``latency=F``: stop at that share of the whole model's cost; ``accuracy=D``:
+    #: as fast as a drop of D allows (``fuser.settings.LowRank`` makes this its default)
+    budget: str = "macs=0.5"
+    #: the upper end of the 95 % interval of the metric's drop that the guard accepts (None:
+    #: no bound; ``accuracy=D`` sets it to D)
+    max_accuracy_drop: float | None = None
+    #: ``agreement``, ``top1``, ``rel-error:X``, ``snr:DB`` or ``fn(outputs, labels)``
+    #: (``fuser.search.metric``); None: the default for the outputs
+    metric: str | Callable | None = None
+    #: the first calibration samples fit the factors: 128 pin a 64-channel response PCA
+    #: down while leaving most of a 1024-sample set to judge the result
+    fit_samples: int = FIT_SAMPLES
+    #: ``asymmetric`` (Zhang's, corrects the error layers before add), ``pca`` or
+    #: ``whitened`` (Gemm/MatMul)
+    reconstruction: str = "asymmetric"
+    #: output pixels sampled per image and layer for the fits: 64 keep a layer's responses
+    #: well conditioned at a few MB per layer
+    samples: int = 64
+    #: the batch size layers are timed at (the deploy batch)
+    batch: int = 1
+    #: onnxruntime's intra-op threads for the timings (the deploy setting)
+    threads: int = 1
+    #: seeds the samplers and the bootstraps: the same command gives the same choice
+    seed: int = 0
+    #: a form is offered only if timed at least this much faster than the dense layer: a
+    #: smaller margin lets timing noise choose rewrites that are not faster in the network
+    speed_margin: float = 0.05
+    #: seconds for the whole search
+    search_time: float = SEARCH_TIME
+    #: where layers are timed: ``auto`` (CUDA with IO binding when it loads), ``cuda``, ``cpu``
+    provider: str = "auto"
+    #: fixed input shapes, for the layers' sizes
+    input_shapes: Mapping[str, Sequence[int]] | None = None
+    #: a progress line on stderr (None: a terminal's line, or a log's line every 5 s)
+    progress: bool | None = None
+    #: go on with degenerate calibration data (``calibration_check``) instead of refusing it
+    allow_degenerate_calibration: bool = False
+
+    def __post_init__(self) -> None:
+        if self.reconstruction not in ("asymmetric", "pca", "whitened"):
+            raise FuserError("reconstruction must be asymmetric, pca or whitened, not "
+                             f"{self.reconstruction!r}")
+
+    def budget_parts(self) -> tuple[str, float, float | None]:
+        """``(kind, fraction, allowed drop)`` of the budget; FuserError for a bad one."""
+        kind, fraction = parse_budget(self.budget)
+        allowed = fraction if kind == "accuracy" else self.max_accuracy_drop
+        return kind, fraction, allowed
+
+
+def parse_budget(text: str) -> tuple[str, float]:
+    """``"latency=0.5"``, ``"macs=0.3"`` or ``"accuracy=0.01"`` -> ``(kind, value)``."""
+    kind, _, value = text.partition("=")
+    try:
+        fraction = float(value)
+    except ValueError:
+        fraction = -1.0
+    if kind not in ("latency", "macs", "accuracy") or not 0 < fraction <= 1:
+        raise FuserError(f"--budget {text!r}: expected latency=F, macs=F or accuracy=D "
+                         "with 0 < F, D <= 1")
+    return kind, fraction
