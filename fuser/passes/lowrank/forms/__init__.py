@@ -6,10 +6,11 @@
 | input    | Conv, k x k > 1 x 1 | P[R,C,1,1] -> W'[N,R,kh,kw]                       | yes      |
 | tucker2  | Conv, k x k > 1 x 1 | [R3,C,1,1] -> [R4,R3,kh,kw] -> [N,R4,1,1]         | yes      |
 | spatial  | Conv, kh, kw > 1    | V[R,C,kh,1] -> H[N,R,1,kw]                        | yes      |
-| cp       | Conv, k x k > 1 x 1 | [R,C,1,1] -> dw [R,1,kh,1] -> dw [R,1,1,kw] -> [N,R,1,1] | weight-only |
+| cp       | Conv, k x k > 1 x 1 | [R,C,1,1] -> dw[R,1,kh,1] -> dw[R,1,1,kw] -> ... | no (1)   |
 | svd      | Gemm, MatMul        | two Gemm / MatMul of r x K and N x r              | yes      |
 
-Each module's docstring has the algebra and the fits; ``base.Form`` is the protocol. Every
+(1) CP has no data-aware fit yet: the weight-only pass ``lowrank-cp`` offers it. Each
+module's docstring has the algebra and the fits; ``base.Form`` is the protocol. Every
 form at full rank reproduces the layer (tests/passes/test_lowrank_exact.py).
 """
 

@@ -120,33 +120,37 @@ def aligned(rank: int) -> int:
 # ------------------------------------------------------------------------ Conv emission
 
 
-def conv_node(graph: gs.Graph, names: Names, base: str, x: gs.Tensor, weight: np.ndarray,
-              dtype: np.dtype, attrs: dict, bias: np.ndarray | None = None,
-              out: gs.Tensor | None = None, flushed: list | None = None) -> gs.Tensor:
-    """Append a Conv of ``weight`` (cast to ``dtype``) on ``x``; its output tensor."""
-    w, count = cast_back(weight, dtype)
-    inputs = [x, gs.Constant(names.fresh(f"{base}_W"), w)]
-    if bias is not None:
-        b, more = cast_back(bias, dtype)
-        inputs.append(gs.Constant(names.fresh(f"{base}_B"), b))
-        count += more
-    if flushed is not None:
-        flushed.append(count)
-    out = out or gs.Variable(names.fresh(f"{base}_out"), dtype=dtype)
-    attrs = {"kernel_shape": list(weight.shape[2:]), **attrs}
-    graph.nodes.append(gs.Node("Conv", names.fresh(base), attrs=attrs, inputs=inputs,
-                               outputs=[out]))
-    return out
+class Chain:
+    """The Conv nodes that replace one layer's node: made, it unplugs the node; ``conv`` appends
+    each factor; the last one writes the layer's output and carries the bias."""
 
+    def __init__(self, graph: gs.Graph, layer: Layer, names: Names) -> None:
+        node = layer.node
+        self.graph, self.names = graph, names
+        self.dtype = np.dtype(node.inputs[1].dtype)
+        self.base = node.name or node.outputs[0].name
+        self.input, self.output = node.inputs[0], node.outputs[0]
+        node.inputs.clear()
+        node.outputs.clear()
+        self.flushed = 0  # denormals flushed in the factors cast back
 
-def unplug(node: gs.Node) -> tuple[gs.Tensor, gs.Tensor, np.dtype, str]:
-    """Disconnect a Conv about to be replaced: its input, output, weight dtype, base name."""
-    dtype = np.dtype(node.inputs[1].dtype)
-    base = node.name or node.outputs[0].name
-    x, y = node.inputs[0], node.outputs[0]
-    node.inputs.clear()
-    node.outputs.clear()
-    return x, y, dtype, base
+    def conv(self, suffix: str, x: gs.Tensor, weight: np.ndarray, attrs: dict,
+             bias: np.ndarray | None = None, last: bool = False) -> gs.Tensor:
+        """Append a Conv of ``weight`` (cast to the layer's dtype) on ``x``; its output."""
+        base = f"{self.base}_{suffix}"
+        w, count = cast_back(weight, self.dtype)
+        inputs = [x, gs.Constant(self.names.fresh(f"{base}_W"), w)]
+        if bias is not None:
+            b, more = cast_back(bias, self.dtype)
+            inputs.append(gs.Constant(self.names.fresh(f"{base}_B"), b))
+            count += more
+        self.flushed += count
+        out = self.output if last else gs.Variable(self.names.fresh(f"{base}_out"),
+                                                   dtype=self.dtype)
+        attrs = {"kernel_shape": list(weight.shape[2:]), **attrs}
+        self.graph.nodes.append(gs.Node("Conv", self.names.fresh(base), attrs=attrs,
+                                        inputs=inputs, outputs=[out]))
+        return out
 
 
 def full_attrs(g: ConvGeometry) -> dict:

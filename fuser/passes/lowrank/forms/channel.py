@@ -18,13 +18,12 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes.lowrank import factorize
 from fuser.passes.lowrank.forms.base import (
+    Chain,
     Form,
     LayerData,
     Rank,
-    conv_node,
     full_attrs,
     out_pixels,
-    unplug,
 )
 from fuser.passes.match import Names
 
@@ -57,9 +56,7 @@ class Channel(Form):
 
     def emit(self, graph: gs.Graph, layer, weights: list[np.ndarray],
              bias: np.ndarray | None, names: Names) -> int:
-        x, y, dtype, base = unplug(layer.node)
-        flushed: list[int] = []
-        mid = conv_node(graph, names, f"{base}_k", x, weights[0], dtype,
-                        full_attrs(layer.geometry), flushed=flushed)
-        conv_node(graph, names, f"{base}_p", mid, weights[1], dtype, {}, bias, y, flushed)
-        return sum(flushed)
+        chain = Chain(graph, layer, names)
+        mid = chain.conv("k", chain.input, weights[0], full_attrs(layer.geometry))
+        chain.conv("p", mid, weights[1], {}, bias, last=True)
+        return chain.flushed

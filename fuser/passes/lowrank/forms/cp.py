@@ -17,13 +17,12 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes.lowrank import factorize
 from fuser.passes.lowrank.forms.base import (
+    Chain,
     Form,
     Rank,
-    conv_node,
     horizontal_attrs,
     in_pixels,
     out_pixels,
-    unplug,
     vertical_attrs,
 )
 from fuser.passes.match import Names
@@ -55,12 +54,9 @@ class CP(Form):
 
     def emit(self, graph: gs.Graph, layer, weights: list[np.ndarray],
              bias: np.ndarray | None, names: Names) -> int:
-        x, y, dtype, base = unplug(layer.node)
-        g, flushed, rank = layer.geometry, [], weights[0].shape[0]
-        mid = conv_node(graph, names, f"{base}_in", x, weights[0], dtype, {}, flushed=flushed)
-        mid = conv_node(graph, names, f"{base}_v", mid, weights[1], dtype,
-                        {**vertical_attrs(g), "group": rank}, flushed=flushed)
-        mid = conv_node(graph, names, f"{base}_h", mid, weights[2], dtype,
-                        {**horizontal_attrs(g), "group": rank}, flushed=flushed)
-        conv_node(graph, names, f"{base}_out", mid, weights[3], dtype, {}, bias, y, flushed)
-        return sum(flushed)
+        chain, g, rank = Chain(graph, layer, names), layer.geometry, weights[0].shape[0]
+        mid = chain.conv("in", chain.input, weights[0], {})
+        mid = chain.conv("v", mid, weights[1], {**vertical_attrs(g), "group": rank})
+        mid = chain.conv("h", mid, weights[2], {**horizontal_attrs(g), "group": rank})
+        chain.conv("out", mid, weights[3], {}, bias, last=True)
+        return chain.flushed

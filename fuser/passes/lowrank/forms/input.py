@@ -18,14 +18,13 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes.lowrank import factorize
 from fuser.passes.lowrank.forms.base import (
+    Chain,
     Form,
     LayerData,
     Rank,
-    conv_node,
     full_attrs,
     in_pixels,
     out_pixels,
-    unplug,
 )
 from fuser.passes.match import Names
 
@@ -53,9 +52,7 @@ class Input(Form):
 
     def emit(self, graph: gs.Graph, layer, weights: list[np.ndarray],
              bias: np.ndarray | None, names: Names) -> int:
-        x, y, dtype, base = unplug(layer.node)
-        flushed: list[int] = []
-        mid = conv_node(graph, names, f"{base}_in", x, weights[0], dtype, {}, flushed=flushed)
-        conv_node(graph, names, f"{base}_k", mid, weights[1], dtype, full_attrs(layer.geometry),
-                  bias, y, flushed)
-        return sum(flushed)
+        chain = Chain(graph, layer, names)
+        mid = chain.conv("in", chain.input, weights[0], {})
+        chain.conv("k", mid, weights[1], full_attrs(layer.geometry), bias, last=True)
+        return chain.flushed

@@ -24,13 +24,12 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes.lowrank import factorize
 from fuser.passes.lowrank.forms.base import (
+    Chain,
     Form,
     LayerData,
     Rank,
-    conv_node,
     horizontal_attrs,
     out_pixels,
-    unplug,
     vertical_attrs,
 )
 from fuser.passes.match import Names
@@ -64,13 +63,10 @@ class Spatial(Form):
 
     def emit(self, graph: gs.Graph, layer, weights: list[np.ndarray],
              bias: np.ndarray | None, names: Names) -> int:
-        x, y, dtype, base = unplug(layer.node)
-        g, flushed = layer.geometry, []
-        mid = conv_node(graph, names, f"{base}_v", x, weights[0], dtype, vertical_attrs(g),
-                        flushed=flushed)
-        conv_node(graph, names, f"{base}_h", mid, weights[1], dtype, horizontal_attrs(g), bias,
-                  y, flushed)
-        return sum(flushed)
+        chain, g = Chain(graph, layer, names), layer.geometry
+        mid = chain.conv("v", chain.input, weights[0], vertical_attrs(g))
+        chain.conv("h", mid, weights[1], horizontal_attrs(g), bias, last=True)
+        return chain.flushed
 
 
 def whitened_spatial(w: np.ndarray, inputs: np.ndarray, r: int,

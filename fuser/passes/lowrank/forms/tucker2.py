@@ -18,15 +18,14 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes.lowrank import factorize
 from fuser.passes.lowrank.forms.base import (
+    Chain,
     Form,
     LayerData,
     Rank,
     aligned,
-    conv_node,
     full_attrs,
     in_pixels,
     out_pixels,
-    unplug,
 )
 from fuser.passes.match import Names
 
@@ -77,10 +76,8 @@ class Tucker2(Form):
 
     def emit(self, graph: gs.Graph, layer, weights: list[np.ndarray],
              bias: np.ndarray | None, names: Names) -> int:
-        x, y, dtype, base = unplug(layer.node)
-        flushed: list[int] = []
-        mid = conv_node(graph, names, f"{base}_in", x, weights[0], dtype, {}, flushed=flushed)
-        mid = conv_node(graph, names, f"{base}_core", mid, weights[1], dtype,
-                        full_attrs(layer.geometry), flushed=flushed)
-        conv_node(graph, names, f"{base}_out", mid, weights[2], dtype, {}, bias, y, flushed)
-        return sum(flushed)
+        chain = Chain(graph, layer, names)
+        mid = chain.conv("in", chain.input, weights[0], {})
+        mid = chain.conv("core", mid, weights[1], full_attrs(layer.geometry))
+        chain.conv("out", mid, weights[2], {}, bias, last=True)
+        return chain.flushed
