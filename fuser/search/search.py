@@ -1,10 +1,15 @@
-"""Data-aware low-rank compression of a whole model under a budget.
+"""Data-aware low-rank compression of a whole model under a budget. Every setting is in one
+record, ``config.Search`` (the API's default budget: ``accuracy=D``, as fast as the drop D
+allows).
 
 1. Candidate layers: group-1 Conv, Gemm, MatMul with a constant right-hand weight.
-2. Calibration: the first ``fit_samples`` samples fit; every other one is held out for the
-   guard. Each layer's responses and input channels are sampled on the fitting batches.
-3. Latency: each dense layer and each offered form (``forms``: output-side ``channel``,
-   input-side ``input``, ``tucker2``, ``svd`` for Gemm/MatMul) at the ranks keeping
+2. Calibration: degenerate data (constant samples, near-copies, outputs that hardly vary)
+   is refused first (``calibration_check``). The first ``fit_samples`` samples fit; every
+   other one is held out for the guard. Each layer's responses and input channels are
+   sampled on the fitting batches.
+3. Latency: each dense layer and each offered form (``fuser.passes.lowrank.forms``:
+   output-side ``channel``, input-side ``input``, ``tucker2``, ``spatial`` k x 1 then
+   1 x k, ``svd`` for Gemm/MatMul; one module each) at the ranks keeping
    ``plan.FRACTIONS`` of its MACs, timed alone on the deploy provider (``LatencyTable``);
    only options measured ``speed_margin`` faster than the dense layer are offered: a rewrite
    is never chosen where onnxruntime runs it slower.
@@ -82,15 +87,15 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     fit, held, fit_labels, labels = split(calibration, labels, search.fit_samples)
     reference, judged, check = _reference(model, calibration, fit, held, labels, run)
     table = _latency_table(table, run, started)
-    plan, explored, cost = _explore(model, run, table, fit, fit_labels, judged)
-    states = trajectory(explored.options, explored.effects, *cost, run.allowed, reach=REACH)
-    notes = _notes(calibration, table, explored, run)
+    plan, found, cost = _explore(model, run, table, fit, fit_labels, judged)
+    states = trajectory(found.options, found.effects, *cost, run.allowed, reach=REACH)
+    notes = _notes(calibration, table, found, run)
     builder = Builder(model, plan.layers, plan.data, fit, search.samples, search.seed,
                       search.reconstruction)
     judge_by = Judge(held, reference, labels, judged, run.allowed)
-    got = largest_accepted(builder, states, [predicted_error(s, explored.effects)
+    got = largest_accepted(builder, states, [predicted_error(s, found.effects)
                                              for s in states],
-                           error_bound(explored.effects, run.allowed), judge_by, notes,
+                           error_bound(found.effects, run.allowed), judge_by, notes,
                            run.line, started + search.search_time - run.reserved.finish)
     speedup = _end_to_end(model, got.model, fit[0], table, notes, search.speed_margin)
     if speedup is None and any(got.chosen):  # not faster end to end: deliver the original
@@ -98,7 +103,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     passed, reason = guard(got.verdict, run.allowed, any(got.chosen))
     run.clock.lap("build and guard")
     errors = layer_errors(got.model, plan.layers, plan.data, fit, search.samples, search.seed)
-    record = compression(search, plan, explored, got, errors, reference, notes, _count(fit))
+    record = compression(search, plan, found, got, errors, reference, notes, _count(fit))
     return got.model, dataclasses.replace(
         record, seconds=time.perf_counter() - started, guard=reason, passed=passed,
         phases=run.clock.seconds, search_time=search.search_time, speedup=speedup,
