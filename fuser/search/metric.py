@@ -266,16 +266,15 @@ def _floor(samples: int, confidence: float, scale: float = 1.0) -> float:
 
 
 def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The exact binomial interval of a share ``k / n`` at ``confidence``: the beta
-    quantiles (scipy.stats, imported here: it costs half a second)."""
-    from scipy.stats import beta
+    """The exact binomial (Clopper-Pearson) interval of a share ``k / n`` at ``confidence``:
+    scipy's ``binomtest(k, n).proportion_ci(method="exact")`` (imported here: scipy.stats
+    costs half a second)."""
+    from scipy.stats import binomtest
 
-    tail = (1 - confidence) / 2
     if n == 0:
         return 0.0, 1.0
-    low = 0.0 if k == 0 else float(beta.ppf(tail, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(1 - tail, k + 1, n - k))
-    return low, high
+    interval = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    return float(interval.low), float(interval.high)
 
 
 def needed_samples(allowed: float, confidence: float = CONFIDENCE) -> int:
