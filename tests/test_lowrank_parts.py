@@ -656,3 +656,62 @@ def test_each_layer_gets_a_share_of_the_time_and_one_option_at_least(rng):
                                   Progress(False))
     assert sum(key[0] == 0 for key in effects) == 1  # a share of ~0 s: one option
     assert sum(key[0] == 1 for key in effects) == 3  # the rest of the time: all three
+
+
+# ------------------------------------------------- estimates for the layers not reached
+
+
+def test_options_not_run_are_estimated_from_their_fits_scaled_by_the_measured_gain(rng):
+    """Issue 26: 'sensitivity was measured on 0 of 6 layers'. Every option the network runs
+    did not reach gets an output error from its fit (sqrt(1 - energy) times the measured
+    options' median gain) and no drop; the measured ones are kept as they are."""
+    _, _, plan = _planned(rng)
+    layer = plan.layers[1]
+    options = [[Option(0, "channel", 4, 1, 0.1)],
+               [Option(1, "channel", 4, layer.macs("channel", 4), 0.1),
+                Option(1, "input", 8, layer.macs("input", 8), 0.1)]]
+    measured = {options[1][0].key: sensitivity.Effect(0.02, 0.3, 0.91)}
+    got = sensitivity.estimate(plan, options, measured, "asymmetric", None)
+    assert got[options[1][0].key] == measured[options[1][0].key]
+    gain = 0.3 / np.sqrt(1 - 0.91)
+    for option in (options[0][0], options[1][1]):
+        effect = got[option.key]
+        assert not effect.measured and effect.drop == 0.0 and 0 < effect.energy < 1
+        assert effect.error == pytest.approx(gain * np.sqrt(1 - effect.energy))
+    assert sensitivity.estimate(plan, options, {}, "asymmetric",
+                                time.perf_counter() - 1) == {}  # past the deadline: none
+
+
+def test_estimates_never_calibrate_the_error_bound_or_the_tolerance():
+    measured = {(0, "channel", 4): Effect(0.004, 0.02, 0.9),
+                (0, "channel", 8): Effect(0.03, 0.2, 0.95)}
+    guessed = {(1, "input", 8): Effect(0.0, 0.5, 0.5, measured=False)}
+    both = {**measured, **guessed}
+    assert choose.error_bound(both, 0.01) == choose.error_bound(measured, 0.01) == 0.02
+    assert choose.tolerance(both, 0.01) == choose.tolerance(measured, 0.01)
+    assert choose.error_bound(guessed, 0.01) == choose.UNMEASURED_BOUND  # nothing measured
+    option = Option(1, "input", 8, 1, 0.1)
+    assert choose.usable(option, both, 0.01)  # an estimate can move; the guard judges it
+
+
+def test_a_search_whose_network_runs_reach_nothing_still_rewrites_from_estimates(
+        rng, monkeypatch, tmp_path):
+    """The network runs measure nothing (as when the reference run ate the time): the
+    estimates let the layers move, the guard judges the result, and the report says which
+    effects were estimated."""
+    from fuser.search import search as search_module
+    from fuser.search.config import Search
+
+    monkeypatch.setenv("FUSER_CACHE", str(tmp_path))
+    monkeypatch.setattr(search_module.sensitivity, "measure", lambda *args: {})
+    model, batches, _ = _planned(rng, subspace=4)
+    out, result = search_module.compress(
+        model, batches, Search(budget="macs=0.6", max_accuracy_drop=1.0,
+                               metric="rel-error:0.5"), table=PlantedTable("-"))
+    rewritten = [c for c in result.layers if c.method != "dense"]
+    assert rewritten and all(c.note == "effect estimated from the fit alone (not run)" and
+                             c.drop_alone is None and c.options_measured == 0
+                             for c in rewritten)
+    assert any("sensitivity measured in the network on 0 of 2 layers" in n and
+               "2 more estimated from their fits alone" in n for n in result.notes)
+    check(out)

@@ -273,7 +273,7 @@ def test_a_search_time_of_zero_keeps_every_layer_dense_and_says_why(rng, mac_lat
     out, result = compress(model, calibration, Search(budget="macs=0.5", search_time=0))
     assert result.search_time == 0 and result.estimated_latencies > 0
     assert all(c.method == "dense" and c.options_measured == 0 for c in result.layers)
-    assert any("sensitivity measured on 0 of 2 layers" in n for n in result.notes)
+    assert any("sensitivity measured in the network on 0 of 2 layers" in n for n in result.notes)
     assert any("estimated from MACs" in n for n in result.notes)
     assert out is model
 

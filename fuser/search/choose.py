@@ -10,6 +10,8 @@ quadrature, when the layers' perturbations are independent: ``e_total^2 ~ sum e_
   allowed drop, or one step of the metric on the probe when that is coarser (one sample in
   64 of a share metric: a single sample is noise the probe cannot resolve; the step is the
   smallest non-zero drop measured);
+- options the network runs did not reach get an estimate from their fits alone
+  (``sensitivity.estimate``: an output error, no drop), so every layer can move;
 - the metric calibrates an error bound ``E`` from every option measured, pooled: the drop
   as a non-decreasing function of the output error (isotonic regression, scipy), and ``E``
   the largest error measured at which that fit stays within ``SAFETY`` times the allowed
@@ -38,11 +40,16 @@ from fuser.search.sensitivity import Effect
 SAFETY = 0.5
 
 
+#: The error bound when no option was measured in the network (all estimated from their
+#: fits: ``sensitivity.estimate``): a 5 % relative output error, what ``rel-error`` allows.
+UNMEASURED_BOUND = 0.05
+
+
 def tolerance(effects: Mapping[tuple, Effect], allowed: float | None) -> float:
     """The largest drop of an option alone that is used (module docstring)."""
     if allowed is None:
         return math.inf
-    steps = [e.drop for e in effects.values() if e.drop > 1e-12]
+    steps = [e.drop for e in effects.values() if e.measured and e.drop > 1e-12]
     return max(SAFETY * allowed, min(steps, default=0.0))
 
 
@@ -56,7 +63,9 @@ def error_bound(effects: Mapping[tuple, Effect], allowed: float | None) -> float
     smallest error measured is past it)."""
     if allowed is None or not effects:
         return math.inf
-    pairs = sorted((e.error, e.drop) for e in effects.values())
+    pairs = sorted((e.error, e.drop) for e in effects.values() if e.measured)
+    if not pairs:  # every effect estimated: no drop to calibrate the bound on
+        return UNMEASURED_BOUND
     errors = np.array([p[0] for p in pairs])
     fitted = isotonic_regression(np.array([p[1] for p in pairs]), increasing=True).x
     within = errors[fitted <= SAFETY * allowed]

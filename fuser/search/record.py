@@ -40,7 +40,8 @@ def layer_choices(plan: Plan, chosen: list[Option | None], errors: list[float],
     rows = []
     for i, layer in enumerate(plan.layers):
         option, offered = chosen[i], found.options[i]
-        measured = sum(o.key in found.effects for o in offered)
+        measured = sum(o.key in found.effects and found.effects[o.key].measured
+                       for o in offered)
         if option is None:
             note = found.why.get(i) or ("sensitivity not measured within the search time"
                                         if offered and not measured else "")
@@ -49,9 +50,11 @@ def layer_choices(plan: Plan, chosen: list[Option | None], errors: list[float],
                                     errors[i], note, options_measured=measured))
             continue
         rank, rank_out = option.rank if isinstance(option.rank, tuple) else (option.rank, 0)
+        effect = found.effects[option.key]
         rows.append(LayerChoice(
             layer.name, layer.node.op, option.method, rank, layer.macs(), option.macs,
-            plan.dense_ms[i], option.ms, energies.get(i, 1.0), errors[i], "",
-            rank_out=rank_out, drop_alone=found.effects[option.key].drop,
+            plan.dense_ms[i], option.ms, energies.get(i, 1.0), errors[i],
+            "" if effect.measured else "effect estimated from the fit alone (not run)",
+            rank_out=rank_out, drop_alone=effect.drop if effect.measured else None,
             options_measured=measured))
     return rows

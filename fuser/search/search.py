@@ -167,11 +167,14 @@ def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[F
     found = Candidates(*offer(plan, table, search.speed_margin, aim))
     table.save()
     run.clock.lap("latency")
-    count = sensitivity.probe_samples(found.options, run.deadline - time.perf_counter(),
-                                      run.reserved.per_sample)
-    found.effects = sensitivity.measure(model, plan, found.options,
-                                        sensitivity.probe(model, fit, fit_labels, count),
-                                        judged, search.reconstruction, run.deadline, run.line)
+    left = run.deadline - time.perf_counter()
+    kept = min(sensitivity.ESTIMATE_SHARE * max(left, 0.0), sensitivity.ESTIMATE_SECONDS)
+    count = sensitivity.probe_samples(found.options, left - kept, run.reserved.per_sample)
+    measured = sensitivity.measure(model, plan, found.options,
+                                   sensitivity.probe(model, fit, fit_labels, count), judged,
+                                   search.reconstruction, run.deadline - kept, run.line)
+    found.effects = sensitivity.estimate(plan, found.options, measured,
+                                         search.reconstruction, run.deadline)
     cost = _cost(run.kind, run.fraction, plan, model, fit, table)
     run.clock.lap("sensitivity")
     return plan, found, cost
@@ -230,8 +233,12 @@ def _notes(calibration: Sequence[Feeds], table: LatencyTable, found: Candidates,
         notes.append(f"{table.estimated} factorized latencies estimated from MACs: the "
                      "search time ran out (--search-time)")
     offered = [o for o in options if o]
-    reached = [o for o in offered if any(x.key in effects for x in o)]
+    reached = [o for o in offered if any(x.key in effects and effects[x.key].measured
+                                         for x in o)]
+    guessed = [o for o in offered if o not in reached and any(x.key in effects for x in o)]
     if len(reached) < len(offered):
-        notes.append(f"sensitivity measured on {len(reached)} of {len(offered)} layers "
-                     "with faster forms within the search time; the others stay dense")
+        notes.append(f"sensitivity measured in the network on {len(reached)} of "
+                     f"{len(offered)} layers with faster forms within the search time; "
+                     f"{len(guessed)} more estimated from their fits alone (output error "
+                     "only), the others stay dense")
     return notes

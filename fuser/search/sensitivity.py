@@ -15,6 +15,7 @@ measured is not offered (the report counts the options measured per layer).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -47,9 +48,10 @@ MIN_PROBE_SAMPLES = 16
 class Effect:
     """What rewriting one layer alone does on the probe samples."""
 
-    drop: float  # the metric's drop (point estimate)
+    drop: float  # the metric's drop (point estimate; 0 when estimated)
     error: float  # the worst output's relative L2 error
     energy: float  # what the factorization kept of its spectrum
+    measured: bool = True  # False: estimated from the fit alone (``estimate``)
 
 
 @dataclasses.dataclass
@@ -88,6 +90,37 @@ def measure(model: onnx.ModelProto, plan: Plan, options: list[list[Option]], pro
             effects[option.key] = Effect(point_drop(metric, probe.reference, new, probe.labels),
                                          relative_error(probe.reference, new), factors.energy)
     return effects
+
+
+#: The share of the sensitivity time kept for the estimates of the options the network runs
+#: do not reach (fits only: seconds where a network run takes minutes), and its cap.
+ESTIMATE_SHARE, ESTIMATE_SECONDS = 0.1, 10.0
+
+
+def estimate(plan: Plan, options: list[list[Option]], effects: dict[tuple, Effect],
+             reconstruction: str, until: float | None) -> dict[tuple, Effect]:
+    """``effects`` plus an estimate for every option the network runs did not reach, so
+    that sensitivity reaches every candidate layer: the fit alone gives the layer's own
+    response error, ``sqrt(1 - energy)`` (the share of its response energy, whitened where
+    the fit is, that the factors lose), and the options measured give the gain from a
+    layer's error to the output's (their median ratio; 1 when none was measured). The drop
+    of an estimate is unknown (0): the error bound, calibrated on measured options only,
+    and the guard's ladder judge it. Slowest layers first, until ``until``."""
+    ratios = [e.error / math.sqrt(1 - e.energy) for e in effects.values()
+              if e.measured and e.energy < 1 - 1e-9]
+    gain = float(np.median(ratios)) if ratios else 1.0
+    out = dict(effects)
+    for i in plan.order:
+        for option in options[i]:
+            if until is not None and time.perf_counter() > until:
+                return out
+            if option.key in out:
+                continue
+            factors = form(option.method).fit(plan.layers[i], option.rank, plan.data[i],
+                                              reconstruction)
+            out[option.key] = Effect(0.0, gain * math.sqrt(max(1 - factors.energy, 0.0)),
+                                     factors.energy, measured=False)
+    return out
 
 
 def interleaved(options: list[Option]) -> list[Option]:
