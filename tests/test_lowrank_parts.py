@@ -662,9 +662,10 @@ def test_each_layer_gets_a_share_of_the_time_and_one_option_at_least(rng):
 
 
 def test_options_not_run_are_estimated_from_their_fits_scaled_by_the_measured_gain(rng):
-    """Issue 26: 'sensitivity was measured on 0 of 6 layers'. Every option the network runs
-    did not reach gets an output error from its fit (sqrt(1 - energy) times the measured
-    options' median gain) and no drop; the measured ones are kept as they are."""
+    """Issue 26: 'sensitivity was measured on 0 of 6 layers'. Every option of a layer the
+    network runs did not reach gets an output error from its fit (sqrt(1 - energy) times
+    the measured options' largest gain) and no drop; a layer with a measured option keeps
+    only that one."""
     _, _, plan = _planned(rng)
     layer = plan.layers[1]
     options = [[Option(0, "channel", 4, 1, 0.1)],
@@ -673,11 +674,10 @@ def test_options_not_run_are_estimated_from_their_fits_scaled_by_the_measured_ga
     measured = {options[1][0].key: sensitivity.Effect(0.02, 0.3, 0.91)}
     got = sensitivity.estimate(plan, options, measured, "asymmetric", None)
     assert got[options[1][0].key] == measured[options[1][0].key]
-    gain = 0.3 / np.sqrt(1 - 0.91)
-    for option in (options[0][0], options[1][1]):
-        effect = got[option.key]
-        assert not effect.measured and effect.drop == 0.0 and 0 < effect.energy < 1
-        assert effect.error == pytest.approx(gain * np.sqrt(1 - effect.energy))
+    assert options[1][1].key not in got  # its layer was reached: measured options only
+    effect = got[options[0][0].key]
+    assert not effect.measured and effect.drop == 0.0 and 0 < effect.energy < 1
+    assert effect.error == pytest.approx(0.3 / np.sqrt(1 - 0.91) * np.sqrt(1 - effect.energy))
     assert sensitivity.estimate(plan, options, {}, "asymmetric",
                                 time.perf_counter() - 1) == {}  # past the deadline: none
 

@@ -99,23 +99,25 @@ ESTIMATE_SHARE, ESTIMATE_SECONDS = 0.1, 10.0
 
 def estimate(plan: Plan, options: list[list[Option]], effects: dict[tuple, Effect],
              reconstruction: str, until: float | None) -> dict[tuple, Effect]:
-    """``effects`` plus an estimate for every option the network runs did not reach, so
-    that sensitivity reaches every candidate layer: the fit alone gives the layer's own
-    response error, ``sqrt(1 - energy)`` (the share of its response energy, whitened where
-    the fit is, that the factors lose), and the options measured give the gain from a
-    layer's error to the output's (their median ratio; 1 when none was measured). The drop
-    of an estimate is unknown (0): the error bound, calibrated on measured options only,
-    and the guard's ladder judge it. Slowest layers first, until ``until``."""
+    """``effects`` plus an estimate for the options of every layer the network runs did not
+    reach at all, so that sensitivity reaches every candidate layer: the fit alone gives
+    the layer's own response error, ``sqrt(1 - energy)`` (the share of its response
+    energy, whitened where the fit is, that the factors lose), and the options measured
+    give the gain from a layer's error to the output's: their largest ratio (1 when none
+    was measured), so that an estimate is pessimistic and its layer moves after the
+    measured ones. The drop of an estimate is unknown (0): the error bound, calibrated on
+    measured options only, and the guard's ladder judge it. A layer with a measured option
+    keeps only those. Slowest layers first, until ``until``."""
     ratios = [e.error / math.sqrt(1 - e.energy) for e in effects.values()
               if e.measured and e.energy < 1 - 1e-9]
-    gain = float(np.median(ratios)) if ratios else 1.0
+    gain = max(ratios, default=1.0)
     out = dict(effects)
     for i in plan.order:
+        if any(o.key in effects for o in options[i]):
+            continue
         for option in options[i]:
             if until is not None and time.perf_counter() > until:
                 return out
-            if option.key in out:
-                continue
             factors = form(option.method).fit(plan.layers[i], option.rank, plan.data[i],
                                               reconstruction)
             out[option.key] = Effect(0.0, gain * math.sqrt(max(1 - factors.energy, 0.0)),
