@@ -8,8 +8,9 @@ then runs only its factor nodes on the layer's input and feeds their output to t
 The metric's drop and the relative output error against the original are the option's
 ``Effect``. Layers go slowest first, each with a share of the time left until the
 ``deadline`` in proportion to its dense latency (at least one option each while time
-remains), its options interleaved across forms, nearest the budget first; an option not
-measured is not offered (the report counts the options measured per layer).
+remains), its options interleaved across forms, nearest the budget first. A layer the
+runs do not reach gets estimates from its fits alone (``estimate``); the other options not
+measured are not offered (the report counts the options measured per layer).
 """
 
 from __future__ import annotations
