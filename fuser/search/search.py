@@ -54,7 +54,7 @@ from fuser.search.choose import SAFETY, error_bound, predicted_error, tolerance,
 from fuser.search.clock import GUARD_BUILDS, Phases, Reserve, reserve
 from fuser.search.config import Search
 from fuser.search.forms import Candidates, Option
-from fuser.search.guard import REACH, Judge, guard, largest_accepted
+from fuser.search.guard import REACH, Delivered, Judge, guard, largest_accepted
 from fuser.search.latency import LatencyTable
 from fuser.search.metric import Metric, judge, resolve
 from fuser.search.plan import Plan, make_plan, offer, split
@@ -97,7 +97,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
                                              for s in states],
                            error_bound(found.effects, run.allowed), judge_by, notes,
                            run.line, started + search.search_time - run.reserved.finish)
-    speedup = _end_to_end(model, got.model, fit[0], table, notes, search.speed_margin)
+    speedup = _end_to_end(model, got, fit[0], table, notes, search.speed_margin)
     if speedup is None and any(got.chosen):  # not faster end to end: deliver the original
         got = got.original(model, reference, judge(judged, reference, reference, labels))
     passed, reason = guard(got.verdict, run.allowed, any(got.chosen))
@@ -180,17 +180,20 @@ def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[F
     return plan, found, cost
 
 
-def _end_to_end(model: onnx.ModelProto, result: onnx.ModelProto, feeds: Feeds,
-                table: LatencyTable, notes: list[str], margin: float) -> float | None:
-    """The compressed model's speed-up over the original (``LatencyTable.compare``); None
-    (and a note) when it is not at least ``margin / 2`` faster."""
-    if result is model:
+def _end_to_end(model: onnx.ModelProto, got: Delivered, feeds: Feeds, table: LatencyTable,
+                notes: list[str], margin: float) -> float | None:
+    """The compressed model's speed-up over the search's input (``LatencyTable.compare``);
+    None (and a note naming both models) when it is not at least ``margin / 2`` faster."""
+    if got.model is model:
         return 1.0
-    before, after = table.compare(model, result, feeds)
+    before, after = table.compare(model, got.model, feeds)
     if before >= (1 + margin / 2) * after:
         return before / after
-    notes.append(f"not faster end to end ({after:.3f} ms against {before:.3f} ms at "
-                 f"ORT_ENABLE_ALL, batch {table.batch}): every layer kept dense")
+    moved = sum(option is not None for option in got.chosen)
+    notes.append(f"not faster end to end: the candidate with {moved} of {len(got.chosen)} "
+                 f"layers rewritten ran {after:.3f} ms against {before:.3f} ms for the model "
+                 f"the search started from (ORT_ENABLE_ALL, batch {table.batch}): every layer "
+                 "kept dense")
     return None
 
 
