@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import ChainMap
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -91,27 +91,35 @@ def _output_shape(node: onnx.NodeProto, scope: _Scope) -> tuple[list, int] | Non
     """The output shape and element size of a ConstantOfShape/Expand/Tile/Range."""
     args = [scope.values.get(name) for name in node.input]
     first = node.input[0] if node.input else ""
-    if node.op_type == "ConstantOfShape" and args and args[0] is not None:
-        value = next((a.t for a in node.attribute if a.name == "value"), None)
-        shape = args[0]
-        itemsize = _itemsize(value.data_type) if value is not None else 4
-    elif node.op_type in ("Expand", "Tile") and len(args) == 2 and args[1] is not None:
-        dims = scope.dims.get(first, [])
-        if node.op_type == "Tile":
-            dims = dims if len(dims) == len(args[1]) else [1] * len(args[1])
-            shape = [d * r for d, r in zip(dims, args[1], strict=True)]
-        else:
-            rank = max(len(dims), len(args[1]))
-            dims, arg = [1] * (rank - len(dims)) + dims, [1] * (rank - len(args[1])) + args[1]
-            shape = [max(d, a) for d, a in zip(dims, arg, strict=True)]
-        itemsize = scope.itemsize.get(first, 1)
-    elif node.op_type == "Range" and len(args) == 3 and all(a and len(a) == 1 for a in args):
-        (start,), (limit,), (delta,) = args
-        shape = [max(math.ceil((limit - start) / delta), 0)] if delta else [0]
-        itemsize = scope.itemsize.get(first, 1)
-    else:
+    shape = created_shape(node.op_type, scope.dims.get(first, []), args)
+    if shape is None:
         return None
-    return shape, itemsize
+    if node.op_type == "ConstantOfShape":
+        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        return shape, _itemsize(value.data_type) if value is not None else 4
+    return shape, scope.itemsize.get(first, 1)
+
+
+def created_shape(op: str, data_dims: Sequence[int], args: Sequence[Sequence | None]
+                  ) -> list[int] | None:
+    """The output shape of a ConstantOfShape, Expand, Tile or Range from its arguments'
+    values (``args``, one per input, None where unknown) and its first input's dims (for
+    Expand/Tile; unknown dims count as 1, so the size is a lower bound); None when the
+    values do not fix it. Shared by the run-time bound here and ``fold-constants``."""
+    if op == "ConstantOfShape" and args and args[0] is not None:
+        return [int(d) for d in args[0]]
+    if op in ("Expand", "Tile") and len(args) == 2 and args[1] is not None:
+        dims, arg = list(data_dims), [int(a) for a in args[1]]
+        if op == "Tile":
+            dims = dims if len(dims) == len(arg) else [1] * len(arg)
+            return [d * r for d, r in zip(dims, arg, strict=True)]
+        rank = max(len(dims), len(arg))
+        dims, arg = [1] * (rank - len(dims)) + dims, [1] * (rank - len(arg)) + arg
+        return [max(d, a) for d, a in zip(dims, arg, strict=True)]
+    if op == "Range" and len(args) == 3 and all(a is not None and len(a) == 1 for a in args):
+        (start,), (limit,), (delta,) = args
+        return [max(math.ceil((limit - start) / delta), 0)] if delta else [0]
+    return None
 
 
 def _inferred(node: onnx.NodeProto, shapes: Mapping[str, tuple], scope: _Scope

@@ -16,11 +16,21 @@ import pytest
 
 import fuser
 from fuser import ir as graph_io
+from fuser.ir.proto import point_at_file
 from fuser.runtime import sessions as runtime
 from tests.helpers import make_model
 
 #: just over 2 GiB of float32
 BIG = 2**29 + 2**10
+
+
+def _sparse_data(tensor: onnx.TensorProto, path) -> None:
+    """Point ``tensor`` (BIG floats) at a sparse file at ``path`` whose first values are
+    1, 2, 3, 4 (the rest reads as zeros): no 2 GB array is built or written."""
+    point_at_file(tensor, os.path.basename(path), 0, 4 * BIG)
+    with open(path, "wb") as data:
+        data.write(np.arange(1, 5, dtype=np.float32).tobytes())
+        data.truncate(4 * BIG)
 
 
 def _write_big_model(folder, rng) -> tuple[str, onnx.ModelProto]:
@@ -38,17 +48,9 @@ def _write_big_model(folder, rng) -> tuple[str, onnx.ModelProto]:
     small.graph.initializer[-1].CopyFrom(
         onnx.numpy_helper.from_array(np.arange(1, 5, dtype=np.float32), "big"))
     big = model.graph.initializer[-1]
-    big.ClearField("raw_data")
     del big.dims[:]
     big.dims.append(BIG)
-    big.data_location = onnx.TensorProto.EXTERNAL
-    for key, value in (("location", "big.onnx.data"), ("offset", "0"),
-                       ("length", str(4 * BIG))):
-        entry = big.external_data.add()
-        entry.key, entry.value = key, value
-    with open(os.path.join(folder, "big.onnx.data"), "wb") as data:
-        data.write(np.arange(1, 5, dtype=np.float32).tobytes())
-        data.truncate(4 * BIG)  # sparse: the rest reads as zeros
+    _sparse_data(big, os.path.join(folder, "big.onnx.data"))
     path = os.path.join(folder, "big.onnx")
     with open(path, "wb") as f:
         f.write(model.SerializeToString())
@@ -112,14 +114,7 @@ def test_over_2gb_inside_an_if_branch_is_optimized_validated_and_saved(tmp_path)
         weight = model.graph.node[0].attribute[0].g.initializer.add()
         weight.name, weight.data_type = "Wt", onnx.TensorProto.FLOAT
         weight.dims.append(BIG)
-        weight.data_location = onnx.TensorProto.EXTERNAL
-        for key, value in (("location", "in.onnx.data"), ("offset", "0"),
-                           ("length", str(4 * BIG))):
-            entry = weight.external_data.add()
-            entry.key, entry.value = key, value
-        with open(folder / "in.onnx.data", "wb") as data:
-            data.write(np.arange(1, 5, dtype=np.float32).tobytes())
-            data.truncate(4 * BIG)
+        _sparse_data(weight, folder / "in.onnx.data")
         onnx.save(model, folder / "in.onnx")
         out, report = fuser.optimize(str(folder / "in.onnx"), input_shapes={"x": [4]})
         assert report.validation is not None and report.validation.passed

@@ -14,6 +14,7 @@ from fuser.cli import main
 from fuser.errors import FuserError
 from tests.helpers import make_model
 from tests.robustness.test_bad_inputs import MODEL, PARAMS, _digests, refused
+from tests.test_lowrank_guard import REGRESSION
 
 
 @pytest.fixture
@@ -223,25 +224,17 @@ def test_dangling_inputs_and_cycles_name_the_node(tmp_path, capsys, nodes, named
             tmp_path, capsys, named)
 
 
-GEMMS = """
-    g (float[N,64] x) => (float[N,1] y) {
-        h = Gemm<transB=1>(x, W1)
-        r = Relu(h)
-        y = Gemm<transB=1>(r, W2)
-    }"""
-
-
 @pytest.mark.parametrize(("body", "message"), [
     ("return outputs['logits'].mean()",
-     "metric function 'score' raised KeyError: 'logits' (given outputs y [512, 1]; "
-     "labels none)"),
+     ("metric function 'score' raised KeyError: 'logits' (given outputs y [512, 1]; "
+      "labels none)")),
     ("return None", "metric function 'score' returned NoneType 'None', not a number"),
     ("return float('nan')", "metric function 'score' returned nan, not a finite number"),
 ])
 def test_a_users_metric_that_fails_is_one_line(tmp_path, rng, capsys, monkeypatch, body,
                                                message):
     """A metric that raised ended in a KeyError traceback; one returning None or NaN too."""
-    graph_io.save(make_model(GEMMS, rng, W1=(64, 64), W2=(1, 64)), tmp_path / "m.onnx")
+    graph_io.save(make_model(REGRESSION, rng, W1=(64, 64), W2=(1, 64)), tmp_path / "m.onnx")
     np.savez(tmp_path / "c.npz", x=rng.standard_normal((640, 64)).astype(np.float32))
     (tmp_path / "bad.py").write_text(f"def score(outputs, labels):\n    {body}\n")
     monkeypatch.chdir(tmp_path)
@@ -259,7 +252,7 @@ def test_a_users_metric_that_raises_is_a_fuser_error_in_the_api(rng):
     def score(outputs, labels):
         raise ValueError("boom")
 
-    model = make_model(GEMMS, rng, W1=(64, 64), W2=(1, 64))
+    model = make_model(REGRESSION, rng, W1=(64, 64), W2=(1, 64))
     data = rng.standard_normal((640, 64)).astype(np.float32)
     lossy = fuser.api.LowRank([{"x": data[i:i + 16]} for i in range(0, 640, 16)],
                               metric=score, search_time=10)

@@ -47,6 +47,7 @@ from onnx_graphsurgeon.logger import G_LOGGER
 from fuser import ir as graph_io
 from fuser.ir import reannotate
 from fuser.ir.export import skeleton_of
+from fuser.ir.materialize import created_shape
 from fuser.ir.proto import first_line
 from fuser.ortlog import expected_errors_silenced
 from fuser.passes.base import Pass, PassResult, register
@@ -146,25 +147,24 @@ def _materialized_bytes(node: gs.Node) -> int | None:
 
 
 def _created_bytes(node: gs.Node) -> int | None:
-    """``_materialized_bytes`` of the ops that create a tensor from argument values."""
-    def arg(i: int) -> list[int | float]:
-        return np.asarray(node.inputs[i].values).reshape(-1).tolist()
-
+    """``_materialized_bytes`` of the ops that create a tensor from argument values
+    (``ir.materialize.created_shape``; Expand and Tile of a constant only)."""
+    data = node.inputs[0] if node.inputs else None
+    by_data = node.op in ("Expand", "Tile")  # the data's dims count, never its values
+    if node.op not in SIZED_BY_ARGUMENTS or (by_data and not isinstance(data, gs.Constant)):
+        return None
+    args = [np.asarray(t.values).reshape(-1).tolist()
+            if isinstance(t, gs.Constant) and not (by_data and i == 0) else None
+            for i, t in enumerate(node.inputs)]
+    shape = created_shape(node.op, list(getattr(data, "shape", None) or []), args)
+    if shape is None:
+        return None
     if node.op == "ConstantOfShape":
         value = node.attrs.get("value")
         itemsize = np.dtype(value.dtype).itemsize if isinstance(value, gs.Constant) else 4
-        return math.prod(int(d) for d in arg(0)) * itemsize
-    data = node.inputs[0] if node.inputs else None
-    if node.op == "Range" and len(node.inputs) == 3:
-        (start,), (limit,), (delta,) = arg(0), arg(1), arg(2)
-        count = max(math.ceil((limit - start) / delta), 0)
-        return count * np.dtype(data.dtype).itemsize
-    if node.op in ("Expand", "Tile") and isinstance(data, gs.Constant):
-        shape = [int(d) for d in arg(1)]
-        shape = np.broadcast_shapes(tuple(data.shape), tuple(shape)) if node.op == "Expand" \
-            else tuple(a * b for a, b in zip(data.shape, shape, strict=True))
-        return math.prod(shape) * np.dtype(data.dtype).itemsize
-    return None
+    else:
+        itemsize = np.dtype(data.dtype).itemsize
+    return math.prod(shape) * itemsize
 
 
 def _exact_bytes(tensor: gs.Tensor) -> int | None:
