@@ -156,7 +156,9 @@ def test_the_bootstrap_resamples_groups(rng, spec):
 def test_the_search_refuses_near_copies_before_any_work(monkeypatch, rng):
     original, _ = _plant(monkeypatch, rng)
     calibration = _batches(np.tile(_scores(1, [])[0]["x"], (488, 1)), 8)
-    monkeypatch.setattr(search_module, "outputs", lambda *a, **k: pytest.fail("ran the model"))
+    from fuser.search import looks
+
+    monkeypatch.setattr(looks, "outputs", lambda *a, **k: pytest.fail("ran the model"))
     with pytest.raises(FuserError, match="488 samples hold 1 distinct one"):
         compress(original, calibration, Search(budget="macs=0.5", max_accuracy_drop=0.01),
                  table=PlantedTable("-"))
@@ -169,6 +171,18 @@ def test_the_search_refuses_one_class_for_all_after_the_reference_run(monkeypatc
     with pytest.raises(FuserError, match="the original gives class 0 to all 360 held-out"):
         compress(original, _batches(x, 8), Search(budget="macs=0.5", max_accuracy_drop=0.01),
                  table=PlantedTable("-"))
+
+
+def test_a_first_look_of_one_class_in_sorted_data_is_not_refused(monkeypatch, rng):
+    """The guard's first look sees the first quarter of the held-out samples: data sorted by
+    class can give it one class alone. The check then reads every held-out sample."""
+    original, _ = _plant(monkeypatch, rng)
+    x = np.concatenate([b["x"] for b in _scores(488, [])])
+    x[:128 + 96, 3] = 0.0  # class 0 wins the fitting samples and the first look's 96
+    _, result = compress(original, _batches(x, 8),
+                         Search(budget="macs=0.5", max_accuracy_drop=0.01),
+                         table=PlantedTable("-"))
+    assert result.degenerate_calibration == [] and result.held_out_total == 360
 
 
 def _cli(tmp_path, x: np.ndarray, *extra: str) -> int:

@@ -18,7 +18,7 @@ from fuser.runtime.runners import Progress
 from fuser.search import choose, cut, sensitivity
 from fuser.search.build import Builder, layer_errors, outputs
 from fuser.search.forms import LayerData, Option
-from fuser.search.metric import clopper_pearson, resolve
+from fuser.search.metric import Judgement, clopper_pearson, resolve
 from fuser.search.plan import candidate_layers, make_plan
 from fuser.search.sensitivity import Effect
 from tests.helpers import check, make_model
@@ -284,31 +284,39 @@ class _Moves:
         self.built.append(sum(o is True for o in chosen))
         return self.built[-1]
 
+    def kept(self, model):
+        return model
+
+
+class _Looks:
+    """Judges the model after k moves (k itself): a drop of 0 up to ``good`` moves and of 5
+    points past it, each judgement taking ``seconds``."""
+
+    def __init__(self, moves: _Moves, allowed: float | None, seconds: float = 0.0) -> None:
+        self.moves, self.allowed, self.seconds = moves, allowed, seconds
+        self.metric = resolve("agreement", {"y": np.zeros((2, 3))}, None)
+
+    def judged(self, k):
+        time.sleep(self.seconds)
+        drop = 0.0 if k <= self.moves.good else 0.05
+        return Judgement(1.0, 1.0 - drop, drop, (drop, drop), "exact", 1000), {"k": k}, {}
+
+    def original(self):
+        return Judgement(1.0, 1.0, 0.0, (0.0, 0.0), "exact", 1000), {}
+
 
 def _judge_moves(monkeypatch, moves: _Moves, seconds: float = 0.0):
-    """The drop is 0 up to ``good`` moves and 5 points past it."""
     from fuser.search import guard
-    from fuser.search.metric import Judgement
 
-    def outputs(k, held, level):
-        time.sleep(seconds)
-        return {"k": k}
-
-    def judge(metric, reference, new, labels):
-        drop = 0.0 if new["k"] <= moves.good else 0.05
-        return Judgement(1.0, 1.0 - drop, drop, (drop, drop), "exact", 1000)
-
-    monkeypatch.setattr(guard, "outputs", outputs)
-    monkeypatch.setattr(guard, "judge", judge)
     monkeypatch.setattr(guard, "form_text", lambda o: "dense" if o is None else "rewritten")
+    moves.seconds = seconds
     return guard
 
 
 def _ladder(guard, moves, notes, deadline=None, allowed=0.01):
-    judge_by = guard.Judge([], {"k": 0}, None,
-                           resolve("agreement", {"y": np.zeros((2, 3))}, None), allowed)
-    return guard.largest_accepted(moves, moves.states, moves.errors, 3.0, judge_by, notes,
-                                  Progress(False), deadline)
+    return guard.largest_accepted(moves, moves.states, moves.errors, 3.0,
+                                  _Looks(moves, allowed, getattr(moves, "seconds", 0.0)),
+                                  notes, Progress(False), deadline)
 
 
 def test_the_ladder_is_fixed_by_the_predicted_errors_fewest_moves_first():
@@ -336,11 +344,11 @@ def test_the_guard_delivers_the_largest_rung_accepted_and_stops_at_the_first_ref
     assert got.builds == len(moves.built)
     assert got.backed_off == [f"l{i}" for i in range(kept, 30)]
     assert [n for n in notes if n.startswith("refused")] == [
-        f"refused {k} of 30 moves: agreement drop 0.050, 95% interval up to 0.050; the "
-        "ladder stops there" for k in refused]
+        f"refused {k} of 30 moves: agreement drop 0.050, 95% interval 0.050 to 0.050 on 1000 "
+        "held-out samples; the ladder stops there" for k in refused]
     assert (got.builds > 1) == any(n.startswith(f"the guard judged {got.builds} choices in a "
                                                 "fixed order, fewest moves first, each at "
-                                                "95%") for n in notes)
+                                                "95% over its looks") for n in notes)
 
 
 def test_without_a_bound_the_last_state_alone_is_built(monkeypatch):
@@ -351,41 +359,100 @@ def test_without_a_bound_the_last_state_alone_is_built(monkeypatch):
 
 
 def test_the_delivered_choice_holds_at_95_percent_however_many_are_judged(monkeypatch):
-    """Fixed-sequence testing, simulated: 896 held-out samples, each rung's samples flip
-    independently, at 0.05 % and 0.1 % on the first two rungs and at 1.01 % (just over a
-    1-point bound) on the other four. Over 1000 seeded trials, the ladder delivers a rung
-    over the bound at most 2.5 % of the time (the one-sided shortfall of the first bad
-    rung's 95 % interval); keeping the largest of all six rungs accepted, each judged at
-    95 %, would deliver one about three times as often."""
-    from fuser.search import guard
+    """Fixed-sequence testing over group-sequential looks, simulated: 896 held-out samples
+    in 7 batches (looks at 256, 512 and 896), each rung's samples flip independently, at
+    0.05 % and 0.1 % on the first two rungs and at 1.01 % (just over a 1-point bound) on
+    the other four. Over 1000 seeded trials, the ladder delivers a rung over the bound at
+    most 2.5 % of the time (the error spent over the first bad rung's looks); keeping the
+    largest of all six rungs accepted, each judged once at 95 %, would deliver one about
+    three times as often."""
+    from fuser.search import guard, looks
 
     samples, rates, allowed = 896, [0.0005, 0.001] + [0.0101] * 4, 0.01
     reference = np.zeros((samples, 3), np.float32)
     reference[:, 0] = 1.0
     metric = resolve("agreement", {"y": reference}, None)
+    batches = [{"i": np.arange(s, s + 128)} for s in range(0, samples, 128)]
     rng = np.random.default_rng(0)
     bad_delivered = bad_any = 0
     for _ in range(1000):
         flips = {k: rng.random(samples) < rate for k, rate in zip(_Moves.RUNGS, rates)}
 
-        def outputs(k, held, level, flips=flips):
-            scores = reference.copy()
-            scores[flips[k], 1] = 2.0
+        def outputs(k, part, level, flips=flips):
+            rows = np.concatenate([b["i"] for b in part])
+            scores = reference[rows].copy()
+            if k != "original":
+                scores[flips[k][rows], 1] = 2.0
             return {"y": scores}
 
         moves = _Moves(0)
-        monkeypatch.setattr(guard, "outputs", outputs)
+        monkeypatch.setattr(looks, "outputs", outputs)
         monkeypatch.setattr(guard, "form_text", lambda o: "moved")
-        got = guard.largest_accepted(moves, moves.states, moves.errors, 3.0,
-                                     guard.Judge([], {"y": reference}, None, metric, allowed),
-                                     [], Progress(False))
+        held = looks.Looks("original", batches, None, allowed)
+        held.metric = metric
+        notes: list[str] = []
+        got = guard.largest_accepted(moves, moves.states, moves.errors, 3.0, held, notes,
+                                     Progress(False))
         assert moves.built == _Moves.RUNGS[:len(moves.built)]  # in order, none skipped
         bad_delivered += got.model in _Moves.RUNGS[2:]
         accepted = [k for k in _Moves.RUNGS[2:] if clopper_pearson(
             int(flips[k].sum()), samples)[1] <= allowed]
         bad_any += bool(accepted)
+    assert held.ends == [2, 4, 7]
     assert bad_delivered / 1000 <= 0.025
     assert bad_any / 1000 > 0.05  # the trials can tell the two procedures apart
+
+
+@pytest.mark.parametrize("rate, allowed, look, accepted", [
+    (0.10, 0.01, 1, False),   # clearly bad: refused on the first quarter
+    (0.0, 0.10, 1, True),     # clearly good for a loose bound: accepted on the first quarter
+    (0.0, 0.01, 3, True),     # no sample worse, a 1-point bound: only all 896 resolve it
+    (0.008, 0.01, 3, False),  # close to the bound: every look, then not resolved
+])
+def test_the_looks_stop_as_soon_as_the_interval_decides(monkeypatch, rate, allowed, look,
+                                                        accepted):
+    from fuser.search import looks
+
+    samples = 896
+    reference = np.zeros((samples, 3), np.float32)
+    reference[:, 0] = 1.0
+    flipped = np.random.default_rng(1).random(samples) < rate
+    runs = []
+
+    def outputs(model, part, level):
+        rows = np.concatenate([b["i"] for b in part])
+        runs.append((model, len(rows)))
+        scores = reference[rows].copy()
+        if model == "candidate":
+            scores[flipped[rows], 1] = 2.0
+        return {"y": scores}
+
+    monkeypatch.setattr(looks, "outputs", outputs)
+    held = looks.Looks("original", [{"i": np.arange(s, s + 64)} for s in range(0, samples, 64)],
+                       None, allowed)
+    held.metric = resolve("agreement", {"y": reference}, None)
+    verdict, new, ref = held.judged("candidate")
+    assert held.ends == [4, 7, 14] and (verdict.look, verdict.looks) == (look, 3)
+    seen = [256, 448, 896][look - 1]
+    assert verdict.rows in (0, seen) and verdict.samples == seen and len(new["y"]) == seen
+    assert verdict.held_rows == samples and len(ref["y"]) == seen
+    assert verdict.within(allowed) == accepted
+    assert verdict.confidence == pytest.approx(looks.levels([256 / 896, 448 / 896, 1.0])[look - 1])
+    # the original's outputs are computed once, look by look, only as far as needed
+    assert [n for m, n in runs if m == "original"] == [256, 192, 448][:look]
+    assert [n for m, n in runs if m == "candidate"] == [256, 192, 448][:look]
+
+
+def test_the_looks_spend_the_error_of_one_95_percent_interval():
+    from fuser.search.looks import RHO, levels
+
+    shares = [0.25, 0.5, 1.0]
+    got = levels(shares)
+    spent = [(1 - c) / 2 for c in got]
+    assert sum(spent) == pytest.approx(0.025)  # the one-sided error of a 95 % interval
+    assert spent == pytest.approx([0.025 * 0.25 ** RHO, 0.025 * (0.5 ** RHO - 0.25 ** RHO),
+                                   0.025 * (1 - 0.5 ** RHO)])
+    assert got[-1] == pytest.approx(0.95625) and levels([1.0]) == [pytest.approx(0.95)]
 
 
 def test_the_guard_starts_no_build_that_would_end_after_the_deadline(monkeypatch):
@@ -422,19 +489,26 @@ def test_a_rebuild_refits_only_from_the_first_changed_layer(rng):
     model, batches, plan = _planned(rng)
     builder = Builder(model, plan.layers, plan.data, batches[:2], 16, 0, "asymmetric")
     first = [Option(0, "channel", 8, 0, 0.1), Option(1, "input", 8, 0, 0.1)]
+    original = model.SerializeToString()
     built = builder.build(first)
-    assert builder.refits == 2
+    assert builder.refits == 2 and built is builder.work  # one model, edited in place
     check(built)
     assert graph_io.op_histogram(built) == {"Conv": 4}
     changed = [first[0], Option(1, "channel", 8, 0, 0.1)]
-    again = builder.build(changed)
+    again = builder.kept(builder.build(changed))
     assert builder.refits == 3  # layer 0 was kept, only layer 1 refitted
+    check(again)
     fresh = Builder(model, plan.layers, plan.data, batches[:2], 16, 0, "asymmetric")
     scratch = fresh.build(changed)
     feeds = batches[3]
     np.testing.assert_allclose(runtime.run(again, feeds)["y"], runtime.run(scratch, feeds)["y"],
                                rtol=1e-5, atol=1e-5)
-    assert builder.build([None, None]) is model
+    undone = builder.build([None, None])  # every edit undone: the original again
+    assert [n.SerializeToString() for n in undone.graph.node] == \
+        [n.SerializeToString() for n in model.graph.node]
+    assert sorted(t.SerializeToString() for t in undone.graph.initializer) == \
+        sorted(t.SerializeToString() for t in model.graph.initializer)
+    assert model.SerializeToString() == original  # the input is never touched
     errors = layer_errors(again, plan.layers, plan.data, batches[:2], 16, 0)
     assert errors[0] > 0 and errors[1] > 0
     assert layer_errors(model, plan.layers, plan.data, batches[:2], 16, 0) == [0.0, 0.0]
@@ -598,25 +672,31 @@ def test_the_probe_shrinks_to_fit_the_time_left():
     (170.0, 1),  # past the search time: one build is still reserved
 ])
 def test_the_guard_is_left_fewer_builds_rather_than_no_sensitivity(reference_seconds, builds):
-    from fuser.search.clock import (
+    from fuser.search.budget import (
         BUILD_MARGIN,
         COMPARE_SECONDS,
+        ESTIMATE_SECONDS,
         GUARD_BUILDS,
+        LATENCY_SHARE,
         SENSITIVITY_SHARE,
-        reserve,
+        Budget,
     )
 
-    now, held, fit = 1000.0, 512, 8
-    deadline = now + 180.0 - reference_seconds  # the reference run took its seconds
-    got = reserve(deadline, now, reference_seconds, held, fit)
-    assert got.builds == builds
+    start, held, fit = 1000.0, 512, 8
+    budget = Budget(180.0, start)
+    now = start + reference_seconds  # the reference run took its seconds
+    assert budget.latency == start + LATENCY_SHARE * budget.seconds
+    budget.referenced(reference_seconds, held, held, fit, now)
+    assert budget.builds == builds
     per_sample = reference_seconds / held
-    assert got.per_sample == pytest.approx(per_sample)
-    assert got.finish == pytest.approx(per_sample * fit + COMPARE_SECONDS)
+    assert budget.per_sample == pytest.approx(per_sample)
+    assert budget.finish == pytest.approx(per_sample * fit + COMPARE_SECONDS)
+    assert budget.guard == pytest.approx(budget.end - budget.finish)
     build = BUILD_MARGIN * per_sample * (held + fit)
-    assert got.deadline == pytest.approx(deadline - got.finish - builds * build)
-    left = deadline - now - got.finish
-    sensitivity = got.deadline - now
+    assert budget.estimates == pytest.approx(budget.guard - builds * build)
+    assert budget.estimates - ESTIMATE_SECONDS - 1e-9 <= budget.sensitivity <= budget.estimates
+    left = budget.end - now - budget.finish
+    sensitivity = budget.estimates - now
     if builds > 1:  # the sensitivity runs keep their share
         assert sensitivity >= SENSITIVITY_SHARE * left - 1e-9
     if builds < GUARD_BUILDS:  # one more build would have taken it from them

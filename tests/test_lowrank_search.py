@@ -13,6 +13,7 @@ from fuser import ir as graph_io
 from fuser.errors import FuserError
 from fuser.search.config import Search, parse_budget
 from fuser.search.latency import LatencyTable
+from fuser.search.plan import make_plan
 from fuser.search.search import compress
 from tests.helpers import check, make_model
 
@@ -281,12 +282,13 @@ def test_a_search_time_of_zero_keeps_every_layer_dense_and_says_why(rng, mac_lat
 def test_a_slow_reference_run_leaves_fewer_builds_and_says_so(rng, mac_latency,
                                                               monkeypatch):
     from fuser.search import search as search_module
-    from fuser.search.clock import Reserve
+    from fuser.search.budget import Budget
 
-    def slow(deadline, now, reference_seconds, held, fit):  # as if the pass took 45 s
-        return Reserve(0.1, 5.0, 1, deadline - 50.0)
+    class Slow(Budget):
+        def referenced(self, seconds, judged, held, fit, now=None):  # a build takes 70 s
+            super().referenced(56.0 * judged / (held + fit), judged, held, fit, now)
 
-    monkeypatch.setattr(search_module, "reserve", slow)
+    monkeypatch.setattr(search_module, "Budget", Slow)
     model, calibration = two_convs(rng)
     out, result = compress(model, calibration, Search(budget="macs=0.5"))
     assert any("left time for 1 build(s) of the guard's ladder, not 3" in n
@@ -310,12 +312,45 @@ def test_cli_search_time_reaches_the_search(rng, tmp_path, capsys, mac_latency):
     assert report["lowrank"]["estimated_latencies"] > 0
 
 
+@pytest.mark.parametrize("saved, offered", [(0.0, 0), (0.4, 2), (5.0, 2)])
+def test_savings_are_scaled_to_what_the_rewrites_save_in_context(rng, monkeypatch, saved,
+                                                                 offered):
+    """Timed alone, each layer's option saves 1 - (0.1 + share) ms of 1; the twin with both
+    rewrites saves ``saved`` ms in the whole model: every saving is scaled by the ratio
+    (at most 1), and an option no longer 5 % faster than its layer is not offered."""
+    from fuser.search import plan as plan_module
+
+    model, calibration = two_convs(rng)
+    twins = []
+
+    def compare(self, a, b, feeds):
+        twins.append(graph_io.op_histogram(b))
+        return 10.0, 10.0 - saved
+
+    monkeypatch.setattr(PlantedTable, "compare", compare)
+    fitted = make_plan(model, calibration[:2], PlantedTable("-"), None, 16, 0)
+    options, _ = plan_module.offer(fitted, PlantedTable("-"), 0.05, 0.5)
+    alone = sum(1.0 - o[0].ms for o in options)
+    scaled, why, factor = plan_module.in_context(fitted, options, model, PlantedTable("-"),
+                                                 calibration[0], 0.05)
+    assert twins == [{"Conv": 4, "Relu": 1}]  # both layers at their first option
+    assert factor == pytest.approx(min(saved / alone, 1.0))
+    assert sum(map(bool, scaled)) == offered
+    for before, after in zip(options, scaled):
+        for o, p in zip(before[:len(after)], after):
+            assert p.ms == pytest.approx(1.0 - factor * (1.0 - o.ms))
+            assert p.ms < 0.95
+    if not offered:
+        assert set(why) == {0, 1} and "in context" in why[0]
+
+
 def test_a_candidate_slower_end_to_end_is_not_delivered_and_the_note_names_both(rng,
                                                                                monkeypatch):
     """Issue 29/26: 'not faster end to end (62.276 ms against 63.450 ms ...)' did not say
     which figure was the candidate's, nor what it held."""
     model, calibration = two_convs(rng)
-    monkeypatch.setattr(PlantedTable, "compare", lambda self, a, b, feeds: (1.0, 1.2))
+    times = iter([(2.0, 1.0), (1.0, 1.2)])  # the twin of every offered rewrite; the candidate
+    monkeypatch.setattr(PlantedTable, "compare", lambda self, a, b, feeds: next(times))
     out, result = compress(model, calibration, Search(budget="macs=0.5"),
                            table=PlantedTable("-"))
     assert out is model and all(c.method == "dense" for c in result.layers)

@@ -128,14 +128,14 @@ class Names:
     """Fresh tensor names derived from the node being rewritten, never colliding."""
 
     def __init__(self, graph: gs.Graph) -> None:
-        self._taken = set(graph.tensors().keys())
-        self._taken.update(n.name for n in graph.nodes)
+        self.taken = set(graph.tensors().keys())
+        self.taken.update(n.name for n in graph.nodes)
 
     def fresh(self, base: str) -> str:
         name, i = base, 1
-        while name in self._taken:
+        while name in self.taken:
             name, i = f"{base}_{i}", i + 1
-        self._taken.add(name)
+        self.taken.add(name)
         return name
 
 

@@ -80,8 +80,11 @@ class Compression(Record):
                                "`bootstrap (N resamples)` when a slow user function stopped "
                                "it after 5 s, 100 at least; `bootstrap over per-sample "
                                "scores ...` when one call of it took over 50 ms)", default="")
-    held_out_samples: int = doc("calibration samples the guard judged on (every one the "
-                                "fitting did not use)", default=0)
+    held_out_samples: int = doc("calibration samples the guard's verdict is on (of the "
+                                "`held_out_total` the fitting did not use)", default=0)
+    held_out_total: int = doc("held-out samples in all: the guard's looks stop as soon as "
+                              "the interval decides (`held_out_samples` of them judged)",
+                              default=0)
     distinct_held_out: int = doc("held-out samples as the guard's interval counts them: "
                                  "a group of near-copies counts once (equal to "
                                  "`held_out_samples` when none repeat)", default=0)
@@ -107,6 +110,10 @@ class Compression(Record):
     search_time: float | None = doc("the search's time budget (seconds; `--search-time`): "
                                     "the latency table, the sensitivity runs and the "
                                     "guard's builds", default=None)
+    context_factor: float = doc("the layers' savings in the whole network over their "
+                                "savings timed alone (one interleaved timing of the model "
+                                "against a twin with every offered rewrite); every saving "
+                                "is scaled by it", default=1.0)
     estimated_latencies: int = doc("factorized forms whose latency was estimated from MACs "
                                    "because the time budget ran out (0: all measured)",
                                    default=0)

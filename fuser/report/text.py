@@ -229,9 +229,9 @@ def percent(confidence: float) -> str:
 
 def _held_out(lowrank: Mapping[str, Any]) -> str:
     rows, distinct = lowrank["held_out_samples"], lowrank.get("distinct_held_out") or 0
-    if distinct and distinct != rows:
-        return f"{distinct} distinct of {rows} held-out samples"
-    return f"{rows} held-out samples"
+    total = lowrank.get("held_out_total") or rows
+    seen = f"{distinct} distinct of {rows}" if distinct and distinct != rows else str(rows)
+    return f"{seen} of {total} held-out samples" if total > rows else f"{seen} held-out samples"
 
 
 def lowrank_summary(lowrank: Mapping[str, Any], timings: Mapping[str, Any] | None = None

@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import onnx
+import onnx_graphsurgeon as gs
 
 from fuser import ir as graph_io
 from fuser.passes.lowrank.forms import form
@@ -26,59 +27,65 @@ class Builder:
     """Builds the compressed model for a choice of options, layer by layer in network order,
     each layer fitted to its inputs in the network approximated so far (``forms``).
 
-    Models after each layer are kept for the last choice built, so that a new choice is
-    built from its first changed layer on: a choice on the guard's ladder that changes
-    layer i does not refit layers 0 .. i-1. Fitting layer i runs only the part of the
-    network up to it (``cut.prefix``), from the tensors the previous rewritten layer's run
-    left for the network after it (so a build runs the fitting samples through the network
-    about once, not once per layer); before the first rewrite, the original's data
-    (``data``) are used.
+    One copy of the model is edited in place: rewriting a layer splices its factor nodes
+    and weights in where its node was (``Edit``), and a new choice undoes the edits from
+    its first changed layer on, so a choice on the guard's ladder that changes layer i does
+    not refit layers 0 .. i-1. Fitting layer i runs only the part of the network up to it
+    (``cut.prefix``), from the tensors the previous rewritten layer's run left for the
+    network after it (so a build runs the fitting samples through the network about once,
+    not once per layer); before the first rewrite, the original's data (``data``) are used.
+    ``build`` returns the edited model itself: ``kept`` copies a model the caller keeps.
     """
 
     def __init__(self, model: onnx.ModelProto, layers: list[Layer], data: list[LayerData],
                  fit: list[Feeds], samples: int, seed: int, reconstruction: str) -> None:
         self.model, self.layers, self.data, self.fit = model, layers, data, fit
         self.samples, self.seed, self.reconstruction = samples, seed, reconstruction
-        self._states: list[tuple[tuple, onnx.ModelProto]] = [((), model)]
+        self.work = kept(model)
+        self._edits: list[tuple[tuple, Edit | None]] = []  # (choice key, edit) per layer
         self.energies: dict[int, float] = {}
         self.refits = 0  # layers fitted so far, over every build
 
     def build(self, chosen: list[Option | None]) -> onnx.ModelProto:
-        keys = tuple(o.key if o else None for o in chosen)
-        kept = 0
-        while kept < len(self._states) and self._states[kept][0] == keys[:kept]:
-            kept += 1
-        del self._states[kept:]
-        current, frontier = self._states[-1][1], None
-        for i in range(kept - 1, len(chosen)):
+        keys = [o.key if o else None for o in chosen]
+        same = 0
+        while same < len(self._edits) and self._edits[same][0] == keys[same]:
+            same += 1
+        while len(self._edits) > same:
+            edit = self._edits.pop()[1]
+            if edit is not None:
+                edit.undo(self.work)
+        frontier = None
+        for i in range(same, len(chosen)):
+            edit = None
             if chosen[i] is not None:
-                current, frontier = self._rewrite(current, i, chosen[i], frontier)
-            self._states.append((keys[:i + 1], current))
-        return current
+                edit, frontier = self._rewrite(i, chosen[i], frontier)
+            self._edits.append((keys[i], edit))
+        return self.work
 
-    def _rewrite(self, current: onnx.ModelProto, i: int, option: Option,
-                 frontier: list[dict] | None) -> tuple[onnx.ModelProto, list[dict] | None]:
-        layer, key = self.layers[i], self.layers[i].node.outputs[0].name
-        if current is self.model:
+    def kept(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        """A copy of a built model that later builds do not change."""
+        return kept(model)
+
+    def _rewrite(self, i: int, option: Option, frontier: list[dict] | None
+                 ) -> tuple[Edit, list[dict] | None]:
+        layer = self.layers[i]
+        if not any(edit for _, edit in self._edits):
             data, frontier = self.data[i], None
         else:
-            data, frontier = self._data(current, i, frontier)
+            data, frontier = self._data(i, frontier)
         shape = form(option.method)
         factors = shape.fit(layer, option.rank, data, self.reconstruction)
         self.energies[i] = factors.energy
         self.refits += 1
-        graph = graph_io.to_graph(current)
-        node = next(n for n in graph.nodes if n.outputs and n.outputs[0].name == key)
-        shape.replace(graph, dataclasses.replace(layer, node=node), factors, Names(graph))
-        graph.cleanup().toposort()
-        return graph_io.to_model(graph, template=self.model), frontier
+        return Edit.splice(self.work, factor_model(layer, option.method, factors,
+                                                   taken(self.work))), frontier
 
-    def _data(self, current: onnx.ModelProto, i: int, known: list[dict] | None
-              ) -> tuple[LayerData, list[dict] | None]:
-        """Layer i's data in the approximated network ``current``, and the tensors the
-        network after layer i reads from before it (the next layer's part starts there;
-        None past ``FRONTIER_BYTES``). ``known``: such tensors of an earlier layer."""
-        layer = self.layers[i]
+    def _data(self, i: int, known: list[dict] | None) -> tuple[LayerData, list[dict] | None]:
+        """Layer i's data in the approximated network, and the tensors the network after
+        layer i reads from before it (the next layer's part starts there; None past
+        ``FRONTIER_BYTES``). ``known``: such tensors of an earlier layer."""
+        layer, current = self.layers[i], self.work
         out = layer.node.outputs[0].name
         after = cut.upstream_inputs(current, out)
         seen = Sampler(layer, self.samples, self.seed + i)
@@ -91,6 +98,88 @@ class Builder:
                 if sum(v.nbytes for c in carried for v in c.values()) > FRONTIER_BYTES:
                     carried = None
         return LayerData(self.data[i].target, seen.responses(), seen.inputs()), carried
+
+
+def kept(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def kept_tensor(tensor: onnx.TensorProto) -> onnx.TensorProto:
+    copy = onnx.TensorProto()
+    copy.CopyFrom(tensor)
+    return copy
+
+
+def taken(model: onnx.ModelProto) -> set[str]:
+    """Every node and tensor name of ``model`` (factor names must not collide with them)."""
+    names = {n.name for n in model.graph.node}
+    names.update(t for n in model.graph.node for t in [*n.input, *n.output])
+    names.update(t.name for t in model.graph.initializer)
+    return names
+
+
+def factor_model(layer: Layer, method: str, factors, names: set[str] = frozenset()
+                 ) -> onnx.ModelProto:
+    """The layer alone as form ``method``'s factor nodes, from its input tensor to its
+    output tensor (same names as in the network), with new names outside ``names``."""
+    node = layer.node
+    dtype = np.dtype(node.inputs[1].dtype)
+    x = gs.Variable(layer.source, dtype)
+    y = gs.Variable(node.outputs[0].name, dtype)
+    copy = gs.Node(node.op, node.name, attrs=dict(node.attrs),
+                   inputs=[x if t.name == layer.source else t for t in node.inputs],
+                   outputs=[y])
+    graph = gs.Graph(nodes=[copy], inputs=[x], outputs=[y], opset=17)
+    fresh = Names(graph)
+    fresh.taken.update(names)
+    form(method).replace(graph, dataclasses.replace(layer, node=copy), factors, fresh)
+    graph.cleanup().toposort()
+    model = graph_io.to_model(graph)
+    model.ir_version = 8
+    return model
+
+
+@dataclasses.dataclass
+class Edit:
+    """One layer's node replaced in place by factor nodes, and how to undo it."""
+
+    index: int  # where the layer's node was, and the factor nodes are
+    node: onnx.NodeProto  # the layer's node
+    count: int  # factor nodes
+    added: list[str]  # their weights' names
+    removed: list[onnx.TensorProto]  # the layer's weights no other node reads
+
+    @classmethod
+    def splice(cls, model: onnx.ModelProto, factors: onnx.ModelProto) -> Edit:
+        graph, out = model.graph, factors.graph.output[0].name
+        index = next(k for k, n in enumerate(graph.node) if out in n.output)
+        node = onnx.NodeProto()
+        node.CopyFrom(graph.node[index])
+        del graph.node[index]
+        for offset, factor in enumerate(factors.graph.node):
+            graph.node.insert(index + offset, factor)
+        read = {t for n in graph.node for t in n.input} | {i.name for i in graph.input}
+        removed = [kept_tensor(t) for t in graph.initializer
+                   if t.name in node.input and t.name not in read]
+        names = {t.name for t in removed}
+        keep = [t for t in graph.initializer if t.name not in names]
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
+        graph.initializer.extend(factors.graph.initializer)
+        return cls(index, node, len(factors.graph.node),
+                   [t.name for t in factors.graph.initializer], removed)
+
+    def undo(self, model: onnx.ModelProto) -> None:
+        graph = model.graph
+        for _ in range(self.count):
+            del graph.node[self.index]
+        graph.node.insert(self.index, self.node)
+        added = set(self.added)
+        keep = [t for t in graph.initializer if t.name not in added]
+        del graph.initializer[:]
+        graph.initializer.extend(keep + self.removed)
 
 
 def layer_errors(model: onnx.ModelProto, layers: list[Layer], data: list[LayerData],

@@ -95,8 +95,8 @@ def grouped(metric: Metric, check: CalibrationCheck, reference: Mapping[str, np.
     """The metric that counts groups of near-copies among the ``held`` last rows (the
     held-out samples, whose original outputs are ``reference``) once, and the check with
     what those outputs show (``check_outputs``); FuserError as ``check_inputs``."""
-    check = _usable(check_outputs(check, reference, metric.name in ("agreement", "top1")),
-                    allow)
+    classes = metric.name in ("agreement", "top1")
+    check = _usable(check_outputs(check, reference, classes), allow)
     return dataclasses.replace(metric, groups=check.held_groups(check.rows - held)), check
 
 

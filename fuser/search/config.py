@@ -13,6 +13,10 @@ from fuser.errors import FuserError
 
 #: Calibration samples the factors are fitted to; every other one is held out for the guard.
 FIT_SAMPLES = 128
+#: The level of every interval the guard reads (the drop's, of a user's metric too): one
+#: constant, so that "95 %" means the same everywhere (``fuser.search.looks`` spends it over
+#: the looks).
+CONFIDENCE = 0.95
 #: Seconds for the whole search (latency table, sensitivity runs, the guard's builds).
 SEARCH_TIME = 180.0
 

@@ -25,45 +25,36 @@ import onnx
 
 from fuser.report.text import percent
 from fuser.runtime.runners import Progress
-from fuser.search.build import Builder, outputs
-from fuser.search.calibrate import Feeds
+from fuser.search.build import Builder
+from fuser.search.config import CONFIDENCE
 from fuser.search.forms import Option
-from fuser.search.metric import CONFIDENCE, Judgement, Metric, judge, needed_samples
-
-
-@dataclasses.dataclass(frozen=True)
-class Judge:
-    """What the guard judges against: the held-out batches, the original's outputs on them,
-    their labels, the metric, and the allowed drop (None: no bound)."""
-
-    held: list[Feeds]
-    reference: dict[str, np.ndarray]
-    labels: np.ndarray | None
-    metric: Metric
-    allowed: float | None
+from fuser.search.looks import Looks
+from fuser.search.metric import Judgement, needed_samples
 
 
 @dataclasses.dataclass
 class Delivered:
-    """What the guard delivers: the model, its outputs on the held-out samples and the
-    guard's judgement of them (by ``metric``), the choice it was built from, the layers of
-    the trajectory's last choice that it left dense or at another option, the builds it
-    took, and what each rewritten layer's factorization kept of its spectrum."""
+    """What the guard delivers: the model, its outputs on the held-out samples its looks
+    saw, the guard's judgement of them (by ``metric``), the original's outputs on the same
+    samples, the choice it was built from, the layers of the trajectory's last choice that
+    it left dense or at another option, the builds it took, and what each rewritten
+    layer's factorization kept of its spectrum."""
 
     model: onnx.ModelProto
     outputs: dict[str, np.ndarray]
     verdict: Judgement
+    reference: dict[str, np.ndarray]
     chosen: list[Option | None]
     backed_off: list[str]
     builds: int
     metric: str = ""
     energies: dict[int, float] = dataclasses.field(default_factory=dict)
 
-    def original(self, model: onnx.ModelProto, reference: dict, verdict: Judgement
-                 ) -> Delivered:
+    def original(self, model: onnx.ModelProto, looks: Looks) -> Delivered:
         """The original instead (every layer dense), with its verdict."""
+        verdict, reference = looks.original()
         return dataclasses.replace(self, model=model, outputs=reference, verdict=verdict,
-                                   chosen=[None] * len(self.chosen))
+                                   reference=reference, chosen=[None] * len(self.chosen))
 
 
 #: The ladder's rungs: predicted output errors of ``RATIO ** m`` times the error bound the
@@ -92,20 +83,20 @@ def ladder(errors: list[float], bound: float) -> list[int]:
 
 
 def largest_accepted(builder: Builder, states: list[list[Option | None]],
-                     errors: list[float], bound: float, judge_by: Judge, notes: list[str],
+                     errors: list[float], bound: float, looks: Looks, notes: list[str],
                      line: Progress, deadline: float | None = None) -> Delivered:
     """The ladder's choice with the most moves that the guard accepts (module docstring).
 
     ``states`` are the trajectory's choices (``choose.trajectory``: ``states[k]`` after k
     moves, ``states[0]`` all dense), ``errors`` their predicted output errors and ``bound``
     the error bound the ladder's rungs are scaled by. Each build is from its first changed
-    layer on (``Builder``). Without an allowed drop, the last state is built and judged
+    layer on (``Builder``), and judged look by look (``Looks.judged``). Without an allowed drop, the last state is built and judged
     alone. Builds are timed by the last one: when fewer fit before ``deadline`` than rungs
     are left, the rungs judged are spread over those left (``spread``); when none fits, the
     largest accepted choice is delivered, the dense original if none was, and a note says
     so.
     """
-    allowed, last = judge_by.allowed, len(states) - 1
+    allowed, last = looks.allowed, len(states) - 1
     order = ladder(errors, bound) if allowed is not None else [last] if last else []
     best, kept, builds, position = None, 0, 0, 0
     while position < len(order):
@@ -113,15 +104,15 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
         line.show(f"low-rank: building the model with {k} of {last} moves "
                   f"(rung {position + 1} of {len(order)})")
         result = builder.build(states[k])
-        new = outputs(result, judge_by.held, level="all")
+        verdict, new, reference = looks.judged(result)
         builds += 1
-        verdict = judge(judge_by.metric, judge_by.reference, new, judge_by.labels)
         if allowed is not None and not accepted(verdict, allowed):
-            notes.append(f"refused {k} of {last} moves: {judge_by.metric.name} drop "
-                         f"{verdict.drop:.3f}, {percent(verdict.confidence)} interval up to "
-                         f"{verdict.interval[1]:.3f}; the ladder stops there")
+            notes.append(f"refused {k} of {last} moves: {looks.metric.name} drop "
+                         f"{verdict.drop:.3f}, {percent(verdict.confidence)} interval "
+                         f"{verdict.interval[0]:.3f} to {verdict.interval[1]:.3f} on "
+                         f"{held_out(verdict)}; the ladder stops there")
             break
-        best, kept, position = (result, new, verdict), k, position + 1
+        best, kept, position = (builder.kept(result), new, verdict, reference), k, position + 1
         room = _room(began, deadline)
         if position < len(order) and room == 0:
             notes.append(f"the search time ran out on the guard's ladder: {k} of {last} "
@@ -133,27 +124,27 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
                          f"{'build' if room == 1 else 'builds'}: the ladder goes on at "
                          f"{', '.join(map(str, order[position:]))} of {last} moves")
     line.clear()
-    return _delivered(builder, states, kept, best, builds, judge_by, notes)
+    return _delivered(builder, states, kept, best, builds, looks, notes)
 
 
 def _delivered(builder: Builder, states: list[list[Option | None]], kept: int, best: tuple | None,
-               builds: int, judge_by: Judge, notes: list[str]) -> Delivered:
-    """The choice kept (``best``: its model, outputs and verdict; None: the original), with
-    the notes on the ladder and on the layers backed off."""
+               builds: int, looks: Looks, notes: list[str]) -> Delivered:
+    """The choice kept (``best``: its model, outputs, verdict and the original's outputs;
+    None: the original), with the notes on the ladder and on the layers backed off."""
     if builds > 1:
         notes.append(f"the guard judged {builds} choices in a fixed order, fewest moves first, "
-                     f"each at {percent(CONFIDENCE)}, up to the first refused: the "
-                     "delivered one holds at that level (fixed-sequence testing)")
+                     f"each at {percent(CONFIDENCE)} over its looks, up to the first refused: "
+                     "the delivered one holds at that level (fixed-sequence testing)")
     if best is None:
-        best = (builder.model, judge_by.reference, judge(judge_by.metric, judge_by.reference,
-                                                         judge_by.reference, judge_by.labels))
+        verdict, reference = looks.original()
+        best = (builder.model, reference, verdict, reference)
     last = len(states) - 1
     changed = [i for i, (a, b) in enumerate(zip(states[last], states[kept], strict=True))
                if a != b]
     notes += [f"backed off {builder.layers[i].name}: {form_text(states[last][i])} -> "
               f"{form_text(states[kept][i])}" for i in changed]
     return Delivered(*best, states[kept], [builder.layers[i].name for i in changed], builds,
-                     judge_by.metric.name, dict(builder.energies))
+                     looks.metric.name, dict(builder.energies))
 
 
 def _room(began: float, deadline: float | None) -> int | float:
@@ -191,6 +182,8 @@ def guard(verdict: Judgement, allowed: float | None, compressed: bool
         return True, "every layer kept dense: the model is the original"
     if verdict.within(allowed):
         return True, f"drop {interval} within {allowed:.2%}"
+    if verdict.interval[0] > allowed:
+        return False, f"refused: drop {interval} exceeds {allowed:.2%}"
     if not verdict.resolvable(allowed):
         return False, (f"not resolved: {held_out(verdict)} cannot resolve a "
                        f"drop of {allowed:.2%} at {percent(verdict.confidence)} (need "
@@ -203,10 +196,14 @@ def guard(verdict: Judgement, allowed: float | None, compressed: bool
 
 
 def held_out(verdict: Judgement) -> str:
-    """``896 held-out samples``, or ``3 distinct of 896 held-out samples`` with near-copies."""
-    if verdict.rows and verdict.rows != verdict.samples:
-        return f"{verdict.samples} distinct of {verdict.rows} held-out samples"
-    return f"{verdict.samples} held-out samples"
+    """``896 held-out samples``, ``3 distinct of 896 held-out samples`` with near-copies,
+    ``224 of 896 held-out samples (look 1 of 3)`` when the looks stopped early."""
+    rows = verdict.rows or verdict.samples
+    seen = f"{verdict.samples} distinct of {rows}" if rows != verdict.samples else str(rows)
+    if verdict.held_rows > rows:
+        return (f"{seen} of {verdict.held_rows} held-out samples (look {verdict.look} of "
+                f"{verdict.looks})")
+    return f"{seen} held-out samples"
 
 
 def accepted(verdict: Judgement, allowed: float) -> bool:

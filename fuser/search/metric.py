@@ -22,9 +22,8 @@ user's function: ``user_metric``). A bootstrap cannot see what no sample showed 
 changed: [0, 0] on any number of samples), so its upper end is never below the exact
 binomial's floor (no sample made worse); for a user's function the floor is scaled by the
 original's score (a sample taken to be able to lose the metric's size, exact for a share of
-samples). A held-out set whose floor is past the allowed drop cannot resolve it. The guard
-decides on the upper end of a 95 % interval, every time (``guard`` says why judging several
-choices on the same samples needs no higher level).
+samples). A held-out set whose floor is past the allowed drop cannot resolve it. Intervals
+are at ``confidence`` (``looks`` spends the 95 % of ``config.CONFIDENCE`` over its looks).
 """
 
 from __future__ import annotations
@@ -37,7 +36,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from fuser.errors import FuserError
-from fuser.search.user_metric import group_means, judge_user
+from fuser.search.config import CONFIDENCE
+from fuser.search.user_metric import group_means, judge_user, tails
 from fuser.usercode import load_callable
 
 Outputs = Mapping[str, np.ndarray]
@@ -46,7 +46,6 @@ UserMetric = Callable[[dict[str, np.ndarray], "np.ndarray | None"], float]
 #: The default bound of ``rel-error`` for outputs without classes (a user's function's
 #: bootstrap: ``user_metric``).
 DEFAULT_REL_ERROR = 0.05
-CONFIDENCE = 0.95
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +75,9 @@ class Judgement:
     confidence: float = CONFIDENCE  # the interval's level
     scale: float = 1.0  # the floor's factor: a user's metric, the original's score
     rows: int = 0  # the held-out rows, when near-copies make them more than ``samples``
+    look: int = 1  # the look that decided, of ``looks`` (``fuser.search.looks``)
+    looks: int = 1
+    held_rows: int = 0  # every held-out row, when the looks stopped before the last
 
     @property
     def floor(self) -> float:
@@ -230,34 +232,35 @@ def _above_snr(decibels: float) -> Callable:
 
 
 def judge(metric: Metric, ref: Outputs, new: Outputs, labels: np.ndarray | None,
-          seed: int = 0) -> Judgement:
-    """The scores before and after, the drop and its interval at ``CONFIDENCE``, counting
+          seed: int = 0, confidence: float = CONFIDENCE) -> Judgement:
+    """The scores before and after, the drop and its interval at ``confidence``, counting
     groups of near-copies (``metric.groups``) as one sample each."""
     rng = np.random.default_rng(seed)
     rows = len(next(iter(ref.values())))
     groups = np.arange(rows) if metric.groups is None else np.asarray(metric.groups)
     count = int(groups.max()) + 1 if rows else 0
     if metric.user is not None:
+        cache = metric.reference_scores.setdefault(("held", rows), {})
         before, after, interval, method = judge_user(metric.user, ref, new, labels, rng,
-                                                     metric.reference_scores, groups)
+                                                     cache, groups, confidence)
         low, high = interval
-        floor = _floor(count, CONFIDENCE, abs(before))
+        floor = _floor(count, confidence, abs(before))
         return Judgement(before, after, before - after, (low, max(high, floor)), method,
-                         count, CONFIDENCE, abs(before), rows)
+                         count, confidence, abs(before), rows)
     before, after = metric.per_sample(ref, new, labels)
     drop = float(before.mean() - after.mean())
     if np.isin(before, (0.0, 1.0)).all() and np.isin(after, (0.0, 1.0)).all():
         worse = int(((before == 1) & (after == 0)).sum())
         # near-copies: the share made worse, over the distinct samples (rounded up)
-        worse = clopper_pearson(math.ceil(worse * count / rows), count, CONFIDENCE)
+        worse = clopper_pearson(math.ceil(worse * count / rows), count, confidence)
         better = float(((before == 0) & (after == 1)).mean())
         return Judgement(float(before.mean()), float(after.mean()), drop,
-                         (worse[0] - better, worse[1]), "exact binomial", count, CONFIDENCE,
+                         (worse[0] - better, worse[1]), "exact binomial", count, confidence,
                          rows=rows)
-    low, high = np.quantile(group_means(before - after, groups, rng), [0.025, 0.975])
+    low, high = np.quantile(group_means(before - after, groups, rng), tails(confidence))
     return Judgement(float(before.mean()), float(after.mean()), drop,
-                     (float(low), max(float(high), _floor(count, CONFIDENCE))), "bootstrap",
-                     count, CONFIDENCE, rows=rows)
+                     (float(low), max(float(high), _floor(count, confidence))), "bootstrap",
+                     count, confidence, rows=rows)
 
 
 def _floor(samples: int, confidence: float, scale: float = 1.0) -> float:

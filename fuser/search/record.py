@@ -15,13 +15,11 @@ from fuser.search.plan import Plan
 
 
 def compression(search: Search, plan: Plan, found: Candidates, got: Delivered,
-                errors: list[float], reference: dict, notes: list[str],
-                fit_samples: int) -> Compression:
+                errors: list[float], notes: list[str], fit_samples: int) -> Compression:
     """The record of the delivered model (times and the guard's verdict are added by the
-    caller): ``errors`` are its layers' response errors, ``reference`` the original's
-    outputs on the held-out samples."""
+    caller): ``errors`` are its layers' response errors."""
     top1, verdict = got.metric == "top1", got.verdict
-    result, new = got.model, got.outputs
+    result, new, reference = got.model, got.outputs, got.reference
     return Compression(
         search.budget, layer_choices(plan, got.chosen, errors, found, got.energies),
         plan.total_macs,
@@ -32,6 +30,7 @@ def compression(search: Search, plan: Plan, found: Candidates, got: Delivered,
         metric_after=verdict.after, drop=verdict.drop, drop_interval=list(verdict.interval),
         drop_confidence=verdict.confidence, interval_method=verdict.method,
         held_out_samples=verdict.rows or verdict.samples, distinct_held_out=verdict.samples,
+        held_out_total=verdict.held_rows or verdict.rows or verdict.samples,
         fit_samples=fit_samples)
 
 

@@ -15,7 +15,7 @@ allows).
    is never chosen where onnxruntime runs it slower.
 4. Sensitivity: each option is fitted and put into the network alone (the rest dense), and
    the task metric measured on the probe samples (``sensitivity``); layers go slowest first,
-   and steps 3-4 share ``search_time`` less the guard's builds (``clock.reserve``).
+   and steps 3-4 share ``search_time`` less the guard's builds (``budget.Budget``).
 5. Allocation (``choose.trajectory``): the cheapest penalty per unit of cost saved first,
    until the budget's target (``macs=F`` or ``latency=F``, fractions of the whole model) is
    reached or the summed penalty would pass twice the error bound the metric calibrates
@@ -24,7 +24,10 @@ allows).
    the network approximated so far (Zhang's asymmetric reconstruction, or the linear
    response PCA, or whitened SVD for Gemm/MatMul and for wide ones always; the input-side
    forms from the PCA of those inputs), each layer's part run from the last one's tensors.
-7. Guard: the metric on every held-out sample (``fuser.search.metric``); with
+7. Guard: the metric on the held-out samples, look by look (a quarter, half, all of them),
+   stopping as soon as the interval decides, the error spent over the looks
+   (``fuser.search.looks``: group-sequential; the original's outputs computed once, as the
+   looks need them); with
    ``max_accuracy_drop``, a ladder of the trajectory's choices at predicted output errors
    from a quarter of the bound to twice it, judged fewest moves first, each at 95 %, until
    the upper end of the drop's interval is out of bounds (``guard.largest_accepted``:
@@ -48,20 +51,19 @@ from fuser.errors import FuserError
 from fuser.report.compression import Compression
 from fuser.runtime.runners import Progress
 from fuser.search import calibration_check, sensitivity
-from fuser.search.build import Builder, layer_errors, outputs
+from fuser.search.budget import GUARD_BUILDS, Budget
+from fuser.search.build import Builder, layer_errors
 from fuser.search.calibrate import Feeds
 from fuser.search.choose import SAFETY, error_bound, predicted_error, tolerance, trajectory
-from fuser.search.clock import GUARD_BUILDS, Phases, Reserve, reserve
 from fuser.search.config import Search
 from fuser.search.forms import Candidates, Option
-from fuser.search.guard import REACH, Delivered, Judge, guard, largest_accepted
+from fuser.search.guard import REACH, Delivered, guard, largest_accepted
 from fuser.search.latency import LatencyTable
-from fuser.search.metric import Metric, judge, resolve
-from fuser.search.plan import Plan, make_plan, offer, split
+from fuser.search.looks import Looks
+from fuser.search.metric import Metric, resolve
+from fuser.search.plan import Plan, in_context, make_plan, offer, split
 from fuser.search.record import compression
 
-#: The latency table's share of the search time (the guard's share: ``clock.reserve``).
-LATENCY_SHARE = 0.4
 #: The default settings of ``compress``.
 SEARCH = Search()
 
@@ -75,108 +77,105 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     fit the factors, every other sample is held out for the guard. ``labels``: one per
     calibration sample, in order. ``search``: the settings (``config.Search``: budget,
     allowed drop, metric, time...). ``table``: a latency table to reuse (tests plant one).
-    The search time bounds everything: the latency table stops at 40 % of it (then
-    latencies are estimated from MACs), the sensitivity runs leave the guard its builds
-    (``clock.reserve``), and no build of the guard's ladder starts that would end after it.
+    ``search.search_time`` bounds everything (``budget.Budget`` owns every deadline).
     """
-    started = time.perf_counter()
+    budget = Budget(search.search_time)
     if not calibration:
         raise FuserError("low-rank compression needs calibration data")
-    run = _Run(search, *search.budget_parts(), started + search.search_time,
-               Progress(search.progress), Phases())
+    run = _Run(search, *search.budget_parts(), budget, Progress(search.progress))
     fit, held, fit_labels, labels = split(calibration, labels, search.fit_samples)
-    reference, judged, check = _reference(model, calibration, fit, held, labels, run)
-    table = _latency_table(table, run, started)
-    plan, found, cost = _explore(model, run, table, fit, fit_labels, judged)
+    looks, check = _looks(model, calibration, fit, held, labels, run)
+    table = _latency_table(table, run)
+    plan, found, cost = _explore(model, run, table, fit, fit_labels, looks.metric)
     states = trajectory(found.options, found.effects, *cost, run.allowed, reach=REACH)
     notes = _notes(calibration, table, found, run)
     builder = Builder(model, plan.layers, plan.data, fit, search.samples, search.seed,
                       search.reconstruction)
-    judge_by = Judge(held, reference, labels, judged, run.allowed)
     got = largest_accepted(builder, states, [predicted_error(s, found.effects)
                                              for s in states],
-                           error_bound(found.effects, run.allowed), judge_by, notes,
-                           run.line, started + search.search_time - run.reserved.finish)
+                           error_bound(found.effects, run.allowed), looks, notes, run.line,
+                           budget.guard)
     speedup = _end_to_end(model, got, fit[0], table, notes, search.speed_margin)
     if speedup is None and any(got.chosen):  # not faster end to end: deliver the original
-        got = got.original(model, reference, judge(judged, reference, reference, labels))
+        got = got.original(model, looks)
     passed, reason = guard(got.verdict, run.allowed, any(got.chosen))
-    run.clock.lap("build and guard")
+    budget.lap("build and guard")
     errors = layer_errors(got.model, plan.layers, plan.data, fit, search.samples, search.seed)
-    record = compression(search, plan, found, got, errors, reference, notes, _count(fit))
+    record = compression(search, plan, found, got, errors, notes, _count(fit))
     return got.model, dataclasses.replace(
-        record, seconds=time.perf_counter() - started, guard=reason, passed=passed,
-        phases=run.clock.seconds, search_time=search.search_time, speedup=speedup,
+        record, seconds=time.perf_counter() - budget.start, guard=reason, passed=passed,
+        phases=budget.phases, search_time=search.search_time, speedup=speedup,
         estimated_latencies=table.estimated, back_off_steps=max(got.builds - 1, 0),
-        degenerate_calibration=list(check.findings))
+        degenerate_calibration=list(check.findings), context_factor=round(run.context, 3))
 
 
 @dataclasses.dataclass
 class _Run:
-    """One search's settings and clocks."""
+    """One search's settings, budget and progress line."""
 
     search: Search
     kind: str
     fraction: float
     allowed: float | None
-    deadline: float
+    budget: Budget
     line: Progress
-    clock: Phases
-    reserved: Reserve | None = None  # set once the reference run is timed
-
-    def referenced(self, held: int, fit: int) -> None:
-        """The reference run over the ``held`` samples is done: the sensitivity deadline
-        moves to leave the guard its builds (``clock.reserve``)."""
-        self.clock.lap("reference")
-        self.reserved = reserve(self.deadline, time.perf_counter(),
-                               self.clock.seconds["reference"], held, fit)
-        self.deadline = self.reserved.deadline
+    context: float = 1.0  # the savings in context over those timed alone (``in_context``)
 
 
-def _latency_table(table: LatencyTable | None, run: _Run, started: float) -> LatencyTable:
-    """The table given, or a new one; it stops timing at ``LATENCY_SHARE`` of the time."""
+def _latency_table(table: LatencyTable | None, run: _Run) -> LatencyTable:
+    """The table given, or a new one; it stops timing at ``run.budget.latency``."""
     search = run.search
     table = table or LatencyTable(batch=search.batch, threads=search.threads,
                                   provider=search.provider)
-    table.progress, table.deadline = run.line, started + LATENCY_SHARE * search.search_time
+    table.progress, table.deadline = run.line, run.budget.latency
     return table
 
 
-def _reference(model: onnx.ModelProto, calibration: Sequence[Feeds], fit: list[Feeds],
-               held: list[Feeds], labels: np.ndarray | None, run: _Run
-               ) -> tuple[dict, Metric, calibration_check.CalibrationCheck]:
-    """The original's outputs on the held-out samples, the metric (near-copies counted once)
-    and what the calibration check found; FuserError for degenerate data not allowed."""
+def _looks(model: onnx.ModelProto, calibration: Sequence[Feeds], fit: list[Feeds],
+           held: list[Feeds], labels: np.ndarray | None, run: _Run
+           ) -> tuple[Looks, calibration_check.CalibrationCheck]:
+    """The guard's looks at the held-out samples, with the metric resolved on the first
+    look's reference outputs (near-copies counted once), and what the calibration check
+    found; FuserError for degenerate data not allowed. The first look's reference run
+    shares out the search time (``Budget.referenced``)."""
     allow = run.search.allow_degenerate_calibration
     check = calibration_check.check_inputs(calibration, run.search.seed, allow)
-    reference = outputs(model, held, level="all")
-    judged, check = calibration_check.grouped(resolve(run.search.metric, reference, labels),
-                                              check, reference, _count(held), allow)
-    run.referenced(_count(held), _count(fit))
-    return reference, judged, check
+    looks = Looks(model, held, labels, run.allowed)
+    reference = looks.reference(0)
+    first = len(next(iter(reference.values())))
+    metric = resolve(run.search.metric, reference, None if labels is None else labels[:first])
+    seconds = run.budget.lap("reference")
+    classes = metric.name in ("agreement", "top1")
+    if calibration_check.check_outputs(check, reference, classes).findings != check.findings:
+        reference = looks.reference(len(looks.ends) - 1)  # degenerate on every sample?
+    looks.metric, check = calibration_check.grouped(metric, check, reference, looks.rows, allow)
+    run.budget.referenced(seconds, first, looks.rows, _count(fit))
+    return looks, check
 
 
 def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[Feeds],
              fit_labels: np.ndarray | None, judged: Metric) -> tuple:
     """The plan, the candidates (options faster than dense, why a layer has none, each
     option's measured effect), and the cost model of the budget."""
-    search = run.search
+    search, budget = run.search, run.budget
     plan = make_plan(model, fit, table, search.input_shapes, search.samples, search.seed)
-    run.clock.lap("plan")
+    budget.lap("plan")
     aim = 0.3 if run.kind == "accuracy" else run.fraction
-    found = Candidates(*offer(plan, table, search.speed_margin, aim))
+    options, why = offer(plan, table, search.speed_margin, aim)
     table.save()
-    run.clock.lap("latency")
-    left = run.deadline - time.perf_counter()
-    kept = min(sensitivity.ESTIMATE_SHARE * max(left, 0.0), sensitivity.ESTIMATE_SECONDS)
-    count = sensitivity.probe_samples(found.options, left - kept, run.reserved.per_sample)
+    options, fewer, run.context = in_context(plan, options, model, table, fit[0],
+                                             search.speed_margin)
+    found = Candidates(options, {**why, **fewer})
+    budget.lap("latency")
+    count = sensitivity.probe_samples(found.options, budget.left(budget.sensitivity),
+                                      budget.per_sample)
     measured = sensitivity.measure(model, plan, found.options,
                                    sensitivity.probe(model, fit, fit_labels, count), judged,
-                                   search.reconstruction, run.deadline - kept, run.line)
+                                   search.reconstruction, budget.sensitivity, run.line)
     found.effects = sensitivity.estimate(plan, found.options, measured,
-                                         search.reconstruction, run.deadline)
+                                         search.reconstruction, budget.estimates)
     cost = _cost(run.kind, run.fraction, plan, model, fit, table)
-    run.clock.lap("sensitivity")
+    budget.lap("sensitivity")
     return plan, found, cost
 
 
@@ -219,9 +218,9 @@ def _count(batches: list[Feeds]) -> int:
 def _notes(calibration: Sequence[Feeds], table: LatencyTable, found: Candidates,
            run: _Run) -> list[str]:
     notes, allowed, options, effects = [], run.allowed, found.options, found.effects
-    if run.reserved.builds < GUARD_BUILDS:
-        notes.append(f"the reference run took {run.clock.seconds['reference']:.0f} s: the "
-                     f"sensitivity runs left time for {run.reserved.builds} build(s) of the "
+    if run.budget.builds < GUARD_BUILDS:
+        notes.append(f"the reference run took {run.budget.phases['reference']:.0f} s: the "
+                     f"sensitivity runs left time for {run.budget.builds} build(s) of the "
                      f"guard's ladder, not {GUARD_BUILDS} (--search-time)")
     coarsest = tolerance(effects, allowed)
     if allowed is not None and coarsest > SAFETY * allowed:
@@ -229,6 +228,10 @@ def _notes(calibration: Sequence[Feeds], table: LatencyTable, found: Candidates,
                      f"more than half the allowed {allowed:.3g}: a layer that read no drop "
                      "alone may cost some, and the bound the ladder is scaled by rests "
                      "on output errors")
+    if run.context < 1:
+        notes.append(f"in context the rewrites saved {run.context:.0%} of what they saved "
+                     "timed alone (the whole model against a twin with them, ORT_ENABLE_ALL): "
+                     "every layer's saving is scaled by it")
     if len(calibration) == 1:
         notes.append("a single calibration batch: the guard judges on the samples it was "
                      "fitted to")

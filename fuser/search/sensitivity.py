@@ -22,16 +22,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
-import onnx_graphsurgeon as gs
 
-from fuser import ir as graph_io
 from fuser.passes.lowrank.forms import Rank, form
 from fuser.passes.lowrank.layers import Layer
-from fuser.passes.match import Names
 from fuser.runtime import sessions as runtime
 from fuser.runtime.runners import Progress
 from fuser.search import cut
-from fuser.search.build import outputs, relative_error, samples_first
+from fuser.search.build import factor_model, outputs, relative_error, samples_first
 from fuser.search.calibrate import Feeds, tensors
 from fuser.search.forms import Option
 from fuser.search.metric import Metric, point_drop
@@ -151,7 +148,7 @@ class _LayerRunner:
 
     def outputs(self, method: str, factors) -> dict[str, np.ndarray]:
         """Every output on the probe with the layer rewritten (the others the original's)."""
-        sess = runtime.session(self._rewritten(method, factors), level="all")
+        sess = runtime.session(factor_model(self.layer, method, factors), level="all")
         collected: dict[str, list[np.ndarray]] = {}
         for feeds in self.side:
             value = sess.run([self.key], {self.source: feeds[self.source]})[0]
@@ -168,22 +165,6 @@ class _LayerRunner:
         new = dict(self.probe.reference)
         new.update({n: samples_first(v, sizes) for n, v in collected.items()})
         return new
-
-    def _rewritten(self, method: str, factors) -> onnx.ModelProto:
-        """The layer alone, as the factor nodes, from its input to its output."""
-        node = self.layer.node
-        x = gs.Variable(self.source, np.dtype(node.inputs[1].dtype))
-        y = gs.Variable(self.key, np.dtype(node.inputs[1].dtype))
-        copy = gs.Node(node.op, node.name, attrs=dict(node.attrs),
-                       inputs=[x if t.name == self.source else t for t in node.inputs],
-                       outputs=[y])
-        graph = gs.Graph(nodes=[copy], inputs=[x], outputs=[y], opset=17)
-        form(method).replace(graph, dataclasses.replace(self.layer, node=copy), factors,
-                             Names(graph))
-        graph.cleanup().toposort()
-        model = graph_io.to_model(graph)
-        model.ir_version = 8
-        return model
 
 
 def _rank_text(rank: Rank) -> str:

@@ -4,7 +4,7 @@ A user's ``fn(outputs, labels) -> float`` is a black box: the drop's interval is
 bootstrap over the held-out samples. Two ways, by the function's cost:
 
 - **Resampling** (the function is fast): ``fn`` on each resample of both models' outputs,
-  the drop's 2.5 and 97.5 percentiles. Resamples stop after ``USER_BOOTSTRAP_SECONDS`` once
+  the drop's percentiles at ``confidence``. Resamples stop after ``USER_BOOTSTRAP_SECONDS`` once
   ``MIN_BOOTSTRAP`` are done (the count is in the method), and the original's scores on them
   are kept in ``cache`` for the next judgement against the same reference.
 - **Per sample** (one call on the whole set takes longer than ``PER_SAMPLE_AFTER``: a
@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from fuser.search.config import CONFIDENCE
+
 Outputs = Mapping[str, np.ndarray]
 
 BOOTSTRAP = 1000
@@ -31,11 +33,17 @@ USER_BOOTSTRAP_SECONDS = 5.0
 PER_SAMPLE_AFTER = USER_BOOTSTRAP_SECONDS / MIN_BOOTSTRAP
 
 
+def tails(confidence: float) -> tuple[float, float]:
+    """The quantiles of a two-sided percentile interval at ``confidence``."""
+    return (1 - confidence) / 2, (1 + confidence) / 2
+
+
 def judge_user(fn: Callable, ref: Outputs, new: Outputs, labels: np.ndarray | None,
-               rng: np.random.Generator, cache: dict, groups: np.ndarray | None = None
-               ) -> tuple[float, float, tuple[float, float], str]:
-    """``(before, after, (low, high) of the drop, method)``; see the module docstring.
-    ``groups``: the group of near-copies of each sample; resamples draw groups."""
+               rng: np.random.Generator, cache: dict, groups: np.ndarray | None = None,
+               confidence: float = CONFIDENCE) -> tuple[float, float, tuple[float, float], str]:
+    """``(before, after, (low, high) of the drop at ``confidence``, method)``; see the
+    module docstring. ``groups``: the group of near-copies of each sample; resamples draw
+    groups."""
     count = len(next(iter(ref.values())))
     groups = np.arange(count) if groups is None else np.asarray(groups)
 
@@ -56,7 +64,7 @@ def judge_user(fn: Callable, ref: Outputs, new: Outputs, labels: np.ndarray | No
         if singles is not None:
             diffs = singles[0] - singles[1]
             spread = np.quantile(group_means(diffs, groups, rng) - diffs.mean(),
-                                 [0.025, 0.975])
+                                 tails(confidence))
             drop = before - after
             return before, after, (float(drop + spread[0]), float(drop + spread[1])), (
                 f"bootstrap over per-sample scores (the metric on each sample alone: one "
@@ -70,7 +78,7 @@ def judge_user(fn: Callable, ref: Outputs, new: Outputs, labels: np.ndarray | No
         drops.append(cache[i] - score(new, picks))
         if i + 1 >= MIN_BOOTSTRAP and time.perf_counter() - started > USER_BOOTSTRAP_SECONDS:
             break
-    low, high = np.quantile(drops, [0.025, 0.975])
+    low, high = np.quantile(drops, tails(confidence))
     method = "bootstrap" if len(drops) == BOOTSTRAP else f"bootstrap ({len(drops)} resamples)"
     return before, after, (float(low), float(high)), method
 

@@ -1,0 +1,130 @@
+"""The guard's held-out judgements in looks: a growing share of the held-out samples, stopping
+as soon as the interval decides (group-sequential testing).
+
+A choice is accepted when the upper end of its drop's interval is within the allowed drop.
+Looking at the first quarter of the held-out samples, then half, then all, and stopping at
+the first look that decides, would accept a bad choice more often than one look at the same
+level: every look is a chance. So the error is spent over the looks (alpha spending, Lan and
+DeMets 1983, with Kim and DeMets' power family): with ``alpha = (1 - CONFIDENCE) / 2``, the
+one-sided error of the interval's upper end, look k of K, at the share ``t_k`` of the samples,
+judges at the one-sided level
+
+    alpha_k = alpha (t_k^RHO - t_{k-1}^RHO),        sum_k alpha_k = alpha,
+
+i.e. with an interval at confidence ``1 - 2 alpha_k``. A choice whose true drop is past the
+bound is accepted at some look with probability at most ``sum_k alpha_k = alpha``
+(Bonferroni over the looks: conservative, and free of any assumption on how the looks'
+statistics are correlated). ``RHO = 3`` spends little early (O'Brien-Fleming-like): an
+early look accepts only a clear pass, and the last keeps most of the level (95.6 % instead
+of 95 % with looks at 1/4, 1/2 and 1). A look refuses when the lower end of the same
+interval is past the allowed drop; refusing early needs no level of its own (it can only
+make a false acceptance rarer), so a clearly bad choice costs a quarter of the samples.
+
+The original's outputs are computed once, look by look, as the looks need them: a search
+whose choices are all refused at the first look never runs the original on the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+
+from fuser.search.build import outputs
+from fuser.search.calibrate import Feeds
+from fuser.search.metric import CONFIDENCE, Judgement, Metric, judge, needed_samples
+
+#: The shares of the held-out samples at which the looks are taken.
+SHARES = (0.25, 0.5, 1.0)
+#: The power of the spending function ``alpha t^RHO``.
+RHO = 3.0
+
+
+def levels(shares: list[float], confidence: float = CONFIDENCE) -> list[float]:
+    """The confidence of each look's interval, from the shares of the samples it sees."""
+    alpha, spent, out = (1 - confidence) / 2, 0.0, []
+    for share in shares:
+        step = alpha * share ** RHO - spent
+        spent += step
+        out.append(1 - 2 * step)
+    return out
+
+
+class Looks:
+    """The held-out batches, their labels and the original's outputs on them (computed as the
+    looks need them), the metric and the allowed drop (None: no bound, one look at all)."""
+
+    def __init__(self, model: onnx.ModelProto, batches: list[Feeds],
+                 labels: np.ndarray | None, allowed: float | None) -> None:
+        self.model, self.batches, self.labels, self.allowed = model, batches, labels, allowed
+        self.metric: Metric | None = None  # set once resolved on the first look's outputs
+        self.sizes = [len(next(iter(b.values()))) for b in batches]
+        self.rows = sum(self.sizes)
+        # one look without a bound, or when even every sample cannot resolve it (then the
+        # point estimate decides the ladder: ``guard.accepted``)
+        sequential = allowed is not None and self.rows >= needed_samples(allowed)
+        ends = sorted({self._end(share) for share in SHARES}) if sequential else []
+        self.ends = [e for e in ends if e < len(batches)] + [len(batches)]
+        shares = [sum(self.sizes[:e]) / max(self.rows, 1) for e in self.ends]
+        self.confidences = levels(shares)
+        self._reference: list[dict[str, np.ndarray]] = []  # per look's part of the batches
+
+    def _end(self, share: float) -> int:
+        """The batches a look at ``share`` of the samples sees (one at least)."""
+        cumulative = np.cumsum(self.sizes)
+        return int(min(np.searchsorted(cumulative, share * self.rows - 1e-9) + 1,
+                       len(self.sizes)))
+
+    def reference(self, look: int = 0) -> dict[str, np.ndarray]:
+        """The original's outputs on the samples of look ``look`` (samples first)."""
+        while len(self._reference) <= look:
+            self._reference.append(self._part(self.model, len(self._reference)))
+        return _joined(self._reference[:look + 1])
+
+    def _part(self, model: onnx.ModelProto, look: int) -> dict[str, np.ndarray]:
+        """``model``'s outputs on the batches look ``look`` adds to the one before."""
+        start = self.ends[look - 1] if look else 0
+        return outputs(model, self.batches[start:self.ends[look]], level="all")
+
+    def seen(self, look: int) -> tuple[np.ndarray | None, Metric]:
+        """The labels and the metric (near-copy groups renumbered) of look ``look``."""
+        rows = sum(self.sizes[:self.ends[look]])
+        labels = None if self.labels is None else self.labels[:rows]
+        groups = self.metric.groups
+        if groups is not None:
+            groups = np.unique(np.asarray(groups)[:rows], return_inverse=True)[1]
+        return labels, dataclasses.replace(self.metric, groups=groups)
+
+    def judged(self, model: onnx.ModelProto
+               ) -> tuple[Judgement, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``model`` judged look by look until one decides (the module docstring): the
+        verdict, ``model``'s outputs and the original's on the samples seen."""
+        parts = []
+        for look, confidence in enumerate(self.confidences):
+            parts.append(self._part(model, look))
+            new, reference = _joined(parts), self.reference(look)
+            labels, metric = self.seen(look)
+            verdict = judge(metric, reference, new, labels, confidence=confidence)
+            last = look == len(self.ends) - 1
+            if last or verdict.within(self.allowed) or verdict.interval[0] > self.allowed:
+                return dataclasses.replace(verdict, look=look + 1, looks=len(self.ends),
+                                           held_rows=self.rows), new, reference
+        raise AssertionError("a look always decides at the last one")
+
+    def original(self) -> tuple[Judgement, dict[str, np.ndarray]]:
+        """The original judged against itself (nothing changed) on the samples whose
+        outputs the looks have computed so far."""
+        look = max(len(self._reference) - 1, 0)
+        reference = self.reference(look)
+        labels, metric = self.seen(look)
+        verdict = judge(metric, reference, reference, labels)
+        return dataclasses.replace(verdict, held_rows=self.rows), reference
+
+
+def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-look outputs (samples first) joined along the samples."""
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
