@@ -119,10 +119,14 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
                          "moves kept (the most the guard accepted)")
             break
         if room < len(order) - position:
-            order[position:] = spread(order[position:], room)
+            left, order[position:] = order[position:], spread(order[position:], room)
+            skipped = [k for k in left if k not in order[position:]]
             notes.append(f"the search time allows {room} more "
                          f"{'build' if room == 1 else 'builds'}: the ladder goes on at "
-                         f"{', '.join(map(str, order[position:]))} of {last} moves")
+                         f"{', '.join(map(str, order[position:]))} of {last} moves, skipping "
+                         f"{', '.join(map(str, skipped))} (a busy machine or a short "
+                         "--search-time: the choice delivered may be smaller than the "
+                         "bound allows)")
     line.clear()
     return _delivered(builder, states, kept, best, builds, looks, notes)
 
