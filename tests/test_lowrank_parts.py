@@ -515,6 +515,32 @@ def test_a_rebuild_refits_only_from_the_first_changed_layer(rng):
     assert layer_errors(model, plan.layers, plan.data, batches[:2], 16, 0) == [0.0, 0.0]
 
 
+def test_an_edit_keeps_a_bias_another_node_reads_and_undoes_to_the_original(rng):
+    """Splicing a layer's factors in removes its weights only where no other node (or
+    subgraph, or graph input) reads them; undoing restores the node where it was."""
+    from fuser.search.build import Edit, factor_model, taken
+
+    model = make_model("""
+        g (float[N,8,6,6] x) => (float[N,8,6,6] y) {
+            a = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W1, B)
+            y = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(a, W2, B)
+        }""", rng, W1=(8, 8, 3, 3), W2=(8, 8, 3, 3), B=(8,))
+    layer = candidate_layers(model)[0]
+    shape = form("channel")
+    factors = shape.fit(layer, 4, LayerData(*[rng.standard_normal((8, 64))] * 2, None), "pca")
+    work = Builder(model, [layer], [], [], 16, 0, "pca").work
+    edit = Edit.splice(work, factor_model(layer, "channel", factors, taken(work)))
+    check(work)
+    names = {t.name for t in work.graph.initializer}
+    assert "B" in names and "W1" not in names and "W2" in names  # B is read by the second
+    assert [n.op_type for n in work.graph.node] == ["Conv", "Conv", "Conv"]
+    assert edit.index == 0 and edit.count == 2 and [t.name for t in edit.removed] == ["W1"]
+    edit.undo(work)
+    assert [n.SerializeToString() for n in work.graph.node] == \
+        [n.SerializeToString() for n in model.graph.node]
+    assert sorted(t.name for t in work.graph.initializer) == ["B", "W1", "W2"]
+
+
 def test_a_build_carries_what_the_rest_of_the_network_reads_from_layer_to_layer(
         rng, monkeypatch):
     from fuser.search import build as build_module

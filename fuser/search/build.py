@@ -160,7 +160,7 @@ class Edit:
         del graph.node[index]
         for offset, factor in enumerate(factors.graph.node):
             graph.node.insert(index + offset, factor)
-        read = {t for n in graph.node for t in n.input} | {i.name for i in graph.input}
+        read = {t for n in graph.node for t in cut.reads(n)} | {i.name for i in graph.input}
         removed = [kept_tensor(t) for t in graph.initializer
                    if t.name in node.input and t.name not in read]
         names = {t.name for t in removed}

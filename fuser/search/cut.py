@@ -25,20 +25,20 @@ import onnx
 from onnx import helper
 
 
-def _reads(node: onnx.NodeProto) -> set[str]:
+def reads(node: onnx.NodeProto) -> set[str]:
     """Every tensor name ``node`` reads, subgraph bodies included."""
     names = {n for n in node.input if n}
     for attribute in node.attribute:
         for graph in [attribute.g, *attribute.graphs] if attribute.type in (
                 onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) else []:
             for inner in graph.node:
-                names |= _reads(inner)
+                names |= reads(inner)
     return names
 
 
 def _part(model: onnx.ModelProto, nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto],
           outputs: Iterable[str]) -> onnx.ModelProto:
-    read = set().union(*(_reads(n) for n in nodes)) if nodes else set()
+    read = set().union(*(reads(n) for n in nodes)) if nodes else set()
     graph = helper.make_graph(
         nodes, model.graph.name, inputs,
         [helper.make_empty_tensor_value_info(name) for name in outputs],
@@ -64,7 +64,7 @@ def prefix(model: onnx.ModelProto, names: list[str],
         node = None if name in given else producer.get(name)
         if node is not None and id(node) not in keep:
             keep.add(id(node))
-            stack.extend(_reads(node))
+            stack.extend(reads(node))
     nodes = [n for n in model.graph.node if id(n) in keep]
     inputs = [i for i in model.graph.input if i.name in needed and i.name not in given]
     inputs += [_typed(name, dtype) for name, dtype in given.items() if name in needed]
@@ -76,7 +76,7 @@ def downstream(model: onnx.ModelProto, key: str) -> list[onnx.NodeProto]:
     made: set[str] = set()
     nodes = []
     for node in model.graph.node:
-        if key in node.output or _reads(node) & made:
+        if key in node.output or reads(node) & made:
             nodes.append(node)
             made.update(node.output)
     if not nodes:
@@ -89,7 +89,7 @@ def upstream_inputs(model: onnx.ModelProto, key: str) -> list[str]:
     nodes = downstream(model, key)
     made = {o for n in nodes for o in n.output}
     weights = {t.name for t in model.graph.initializer}
-    return sorted({r for n in nodes for r in _reads(n)} - made - weights)
+    return sorted({r for n in nodes for r in reads(n)} - made - weights)
 
 
 def tail(model: onnx.ModelProto, key: str, dtypes: Mapping[str, np.dtype]) -> onnx.ModelProto:
@@ -103,8 +103,8 @@ def _from(model: onnx.ModelProto, nodes: list[onnx.NodeProto],
           dtypes: Mapping[str, np.dtype]) -> onnx.ModelProto:
     made = {o for n in nodes for o in n.output}
     weights = {t.name for t in model.graph.initializer}
-    reads = sorted({r for n in nodes for r in _reads(n)} - made - weights)
-    inputs = [_typed(name, dtypes[name]) for name in reads]
+    upstream = sorted({r for n in nodes for r in reads(n)} - made - weights)
+    inputs = [_typed(name, dtypes[name]) for name in upstream]
     return _part(model, nodes, inputs, [o.name for o in model.graph.output if o.name in made])
 
 
