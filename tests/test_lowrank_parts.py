@@ -721,6 +721,11 @@ def test_the_guard_is_left_fewer_builds_rather_than_no_sensitivity(reference_sec
     assert budget.guard == pytest.approx(budget.end - budget.finish)
     build = BUILD_MARGIN * per_sample * (held + fit)
     assert budget.estimates == pytest.approx(budget.guard - builds * build)
+    judged = Budget(180.0, start)  # a metric that takes 10 s per look leaves fewer builds
+    judged.referenced(reference_seconds, held, held, fit, now, judging=30.0)
+    assert judged.builds <= builds
+    assert judged.estimates == pytest.approx(
+        judged.guard - judged.builds * BUILD_MARGIN * (per_sample * (held + fit) + 30.0))
     assert budget.estimates - ESTIMATE_SECONDS - 1e-9 <= budget.sensitivity <= budget.estimates
     left = budget.end - now - budget.finish
     sensitivity = budget.estimates - now

@@ -285,7 +285,8 @@ def test_a_slow_reference_run_leaves_fewer_builds_and_says_so(rng, mac_latency,
     from fuser.search.budget import Budget
 
     class Slow(Budget):
-        def referenced(self, seconds, judged, held, fit, now=None):  # a build takes 70 s
+        def referenced(self, seconds, judged, held, fit, now=None, judging=0.0):
+            # a build takes 70 s
             super().referenced(56.0 * judged / (held + fit), judged, held, fit, now)
 
     monkeypatch.setattr(search_module, "Budget", Slow)

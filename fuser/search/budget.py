@@ -7,8 +7,9 @@
 - the first look's reference run (the original on a quarter of the held-out samples:
   ``fuser.search.looks``) gives the seconds of one sample through the whole model. A build
   of the guard's ladder costs about one run over the fitting samples (to fit the factors)
-  and, at worst, one over the held-out samples (to judge the choice): ``per_sample * (held +
-  fit)``, with a margin (``BUILD_MARGIN``);
+  and, at worst, one over the held-out samples, and the metric's judgement at each look (a
+  user's metric with its bootstrap: seconds per look on a detector): ``per_sample * (held +
+  fit) + judging``, with a margin (``BUILD_MARGIN``);
 - the sensitivity runs stop early enough to leave ``GUARD_BUILDS`` such builds, or fewer
   (one at least) when that would leave the sensitivity runs less than ``SENSITIVITY_SHARE``
   of the time left: without sensitivity no layer is rewritten at all, while the ladder
@@ -59,13 +60,14 @@ class Budget:
         return self.phases[phase]
 
     def referenced(self, seconds: float, judged: int, held: int, fit: int,
-                   now: float | None = None) -> None:
-        """The reference run took ``seconds`` over ``judged`` samples: share the time left
-        between the sensitivity runs and the guard's builds (module docstring)."""
+                   now: float | None = None, judging: float = 0.0) -> None:
+        """The reference run took ``seconds`` over ``judged`` samples, and the metric takes
+        ``judging`` seconds to judge a build (every look): share the time left between the
+        sensitivity runs and the guard's builds (module docstring)."""
         now = time.perf_counter() if now is None else now
         self.per_sample = seconds / max(judged, 1)
         self.finish = self.per_sample * fit + COMPARE_SECONDS
-        build = BUILD_MARGIN * self.per_sample * (held + fit)
+        build = BUILD_MARGIN * (self.per_sample * (held + fit) + judging)
         left = self.end - now - self.finish
         while self.builds > 1 and left - self.builds * build < SENSITIVITY_SHARE * left:
             self.builds -= 1

@@ -27,6 +27,7 @@ whose choices are all refused at the first look never runs the original on the r
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 import onnx
@@ -69,6 +70,8 @@ class Looks:
         shares = [sum(self.sizes[:e]) / max(self.rows, 1) for e in self.ends]
         self.confidences = levels(shares)
         self._reference: list[dict[str, np.ndarray]] = []  # per look's part of the batches
+        self._upto: dict[int, dict[str, np.ndarray]] = {}  # the parts joined up to each look
+        self.judge_seconds = 0.0  # one judgement on the first look (``timed_judgement``)
 
     def _end(self, share: float) -> int:
         """The batches a look at ``share`` of the samples sees (one at least)."""
@@ -80,7 +83,9 @@ class Looks:
         """The original's outputs on the samples of look ``look`` (samples first)."""
         while len(self._reference) <= look:
             self._reference.append(self._part(self.model, len(self._reference)))
-        return _joined(self._reference[:look + 1])
+        if look not in self._upto:
+            self._upto[look] = _joined(self._reference[:look + 1])
+        return self._upto[look]
 
     def _part(self, model: onnx.ModelProto, look: int) -> dict[str, np.ndarray]:
         """``model``'s outputs on the batches look ``look`` adds to the one before."""
@@ -111,6 +116,17 @@ class Looks:
                 return dataclasses.replace(verdict, look=look + 1, looks=len(self.ends),
                                            held_rows=self.rows), new, reference
         raise AssertionError("a look always decides at the last one")
+
+    def timed_judgement(self) -> float:
+        """Seconds of judging the first look (the original against itself: a user's
+        metric and its bootstrap cost as much as a real candidate's), which ``Budget`` adds
+        to every build's estimate, once per look."""
+        started = time.perf_counter()
+        labels, metric = self.seen(0)
+        judge(metric, self.reference(0), self.reference(0), labels,
+              confidence=self.confidences[0])
+        self.judge_seconds = time.perf_counter() - started
+        return self.judge_seconds
 
     def original(self) -> tuple[Judgement, dict[str, np.ndarray]]:
         """The original judged against itself (nothing changed) on the samples whose

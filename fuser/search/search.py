@@ -149,7 +149,8 @@ def _looks(model: onnx.ModelProto, calibration: Sequence[Feeds], fit: list[Feeds
     if calibration_check.check_outputs(check, reference, classes).findings != check.findings:
         reference = looks.reference(len(looks.ends) - 1)  # degenerate on every sample?
     looks.metric, check = calibration_check.grouped(metric, check, reference, looks.rows, allow)
-    run.budget.referenced(seconds, first, looks.rows, _count(fit))
+    judging = looks.timed_judgement() * len(looks.ends)
+    run.budget.referenced(seconds, first, looks.rows, _count(fit), judging=judging)
     return looks, check
 
 
