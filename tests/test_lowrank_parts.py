@@ -428,6 +428,14 @@ def test_the_looks_stop_as_soon_as_the_interval_decides(monkeypatch, rate, allow
         return {"y": scores}
 
     monkeypatch.setattr(looks, "outputs", outputs)
+    judged = []
+    real_judge = looks.judge
+
+    def spy(metric, reference, new, labels, **kw):
+        judged.append(len(new["y"]))
+        return real_judge(metric, reference, new, labels, **kw)
+
+    monkeypatch.setattr(looks, "judge", spy)
     held = looks.Looks("original", [{"i": np.arange(s, s + 64)} for s in range(0, samples, 64)],
                        None, allowed)
     held.metric = resolve("agreement", {"y": reference}, None)
@@ -441,6 +449,12 @@ def test_the_looks_stop_as_soon_as_the_interval_decides(monkeypatch, rate, allow
     # the original's outputs are computed once, look by look, only as far as needed
     assert [n for m, n in runs if m == "original"] == [256, 192, 448][:look]
     assert [n for m, n in runs if m == "candidate"] == [256, 192, 448][:look]
+    # an interval is computed only at a look that can decide: one that can accept (enough
+    # samples for the bound at its level) or whose point drop is past the bound
+    can_accept = [clopper_pearson(0, n, c)[1] <= allowed
+                  for n, c in zip([256, 448, 896], held.confidences)]
+    early = zip([256, 448][:look - 1], can_accept)
+    assert judged == [n for n, ok in early if ok or rate > allowed] + [seen]
 
 
 def test_the_looks_spend_the_error_of_one_95_percent_interval():

@@ -34,7 +34,15 @@ import onnx
 
 from fuser.search.build import outputs
 from fuser.search.calibrate import Feeds
-from fuser.search.metric import CONFIDENCE, Judgement, Metric, judge, needed_samples
+from fuser.search.metric import (
+    CONFIDENCE,
+    Judgement,
+    Metric,
+    clopper_pearson,
+    judge,
+    needed_samples,
+    point_drop,
+)
 
 #: The shares of the held-out samples at which the looks are taken.
 SHARES = (0.25, 0.5, 1.0)
@@ -110,12 +118,26 @@ class Looks:
             parts.append(self._part(model, look))
             new, reference = _joined(parts), self.reference(look)
             labels, metric = self.seen(look)
-            verdict = judge(metric, reference, new, labels, confidence=confidence)
             last = look == len(self.ends) - 1
+            if not last and self._undecidable(look, metric, reference, new, labels):
+                continue
+            verdict = judge(metric, reference, new, labels, confidence=confidence)
             if last or verdict.within(self.allowed) or verdict.interval[0] > self.allowed:
                 return dataclasses.replace(verdict, look=look + 1, looks=len(self.ends),
                                            held_rows=self.rows), new, reference
         raise AssertionError("a look always decides at the last one")
+
+    def _undecidable(self, look: int, metric: Metric, reference: dict, new: dict,
+                     labels: np.ndarray | None) -> bool:
+        """Whether look ``look`` cannot decide, known without its interval (a user's metric
+        bootstraps for seconds): too few samples for any interval to accept (the floor with
+        no sample made worse is past the bound) and a point drop within the bound (the lower
+        end, below the point, cannot be past it). Skipping such a look spends none of the
+        error: it can only accept less often."""
+        rows = sum(self.sizes[:self.ends[look]])
+        if clopper_pearson(0, rows, self.confidences[look])[1] <= self.allowed:
+            return False
+        return point_drop(metric, reference, new, labels) <= self.allowed
 
     def timed_judgement(self) -> float:
         """Seconds of judging the first look (the original against itself: a user's
