@@ -378,7 +378,7 @@ def test_the_delivered_choice_holds_at_95_percent_however_many_are_judged(monkey
     for _ in range(1000):
         flips = {k: rng.random(samples) < rate for k, rate in zip(_Moves.RUNGS, rates)}
 
-        def outputs(k, part, level, flips=flips):
+        def outputs(k, part, level, session=None, flips=flips):
             rows = np.concatenate([b["i"] for b in part])
             scores = reference[rows].copy()
             if k != "original":
@@ -387,6 +387,7 @@ def test_the_delivered_choice_holds_at_95_percent_however_many_are_judged(monkey
 
         moves = _Moves(0)
         monkeypatch.setattr(looks, "outputs", outputs)
+        monkeypatch.setattr(looks.runtime, "session", lambda model, level: None)
         monkeypatch.setattr(guard, "form_text", lambda o: "moved")
         held = looks.Looks("original", batches, None, allowed)
         held.metric = metric
@@ -419,7 +420,7 @@ def test_the_looks_stop_as_soon_as_the_interval_decides(monkeypatch, rate, allow
     flipped = np.random.default_rng(1).random(samples) < rate
     runs = []
 
-    def outputs(model, part, level):
+    def outputs(model, part, level, session=None):
         rows = np.concatenate([b["i"] for b in part])
         runs.append((model, len(rows)))
         scores = reference[rows].copy()
@@ -428,6 +429,7 @@ def test_the_looks_stop_as_soon_as_the_interval_decides(monkeypatch, rate, allow
         return {"y": scores}
 
     monkeypatch.setattr(looks, "outputs", outputs)
+    monkeypatch.setattr(looks.runtime, "session", lambda model, level: None)
     judged = []
     real_judge = looks.judge
 

@@ -192,11 +192,11 @@ def layer_errors(model: onnx.ModelProto, layers: list[Layer], data: list[LayerDa
     return errors
 
 
-def outputs(model: onnx.ModelProto, held: list[Feeds], level: str = "disable"
-            ) -> dict[str, np.ndarray]:
+def outputs(model: onnx.ModelProto, held: list[Feeds], level: str = "disable",
+            session: object | None = None) -> dict[str, np.ndarray]:
     """Every output of ``model`` on the batches, samples first in calibration order
-    (``samples_first``)."""
-    sess = runtime.session(model, level=level)
+    (``samples_first``); ``session``: one already made for ``model`` at ``level``."""
+    sess = session or runtime.session(model, level=level)
     names = [o.name for o in sess.get_outputs()]
     collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for feeds in held:

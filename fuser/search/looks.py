@@ -32,6 +32,7 @@ import time
 import numpy as np
 import onnx
 
+from fuser.runtime import sessions as runtime
 from fuser.search.build import outputs
 from fuser.search.calibrate import Feeds
 from fuser.search.metric import (
@@ -80,6 +81,8 @@ class Looks:
         self._reference: list[dict[str, np.ndarray]] = []  # per look's part of the batches
         self._upto: dict[int, dict[str, np.ndarray]] = {}  # the parts joined up to each look
         self.judge_seconds = 0.0  # one judgement on the first look (``timed_judgement``)
+        self._session = None  # the original's
+        self.session_seconds = self.run_seconds = 0.0
 
     def _end(self, share: float) -> int:
         """The batches a look at ``share`` of the samples sees (one at least)."""
@@ -88,17 +91,26 @@ class Looks:
                        len(self.sizes)))
 
     def reference(self, look: int = 0) -> dict[str, np.ndarray]:
-        """The original's outputs on the samples of look ``look`` (samples first)."""
+        """The original's outputs on the samples of look ``look`` (samples first), from one
+        session (``session_seconds`` to make; ``run_seconds`` to run, so far)."""
+        if self._session is None:
+            started = time.perf_counter()
+            self._session = runtime.session(self.model, level="all")
+            self.session_seconds = time.perf_counter() - started
         while len(self._reference) <= look:
-            self._reference.append(self._part(self.model, len(self._reference)))
+            started = time.perf_counter()
+            self._reference.append(self._part(self.model, len(self._reference), self._session))
+            self.run_seconds += time.perf_counter() - started
         if look not in self._upto:
             self._upto[look] = _joined(self._reference[:look + 1])
         return self._upto[look]
 
-    def _part(self, model: onnx.ModelProto, look: int) -> dict[str, np.ndarray]:
+    def _part(self, model: onnx.ModelProto, look: int, session: object | None = None
+              ) -> dict[str, np.ndarray]:
         """``model``'s outputs on the batches look ``look`` adds to the one before."""
         start = self.ends[look - 1] if look else 0
-        return outputs(model, self.batches[start:self.ends[look]], level="all")
+        return outputs(model, self.batches[start:self.ends[look]], level="all",
+                       session=session)
 
     def seen(self, look: int) -> tuple[np.ndarray | None, Metric]:
         """The labels and the metric (near-copy groups renumbered) of look ``look``."""
@@ -141,8 +153,9 @@ class Looks:
 
     def timed_judgement(self) -> float:
         """Seconds of judging the first look (the original against itself: a user's
-        metric and its bootstrap cost as much as a real candidate's), which ``Budget`` adds
-        to every build's estimate, once per look."""
+        metric and its bootstrap cost as much as a real candidate's); ``Budget`` adds it,
+        scaled to every held-out sample, to each build's estimate (the looks that cannot
+        decide compute no interval: about one judgement per build)."""
         started = time.perf_counter()
         labels, metric = self.seen(0)
         judge(metric, self.reference(0), self.reference(0), labels,

@@ -144,13 +144,14 @@ def _looks(model: onnx.ModelProto, calibration: Sequence[Feeds], fit: list[Feeds
     reference = looks.reference(0)
     first = len(next(iter(reference.values())))
     metric = resolve(run.search.metric, reference, None if labels is None else labels[:first])
-    seconds = run.budget.lap("reference")
+    run.budget.lap("reference")
     classes = metric.name in ("agreement", "top1")
     if calibration_check.check_outputs(check, reference, classes).findings != check.findings:
         reference = looks.reference(len(looks.ends) - 1)  # degenerate on every sample?
     looks.metric, check = calibration_check.grouped(metric, check, reference, looks.rows, allow)
-    judging = looks.timed_judgement() * len(looks.ends)
-    run.budget.referenced(seconds, first, looks.rows, _count(fit), judging=judging)
+    judging = looks.timed_judgement() * looks.rows / max(first, 1)
+    run.budget.referenced(looks.run_seconds, first, looks.rows, _count(fit),
+                          judging=judging + 2 * looks.session_seconds)
     return looks, check
 
 
