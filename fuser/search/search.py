@@ -12,7 +12,9 @@ allows).
    1 x k, ``svd`` for Gemm/MatMul; one module each) at the ranks keeping
    ``plan.FRACTIONS`` of its MACs, timed alone on the deploy provider (``LatencyTable``);
    only options measured ``speed_margin`` faster than the dense layer are offered: a rewrite
-   is never chosen where onnxruntime runs it slower.
+   is never chosen where onnxruntime runs it slower. The savings are then scaled to what
+   the rewrites save in the whole network (``plan.in_context``: the model against a twin
+   with every offered rewrite).
 4. Sensitivity: each option is fitted and put into the network alone (the rest dense), and
    the task metric measured on the probe samples (``sensitivity``); layers go slowest first,
    and steps 3-4 share ``search_time`` less the guard's builds (``budget.Budget``).
