@@ -349,6 +349,23 @@ def test_savings_are_scaled_to_what_the_rewrites_save_in_context(rng, monkeypatc
         assert set(why) == {0, 1} and "in context" in why[0]
 
 
+@pytest.mark.parametrize("budget, rewritten", [("latency=0.5", False), ("macs=0.5", True)])
+def test_only_a_latency_budget_counts_the_savings_in_context(rng, monkeypatch, budget,
+                                                             rewritten):
+    """A twin that saves nothing in the whole model: a latency budget, whose target is a
+    share of the whole model's time, drops every option; a MAC budget still rewrites (the
+    end-to-end check, planted faster here, decides)."""
+    model, calibration = two_convs(rng)
+    times = iter([(2.0, 2.0), (1.0, 0.5)])  # the twin; the candidate
+    monkeypatch.setattr(PlantedTable, "compare", lambda self, a, b, feeds: next(times))
+    monkeypatch.setattr(PlantedTable, "model_ms", lambda self, m, feeds: 2.0, raising=False)
+    _, result = compress(model, calibration, Search(budget=budget), table=PlantedTable("-"))
+    assert result.context_factor == 0.0
+    assert any(c.method != "dense" for c in result.layers) == rewritten
+    if not rewritten:
+        assert all("in context" in c.note for c in result.layers)
+
+
 def test_a_candidate_slower_end_to_end_is_not_delivered_and_the_note_names_both(rng,
                                                                                monkeypatch):
     """Issue 29/26: 'not faster end to end (62.276 ms against 63.450 ms ...)' did not say

@@ -112,8 +112,8 @@ class Compression(Record):
                                     "guard's builds", default=None)
     context_factor: float = doc("the layers' savings in the whole network over their "
                                 "savings timed alone (one interleaved timing of the model "
-                                "against a twin with every offered rewrite); every saving "
-                                "is scaled by it", default=1.0)
+                                "against a twin with every offered rewrite); a latency=F "
+                                "budget scales every saving by it", default=1.0)
     estimated_latencies: int = doc("factorized forms whose latency was estimated from MACs "
                                    "because the time budget ran out (0: all measured)",
                                    default=0)
