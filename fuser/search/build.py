@@ -4,6 +4,7 @@ on the held-out samples."""
 from __future__ import annotations
 
 import dataclasses
+from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -21,6 +22,7 @@ from fuser.search.forms import LayerData, Option
 #: Past this size, the tensors carried from one rewritten layer to the next are dropped
 #: and the next layer's part runs from the model's inputs.
 FRONTIER_BYTES = 1 << 29
+M = TypeVar("M", onnx.ModelProto, onnx.TensorProto)
 
 
 class Builder:
@@ -100,15 +102,10 @@ class Builder:
         return LayerData(self.data[i].target, seen.responses(), seen.inputs()), carried
 
 
-def kept(model: onnx.ModelProto) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    return copy
-
-
-def kept_tensor(tensor: onnx.TensorProto) -> onnx.TensorProto:
-    copy = onnx.TensorProto()
-    copy.CopyFrom(tensor)
+def kept(message: M) -> M:
+    """A copy of a protobuf message (a model, a tensor) that later edits do not change."""
+    copy = type(message)()
+    copy.CopyFrom(message)
     return copy
 
 
@@ -161,7 +158,7 @@ class Edit:
         for offset, factor in enumerate(factors.graph.node):
             graph.node.insert(index + offset, factor)
         read = {t for n in graph.node for t in cut.reads(n)} | {i.name for i in graph.input}
-        removed = [kept_tensor(t) for t in graph.initializer
+        removed = [kept(t) for t in graph.initializer
                    if t.name in node.input and t.name not in read]
         names = {t.name for t in removed}
         keep = [t for t in graph.initializer if t.name not in names]
