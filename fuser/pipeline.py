@@ -29,7 +29,7 @@ from fuser.runtime import inputs as inputs_io
 from fuser.runtime import sessions as runtime
 from fuser.runtime import validate as validation
 from fuser.runtime.sessions import RuntimeRefusedError
-from fuser.search.search import compress
+from fuser.search import lossy as lossy_stage
 from fuser.settings import (
     Config,
     LowRank,
@@ -265,5 +265,5 @@ def compress_result(job: Job, result: onnx.ModelProto,
     """The lossy stage: low-rank rewrites chosen from calibration data, judged by the task
     metric against ``max_accuracy_drop`` when it is given (``Compression.passed``)."""
     with timed(job.seconds, "lowrank"):
-        return compress(result, list(lossy.calibration), lossy.search(job.fixed or None),
-                        labels=lossy.labels)
+        return lossy_stage.run(result, list(lossy.calibration), lossy.search(job.fixed or None),
+                               labels=lossy.labels)

@@ -65,6 +65,10 @@ class LowRank:
     #: go on with degenerate calibration data (constant samples, near-copies, outputs that
     #: hardly vary: ``fuser.search.calibration_check``) instead of refusing it
     allow_degenerate_calibration: bool = False
+    #: ``("lowrank",)``, ``("int8",)`` or both, in that order (``fuser.search.lossy``)
+    methods: tuple[str, ...] = ("lowrank",)
+    #: int8's activation calibrator: ``minmax``, ``entropy`` or ``percentile``
+    calibration_method: str = "percentile"
 
     def search(self, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Search:
         """The search's settings: ``budget``, by default ``accuracy=D`` with D the allowed
@@ -76,7 +80,8 @@ class LowRank:
                       batch=self.batch, threads=self.threads, search_time=self.search_time,
                       provider=self.provider, input_shapes=input_shapes,
                       progress=self.progress,
-                      allow_degenerate_calibration=self.allow_degenerate_calibration)
+                      allow_degenerate_calibration=self.allow_degenerate_calibration,
+                      methods=tuple(self.methods), calibration_method=self.calibration_method)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -180,7 +180,7 @@ def test_cli_needs_calibration_for_lossy(tmp_path, capsys, rng):
     assert main([*args, "--lossy", "lowrank"]) == 2
     assert "needs --calibration" in capsys.readouterr().err
     assert main([*args, "--calibration", "x.npz"]) == 2
-    assert "needs --lossy lowrank" in capsys.readouterr().err
+    assert "needs --lossy" in capsys.readouterr().err
 
 
 def test_cli_lowrank_with_labels_and_an_accuracy_budget(trained_vgg, tmp_path, capsys,

@@ -14,13 +14,24 @@ from fuser.cli.options import positive, resolve_shapes
 from fuser.errors import FuserError
 from fuser.runtime import inputs
 from fuser.runtime.providers import physical_cores
+from fuser.search.config import CALIBRATIONS, SEARCH_TIME, parse_budget
 from fuser.search.metric import parse as parse_metric
-from fuser.search.config import SEARCH_TIME, parse_budget
+
+#: What ``--lossy`` takes: the methods, in the order they run.
+LOSSY = ("lowrank", "int8", "lowrank,int8")
 
 
 def add_lossy(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("lossy low-rank stage (after the exact pipeline)")
-    group.add_argument("--lossy", choices=("lowrank",), help="run the low-rank search")
+    group = parser.add_argument_group("lossy stage: low-rank and int8 (after the exact "
+                                      "pipeline)")
+    group.add_argument("--lossy", choices=LOSSY,
+                       help="lowrank: the low-rank search; int8: INT8 (QDQ) layers where "
+                            "onnxruntime runs them faster, sensitive ones kept float; "
+                            "lowrank,int8: both, int8 on the low-rank result; every choice "
+                            "judged by the same guard and metric")
+    group.add_argument("--int8-calibration", choices=CALIBRATIONS, default="percentile",
+                       help="int8's activation ranges: onnxruntime's percentile (default: "
+                            "99.999th percentile of |x|), minmax or entropy calibrator")
     group.add_argument("--calibration", metavar="DATA",
                        help="inputs: a .npz (an optional 'labels' array turns the agreement "
                             "check into an accuracy check), NAME=file.npy, or an image folder")
@@ -69,10 +80,10 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
         for flag in ("calibration", "max_accuracy_drop", "metric",
                      "allow_degenerate_calibration"):
             if getattr(args, flag) not in (None, False):
-                raise FuserError(f"--{flag.replace('_', '-')} needs --lossy lowrank")
+                raise FuserError(f"--{flag.replace('_', '-')} needs --lossy")
         return None
     if not args.calibration:
-        raise FuserError("--lossy lowrank needs --calibration DATA (unlabeled inputs)")
+        raise FuserError(f"--lossy {args.lossy} needs --calibration DATA (unlabeled inputs)")
     if args.budget is not None:
         parse_budget(args.budget)
     metric = parse_metric(args.metric)
@@ -89,7 +100,9 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
                        search_time=args.search_time, provider=getattr(args, "provider", "auto"),
                        threads=args.threads or physical_cores(),
                        allow_degenerate_calibration=args.allow_degenerate_calibration,
-                       progress=False if getattr(args, "quiet", 0) else None)
+                       progress=False if getattr(args, "quiet", 0) else None,
+                       methods=tuple(args.lossy.split(",")),
+                       calibration_method=args.int8_calibration)
 
 
 def _calibration_labels(path: str, count: int) -> np.ndarray | None:

@@ -52,6 +52,14 @@ def mac_count(model: onnx.ModelProto, shapes: Shapes | None = None) -> int | Non
     return count_macs(model, shapes)[0]
 
 
+def layer_macs(model: onnx.ModelProto, shapes: Shapes | None = None) -> dict[str, int]:
+    """Each counted layer's MACs per sample, by node name (those with known shapes)."""
+    shapes = infer_shapes(model) if shapes is None else shapes
+    found = {node.name: _node_macs(node, shapes) for node in model.graph.node
+             if node.op_type in _MAC_OPS and node.domain in ("", "ai.onnx")}
+    return {name: macs for name, macs in found.items() if macs is not None}
+
+
 def count_macs(model: onnx.ModelProto, shapes: Shapes | None = None
                ) -> tuple[int | None, dict[str, list[int]], list[str]]:
     """``(MACs of the layers with known shapes, {op: [known, total]}, unknown layers)``.

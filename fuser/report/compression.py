@@ -16,7 +16,8 @@ class LayerChoice(Record):
     op: str = doc("Conv, Gemm or MatMul")
     method: str = doc('"dense" (kept) or the factorized form: `channel` (output side), '
                       '`input` (input-side projection), `tucker2` (both sides), `svd` '
-                      "(Gemm/MatMul)")
+                      "(Gemm/MatMul), `spatial` (k x 1 then 1 x k), or `int8` (QDQ, "
+                      "rank 8: the bits)")
     rank: int = doc("the rank chosen (0 when dense; for `tucker2` the input side's)")
     macs_before: int = doc("the layer's MACs, dense")
     macs_after: int = doc("its MACs as chosen")
@@ -118,6 +119,10 @@ class Compression(Record):
                                    "because the time budget ran out (0: all measured)",
                                    default=0)
     back_off_steps: int = doc("the guard's builds after the first one", default=0)
+    methods: list[str] = doc("the lossy methods that ran, in order: `lowrank`, `int8`",
+                             default_factory=lambda: ["lowrank"])
+    calibration_method: str = doc("int8's activation calibrator (`minmax`, `entropy`, "
+                                  "`percentile`; empty without int8)", default="")
     speedup: float | None = doc(
         "the compressed model's speed-up over the original, timed interleaved at "
         "ORT_ENABLE_ALL at the search's batch size (null: not faster, the original is "

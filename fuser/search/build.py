@@ -39,6 +39,8 @@ class Builder:
     ``build`` returns the edited model itself: ``kept`` copies a model the caller keeps.
     """
 
+    label = "low-rank"  # the progress line's
+
     def __init__(self, model: onnx.ModelProto, layers: list[Layer], data: list[LayerData],
                  fit: list[Feeds], samples: int, seed: int, reconstruction: str) -> None:
         self.model, self.layers, self.data, self.fit = model, layers, data, fit

@@ -101,7 +101,7 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
     best, kept, builds, position = None, 0, 0, 0
     while position < len(order):
         k, began = order[position], time.perf_counter()
-        line.show(f"low-rank: building the model with {k} of {last} moves "
+        line.show(f"{builder.label}: building the model with {k} of {last} moves "
                   f"(rung {position + 1} of {len(order)})")
         result = builder.build(states[k])
         verdict, new, reference = looks.judged(result)

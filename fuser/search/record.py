@@ -57,3 +57,21 @@ def layer_choices(plan: Plan, chosen: list[Option | None], errors: list[float],
             rank_out=rank_out, drop_alone=effect.drop if effect.measured else None,
             options_measured=measured))
     return rows
+
+
+def quantization(search: Search, got: Delivered, layers: list[LayerChoice],
+                 notes: list[str], fit_samples: int) -> Compression:
+    """The record of an int8 search's delivered model (``fuser.search.int8``; times, the
+    speed-up and the guard's verdict are added by the caller)."""
+    verdict, new, reference = got.verdict, got.outputs, got.reference
+    top1 = got.metric == "top1"
+    return Compression(
+        search.budget, layers, 0, 0, agreement(reference, new), relative_error(reference, new),
+        verdict.before if top1 else None, verdict.after if top1 else None, got.backed_off,
+        0.0, notes, [], metric=got.metric, metric_before=verdict.before,
+        metric_after=verdict.after, drop=verdict.drop, drop_interval=list(verdict.interval),
+        drop_confidence=verdict.confidence, interval_method=verdict.method,
+        held_out_samples=verdict.rows or verdict.samples, distinct_held_out=verdict.samples,
+        held_out_total=verdict.held_rows or verdict.rows or verdict.samples,
+        fit_samples=fit_samples, methods=["int8"],
+        calibration_method=search.calibration_method)

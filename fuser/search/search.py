@@ -87,10 +87,10 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     budget = Budget(search.search_time)
     if not calibration:
         raise FuserError("low-rank compression needs calibration data")
-    run = _Run(search, *search.budget_parts(), budget, Progress(search.progress))
+    run = Run(search, *search.budget_parts(), budget, Progress(search.progress))
     fit, held, fit_labels, labels = split(calibration, labels, search.fit_samples)
-    looks, check = _looks(model, calibration, fit, held, labels, run)
-    table = _latency_table(table, run)
+    looks, check = judging_looks(model, calibration, fit, held, labels, run)
+    table = latency_table(table, run)
     plan, found, cost = _explore(model, run, table, fit, fit_labels, looks.metric)
     states = trajectory(found.options, found.effects, *cost, run.allowed, reach=REACH)
     notes = _notes(calibration, table, found, run)
@@ -100,13 +100,13 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
                                              for s in states],
                            error_bound(found.effects, run.allowed), looks, notes, run.line,
                            budget.guard)
-    speedup = _end_to_end(model, got, fit[0], table, notes, search.speed_margin)
+    speedup = end_to_end(model, got, fit[0], table, notes, search.speed_margin)
     if speedup is None and any(got.chosen):  # not faster end to end: deliver the original
         got = got.original(model, looks)
     passed, reason = guard(got.verdict, run.allowed, any(got.chosen))
     budget.lap("build and guard")
     errors = layer_errors(got.model, plan.layers, plan.data, fit, search.samples, search.seed)
-    record = compression(search, plan, found, got, errors, notes, _count(fit))
+    record = compression(search, plan, found, got, errors, notes, samples_in(fit))
     return got.model, dataclasses.replace(
         record, seconds=time.perf_counter() - budget.start, guard=reason, passed=passed,
         phases=budget.phases, search_time=search.search_time, speedup=speedup,
@@ -115,7 +115,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
 
 
 @dataclasses.dataclass
-class _Run:
+class Run:
     """One search's settings, budget and progress line."""
 
     search: Search
@@ -127,7 +127,7 @@ class _Run:
     context: float = 1.0  # the savings in context over those timed alone (``in_context``)
 
 
-def _latency_table(table: LatencyTable | None, run: _Run) -> LatencyTable:
+def latency_table(table: LatencyTable | None, run: Run) -> LatencyTable:
     """The table given, or a new one; it stops timing at ``run.budget.latency``."""
     search = run.search
     table = table or LatencyTable(batch=search.batch, threads=search.threads,
@@ -136,8 +136,8 @@ def _latency_table(table: LatencyTable | None, run: _Run) -> LatencyTable:
     return table
 
 
-def _looks(model: onnx.ModelProto, calibration: Sequence[Feeds], fit: list[Feeds],
-           held: list[Feeds], labels: np.ndarray | None, run: _Run
+def judging_looks(model: onnx.ModelProto, calibration: Sequence[Feeds], fit: list[Feeds],
+           held: list[Feeds], labels: np.ndarray | None, run: Run
            ) -> tuple[Looks, calibration_check.CalibrationCheck]:
     """The guard's looks at the held-out samples, with the metric resolved on the first
     look's reference outputs (near-copies counted once), and what the calibration check
@@ -155,12 +155,12 @@ def _looks(model: onnx.ModelProto, calibration: Sequence[Feeds], fit: list[Feeds
         reference = looks.reference(len(looks.ends) - 1)  # degenerate on every sample?
     looks.metric, check = calibration_check.grouped(metric, check, reference, looks.rows, allow)
     judging = looks.timed_judgement() * looks.rows / max(first, 1)
-    run.budget.referenced(looks.run_seconds, first, looks.rows, _count(fit),
+    run.budget.referenced(looks.run_seconds, first, looks.rows, samples_in(fit),
                           judging=judging + 2 * looks.session_seconds)
     return looks, check
 
 
-def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[Feeds],
+def _explore(model: onnx.ModelProto, run: Run, table: LatencyTable, fit: list[Feeds],
              fit_labels: np.ndarray | None, judged: Metric) -> tuple:
     """The plan, the candidates (options faster than dense, why a layer has none, each
     option's measured effect), and the cost model of the budget."""
@@ -188,7 +188,7 @@ def _explore(model: onnx.ModelProto, run: _Run, table: LatencyTable, fit: list[F
     return plan, found, cost
 
 
-def _end_to_end(model: onnx.ModelProto, got: Delivered, feeds: Feeds, table: LatencyTable,
+def end_to_end(model: onnx.ModelProto, got: Delivered, feeds: Feeds, table: LatencyTable,
                 notes: list[str], margin: float) -> float | None:
     """The compressed model's speed-up over the search's input (``LatencyTable.compare``);
     None (and a note naming both models) when it is not at least ``margin / 2`` faster."""
@@ -220,12 +220,12 @@ def _cost(kind: str, fraction: float, plan: Plan, model: onnx.ModelProto, fit: l
             fraction * whole)
 
 
-def _count(batches: list[Feeds]) -> int:
+def samples_in(batches: list[Feeds]) -> int:
     return sum(len(next(iter(b.values()))) for b in batches)
 
 
 def _notes(calibration: Sequence[Feeds], table: LatencyTable, found: Candidates,
-           run: _Run) -> list[str]:
+           run: Run) -> list[str]:
     notes, allowed, options, effects = [], run.allowed, found.options, found.effects
     if run.budget.builds < GUARD_BUILDS:
         notes.append(f"the reference run took {run.budget.phases['reference']:.0f} s: the "

@@ -1,0 +1,253 @@
+"""INT8 quantization under the guard: which layers run in int8, chosen by measured latency
+and the user's metric (``--lossy int8``; ``qdq`` makes the models).
+
+1. Calibration: the first ``fit_samples`` samples calibrate the activation ranges once
+   (onnxruntime's MinMax, Entropy or Percentile calibrator); every other sample is held out
+   for the guard, as in the low-rank search (``fuser.search.search``).
+2. Latency decides whether int8 is offered at all: the model with every layer quantized is
+   timed against the input, interleaved at ORT_ENABLE_ALL on the deploy provider
+   (``LatencyTable.compare``). onnxruntime's CPU provider runs the fused ``QLinearConv``
+   regions faster; a provider without int8 kernels (CUDA's convolutions) runs each
+   ``DequantizeLinear`` and a float Conv, slower: there int8 is not offered, and the note
+   gives both times.
+3. Sensitivity: one run of the float model and one of the all-int8 model on the probe
+   samples, every layer's input ``x`` and output ``y`` kept: a layer's own error is the
+   growth of the relative error across it, ``e(y) - e(x)`` with
+   ``e(t) = ||t_int8 - t_float|| / ||t_float||`` (its input's and weights' rounding; the
+   error it inherits is its producers'). onnxruntime's ``qdq_loss_debug`` compares the same
+   tensors.
+4. Mixed precision by the guard: the layers in order of their own error, least first; state
+   k quantizes the first k (the others kept float, ``nodes_to_exclude``); a state's
+   predicted error is the sum of its layers' errors. The guard's ladder
+   (``guard.largest_accepted``: rungs at geometric shares of the whole model's predicted
+   error, judged fewest layers first by the user's metric on the held-out samples, look by
+   look, until one is refused) delivers the most layers quantized that it accepts.
+5. End to end: the delivered model must be ``speed_margin / 2`` faster than the input, or
+   the input is delivered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+
+from fuser import ir as graph_io
+from fuser.errors import FuserError
+from fuser.report.compression import Compression, LayerChoice
+from fuser.runtime import sessions as runtime
+from fuser.runtime.runners import Progress
+from fuser.search.budget import Budget
+from fuser.search.calibrate import Feeds
+from fuser.search.config import Search
+from fuser.search.forms import Option
+from fuser.search.guard import REACH, Delivered, guard, largest_accepted
+from fuser.search.latency import LatencyTable
+from fuser.search.looks import Looks
+from fuser.search.plan import split
+from fuser.search.qdq import Quantizer
+from fuser.search.record import quantization
+from fuser.search.search import Run, end_to_end, judging_looks, latency_table, samples_in
+from fuser.search.sensitivity import MIN_PROBE_SAMPLES
+
+#: The name of the form in reports and options (its "rank" is the bits).
+INT8, BITS = "int8", 8
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layer:
+    name: str
+
+
+class _Builder:
+    """The guard's builder for int8 states: each a model from the ``Quantizer``."""
+
+    label = "int8"
+
+    def __init__(self, model: onnx.ModelProto, quantizer: Quantizer) -> None:
+        self.model, self.quantizer = model, quantizer
+        self.layers = [_Layer(name) for name in quantizer.layers]
+        self.energies: dict[int, float] = {}
+
+    def build(self, chosen: list[Option | None]) -> onnx.ModelProto:
+        return self.quantizer.quantized({layer.name for layer, o in zip(self.layers, chosen,
+                                                                         strict=True) if o is None})
+
+    def kept(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        return model  # every build is a new model
+
+
+def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Search, *,
+             labels: np.ndarray | None = None, table: LatencyTable | None = None,
+             reference: onnx.ModelProto | None = None) -> tuple[onnx.ModelProto, Compression]:
+    """``model`` with the layers the guard accepts in int8 (module docstring), and the record.
+
+    ``reference``: the model the guard judges against (the user's original, when ``model``
+    is the low-rank search's output); ``model`` itself by default. The settings are the
+    low-rank search's (``config.Search``); a budget other than ``accuracy=D`` only bounds
+    the drop. Without a layer in int8 the record says why, and ``model`` is returned.
+    """
+    budget = Budget(search.search_time)
+    run = Run(search, *search.budget_parts(), budget, Progress(search.progress))
+    fit, held, _, labels = split(calibration, labels, search.fit_samples)
+    looks, _ = judging_looks(reference or model, calibration, fit, held, labels, run)
+    table = latency_table(table, run)
+    notes: list[str] = []
+    run.line.show("int8: calibrating the activation ranges")
+    try:
+        quantizer = Quantizer(model, fit, search.calibration_method)
+    except FuserError as error:
+        return model, _unchanged(model, search, notes + [str(error)], budget, looks)
+    budget.lap("calibration")
+    whole = quantizer.quantized()
+    before, after = table.compare(model, whole, fit[0])
+    budget.lap("latency")
+    if after >= (1 - search.speed_margin) * before:
+        notes.append(f"int8 not offered: every layer in int8 ran {after:.3f} ms against "
+                     f"{before:.3f} ms for the float model ({_provider(table)}, "
+                     f"ORT_ENABLE_ALL, batch {table.batch})")
+        return model, _unchanged(model, search, notes, budget, looks)
+    run.line.show(f"int8: the error of each of {len(quantizer.layers)} layers")
+    own = layer_errors(quantizer.model, whole, quantizer.regions, _probe(fit))
+    budget.lap("sensitivity")
+    order = sorted(range(len(own)), key=lambda i: own[i])
+    states, errors = _states(order, own)
+    builder = _Builder(model, quantizer)
+    got = largest_accepted(builder, states, errors, max(errors[-1], 1e-12) / REACH, looks,
+                           notes, run.line, budget.guard)
+    _grouped(notes, got, len(own))
+    speedup = end_to_end(model, got, fit[0], table, notes, search.speed_margin)
+    if speedup is None or not any(got.chosen):
+        return model, _unchanged(model, search, notes, budget, looks)
+    passed, reason = guard(got.verdict, run.allowed, True)
+    budget.lap("build and guard")
+    shapes = graph_io.infer_shapes(quantizer.model, search.input_shapes)
+    macs = graph_io.layer_macs(quantizer.model, shapes)
+    rows = _rows(quantizer.model, quantizer.layers, got.chosen, own, macs)
+    record = quantization(search, got, rows, notes, samples_in(fit))
+    total = graph_io.mac_count(quantizer.model, shapes) or 0
+    return got.model, dataclasses.replace(
+        record, macs_before=total, macs_after=total, seconds=time.perf_counter() - budget.start, guard=reason, passed=passed,
+        phases=budget.phases, search_time=search.search_time, speedup=speedup,
+        back_off_steps=max(got.builds - 1, 0))
+
+
+def layer_errors(model: onnx.ModelProto, quantized: onnx.ModelProto,
+                 regions: dict[str, list[str]], batches: list[Feeds]) -> list[float]:
+    """Each layer's own error in ``quantized``: the growth of the relative error across its
+    region (``qdq.regions``), ``max e(out) - e(x)`` over the tensors ``out`` that leave it,
+    at 0 at least; from one run of each model on ``batches`` with those tensors kept. A
+    layer whose tensors the quantized model renamed gets the largest error of the others
+    (it goes last)."""
+    nodes = {n.name: n for n in model.graph.node}
+    pairs = [(nodes[layer].input[0], _leaving(model, region)) for layer, region
+             in regions.items()]
+    present = _tensors(quantized)
+    # the value the network goes on with: after its Q/DQ pair where it has one (the
+    # quantizer drops a Relu that the Q's range clips, and its tensor then holds the
+    # Conv's output)
+    seen = {t: f"{t}_DequantizeLinear_Output" if f"{t}_DequantizeLinear_Output" in present
+            else t for x, out in pairs for t in [x, *out]}
+    watched = sorted(t for t in seen if t in _tensors(model) and seen[t] in present)
+    squares = {t: np.zeros(2) for t in watched}  # ||float||^2, ||int8 - float||^2
+    runs = [(runtime.session(graph_io.with_outputs(model, watched), level="all"), watched),
+            (runtime.session(graph_io.with_outputs(quantized, [seen[t] for t in watched]),
+                             level="all"), [seen[t] for t in watched])]
+    for feeds in batches:
+        ref, new = (dict(zip(watched, sess.run(names, dict(feeds)), strict=True))
+                    for sess, names in runs)
+        for t in watched:
+            a = ref[t].astype(np.float64)
+            squares[t] += (np.sum(a * a), np.sum((new[t] - a) ** 2))
+    error = {t: float(np.sqrt(d / max(f, 1e-30))) for t, (f, d) in squares.items()}
+    own = [max(error[y] for y in out) - error[x]
+           if x in error and out and all(y in error for y in out) else None for x, out in pairs]
+    worst = max((e for e in own if e is not None), default=0.0)
+    return [worst if e is None else max(e, 0.0) for e in own]
+
+
+def _leaving(model: onnx.ModelProto, region: list[str]) -> list[str]:
+    """The tensors a region's nodes write that a node outside it, or the graph, reads."""
+    inside = set(region)
+    written = [t for n in model.graph.node if n.name in inside for t in n.output]
+    read = {t for n in model.graph.node if n.name not in inside for t in n.input}
+    read.update(o.name for o in model.graph.output)
+    return [t for t in written if t in read]
+
+
+def _tensors(model: onnx.ModelProto) -> set[str]:
+    """The names of the graph's inputs and of every node output."""
+    return {i.name for i in model.graph.input} | {t for n in model.graph.node for t in n.output}
+
+
+def _grouped(notes: list[str], got: Delivered, layers: int) -> None:
+    """The guard's "backed off" notes, one per layer, as one line."""
+    backed = [n for n in notes if n.startswith("backed off ")]
+    if backed:
+        notes[:] = [n for n in notes if not n.startswith("backed off ")]
+        names = ", ".join(got.backed_off[:5]) + (", ..." if len(got.backed_off) > 5 else "")
+        notes.append(f"kept float after the guard's ladder: {len(backed)} of {layers} layers "
+                     f"with their regions ({names})")
+
+
+def _provider(table: LatencyTable) -> str:
+    """The provider the table timed on, as onnxruntime names it."""
+    return str(getattr(table.provider, "used", table.provider))
+
+
+def _probe(fit: list[Feeds]) -> list[Feeds]:
+    """The first ``MIN_PROBE_SAMPLES`` fitting samples, in their batches."""
+    batches, taken = [], 0
+    for feeds in fit:
+        if taken >= MIN_PROBE_SAMPLES:
+            break
+        batches.append(feeds)
+        taken += len(next(iter(feeds.values())))
+    return batches
+
+
+def _states(order: list[int], own: list[float]) -> tuple[list[list[Option | None]], list[float]]:
+    """State k: the first k layers of ``order`` in int8; its predicted error, the sum of
+    their own errors."""
+    states, errors, chosen, total = [], [], [None] * len(own), 0.0
+    states.append(list(chosen))
+    errors.append(0.0)
+    for i in order:
+        chosen[i] = Option(i, INT8, BITS, 0, 0.0)
+        total += own[i]
+        states.append(list(chosen))
+        errors.append(total)
+    return states, errors
+
+
+def _rows(model: onnx.ModelProto, layers: list[str], chosen: list[Option | None],
+          own: list[float], macs: dict[str, int]) -> list[LayerChoice]:
+    """One row per layer the quantizer could take: int8 or kept float, with its own error
+    (``response_error``) and MACs (0 where its shapes are unknown)."""
+    ops = {n.name: n.op_type for n in model.graph.node}
+    rank = {i: k + 1 for k, i in enumerate(sorted(range(len(own)), key=lambda i: -own[i]))}
+    rows = []
+    for i, name in enumerate(layers):
+        quantized = chosen[i] is not None
+        note = "" if quantized else (f"kept float: its own error ranks {rank[i]} of "
+                                     f"{len(own)} (the guard's ladder stopped before it)")
+        rows.append(LayerChoice(name, ops[name], INT8 if quantized else "dense",
+                                BITS if quantized else 0, macs.get(name, 0),
+                                macs.get(name, 0), 0.0, 0.0, 1.0, own[i], note))
+    return rows
+
+
+def _unchanged(model: onnx.ModelProto, search: Search, notes: list[str], budget: Budget,
+               looks: Looks) -> Compression:
+    """The record when no layer is delivered in int8: the input, judged against itself."""
+    verdict, reference = looks.original()
+    got = Delivered(model, reference, verdict, reference, [], [], 0, looks.metric.name)
+    record = quantization(search, got, [], notes, 0)
+    return dataclasses.replace(record, guard="no layer in int8: the model is the input",
+                               passed=True if looks.allowed is not None else None,
+                               seconds=time.perf_counter() - budget.start,
+                               phases=budget.phases, search_time=search.search_time,
+                               speedup=1.0)

@@ -1,0 +1,246 @@
+"""INT8 under the guard (``fuser.search.int8``, ``qdq``, ``lossy``): regions, the quantizer,
+the latency gate, the ladder, the CLI and the two methods together."""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from fuser import ir as graph_io
+from fuser.cli import main
+from fuser.errors import FuserError
+from fuser.runtime import sessions as runtime
+from fuser.search import lossy, qdq
+from fuser.search.config import Search
+from fuser.search.int8 import layer_errors, quantize
+from fuser.search.latency import LatencyTable
+from tests.helpers import check, make_model
+
+NET = """
+    g (float[N,3,16,16] x) => (float[N,10] y) {
+        a = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, W1, B1)
+        r = Relu(a)
+        b = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(r, W2, B2)
+        s = Relu(b)
+        p = GlobalAveragePool(s)
+        f = Flatten(p)
+        y = Gemm<transB=1>(f, W3, B3)
+    }"""
+
+
+def _net(rng: np.random.Generator, opset: int = 17) -> onnx.ModelProto:
+    header = f'< ir_version: 8, opset_import: ["" : {opset}] >'
+    model = make_model(NET, rng, header=header, W1=(16, 3, 3, 3), B1=(16,), W2=(16, 16, 3, 3),
+                       B2=(16,), W3=(10, 16), B3=np.zeros(10, np.float32))
+    for k, node in enumerate(model.graph.node):
+        node.name = f"{node.op_type.lower()}{k}"
+    return model
+
+
+def _batches(count: int = 256, size: int = 16, seed: int = 0) -> list[dict]:
+    draw = np.random.default_rng(seed)
+    x = draw.standard_normal((count, 3, 16, 16)) + draw.uniform(-3, 3, (count, 3, 1, 1))
+    x = x.astype(np.float32)
+    return [{"x": x[i:i + size]} for i in range(0, count, size)]
+
+
+def _outputs(model: onnx.ModelProto, batches: list[dict]) -> np.ndarray:
+    sess = runtime.session(model, level="disable")
+    return np.concatenate([sess.run(None, b)[0] for b in batches])
+
+
+def _ops(model: onnx.ModelProto) -> collections.Counter:
+    return collections.Counter(n.op_type for n in model.graph.node)
+
+
+@pytest.fixture
+def faster_int8(monkeypatch, tmp_path):
+    """int8 timed twice as fast as float (a CPU provider with int8 kernels), whatever the
+    machine's load."""
+    monkeypatch.setenv("FUSER_CACHE", str(tmp_path))
+    monkeypatch.setattr(LatencyTable, "compare", lambda self, a, b, feeds: (
+        _planted_ms(a), _planted_ms(b)))
+
+
+def _planted_ms(model: onnx.ModelProto) -> float:
+    quantized = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    return 2.0 / (1.0 + min(quantized, 4) / 4)
+
+
+def test_regions_give_each_node_to_the_layer_it_reads_from(rng):
+    regions = qdq.regions(_net(rng))
+    assert regions == {"conv0": ["conv0", "relu1"],
+                       "conv2": ["conv2", "relu3", "globalaveragepool4", "flatten5"],
+                       "gemm6": ["gemm6"]}
+
+
+def test_nodes_before_the_first_layer_belong_to_none(rng):
+    model = make_model("""
+        g (float[N,3,8,8] x) => (float[N,4,8,8] y) {
+            s = Sigmoid(x)
+            y = Conv<kernel_shape=[1,1]>(s, W)
+        }""", rng, W=(4, 3, 1, 1))
+    model.graph.node[0].name, model.graph.node[1].name = "sig", "conv"
+    assert qdq.regions(model) == {"conv": ["conv"]}
+
+
+def test_the_quantizer_makes_a_valid_qdq_model_close_to_the_float_one(rng):
+    model, batches = _net(rng), _batches()
+    quantizer = qdq.Quantizer(model, batches[:8], "minmax")
+    assert quantizer.layers == ["conv0", "conv2", "gemm6"]
+    whole = quantizer.quantized()
+    check(whole)
+    ops = _ops(whole)
+    assert ops["QuantizeLinear"] >= 3 and ops["DequantizeLinear"] >= 6
+    assert ops["Conv"] == 2 and ops["Gemm"] == 1  # QDQ form: the float ops stay, fed by DQ
+    ref, new = _outputs(model, batches[8:]), _outputs(whole, batches[8:])
+    assert np.linalg.norm(new - ref) / np.linalg.norm(ref) < 0.05
+
+
+def test_a_layer_kept_float_keeps_its_region_float(rng):
+    model, batches = _net(rng), _batches()
+    quantizer = qdq.Quantizer(model, batches[:8], "minmax")
+    mixed = quantizer.quantized({"conv2"})
+    check(mixed)
+    nodes = {n.name: n for n in mixed.graph.node}
+    weights = {t.name for t in mixed.graph.initializer}
+    assert nodes["conv2"].input[1] in weights  # float weights, no DequantizeLinear
+    assert not nodes["relu3"].input[0].endswith("DequantizeLinear_Output")
+    assert nodes["conv0"].input[1].endswith("DequantizeLinear_Output")
+    ref = _outputs(model, batches[8:])
+    error = np.linalg.norm(_outputs(mixed, batches[8:]) - ref) / np.linalg.norm(ref)
+    assert error < 0.05
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_every_calibrator_of_onnxruntime_serves(rng, method):
+    model, batches = _net(rng), _batches(64)
+    whole = qdq.Quantizer(model, batches[:2], method).quantized()
+    check(whole)
+    assert _ops(whole)["QuantizeLinear"] >= 3
+
+
+def test_an_unknown_calibrator_is_refused(rng):
+    with pytest.raises(FuserError, match="calibration method must be one of"):
+        qdq.Quantizer(_net(rng), _batches(16), "kl")
+    with pytest.raises(FuserError, match="calibration method must be one of"):
+        Search(methods=("int8",), calibration_method="kl")
+
+
+def test_an_old_opset_is_converted_for_per_channel_weights(rng):
+    model, batches = _net(rng, opset=11), _batches(64)
+    quantizer = qdq.Quantizer(model, batches[:2], "minmax")
+    assert graph_io.opset(quantizer.model) >= qdq.MIN_OPSET
+    whole = quantizer.quantized()
+    check(whole)
+    assert any(a.name == "axis" for n in whole.graph.node if n.op_type == "DequantizeLinear"
+               for a in n.attribute)
+    assert graph_io.opset(model) == 11  # the caller's model is not changed
+
+
+def test_a_model_the_converter_cannot_take_is_refused_in_one_line(rng, monkeypatch):
+    def fail(model, target):
+        raise RuntimeError("No Adapter For Resize\nmore")
+
+    monkeypatch.setattr(qdq.version_converter, "convert_version", fail)
+    with pytest.raises(FuserError, match=r"int8 needs opset 13.*from opset 11: No Adapter "
+                                         r"For Resize$"):
+        qdq.upgraded(_net(rng, opset=11))
+
+
+def test_layer_errors_rank_a_float_layer_below_its_quantized_self(rng):
+    model, batches = _net(rng), _batches(64)
+    quantizer = qdq.Quantizer(model, batches[:2], "minmax")
+    whole = layer_errors(quantizer.model, quantizer.quantized(), quantizer.regions, batches[:2])
+    mixed = layer_errors(quantizer.model, quantizer.quantized({"gemm6"}), quantizer.regions,
+                         batches[:2])
+    assert all(e >= 0 for e in whole) and whole[0] > 0 and whole[2] > 0
+    assert mixed[2] < 0.5 * whole[2]  # its input's rounding is its producer's
+
+
+def _search(**changes) -> Search:
+    settings = {"budget": "accuracy=0.1", "max_accuracy_drop": 0.1, "methods": ("int8",),
+                "calibration_method": "minmax", "search_time": 60, "fit_samples": 32,
+                "progress": False}
+    return Search(**{**settings, **changes})
+
+
+def test_int8_is_delivered_where_it_is_faster_and_within_the_drop(rng, faster_int8):
+    model, batches = _net(rng), _batches()
+    out, record = quantize(model, batches, _search())
+    check(out)
+    assert record.methods == ["int8"] and record.calibration_method == "minmax"
+    assert record.passed is True and "within 10.00%" in record.guard
+    chosen = [row for row in record.layers if row.method == "int8"]
+    assert chosen and all(row.rank == 8 for row in chosen)
+    assert _ops(out)["QuantizeLinear"] >= 1
+    assert record.speedup is not None and record.speedup > 1
+    assert record.relative_error < 0.1
+    ref = _outputs(model, batches[2:])
+    assert np.mean(_outputs(out, batches[2:]).argmax(1) == ref.argmax(1)) > 0.9
+
+
+def test_a_provider_without_int8_kernels_gets_no_int8(rng, monkeypatch, tmp_path):
+    """CUDA's provider runs a QDQ Conv as DequantizeLinear and a float Conv: timed slower,
+    int8 is not offered and the input comes back (the timing is planted: no GPU here)."""
+    monkeypatch.setenv("FUSER_CACHE", str(tmp_path))
+    monkeypatch.setattr(LatencyTable, "compare", lambda self, a, b, feeds: (
+        1.0, 1.0 + 0.5 * any(n.op_type == "QuantizeLinear" for n in b.graph.node)))
+    model = _net(rng)
+    out, record = quantize(model, _batches(), _search())
+    assert out is model
+    assert record.layers == [] and record.guard == "no layer in int8: the model is the input"
+    assert any(n.startswith("int8 not offered: every layer in int8 ran 1.500 ms against "
+                            "1.000 ms") for n in record.notes)
+
+
+def test_the_guard_keeps_float_what_the_metric_refuses(rng, faster_int8):
+    """A metric that any rounding fails (every sample within 1e-6 relative error): each rung
+    is refused, the input comes back."""
+    model = _net(rng)
+    out, record = quantize(model, _batches(), _search(metric="rel-error:0.000001"))
+    assert out is model
+    assert not any(row.method == "int8" for row in record.layers)
+    assert any(n.startswith("refused ") for n in record.notes)
+
+
+def test_lowrank_then_int8_judges_against_the_original(rng, faster_int8, monkeypatch):
+    monkeypatch.setattr(LatencyTable, "_time", lambda self, model: 1e-6 * (
+        graph_io.mac_count(model) or 0) + 1e-3)
+    model, batches = _net(rng), _batches()
+    out, record = lossy.run(model, batches, _search(methods=("lowrank", "int8")))
+    check(out)
+    assert record.methods == ["lowrank", "int8"]
+    assert any(p.startswith("lowrank ") for p in record.phases)
+    assert any(p.startswith("int8 ") for p in record.phases)
+    if any(row.method == "int8" for row in record.layers):  # judged against the original
+        ref = _outputs(model, batches[2:])
+        assert np.mean(_outputs(out, batches[2:]).argmax(1) == ref.argmax(1)) > 0.85
+
+
+def test_the_cli_runs_int8_and_reports_it(rng, tmp_path, faster_int8, capsys):
+    model = _net(rng)
+    graph_io.save(model, tmp_path / "m.onnx")
+    x = np.concatenate([b["x"] for b in _batches()])
+    np.savez(tmp_path / "cal.npz", x=x)
+    code = main(["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"),
+                 "--no-bench", "--lossy", "int8", "--calibration", str(tmp_path / "cal.npz"),
+                 "--max-accuracy-drop", "0.1", "--int8-calibration", "minmax",
+                 "--search-time", "60", "--report", str(tmp_path / "r.json")])
+    assert code == 0, capsys.readouterr().err
+    out = onnx.load(tmp_path / "o.onnx")
+    assert _ops(out)["QuantizeLinear"] >= 1
+    record = json.loads((tmp_path / "r.json").read_text())["lowrank"]
+    assert record["methods"] == ["int8"] and record["calibration_method"] == "minmax"
+    assert onnx.load(tmp_path / "m.onnx") == model  # the input file is not modified
+
+
+def test_the_cli_refuses_an_unknown_lossy_method(rng, tmp_path, capsys):
+    graph_io.save(_net(rng), tmp_path / "m.onnx")
+    assert main(["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"),
+                 "--lossy", "int4", "--calibration", "c.npz"]) == 2
+    assert "invalid choice: 'int4'" in capsys.readouterr().err
