@@ -69,6 +69,8 @@ class LowRank:
     methods: tuple[str, ...] = ("lowrank",)
     #: int8's activation calibrator: ``minmax``, ``entropy`` or ``percentile``
     calibration_method: str = "percentile"
+    #: int8: empirical bias correction (``fuser.search.config.Search.int8_bias_correction``)
+    int8_bias_correction: bool = False
 
     def search(self, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Search:
         """The search's settings: ``budget``, by default ``accuracy=D`` with D the allowed
@@ -81,7 +83,8 @@ class LowRank:
                       provider=self.provider, input_shapes=input_shapes,
                       progress=self.progress,
                       allow_degenerate_calibration=self.allow_degenerate_calibration,
-                      methods=tuple(self.methods), calibration_method=self.calibration_method)
+                      methods=tuple(self.methods), calibration_method=self.calibration_method,
+                      int8_bias_correction=self.int8_bias_correction)
 
 
 @dataclasses.dataclass(frozen=True)

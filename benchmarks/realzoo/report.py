@@ -14,7 +14,7 @@ def environment() -> dict[str, Any]:
     """Date, machine and the versions that matter for the numbers."""
     versions = {}
     for name in ("onnx-fuser", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxsim", "onnxslim",
-                 "torch", "tensorflow-cpu", "keras", "tf2onnx", "numpy", "pillow"):
+                 "torch", "tensorflow-cpu", "keras", "tf2onnx", "numpy", "pillow", "nncf"):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

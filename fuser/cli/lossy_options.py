@@ -32,6 +32,10 @@ def add_lossy(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--int8-calibration", choices=CALIBRATIONS, default="percentile",
                        help="int8's activation ranges: onnxruntime's percentile (default: "
                             "99.999th percentile of |x|), minmax or entropy calibrator")
+    group.add_argument("--int8-bias-correction", action="store_true",
+                       help="correct each int8 layer's bias by its mean output shift on the "
+                            "calibration samples (off by default: it did not help on the "
+                            "real zoo's detectors)")
     group.add_argument("--calibration", metavar="DATA",
                        help="inputs: a .npz (an optional 'labels' array turns the agreement "
                             "check into an accuracy check), NAME=file.npy, or an image folder")
@@ -102,7 +106,8 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
                        allow_degenerate_calibration=args.allow_degenerate_calibration,
                        progress=False if getattr(args, "quiet", 0) else None,
                        methods=tuple(args.lossy.split(",")),
-                       calibration_method=args.int8_calibration)
+                       calibration_method=args.int8_calibration,
+                       int8_bias_correction=args.int8_bias_correction)
 
 
 def _calibration_labels(path: str, count: int) -> np.ndarray | None:

@@ -98,7 +98,8 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     notes: list[str] = []
     run.line.show("int8: calibrating the activation ranges")
     try:
-        quantizer = Quantizer(model, fit, search.calibration_method)
+        quantizer = Quantizer(model, fit, search.calibration_method,
+                              correct_bias=search.int8_bias_correction)
     except FuserError as error:
         return model, _unchanged(model, search, notes + [str(error)], budget, looks)
     budget.lap("calibration")

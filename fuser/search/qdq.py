@@ -24,8 +24,9 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import onnx
-from onnx import version_converter
+from onnx import numpy_helper, version_converter
 
 from fuser.errors import FuserError
 from fuser.search.calibrate import Feeds
@@ -36,6 +37,8 @@ WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: Samples the histogram calibrators (entropy, percentile) see: they keep every activation
 #: tensor of every batch until the end (MinMax keeps two numbers per tensor).
 HISTOGRAM_SAMPLES = 32
+#: Samples the bias correction measures each layer's shift on.
+BIAS_SAMPLES = 32
 #: Per-channel DequantizeLinear (its ``axis``) needs opset 13.
 MIN_OPSET = 13
 
@@ -87,6 +90,54 @@ def regions(model: onnx.ModelProto) -> dict[str, list[str]]:
         out[layer].append(node.name)
         owner.update((t, layer) for t in node.output)
     return out
+
+
+def own_shifts(model: onnx.ModelProto, quantized: onnx.ModelProto, layers: list[str],
+               batches: Sequence[Feeds]) -> dict[str, np.ndarray]:
+    """Per Conv or Gemm layer, the mean shift of its output in ``quantized`` that its own
+    rounding makes, per output channel: ``E[y_int8 - y]`` (over every axis but the channels)
+    less the part its input's mean shift ``dx`` carries through it, ``sum W dx`` (a Conv
+    sums its kernel; padding ignored). The same node in both models (the quantizer may
+    rename the tensor a dropped Relu wrote); the shift upstream layers make is theirs to
+    correct, so correcting every layer at once does not count it twice."""
+    from fuser import ir as graph_io
+    from fuser.runtime import sessions as runtime
+
+    nodes = [{n.name: n for n in m.graph.node} for m in (model, quantized)]
+    layers = [la for la in layers if la in nodes[1] and nodes[0][la].op_type in ("Conv", "Gemm")]
+    watched = [[t for la in layers for t in (n[la].input[0], n[la].output[0])] for n in nodes]
+    runs = [runtime.session(graph_io.with_outputs(m, w), level="all")
+            for m, w in zip((model, quantized), watched, strict=True)]
+    sums: dict[int, np.ndarray] = {}
+    for feeds in batches:
+        ref, new = (s.run(w, dict(feeds)) for s, w in zip(runs, watched, strict=True))
+        for k, (a, b) in enumerate(zip(ref, new, strict=True)):
+            if a.ndim >= 2 and a.shape == b.shape:
+                axes = tuple(d for d in range(a.ndim) if d != 1)
+                total = (b.astype(np.float64) - a).sum(axis=axes) / (a.size // a.shape[1])
+                sums[k] = sums.get(k, 0.0) + total / len(batches)
+    weights = {t.name: t for t in model.graph.initializer}
+    out = {}
+    for k, layer in enumerate(layers):
+        node = nodes[0][layer]
+        if 2 * k in sums and 2 * k + 1 in sums and node.input[1] in weights:
+            w = numpy_helper.to_array(weights[node.input[1]]).astype(np.float64)
+            out[layer] = sums[2 * k + 1] - _carried(node, w, sums[2 * k])
+    return out
+
+
+def _carried(node: onnx.NodeProto, w: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """``sum W dx`` per output channel: what an input shift ``dx`` per channel moves the
+    output of ``node`` by."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Gemm":
+        w = w if attrs.get("transB", 0) else w.T
+        return attrs.get("alpha", 1.0) * (w @ dx)
+    groups = attrs.get("group", 1)
+    per = w.shape[1]
+    summed = w.reshape(w.shape[0], per, -1).sum(axis=2)  # (M, C / g)
+    group_of = np.arange(w.shape[0]) // (w.shape[0] // groups)
+    return np.array([summed[n] @ dx[g * per:(g + 1) * per] for n, g in enumerate(group_of)])
 
 
 def _named(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -147,7 +198,8 @@ class Quantizer:
     """A model's QDQ INT8 versions, from ranges calibrated once on ``batches``."""
 
     def __init__(self, model: onnx.ModelProto, batches: Sequence[Feeds],
-                 method: str = "minmax", reduce: bool | None = None) -> None:
+                 method: str = "minmax", reduce: bool | None = None,
+                 correct_bias: bool = False) -> None:
         if method not in CALIBRATIONS:
             raise FuserError(f"calibration method must be one of {', '.join(CALIBRATIONS)}, "
                              f"not {method!r}")
@@ -163,17 +215,48 @@ class Quantizer:
         self.layers = list(self.regions)
         self._orphans = {n.name for n in self.model.graph.node} - {
             name for region in self.regions.values() for name in region}
-        if method != "minmax":  # histograms of whole tensors: memory grows with the samples
-            batches = _first(batches, HISTOGRAM_SAMPLES)
-        self._quantize(set(), _Reader(batches))  # calibrates, and fills the cache
+        calibration = batches if method == "minmax" else _first(batches, HISTOGRAM_SAMPLES)
+        # (histograms keep whole tensors: their memory grows with the samples)
+        self._quantize(set(self._orphans), _Reader(calibration))  # fills the range cache
+        self.shifts: dict[str, tuple[str, np.ndarray]] = {}  # layer -> (bias, corrected)
+        if correct_bias:
+            self._correct(_first(batches, BIAS_SAMPLES))
 
     def quantized(self, keep_float: set[str] = frozenset()) -> onnx.ModelProto:
         """The model with every layer quantized but those named in ``keep_float`` (each
-        with its region)."""
+        with its region); the quantized layers' biases corrected (``_correct``)."""
         kept = set(self._orphans)
         for layer in keep_float:
             kept.update(self.regions[layer])
+        if self.shifts:
+            model = _copy(self.model)
+            weights = {t.name: t for t in model.graph.initializer}
+            for layer, (bias, corrected) in self.shifts.items():
+                if layer not in keep_float:
+                    weights[bias].CopyFrom(numpy_helper.from_array(corrected, bias))
+            onnx.save(model, self._path, save_as_external_data=model.ByteSize() > 1 << 30)
         return self._quantize(kept, None)
+
+    def _correct(self, batches: Sequence[Feeds]) -> None:
+        """Empirical bias correction (Nagel et al. 2019; NNCF's fast bias correction): a
+        quantized layer's output is shifted on average, ``E[y_int8 - y]`` per output channel,
+        by its weights' rounding and its input's; its float bias minus that shift, quantized
+        again, cancels it. Shifts from the model with every layer in int8, on the first
+        ``BIAS_SAMPLES`` samples; a bias another node reads too is left alone."""
+        whole = self._quantize(set(self._orphans), None)
+        readers: dict[str, int] = {}
+        for node in self.model.graph.node:
+            for name in node.input:
+                readers[name] = readers.get(name, 0) + 1
+        weights = {t.name: t for t in self.model.graph.initializer}
+        nodes = {n.name: n for n in self.model.graph.node}
+        biased = {layer: nodes[layer].input[2] for layer in self.layers
+                  if len(nodes[layer].input) > 2 and nodes[layer].input[2] in weights
+                  and readers[nodes[layer].input[2]] == 1}
+        for layer, shift in own_shifts(self.model, whole, list(biased), batches).items():
+            bias = numpy_helper.to_array(weights[biased[layer]])
+            if shift.shape == bias.shape:
+                self.shifts[layer] = (biased[layer], (bias - shift).astype(bias.dtype))
 
     def _quantize(self, keep_float: set[str], reader: _Reader | None) -> onnx.ModelProto:
         from onnxruntime.quantization import (
