@@ -71,6 +71,8 @@ class LowRank:
     calibration_method: str = "percentile"
     #: int8: empirical bias correction (``fuser.search.config.Search.int8_bias_correction``)
     int8_bias_correction: bool = False
+    #: int8: cross-layer equalization first (``fuser.search.config.Search.int8_equalize``)
+    int8_equalize: bool = False
 
     def search(self, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Search:
         """The search's settings: ``budget``, by default ``accuracy=D`` with D the allowed
@@ -84,7 +86,8 @@ class LowRank:
                       progress=self.progress,
                       allow_degenerate_calibration=self.allow_degenerate_calibration,
                       methods=tuple(self.methods), calibration_method=self.calibration_method,
-                      int8_bias_correction=self.int8_bias_correction)
+                      int8_bias_correction=self.int8_bias_correction,
+                      int8_equalize=self.int8_equalize)
 
 
 @dataclasses.dataclass(frozen=True)

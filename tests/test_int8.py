@@ -244,3 +244,67 @@ def test_the_cli_refuses_an_unknown_lossy_method(rng, tmp_path, capsys):
     assert main(["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"),
                  "--lossy", "int4", "--calibration", "c.npz"]) == 2
     assert "invalid choice: 'int4'" in capsys.readouterr().err
+
+
+def test_equalization_keeps_the_float_model_and_evens_the_ranges(rng):
+    from fuser.search.equalize import conv_pairs, equalized
+
+    model = _net(rng)
+    weights = {t.name: onnx.numpy_helper.to_array(t).copy() for t in model.graph.initializer}
+    weights["W1"][:4] *= 20  # four wide channels
+    model.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(weights["W1"], "W1"))
+    assert [(a.name, b.name) for a, b in conv_pairs(model)] == [("conv0", "conv2")]
+    out, pairs = equalized(model)
+    check(out)
+    assert pairs == 1 and _ops(out) == _ops(model)
+    batches = _batches(64)
+    ref = _outputs(model, batches)
+    assert np.allclose(_outputs(out, batches), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    new = {t.name: onnx.numpy_helper.to_array(t) for t in out.graph.initializer}
+    r1 = np.abs(new["W1"]).reshape(16, -1).max(1)
+    r2 = np.abs(new["W2"]).transpose(1, 0, 2, 3).reshape(16, -1).max(1)
+    assert np.allclose(r1, r2, rtol=1e-3)
+    assert np.array_equal(onnx.numpy_helper.to_array(model.graph.initializer[0]), weights["W1"])
+
+
+@pytest.mark.parametrize("between", ["Clip", "Sigmoid"])
+def test_no_pair_through_an_op_that_is_not_homogeneous(rng, between):
+    from fuser.search.equalize import conv_pairs
+
+    model = make_model(f"""
+        g (float[N,3,8,8] x) => (float[N,4,8,8] y) {{
+            a = Conv<kernel_shape=[1,1]>(x, W1)
+            r = {between}(a)
+            y = Conv<kernel_shape=[1,1]>(r, W2)
+        }}""", rng, W1=(4, 3, 1, 1), W2=(4, 4, 1, 1))
+    assert conv_pairs(model) == []
+
+
+def test_no_pair_when_the_weight_is_shared(rng):
+    from fuser.search.equalize import conv_pairs
+
+    model = make_model("""
+        g (float[N,4,8,8] x) => (float[N,4,8,8] y, float[N,4,8,8] z) {
+            a = Conv<kernel_shape=[1,1]>(x, W1)
+            r = Relu(a)
+            y = Conv<kernel_shape=[1,1]>(r, W2)
+            z = Conv<kernel_shape=[1,1]>(x, W2)
+        }""", rng, W1=(4, 4, 1, 1), W2=(4, 4, 1, 1))
+    assert conv_pairs(model) == []
+
+
+def test_bias_correction_moves_the_biases_of_quantized_layers_only(rng):
+    model, batches = _net(rng), _batches()
+    quantizer = qdq.Quantizer(model, batches[:8], "minmax", correct_bias=True)
+    assert set(quantizer.shifts) == {"conv0", "conv2", "gemm6"}
+    original = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    for layer, (bias, corrected) in quantizer.shifts.items():
+        assert corrected.shape == original[bias].shape
+    mixed = quantizer.quantized({"conv2"})
+    check(mixed)
+    kept = {t.name: t for t in mixed.graph.initializer}
+    assert np.array_equal(onnx.numpy_helper.to_array(kept["B2"]), original["B2"])
+    ref = _outputs(model, batches[8:])
+    error = np.linalg.norm(_outputs(quantizer.quantized(), batches[8:]) - ref) / \
+        np.linalg.norm(ref)
+    assert error < 0.05

@@ -36,6 +36,10 @@ def add_lossy(parser: argparse.ArgumentParser) -> None:
                        help="correct each int8 layer's bias by its mean output shift on the "
                             "calibration samples (off by default: it did not help on the "
                             "real zoo's detectors)")
+    group.add_argument("--int8-equalize", action="store_true",
+                       help="equalize the weight ranges of Conv -> Relu -> Conv pairs before "
+                            "int8 (cross-layer equalization; exact in float; off by default: "
+                            "it did not help on the real zoo)")
     group.add_argument("--calibration", metavar="DATA",
                        help="inputs: a .npz (an optional 'labels' array turns the agreement "
                             "check into an accuracy check), NAME=file.npy, or an image folder")
@@ -107,7 +111,8 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
                        progress=False if getattr(args, "quiet", 0) else None,
                        methods=tuple(args.lossy.split(",")),
                        calibration_method=args.int8_calibration,
-                       int8_bias_correction=args.int8_bias_correction)
+                       int8_bias_correction=args.int8_bias_correction,
+                       int8_equalize=args.int8_equalize)
 
 
 def _calibration_labels(path: str, count: int) -> np.ndarray | None:

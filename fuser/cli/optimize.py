@@ -16,7 +16,7 @@ from fuser import ir as graph
 from fuser.cli import lossy_options, options
 from fuser.errors import FuserError
 from fuser.report import Report
-from fuser.report.text import lowrank_summary
+from fuser.report.text import lowrank_summary, stage_name
 
 RUNS_MODELS = True
 
@@ -138,7 +138,8 @@ def _failure(report: Report) -> str:
         return (f"validation failed; culprit pass: {culprit} (try --rollback or --skip "
                 f"{culprit})")
     lowrank = report.lowrank
-    return f"low-rank guard: {lowrank.guard} | {lowrank_summary(lowrank.to_dict())}"
+    record = lowrank.to_dict()
+    return f"{stage_name(record)} guard: {lowrank.guard} | {lowrank_summary(record)}"
 
 
 def _summary(args: argparse.Namespace, report: Report) -> str:
@@ -158,7 +159,8 @@ def _figures(args: argparse.Namespace, report: Report) -> str:
     """The rewrites and the output difference, or the low-rank figures."""
     if report.lowrank is not None:
         timings = report.timings.to_dict() if report.timings else None
-        return f"low-rank: {lowrank_summary(report.lowrank.to_dict(), timings)}"
+        record = report.lowrank.to_dict()
+        return f"{stage_name(record)}: {lowrank_summary(record, timings)}"
     summary = (f"{report.rewrites()} rewrites, nodes {report.before.nodes} -> "
                f"{report.after.nodes}, BatchNormalization left "
                f"{report.after.ops.get('BatchNormalization', 0)}")

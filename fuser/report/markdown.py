@@ -55,7 +55,7 @@ def report_markdown(report: Report) -> str:
             "top-1": "" if o.top1 is None else f"{o.top1:.2%}",
             "verdict": "ok" if o.passed else o.message} for o in validation.outputs]))
     if report.lowrank:
-        lines += ["", "## Low-rank", "", lowrank_text(
+        lines += ["", "## Lossy stage", "", lowrank_text(
             report.lowrank.to_dict(), markdown=True,
             timings=report.timings and report.timings.to_dict())]
     if report.timings:

@@ -202,12 +202,14 @@ def lowrank_text(lowrank: Mapping[str, Any], markdown: bool = False,
     rows = [{"layer": c["layer"], "op": c["op"], "method": c["method"],
              "rank": c["rank"] or "-",
              "MACs": f"{fmt(c['macs_before'])} -> {fmt(c['macs_after'])}",
-             "layer ms": f"{c['ms_before']:.3f} -> {c['ms_after']:.3f}",
+             "layer ms": f"{c['ms_before']:.3f} -> {c['ms_after']:.3f}" if c["ms_before"]
+             else "-",  # int8 layers are timed in the whole model only
              "speed-up": f"{c['ms_before'] / c['ms_after']:.2f}x" if c["ms_after"] else "",
              "energy": f"{c['energy']:.3f}",
              "response err": "" if c["response_error"] is None else
              f"{c['response_error']:.3f}", "note": c["note"]} for c in lowrank["layers"]]
-    head, nl = f"low-rank ({lowrank['budget']}): {lowrank_summary(lowrank, timings)}", \
+    stage = stage_name(lowrank)
+    head, nl = f"{stage} ({lowrank['budget']}): {lowrank_summary(lowrank, timings)}", \
         "\n\n" if markdown else "\n  "
     if lowrank.get("guard"):
         head += f"{nl}guard: {lowrank['guard']}"
@@ -220,6 +222,12 @@ def lowrank_text(lowrank: Mapping[str, Any], markdown: bool = False,
     notes = [f"  note: {n}" for n in lowrank.get("notes", [])]
     notes += [f"  not considered: {n}" for n in lowrank.get("not_considered", [])]
     return "\n".join([f"  {head}", *columns(rows), *notes])
+
+
+def stage_name(lowrank: Mapping[str, Any]) -> str:
+    """``low-rank``, or ``lossy int8`` / ``lossy lowrank,int8`` (``Compression.methods``)."""
+    methods = lowrank.get("methods") or ["lowrank"]
+    return "low-rank" if methods == ["lowrank"] else f"lossy {','.join(methods)}"
 
 
 def percent(confidence: float) -> str:
@@ -259,7 +267,9 @@ def lowrank_summary(lowrank: Mapping[str, Any], timings: Mapping[str, Any] | Non
                      + "; ".join(lowrank["degenerate_calibration"]) + ")")
     pair = latency_pairs(timings).get("all")
     if not any(layer.get("method", "dense") != "dense" for layer in lowrank.get("layers", [])):
-        parts.append("every layer kept dense")  # a timing would be the exact stage's, or noise
+        # a timing would be the exact stage's, or noise
+        parts.append("every layer kept float" if "int8" in (lowrank.get("methods") or [])
+                     else "every layer kept dense")
     elif pair:
         parts.append(f"speed-up {pair[0] / pair[1]:.2f}x at ORT_ENABLE_ALL")
     parts.append(f"MACs {fmt(lowrank['macs_before'])} -> {fmt(lowrank['macs_after'])}")

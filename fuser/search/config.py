@@ -77,6 +77,10 @@ class Search:
     #: (``qdq.Quantizer._correct``). Off: on picodet-layout it raised the all-int8 model's
     #: relative output error from 0.71 to 0.79, on ddddocr-det from 0.050 to 0.053
     int8_bias_correction: bool = False
+    #: int8: cross-layer equalization of Conv pairs first (``equalize``). Off: on
+    #: ppocr-v4-det (18 pairs) the all-int8 model's relative output error went from 0.253 to
+    #: 0.262; the other realzoo models have no pair (SiLU, hardswish, or a BN after the Relu)
+    int8_equalize: bool = False
 
     def __post_init__(self) -> None:
         if not self.methods or set(self.methods) - set(METHODS):

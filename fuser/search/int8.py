@@ -99,10 +99,16 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     run.line.show("int8: calibrating the activation ranges")
     try:
         quantizer = Quantizer(model, fit, search.calibration_method,
-                              correct_bias=search.int8_bias_correction)
+                              correct_bias=search.int8_bias_correction,
+                              equalize=search.int8_equalize)
     except FuserError as error:
         return model, _unchanged(model, search, notes + [str(error)], budget, looks)
     budget.lap("calibration")
+    if search.int8_equalize:
+        notes.append(f"cross-layer equalization: {quantizer.equalized} Conv pair(s)")
+    if search.int8_bias_correction:
+        notes.append(f"bias correction: {len(quantizer.shifts)} of {len(quantizer.layers)} "
+                     "layers (a bias read by one layer alone)")
     whole = quantizer.quantized()
     before, after = table.compare(model, whole, fit[0])
     budget.lap("latency")

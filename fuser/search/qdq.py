@@ -31,6 +31,7 @@ from onnx import numpy_helper, version_converter
 from fuser.errors import FuserError
 from fuser.search.calibrate import Feeds
 from fuser.search.config import CALIBRATIONS
+from fuser.search.equalize import equalized
 
 #: The ops whose weights are quantized: the search's int8 candidates.
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -199,12 +200,15 @@ class Quantizer:
 
     def __init__(self, model: onnx.ModelProto, batches: Sequence[Feeds],
                  method: str = "minmax", reduce: bool | None = None,
-                 correct_bias: bool = False) -> None:
+                 correct_bias: bool = False, equalize: bool = False) -> None:
         if method not in CALIBRATIONS:
             raise FuserError(f"calibration method must be one of {', '.join(CALIBRATIONS)}, "
                              f"not {method!r}")
         converted = upgraded(model)
         self.model = _named(converted if converted is not model else _copy(model))
+        self.equalized = 0  # Conv pairs equalized (``equalize.equalized``)
+        if equalize:
+            self.model, self.equalized = equalized(self.model)
         self.method = method
         self.reduce_range = reduce_range() if reduce is None else reduce
         self._dir = tempfile.TemporaryDirectory(prefix="fuser-int8-")
