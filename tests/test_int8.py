@@ -298,7 +298,7 @@ def test_bias_correction_moves_the_biases_of_quantized_layers_only(rng):
     quantizer = qdq.Quantizer(model, batches[:8], "minmax", correct_bias=True)
     assert set(quantizer.shifts) == {"conv0", "conv2", "gemm6"}
     original = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
-    for layer, (bias, corrected) in quantizer.shifts.items():
+    for bias, corrected in quantizer.shifts.values():
         assert corrected.shape == original[bias].shape
     mixed = quantizer.quantized({"conv2"})
     check(mixed)

@@ -28,7 +28,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, version_converter
 
+from fuser import ir as graph_io
 from fuser.errors import FuserError
+from fuser.runtime import sessions as runtime
 from fuser.search.calibrate import Feeds
 from fuser.search.config import CALIBRATIONS
 from fuser.search.equalize import equalized
@@ -101,9 +103,6 @@ def own_shifts(model: onnx.ModelProto, quantized: onnx.ModelProto, layers: list[
     sums its kernel; padding ignored). The same node in both models (the quantizer may
     rename the tensor a dropped Relu wrote); the shift upstream layers make is theirs to
     correct, so correcting every layer at once does not count it twice."""
-    from fuser import ir as graph_io
-    from fuser.runtime import sessions as runtime
-
     nodes = [{n.name: n for n in m.graph.node} for m in (model, quantized)]
     layers = [la for la in layers if la in nodes[1] and nodes[0][la].op_type in ("Conv", "Gemm")]
     watched = [[t for la in layers for t in (n[la].input[0], n[la].output[0])] for n in nodes]
