@@ -22,8 +22,11 @@ from fuser.runtime.bench import benchmark
 from fuser.runtime.validate import validate
 from fuser.settings import LowRank, Timing, Validation
 
-__all__ = ["ON_FAILURE", "LowRank", "Timing", "Validation", "benchmark", "library_versions",
-           "optimize", "validate", "version"]
+#: The lossy stage's settings under the name that covers int8 too.
+Lossy = LowRank
+
+__all__ = ["ON_FAILURE", "Lossy", "LowRank", "Timing", "Validation", "benchmark",
+           "library_versions", "optimize", "validate", "version"]
 
 ON_FAILURE = ("bisect", "rollback", "none")
 

@@ -35,7 +35,9 @@ class Validation:
 
 @dataclasses.dataclass
 class LowRank:
-    """The lossy low-rank stage of ``optimize`` (see ``fuser.search.search``).
+    """The lossy stage of ``optimize`` (``fuser.search.lossy``): low-rank rewrites
+    (``fuser.search.search``), INT8 (``fuser.search.int8``; ``methods=("int8",)``), or both
+    (``methods=("lowrank", "int8")``), judged by one guard. ``Lossy`` is the same class.
 
     ``calibration``: feed dicts (unlabeled inputs; the first ``fit_samples`` fit the
     factors, every other sample is held out for the guard).
@@ -48,6 +50,8 @@ class LowRank:
     ``budget``: None (the default) is the fastest model whose drop stays within
     ``max_accuracy_drop`` (``accuracy=D``); ``latency=F`` or ``macs=F`` caps the search at
     that share of the whole model's cost, within the same drop.
+    ``calibration_method``, ``int8_bias_correction``, ``int8_equalize``: int8's ranges and
+    repairs (``fuser.search.config.Search``).
     """
 
     calibration: Sequence[Mapping]

@@ -308,3 +308,16 @@ def test_bias_correction_moves_the_biases_of_quantized_layers_only(rng):
     error = np.linalg.norm(_outputs(quantizer.quantized(), batches[8:]) - ref) / \
         np.linalg.norm(ref)
     assert error < 0.05
+
+
+def test_the_api_takes_int8_as_a_lossy_method(rng, faster_int8):
+    import fuser
+
+    model, batches = _net(rng), _batches()
+    out, report = fuser.optimize(model, validate=False, lossy=fuser.api.Lossy(
+        batches, max_accuracy_drop=0.1, methods=("int8",), calibration_method="minmax",
+        search_time=60, progress=False))
+    check(out)
+    assert report.lowrank.methods == ["int8"]
+    assert any(row.method == "int8" for row in report.lowrank.layers)
+    assert "lossy int8 (accuracy=0.1)" in report.to_text()
