@@ -93,7 +93,8 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     budget = Budget(search.search_time)
     run = Run(search, *search.budget_parts(), budget, Progress(search.progress))
     fit, held, _, labels = split(calibration, labels, search.fit_samples)
-    looks, _ = judging_looks(reference or model, calibration, fit, held, labels, run)
+    looks, _ = judging_looks(model if reference is None else reference, calibration, fit,
+                             held, labels, run)
     table = latency_table(table, run)
     notes: list[str] = []
     run.line.show("int8: calibrating the activation ranges")
@@ -104,11 +105,7 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     except FuserError as error:
         return model, _unchanged(model, search, notes + [str(error)], budget, looks)
     budget.lap("calibration")
-    if search.int8_equalize:
-        notes.append(f"cross-layer equalization: {quantizer.equalized} Conv pair(s)")
-    if search.int8_bias_correction:
-        notes.append(f"bias correction: {len(quantizer.shifts)} of {len(quantizer.layers)} "
-                     "layers (a bias read by one layer alone)")
+    notes += _repairs(search, quantizer)
     whole = quantizer.quantized()
     before, after = table.compare(model, whole, fit[0])
     budget.lap("latency")
@@ -137,7 +134,8 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     record = quantization(search, got, rows, notes, samples_in(fit))
     total = graph_io.mac_count(quantizer.model, shapes) or 0
     return got.model, dataclasses.replace(
-        record, macs_before=total, macs_after=total, seconds=time.perf_counter() - budget.start, guard=reason, passed=passed,
+        record, macs_before=total, macs_after=total, guard=reason, passed=passed,
+        seconds=time.perf_counter() - budget.start,
         phases=budget.phases, search_time=search.search_time, speedup=speedup,
         back_off_steps=max(got.builds - 1, 0))
 
@@ -188,6 +186,17 @@ def _leaving(model: onnx.ModelProto, region: list[str]) -> list[str]:
 def _tensors(model: onnx.ModelProto) -> set[str]:
     """The names of the graph's inputs and of every node output."""
     return {i.name for i in model.graph.input} | {t for n in model.graph.node for t in n.output}
+
+
+def _repairs(search: Search, quantizer: Quantizer) -> list[str]:
+    """Notes on the repairs asked for: what they reached."""
+    notes = []
+    if search.int8_equalize:
+        notes.append(f"cross-layer equalization: {quantizer.equalized} Conv pair(s)")
+    if search.int8_bias_correction:
+        notes.append(f"bias correction: {len(quantizer.shifts)} of {len(quantizer.layers)} "
+                     "layers (a bias read by one layer alone)")
+    return notes
 
 
 def _grouped(notes: list[str], got: Delivered, layers: int) -> None:
