@@ -321,3 +321,19 @@ def test_the_api_takes_int8_as_a_lossy_method(rng, faster_int8):
     assert report.lowrank.methods == ["int8"]
     assert any(row.method == "int8" for row in report.lowrank.layers)
     assert "lossy int8 (accuracy=0.1)" in report.to_text()
+
+
+@pytest.mark.parametrize(("factored_ms", "kept"), [(0.5, True), (1.0, False)])
+def test_int8_starts_from_the_low_rank_result_only_where_that_is_faster_in_int8(
+        rng, monkeypatch, tmp_path, factored_ms, kept):
+    monkeypatch.setenv("FUSER_CACHE", str(tmp_path))
+    monkeypatch.setattr(LatencyTable, "compare", lambda self, a, b, feeds: (1.0, factored_ms))
+    model = _net(rng)
+    factored = onnx.ModelProto()
+    factored.CopyFrom(model)
+    base, note = lossy._base(model, factored, _batches(64), _search(), LatencyTable())
+    assert (base is factored) == kept
+    assert (note == "") == kept
+    if not kept:
+        assert note.startswith("low-rank result not kept: in int8 it ran 1.000 ms against "
+                               "1.000 ms for the original in int8")

@@ -69,12 +69,12 @@ RUNGS = range(-4, 3)
 REACH = RATIO ** max(RUNGS)
 
 
-def ladder(errors: list[float], bound: float) -> list[int]:
+def ladder(errors: list[float], bound: float, rungs: range = RUNGS) -> list[int]:
     """The states the guard judges, in order: for each rung, the state with the most moves
     whose predicted error (``errors[k]``) is within it; each state once, fewest moves first.
     Without a bound (infinite), the last state alone."""
     order: list[int] = []
-    for m in RUNGS:
+    for m in rungs:
         edge = bound * RATIO ** m
         fitting = [k for k in range(1, len(errors)) if errors[k] <= edge * (1 + 1e-9)]
         if fitting and (not order or max(fitting) > order[-1]):
@@ -97,7 +97,8 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
     so.
     """
     allowed, last = looks.allowed, len(states) - 1
-    order = ladder(errors, bound) if allowed is not None else [last] if last else []
+    rungs = getattr(builder, "rungs", RUNGS)  # int8's builder climbs fewer, wider rungs
+    order = ladder(errors, bound, rungs) if allowed is not None else [last] if last else []
     best, kept, builds, position = None, 0, 0, 0
     while position < len(order):
         k, began = order[position], time.perf_counter()
