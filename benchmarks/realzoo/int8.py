@@ -246,23 +246,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown methods: {', '.join(unknown)}")
     specs = [registry.get(n.strip()) for n in args.models.split(",")] if args.models \
         else list(registry.MODELS)
-    rows = []
-    for spec in specs:
-        print(f"{spec.name} ({spec.source}) ...", flush=True)
-        rows.append(measure_model(spec, methods, args.threads,
-                                  say=lambda text: print(text, flush=True)))
     command = "python -m benchmarks.realzoo.int8" + "".join(
         f" {flag} '{value}'" for flag, value in (("--models", args.models),
                                                  ("--methods", args.methods)) if value)
     data = {"command": command, "environment": report.environment(), "methods": methods,
-            "threads": args.threads, "rows": rows}
+            "threads": args.threads, "rows": []}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "realzoo_int8.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
     markdown = out / "INT8.md"
-    old = markdown.read_text() if markdown.exists() else \
-        "# INT8 on the real zoo\n\n" + START + "\n" + END + "\n"
-    markdown.write_text(replace_block(old, markdown_block(data), START, END))
+    for spec in specs:  # written after every model: a long run that stops keeps its rows
+        print(f"{spec.name} ({spec.source}) ...", flush=True)
+        data["rows"].append(measure_model(spec, methods, args.threads,
+                                          say=lambda text: print(text, flush=True)))
+        (out / "realzoo_int8.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
+        old = markdown.read_text() if markdown.exists() else \
+            "# INT8 on the real zoo\n\n" + START + "\n" + END + "\n"
+        markdown.write_text(replace_block(old, markdown_block(data), START, END))
     print(f"wrote {markdown} and {out / 'realzoo_int8.json'}")
     return 0
 
