@@ -16,7 +16,8 @@ from fuser.errors import FuserError
 from fuser.runtime import sessions as runtime
 from fuser.search import lossy, qdq
 from fuser.search.config import Search
-from fuser.search.int8 import layer_errors, quantize
+from fuser.search.int8 import quantize
+from fuser.search.int8_ranking import layer_errors
 from fuser.search.latency import LatencyTable
 from tests.helpers import check, make_model
 
@@ -337,3 +338,30 @@ def test_int8_starts_from_the_low_rank_result_only_where_that_is_faster_in_int8(
     if not kept:
         assert note.startswith("low-rank result not kept: in int8 it ran 1.000 ms against "
                                "1.000 ms for the original in int8")
+
+
+def test_the_metric_puts_last_the_layer_whose_float_copy_gains(rng):
+    """A planted quantizer: the all-int8 model is the net with a shifted output bias, and
+    keeping gemm6 float gives the float net back. The metric (every sample within 1e-6)
+    then gains by gemm6 alone: it goes last, though its own error is the smallest."""
+    from fuser.search import sensitivity
+    from fuser.search.int8_ranking import metric_order
+    from fuser.search.metric import resolve
+
+    model, batches = _net(rng), _batches(32)
+    shifted = onnx.ModelProto()
+    shifted.CopyFrom(model)
+    bias = next(t for t in shifted.graph.initializer if t.name == "B3")
+    bias.CopyFrom(onnx.numpy_helper.from_array(np.full(10, 0.5, np.float32), "B3"))
+
+    class Planted:
+        layers = ["conv0", "conv2", "gemm6"]
+
+        def quantized(self, keep_float=frozenset()):
+            return model if "gemm6" in keep_float else shifted
+
+    probe = sensitivity.probe(model, batches, None, 16)
+    metric = resolve("rel-error:0.000001", probe.reference, None)
+    order, gains = metric_order(Planted(), [0.3, 0.2, 0.1], probe, metric, None)
+    assert gains[2] > 0 and gains[0] == gains[1] == 0
+    assert order == [1, 0, 2]

@@ -10,12 +10,10 @@ and the user's metric (``--lossy int8``; ``qdq`` makes the models).
    regions faster; a provider without int8 kernels (CUDA's convolutions) runs each
    ``DequantizeLinear`` and a float Conv, slower: there int8 is not offered, and the note
    gives both times.
-3. Sensitivity: one run of the float model and one of the all-int8 model on the probe
-   samples, every layer's input ``x`` and output ``y`` kept: a layer's own error is the
-   growth of the relative error across it, ``e(y) - e(x)`` with
-   ``e(t) = ||t_int8 - t_float|| / ||t_float||`` (its input's and weights' rounding; the
-   error it inherits is its producers'). onnxruntime's ``qdq_loss_debug`` compares the same
-   tensors.
+3. Sensitivity (``int8_ranking``): each layer's own error, the growth of the relative
+   error across its region, from one run of the float and one of the all-int8 model on
+   the probe samples; then the user's metric on the layers of largest error, each kept
+   float alone: those that gain go into int8 last.
 4. Mixed precision by the guard: the layers in order of their own error, least first; state
    k quantizes the first k (the others kept float, ``nodes_to_exclude``); a state's
    predicted error is the sum of its layers' errors. The guard's ladder
@@ -39,23 +37,23 @@ import onnx
 from fuser import ir as graph_io
 from fuser.errors import FuserError
 from fuser.report.compression import Compression, LayerChoice
-from fuser.runtime import sessions as runtime
 from fuser.runtime.runners import Progress
 from fuser.search.budget import Budget
 from fuser.search.calibrate import Feeds
 from fuser.search.config import Search
 from fuser.search.forms import Option
 from fuser.search.guard import Delivered, guard, largest_accepted
+from fuser.search.int8_ranking import ranked
 from fuser.search.latency import LatencyTable
 from fuser.search.looks import Looks
 from fuser.search.plan import split
 from fuser.search.qdq import Quantizer
 from fuser.search.record import quantization
 from fuser.search.search import Run, end_to_end, judging_looks, latency_table, samples_in
-from fuser.search.sensitivity import MIN_PROBE_SAMPLES
 
 #: The name of the form in reports and options (its "rank" is the bits).
 INT8, BITS = "int8", 8
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +96,7 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     """
     budget = Budget(search.search_time)
     run = Run(search, *search.budget_parts(), budget, Progress(search.progress))
-    fit, held, _, labels = split(calibration, labels, search.fit_samples)
+    fit, held, fit_labels, labels = split(calibration, labels, search.fit_samples)
     looks, _ = judging_looks(model if reference is None else reference, calibration, fit,
                              held, labels, run)
     table = latency_table(table, run)
@@ -121,9 +119,9 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
                      f"ORT_ENABLE_ALL, batch {table.batch})")
         return model, _unchanged(model, search, notes, budget, looks)
     run.line.show(f"int8: the error of each of {len(quantizer.layers)} layers")
-    own = layer_errors(quantizer.model, whole, quantizer.regions, _probe(fit))
+    own, order = ranked(model, quantizer, whole, (fit, fit_labels), looks.metric,
+                        budget.sensitivity, notes)
     budget.lap("sensitivity")
-    order = sorted(range(len(own)), key=lambda i: own[i])
     states, errors = _states(order, own)
     builder = _Builder(model, quantizer)
     got = largest_accepted(builder, states, errors, max(errors[-1], 1e-12), looks, notes,
@@ -144,54 +142,6 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
         seconds=time.perf_counter() - budget.start,
         phases=budget.phases, search_time=search.search_time, speedup=speedup,
         back_off_steps=max(got.builds - 1, 0))
-
-
-def layer_errors(model: onnx.ModelProto, quantized: onnx.ModelProto,
-                 regions: dict[str, list[str]], batches: list[Feeds]) -> list[float]:
-    """Each layer's own error in ``quantized``: the growth of the relative error across its
-    region (``qdq.regions``), ``max e(out) - e(x)`` over the tensors ``out`` that leave it,
-    at 0 at least; from one run of each model on ``batches`` with those tensors kept. A
-    layer whose tensors the quantized model renamed gets the largest error of the others
-    (it goes last)."""
-    nodes = {n.name: n for n in model.graph.node}
-    pairs = [(nodes[layer].input[0], _leaving(model, region)) for layer, region
-             in regions.items()]
-    present = _tensors(quantized)
-    # the value the network goes on with: after its Q/DQ pair where it has one (the
-    # quantizer drops a Relu that the Q's range clips, and its tensor then holds the
-    # Conv's output)
-    seen = {t: f"{t}_DequantizeLinear_Output" if f"{t}_DequantizeLinear_Output" in present
-            else t for x, out in pairs for t in [x, *out]}
-    watched = sorted(t for t in seen if t in _tensors(model) and seen[t] in present)
-    squares = {t: np.zeros(2) for t in watched}  # ||float||^2, ||int8 - float||^2
-    runs = [(runtime.session(graph_io.with_outputs(model, watched), level="all"), watched),
-            (runtime.session(graph_io.with_outputs(quantized, [seen[t] for t in watched]),
-                             level="all"), [seen[t] for t in watched])]
-    for feeds in batches:
-        ref, new = (dict(zip(watched, sess.run(names, dict(feeds)), strict=True))
-                    for sess, names in runs)
-        for t in watched:
-            a = ref[t].astype(np.float64)
-            squares[t] += (np.sum(a * a), np.sum((new[t] - a) ** 2))
-    error = {t: float(np.sqrt(d / max(f, 1e-30))) for t, (f, d) in squares.items()}
-    own = [max(error[y] for y in out) - error[x]
-           if x in error and out and all(y in error for y in out) else None for x, out in pairs]
-    worst = max((e for e in own if e is not None), default=0.0)
-    return [worst if e is None else max(e, 0.0) for e in own]
-
-
-def _leaving(model: onnx.ModelProto, region: list[str]) -> list[str]:
-    """The tensors a region's nodes write that a node outside it, or the graph, reads."""
-    inside = set(region)
-    written = [t for n in model.graph.node if n.name in inside for t in n.output]
-    read = {t for n in model.graph.node if n.name not in inside for t in n.input}
-    read.update(o.name for o in model.graph.output)
-    return [t for t in written if t in read]
-
-
-def _tensors(model: onnx.ModelProto) -> set[str]:
-    """The names of the graph's inputs and of every node output."""
-    return {i.name for i in model.graph.input} | {t for n in model.graph.node for t in n.output}
 
 
 def _repairs(search: Search, quantizer: Quantizer) -> list[str]:
@@ -218,17 +168,6 @@ def _grouped(notes: list[str], got: Delivered, layers: int) -> None:
 def _provider(table: LatencyTable) -> str:
     """The provider the table timed on, as onnxruntime names it."""
     return str(getattr(table.provider, "used", table.provider))
-
-
-def _probe(fit: list[Feeds]) -> list[Feeds]:
-    """The first ``MIN_PROBE_SAMPLES`` fitting samples, in their batches."""
-    batches, taken = [], 0
-    for feeds in fit:
-        if taken >= MIN_PROBE_SAMPLES:
-            break
-        batches.append(feeds)
-        taken += len(next(iter(feeds.values())))
-    return batches
 
 
 def _states(order: list[int], own: list[float]) -> tuple[list[list[Option | None]], list[float]]:
