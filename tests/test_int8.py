@@ -355,7 +355,7 @@ def test_the_metric_puts_last_the_layer_whose_float_copy_gains(rng):
     bias.CopyFrom(onnx.numpy_helper.from_array(np.full(10, 0.5, np.float32), "B3"))
 
     class Planted:
-        layers = ["conv0", "conv2", "gemm6"]
+        layers = ("conv0", "conv2", "gemm6")
 
         def quantized(self, keep_float=frozenset()):
             return model if "gemm6" in keep_float else shifted
