@@ -231,12 +231,15 @@ def test_the_cli_runs_int8_and_reports_it(rng, tmp_path, faster_int8, capsys):
     code = main(["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"),
                  "--no-bench", "--lossy", "int8", "--calibration", str(tmp_path / "cal.npz"),
                  "--max-accuracy-drop", "0.1", "--int8-calibration", "minmax",
+                 "--int8-equalize", "--int8-bias-correction",
                  "--search-time", "60", "--report", str(tmp_path / "r.json")])
     assert code == 0, capsys.readouterr().err
     out = onnx.load(tmp_path / "o.onnx")
     assert _ops(out)["QuantizeLinear"] >= 1
     record = json.loads((tmp_path / "r.json").read_text())["lowrank"]
     assert record["methods"] == ["int8"] and record["calibration_method"] == "minmax"
+    assert "cross-layer equalization: 1 Conv pair(s)" in record["notes"]
+    assert "bias correction: 3 of 3 layers (a bias read by one layer alone)" in record["notes"]
     assert onnx.load(tmp_path / "m.onnx") == model  # the input file is not modified
 
 
