@@ -110,7 +110,9 @@ def run_nncf(exact: onnx.ModelProto, spec: registry.RealModel, fit: list[dict],
     def validate(model: onnx.ModelProto, data: Any) -> float:
         data = list(data)  # NNCF passes a subset of the items when it ranks
         feeds = {k: np.concatenate([item[0][k] for item in data]) for k in held[0]}
-        labels = label_array([label for item in data for label in item[1]])
+        parts = [item[1] for item in data]
+        labels = np.concatenate(parts) if parts[0].dtype != object else \
+            label_array([label for part in parts for label in part])
         outputs = measure.run_model(model, feeds, spec.run_batch, threads)
         return float(spec.metric(outputs, labels))
 
