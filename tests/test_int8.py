@@ -368,3 +368,18 @@ def test_the_metric_puts_last_the_layer_whose_float_copy_gains(rng):
     order, gains = metric_order(Planted(), [0.3, 0.2, 0.1], probe, metric, None)
     assert gains[2] > 0 and gains[0] == gains[1] == 0
     assert order == [1, 0, 2]
+
+
+def test_an_int8_model_onnxruntime_cannot_load_is_not_offered(rng, faster_int8, monkeypatch):
+    """onnxruntime's quantizer gave basic-pitch's export a Transpose it cannot load: the
+    input comes back with the reason, not a failed run."""
+    model = _net(rng)
+    bad = onnx.ModelProto()
+    bad.CopyFrom(model)
+    bad.graph.node[1].op_type = "Transpose"  # relu1 -> a Transpose whose perm is rank 5
+    bad.graph.node[1].attribute.append(onnx.helper.make_attribute("perm", [0, 2, 3, 1, 4]))
+    monkeypatch.setattr(qdq.Quantizer, "quantized", lambda self, keep_float=frozenset(): bad)
+    out, record = quantize(model, _batches(), _search())
+    assert out is model and record.guard == "no layer in int8: the model is the input"
+    assert any(n.startswith("int8 not offered: the int8 model: onnxruntime cannot run it")
+               for n in record.notes)

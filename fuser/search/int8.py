@@ -37,7 +37,9 @@ import onnx
 from fuser import ir as graph_io
 from fuser.errors import FuserError
 from fuser.report.compression import Compression, LayerChoice
+from fuser.runtime import sessions as runtime
 from fuser.runtime.runners import Progress
+from fuser.runtime.sessions import RuntimeRefusedError
 from fuser.search.budget import Budget
 from fuser.search.calibrate import Feeds
 from fuser.search.config import Search
@@ -111,6 +113,8 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     budget.lap("calibration")
     notes += _repairs(search, quantizer)
     whole = quantizer.quantized()
+    if refused := _unloadable(whole):
+        return model, _unchanged(model, search, [*notes, refused], budget, looks)
     before, after = table.compare(model, whole, fit[0])
     budget.lap("latency")
     if after >= (1 - search.speed_margin) * before:
@@ -142,6 +146,16 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
         seconds=time.perf_counter() - budget.start,
         phases=budget.phases, search_time=search.search_time, speedup=speedup,
         back_off_steps=max(got.builds - 1, 0))
+
+
+def _unloadable(whole: onnx.ModelProto) -> str:
+    """Why onnxruntime cannot load the all-int8 model (its quantizer can emit that: a
+    Transpose given a per-channel scale on basic-pitch's tf2onnx export), or ""."""
+    try:
+        runtime.session(whole, level="all", label="the int8 model")
+    except RuntimeRefusedError as error:
+        return f"int8 not offered: {error} (made by onnxruntime's quantizer)"
+    return ""
 
 
 def _repairs(search: Search, quantizer: Quantizer) -> list[str]:
