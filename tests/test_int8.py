@@ -383,3 +383,17 @@ def test_an_int8_model_onnxruntime_cannot_load_is_not_offered(rng, faster_int8, 
     assert out is model and record.guard == "no layer in int8: the model is the input"
     assert any(n.startswith("int8 not offered: the int8 model: onnxruntime cannot run it")
                for n in record.notes)
+
+
+def test_a_failing_quantizer_is_a_note_not_a_crash(rng, faster_int8, monkeypatch):
+    import onnxruntime.quantization
+
+    def fail(*args, **kwargs):
+        raise ValueError("Quantization parameter shared mode is not supported for weight yet")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_static", fail)
+    model = _net(rng)
+    out, record = quantize(model, _batches(), _search())
+    assert out is model
+    assert "int8 not offered: onnxruntime's quantizer failed: Quantization parameter shared " \
+           "mode is not supported for weight yet" in record.notes

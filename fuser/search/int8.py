@@ -109,11 +109,11 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
                               correct_bias=search.int8_bias_correction,
                               equalize=search.int8_equalize)
     except FuserError as error:
-        return model, _unchanged(model, search, notes + [str(error)], budget, looks)
+        return model, _unchanged(model, search, [f"int8 not offered: {error}"], budget, looks)
     budget.lap("calibration")
     notes += _repairs(search, quantizer)
-    whole = quantizer.quantized()
-    if refused := _unloadable(whole):
+    whole, refused = _whole(quantizer)
+    if whole is None:
         return model, _unchanged(model, search, [*notes, refused], budget, looks)
     before, after = table.compare(model, whole, fit[0])
     budget.lap("latency")
@@ -148,14 +148,18 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
         back_off_steps=max(got.builds - 1, 0))
 
 
-def _unloadable(whole: onnx.ModelProto) -> str:
-    """Why onnxruntime cannot load the all-int8 model (its quantizer can emit that: a
-    Transpose given a per-channel scale on basic-pitch's tf2onnx export), or ""."""
+def _whole(quantizer: Quantizer) -> tuple[onnx.ModelProto | None, str]:
+    """The model with every layer in int8, or None and why int8 is not offered: onnxruntime's
+    quantizer failed, or made a model onnxruntime cannot load (a Transpose with a wrong
+    input on basic-pitch's tf2onnx export)."""
     try:
+        whole = quantizer.quantized()
         runtime.session(whole, level="all", label="the int8 model")
     except RuntimeRefusedError as error:
-        return f"int8 not offered: {error} (made by onnxruntime's quantizer)"
-    return ""
+        return None, f"int8 not offered: {error} (made by onnxruntime's quantizer)"
+    except FuserError as error:
+        return None, f"int8 not offered: {error}"
+    return whole, ""
 
 
 def _repairs(search: Search, quantizer: Quantizer) -> list[str]:

@@ -194,6 +194,18 @@ def _quiet() -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
+@contextlib.contextmanager
+def _failing_as_fuser_errors() -> Iterator[None]:
+    """onnxruntime's quantizer raises bare ValueErrors and RuntimeErrors on graphs it does not
+    support ("Quantization parameter shared mode is not supported for weight yet"): one line,
+    as a FuserError the int8 search turns into a note."""
+    try:
+        yield
+    except (ValueError, RuntimeError, KeyError, AssertionError, TypeError) as error:
+        line = next((x for x in str(error).splitlines() if x.strip()), type(error).__name__)
+        raise FuserError(f"onnxruntime's quantizer failed: {line}") from error
+
+
 class Quantizer:
     """A model's QDQ INT8 versions, from ranges calibrated once on ``batches``."""
 
@@ -272,7 +284,7 @@ class Quantizer:
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[self.method]
         out = Path(self._dir.name) / "quantized.onnx"
-        with _quiet():
+        with _quiet(), _failing_as_fuser_errors():
             quantize_static(self._path, out, reader, quant_format=QuantFormat.QDQ,
                             per_channel=True, reduce_range=self.reduce_range,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
