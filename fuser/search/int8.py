@@ -225,7 +225,9 @@ def _unchanged(model: onnx.ModelProto, search: Search, notes: list[str], budget:
     verdict, reference = looks.original()
     got = Delivered(model, reference, verdict, reference, [], [], 0, looks.metric.name)
     record = quantization(search, got, [], notes, 0)
+    macs = graph_io.mac_count(model, graph_io.infer_shapes(model, search.input_shapes)) or 0
     return dataclasses.replace(record, guard="no layer in int8: the model is the input",
+                               macs_before=macs, macs_after=macs,
                                passed=True if looks.allowed is not None else None,
                                seconds=time.perf_counter() - budget.start,
                                phases=budget.phases, search_time=search.search_time,
