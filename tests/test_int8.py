@@ -397,3 +397,11 @@ def test_a_failing_quantizer_is_a_note_not_a_crash(rng, faster_int8, monkeypatch
     assert out is model
     assert "int8 not offered: onnxruntime's quantizer failed: Quantization parameter shared " \
            "mode is not supported for weight yet" in record.notes
+
+
+@pytest.mark.parametrize(("held", "drop"), [(1000, 0.005), (384, 0.01)])
+def test_low_rank_gets_half_the_drop_only_where_the_held_out_set_resolves_it(held, drop):
+    first = lossy._first(_search(budget="accuracy=0.01", max_accuracy_drop=0.01,
+                                 methods=("lowrank", "int8")), held)
+    assert first.methods == ("lowrank",) and first.max_accuracy_drop == pytest.approx(drop)
+    assert first.budget == f"accuracy={drop:g}" and first.search_time == 30

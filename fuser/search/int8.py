@@ -221,14 +221,22 @@ def _rows(model: onnx.ModelProto, layers: list[str], chosen: list[Option | None]
 
 def _unchanged(model: onnx.ModelProto, search: Search, notes: list[str], budget: Budget,
                looks: Looks) -> Compression:
-    """The record when no layer is delivered in int8: the input, judged against itself."""
-    verdict, reference = looks.original()
-    got = Delivered(model, reference, verdict, reference, [], [], 0, looks.metric.name)
+    """The record when no layer is delivered in int8: the input, judged against itself, or
+    against the original the looks judge by (``quantize``'s ``reference``: the low-rank
+    result is then judged at the whole allowed drop)."""
+    if looks.model is model:
+        verdict, reference = looks.original()
+        got = Delivered(model, reference, verdict, reference, [], [], 0, looks.metric.name)
+        passed = True if looks.allowed is not None else None
+        reason = "no layer in int8: the model is the input"
+    else:
+        verdict, new, reference = looks.judged(model)
+        got = Delivered(model, new, verdict, reference, [], [], 1, looks.metric.name)
+        passed, reason = guard(verdict, looks.allowed, True)
+        reason = f"no layer in int8; the input against the original: {reason}"
     record = quantization(search, got, [], notes, 0)
     macs = graph_io.mac_count(model, graph_io.infer_shapes(model, search.input_shapes)) or 0
-    return dataclasses.replace(record, guard="no layer in int8: the model is the input",
-                               macs_before=macs, macs_after=macs,
-                               passed=True if looks.allowed is not None else None,
-                               seconds=time.perf_counter() - budget.start,
+    return dataclasses.replace(record, guard=reason, macs_before=macs, macs_after=macs,
+                               passed=passed, seconds=time.perf_counter() - budget.start,
                                phases=budget.phases, search_time=search.search_time,
                                speedup=1.0)
