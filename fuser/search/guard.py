@@ -102,7 +102,8 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
     best, kept, builds, position = None, 0, 0, 0
     while position < len(order):
         k, began = order[position], time.perf_counter()
-        line.show(f"{builder.label}: building the model with {k} of {last} moves "
+        label = getattr(builder, "label", "low-rank")  # int8's builder names itself
+        line.show(f"{label}: building the model with {k} of {last} moves "
                   f"(rung {position + 1} of {len(order)})")
         result = builder.build(states[k])
         verdict, new, reference = looks.judged(result)
