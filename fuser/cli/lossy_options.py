@@ -24,7 +24,7 @@ LOSSY = ("lowrank", "int8", "lowrank,int8")
 def add_lossy(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("lossy stage: low-rank and int8 (after the exact "
                                       "pipeline)")
-    group.add_argument("--lossy", choices=LOSSY,
+    group.add_argument("--lossy", choices=LOSSY, metavar="|".join(LOSSY),
                        help="lowrank: the low-rank search; int8: INT8 (QDQ) layers where "
                             "onnxruntime runs them faster, sensitive ones kept float; "
                             "lowrank,int8: both, int8 on the low-rank result; every choice "
