@@ -71,8 +71,9 @@ class LowRank:
     allow_degenerate_calibration: bool = False
     #: ``("lowrank",)``, ``("int8",)`` or both, in that order (``fuser.search.lossy``)
     methods: tuple[str, ...] = ("lowrank",)
-    #: int8's activation calibrator: ``minmax``, ``entropy`` or ``percentile``
-    calibration_method: str = "percentile"
+    #: int8's activation calibrator: ``auto`` (the best of the three), ``minmax``,
+    #: ``entropy`` or ``percentile``
+    calibration_method: str = "auto"
     #: int8: empirical bias correction (``fuser.search.config.Search.int8_bias_correction``)
     int8_bias_correction: bool = False
     #: int8: cross-layer equalization first (``fuser.search.config.Search.int8_equalize``)

@@ -128,7 +128,7 @@ def test_every_calibrator_of_onnxruntime_serves(rng, method):
 def test_an_unknown_calibrator_is_refused(rng):
     with pytest.raises(FuserError, match="calibration method must be one of"):
         qdq.Quantizer(_net(rng), _batches(16), "kl")
-    with pytest.raises(FuserError, match="calibration method must be one of"):
+    with pytest.raises(FuserError, match="calibration method must be auto or one of"):
         Search(methods=("int8",), calibration_method="kl")
 
 
@@ -405,3 +405,15 @@ def test_low_rank_gets_half_the_drop_only_where_the_held_out_set_resolves_it(hel
                                  methods=("lowrank", "int8")), held)
     assert first.methods == ("lowrank",) and first.max_accuracy_drop == pytest.approx(drop)
     assert first.budget == f"accuracy={drop:g}" and first.search_time == 30
+
+
+def test_auto_keeps_the_calibrator_closest_to_the_float_model(rng, faster_int8):
+    import re
+
+    model = _net(rng)
+    out, record = quantize(model, _batches(), _search(calibration_method="auto"))
+    note = next(n for n in record.notes if n.startswith("int8 ranges from the "))
+    errors = {m: float(e) for m, e in re.findall(r"(minmax|entropy|percentile) ([0-9.e-]+)",
+                                                 note.split("(", 1)[1])}
+    assert set(errors) == {"minmax", "entropy", "percentile"}
+    assert note.startswith(f"int8 ranges from the {min(errors, key=errors.get)} calibrator")

@@ -29,9 +29,10 @@ def add_lossy(parser: argparse.ArgumentParser) -> None:
                             "onnxruntime runs them faster, sensitive ones kept float; "
                             "lowrank,int8: both, int8 on the low-rank result; every choice "
                             "judged by the same guard and metric")
-    group.add_argument("--int8-calibration", choices=CALIBRATIONS, default="percentile",
-                       help="int8's activation ranges: onnxruntime's percentile (default: "
-                            "99.999th percentile of |x|), minmax or entropy calibrator")
+    group.add_argument("--int8-calibration", choices=("auto", *CALIBRATIONS), default="auto",
+                       help="int8's activation ranges: onnxruntime's minmax, entropy or "
+                            "percentile calibrator; auto (default): each of them, keeping the "
+                            "one whose all-int8 model is closest to the float one")
     group.add_argument("--int8-bias-correction", action="store_true",
                        help="correct each int8 layer's bias by its mean output shift on the "
                             "calibration samples (off by default: it did not help on the "

@@ -41,11 +41,12 @@ from fuser.runtime import sessions as runtime
 from fuser.runtime.runners import Progress
 from fuser.runtime.sessions import RuntimeRefusedError
 from fuser.search.budget import Budget
+from fuser.search.build import outputs, relative_error
 from fuser.search.calibrate import Feeds
-from fuser.search.config import Search
+from fuser.search.config import CALIBRATIONS, Search
 from fuser.search.forms import Option
 from fuser.search.guard import Delivered, guard, largest_accepted
-from fuser.search.int8_ranking import ranked
+from fuser.search.int8_ranking import first_samples, ranked
 from fuser.search.latency import LatencyTable
 from fuser.search.looks import Looks
 from fuser.search.plan import split
@@ -105,9 +106,7 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     notes: list[str] = []
     run.line.show("int8: calibrating the activation ranges")
     try:
-        quantizer = Quantizer(model, fit, search.calibration_method,
-                              correct_bias=search.int8_bias_correction,
-                              equalize=search.int8_equalize)
+        quantizer = calibrated(model, fit, search, notes)
     except FuserError as error:
         return model, _unchanged(model, search, [f"int8 not offered: {error}"], budget, looks)
     budget.lap("calibration")
@@ -146,6 +145,35 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
         seconds=time.perf_counter() - budget.start,
         phases=budget.phases, search_time=search.search_time, speedup=speedup,
         back_off_steps=max(got.builds - 1, 0))
+
+
+def calibrated(model: onnx.ModelProto, fit: list[Feeds], search: Search,
+               notes: list[str]) -> Quantizer:
+    """The ``Quantizer`` of ``search.calibration_method``; with ``auto``, of the calibrator
+    whose all-int8 model is closest to ``model`` on the probe samples (relative output
+    error: times and outputs, never the held-out metric), with a note of the three errors.
+    FuserError when every calibrator fails."""
+    methods = CALIBRATIONS if search.calibration_method == "auto" else \
+        (search.calibration_method,)
+    found, failure = {}, None
+    for method in methods:
+        try:
+            found[method] = Quantizer(model, fit, method, correct_bias=search.int8_bias_correction,
+                                      equalize=search.int8_equalize)
+        except FuserError as error:
+            failure = error
+    if not found:
+        raise failure
+    if len(found) == 1:
+        return next(iter(found.values()))
+    probe = first_samples(fit)
+    reference = outputs(model, probe, level="all")
+    errors = {m: relative_error(reference, outputs(q.quantized(), probe, level="all"))
+              for m, q in found.items()}
+    best = min(errors, key=errors.get)
+    notes.append(f"int8 ranges from the {best} calibrator (relative output error with every "
+                 "layer in int8: " + ", ".join(f"{m} {e:.3g}" for m, e in errors.items()) + ")")
+    return found[best]
 
 
 def _whole(quantizer: Quantizer) -> tuple[onnx.ModelProto | None, str]:

@@ -99,7 +99,7 @@ def _tensors(model: onnx.ModelProto) -> set[str]:
     return {i.name for i in model.graph.input} | {t for n in model.graph.node for t in n.output}
 
 
-def _probe(fit: list[Feeds]) -> list[Feeds]:
+def first_samples(fit: list[Feeds]) -> list[Feeds]:
     """The first ``MIN_PROBE_SAMPLES`` fitting samples, in their batches."""
     batches, taken = [], 0
     for feeds in fit:
@@ -116,7 +116,7 @@ def ranked(model: onnx.ModelProto, quantizer: Quantizer, whole: onnx.ModelProto,
     """Each layer's own error, and the order the layers go into int8 (``metric_order``);
     ``fit``: the fitting batches and their labels. A note says what the metric ranked."""
     batches, labels = fit
-    own = layer_errors(quantizer.model, whole, quantizer.regions, _probe(batches))
+    own = layer_errors(quantizer.model, whole, quantizer.regions, first_samples(batches))
     probe = sensitivity.probe(model, batches, labels, MIN_PROBE_SAMPLES)
     order, gains = metric_order(quantizer, own, probe, metric, until)
     if gains:
