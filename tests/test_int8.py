@@ -411,7 +411,7 @@ def test_auto_keeps_the_calibrator_closest_to_the_float_model(rng, faster_int8):
     import re
 
     model = _net(rng)
-    out, record = quantize(model, _batches(), _search(calibration_method="auto"))
+    _, record = quantize(model, _batches(), _search(calibration_method="auto"))
     note = next(n for n in record.notes if n.startswith("int8 ranges from the "))
     errors = {m: float(e) for m, e in re.findall(r"(minmax|entropy|percentile) ([0-9.e-]+)",
                                                  note.split("(", 1)[1])}
