@@ -46,7 +46,7 @@ from fuser.search.calibrate import Feeds
 from fuser.search.config import CALIBRATIONS, Search
 from fuser.search.forms import Option
 from fuser.search.guard import Delivered, guard, largest_accepted
-from fuser.search.int8_ranking import first_samples, ranked
+from fuser.search.int8_ranking import ranked
 from fuser.search.latency import LatencyTable
 from fuser.search.looks import Looks
 from fuser.search.plan import split
@@ -150,8 +150,8 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
 def calibrated(model: onnx.ModelProto, fit: list[Feeds], search: Search,
                notes: list[str]) -> Quantizer:
     """The ``Quantizer`` of ``search.calibration_method``; with ``auto``, of the calibrator
-    whose all-int8 model is closest to ``model`` on the probe samples (relative output
-    error: times and outputs, never the held-out metric), with a note of the three errors.
+    whose all-int8 model is closest to ``model`` on the fitting samples (relative output
+    error: outputs, never the held-out metric), with a note of the three errors.
     FuserError when every calibrator fails."""
     methods = CALIBRATIONS if search.calibration_method == "auto" else \
         (search.calibration_method,)
@@ -166,9 +166,8 @@ def calibrated(model: onnx.ModelProto, fit: list[Feeds], search: Search,
         raise failure
     if len(found) == 1:
         return next(iter(found.values()))
-    probe = first_samples(fit)
-    reference = outputs(model, probe, level="all")
-    errors = {m: relative_error(reference, outputs(q.quantized(), probe, level="all"))
+    reference = outputs(model, fit, level="all")  # every fitting sample (16 read noisier)
+    errors = {m: relative_error(reference, outputs(q.quantized(), fit, level="all"))
               for m, q in found.items()}
     best = min(errors, key=errors.get)
     notes.append(f"int8 ranges from the {best} calibrator (relative output error with every "
