@@ -70,11 +70,10 @@ class Search:
     #: low-rank search delivers, factors included)
     methods: tuple[str, ...] = ("lowrank",)
     #: int8's activation ranges: onnxruntime's ``minmax``, ``entropy`` or ``percentile``
-    #: calibrator, or ``auto``: each of the three, keeping the one whose all-int8 model is
-    #: closest to the float one on the fitting samples (relative output error). No one of
-    #: them wins everywhere (picodet-layout: percentile 0.71, MinMax 0.96); the output error
-    #: is a proxy: on tempocnn-cnn it picks percentile (0.20 against entropy's 0.22) while
-    #: entropy's model kept the accuracy that percentile's lost (3.5 points on 256 tracks)
+    #: calibrator, or ``auto``: each of the three, keeping the one whose all-int8 model loses
+    #: least of the metric on the fitting samples (output error on ties). No one of them
+    #: wins everywhere: percentile on picodet-layout (output error 0.71, MinMax 0.96),
+    #: entropy on tempocnn-cnn (percentile's model lost 3.5 points there, entropy's none)
     calibration_method: str = "auto"
     #: int8: correct each quantized layer's bias by its own mean output shift
     #: (``qdq.Quantizer._correct``). Off: on picodet-layout it raised the all-int8 model's

@@ -49,6 +49,7 @@ from fuser.search.guard import Delivered, guard, largest_accepted
 from fuser.search.int8_ranking import ranked
 from fuser.search.latency import LatencyTable
 from fuser.search.looks import Looks
+from fuser.search.metric import Metric, point_drop
 from fuser.search.plan import split
 from fuser.search.qdq import Quantizer
 from fuser.search.record import quantization
@@ -106,7 +107,7 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     notes: list[str] = []
     run.line.show("int8: calibrating the activation ranges")
     try:
-        quantizer = calibrated(model, fit, search, notes)
+        quantizer = calibrated(model, (fit, fit_labels), search, looks.metric, notes)
     except FuserError as error:
         return model, _unchanged(model, search, [f"int8 not offered: {error}"], budget, looks)
     budget.lap("calibration")
@@ -147,12 +148,14 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
         back_off_steps=max(got.builds - 1, 0))
 
 
-def calibrated(model: onnx.ModelProto, fit: list[Feeds], search: Search,
-               notes: list[str]) -> Quantizer:
+def calibrated(model: onnx.ModelProto, fit: tuple[list[Feeds], np.ndarray | None],
+               search: Search, metric: Metric, notes: list[str]) -> Quantizer:
     """The ``Quantizer`` of ``search.calibration_method``; with ``auto``, of the calibrator
-    whose all-int8 model is closest to ``model`` on the fitting samples (relative output
-    error: outputs, never the held-out metric), with a note of the three errors.
+    whose all-int8 model loses least of the user's ``metric`` on the fitting samples (``fit``:
+    batches and labels), the relative output error breaking ties (never the held-out
+    samples: the guard's error control is untouched), with a note of what each read.
     FuserError when every calibrator fails."""
+    fit, labels = fit
     methods = CALIBRATIONS if search.calibration_method == "auto" else \
         (search.calibration_method,)
     found, failure = {}, None
@@ -167,11 +170,15 @@ def calibrated(model: onnx.ModelProto, fit: list[Feeds], search: Search,
     if len(found) == 1:
         return next(iter(found.values()))
     reference = outputs(model, fit, level="all")  # every fitting sample (16 read noisier)
-    errors = {m: relative_error(reference, outputs(q.quantized(), fit, level="all"))
-              for m, q in found.items()}
-    best = min(errors, key=errors.get)
-    notes.append(f"int8 ranges from the {best} calibrator (relative output error with every "
-                 "layer in int8: " + ", ".join(f"{m} {e:.3g}" for m, e in errors.items()) + ")")
+    read = {}
+    for method, quantizer in found.items():
+        new = outputs(quantizer.quantized(), fit, level="all")
+        read[method] = (point_drop(metric, reference, new, labels),
+                        relative_error(reference, new))
+    best = min(read, key=read.get)
+    notes.append(f"int8 ranges from the {best} calibrator (every layer in int8, on the "
+                 "fitting samples: " + ", ".join(f"{m} drop {d:.3g}, output error {e:.3g}"
+                                                for m, (d, e) in read.items()) + ")")
     return found[best]
 
 
