@@ -101,9 +101,9 @@ def run_nncf(exact: onnx.ModelProto, spec: registry.RealModel, fit: list[dict],
     """NNCF's accuracy-controlled quantization, validated by the model's metric."""
     import nncf
 
-    from fuser.search.qdq import upgraded
+    from fuser.search.qdq import first_batches, upgraded
 
-    held = _first_samples(held, NNCF_VALIDATION)
+    held = first_batches(held, NNCF_VALIDATION)
     starts = np.cumsum([0] + [len(next(iter(b.values()))) for b in held])
     items = [(feeds, held_labels[starts[k]:starts[k + 1]]) for k, feeds in enumerate(held)]
 
@@ -120,16 +120,6 @@ def run_nncf(exact: onnx.ModelProto, spec: registry.RealModel, fit: list[dict],
         upgraded(exact), nncf.Dataset(fit), nncf.Dataset(items, lambda item: item[0]),
         validate, max_drop=allowed, drop_type=nncf.DropType.ABSOLUTE,
         subset_size=sum(len(next(iter(b.values()))) for b in fit))
-
-
-def _first_samples(batches_: list[dict], count: int) -> list[dict]:
-    out, taken = [], 0
-    for feeds in batches_:
-        if taken >= count:
-            break
-        out.append(feeds)
-        taken += len(next(iter(feeds.values())))
-    return out
 
 
 def speed(original: onnx.ModelProto, model: onnx.ModelProto, feeds: dict,

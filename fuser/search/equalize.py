@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from fuser.search.build import kept
+
 #: The ops that commute with a positive per-channel scale.
 HOMOGENEOUS = ("Relu", "LeakyRelu", "PRelu", "MaxPool", "AveragePool", "Identity")
 #: Passes over the pairs (each pass moves every pair towards equal ranges).
@@ -29,8 +31,7 @@ ROUNDS = 3
 
 def equalized(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     """A copy of ``model`` with every eligible Conv pair equalized, and how many pairs."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out = kept(model)
     pairs = conv_pairs(out)
     weights = {t.name: t for t in out.graph.initializer}
     arrays = {name: numpy_helper.to_array(weights[name]).astype(np.float64)

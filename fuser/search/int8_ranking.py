@@ -23,7 +23,7 @@ from fuser.search import sensitivity
 from fuser.search.build import outputs
 from fuser.search.calibrate import Feeds
 from fuser.search.metric import Metric, point_drop
-from fuser.search.qdq import Quantizer
+from fuser.search.qdq import Quantizer, first_batches
 from fuser.search.sensitivity import MIN_PROBE_SAMPLES
 
 #: Layers of largest own error whose revert gain the user's metric measures (a build and
@@ -99,24 +99,14 @@ def _tensors(model: onnx.ModelProto) -> set[str]:
     return {i.name for i in model.graph.input} | {t for n in model.graph.node for t in n.output}
 
 
-def first_samples(fit: list[Feeds]) -> list[Feeds]:
-    """The first ``MIN_PROBE_SAMPLES`` fitting samples, in their batches."""
-    batches, taken = [], 0
-    for feeds in fit:
-        if taken >= MIN_PROBE_SAMPLES:
-            break
-        batches.append(feeds)
-        taken += len(next(iter(feeds.values())))
-    return batches
-
-
 def ranked(model: onnx.ModelProto, quantizer: Quantizer, whole: onnx.ModelProto,
            fit: tuple[list[Feeds], np.ndarray | None], metric: Metric, until: float | None,
            notes: list[str]) -> tuple[list[float], list[int]]:
     """Each layer's own error, and the order the layers go into int8 (``metric_order``);
     ``fit``: the fitting batches and their labels. A note says what the metric ranked."""
     batches, labels = fit
-    own = layer_errors(quantizer.model, whole, quantizer.regions, first_samples(batches))
+    own = layer_errors(quantizer.model, whole, quantizer.regions,
+                       first_batches(batches, MIN_PROBE_SAMPLES))
     probe = sensitivity.probe(model, batches, labels, MIN_PROBE_SAMPLES)
     order, gains = metric_order(quantizer, own, probe, metric, until)
     if gains:

@@ -37,7 +37,7 @@ from fuser.search.latency import LatencyTable
 from fuser.search.metric import needed_samples
 from fuser.search.plan import split
 from fuser.search.qdq import Quantizer
-from fuser.search.search import compress
+from fuser.search.search import compress, samples_in
 
 #: With both methods, the low-rank search's share of the allowed drop and of the time: int8
 #: is cheap to search (one calibration, a build per rung) but needs room in the drop.
@@ -56,8 +56,7 @@ def run(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Search, *,
     started = time.perf_counter()
     table = table or LatencyTable(batch=search.batch, threads=search.threads,
                                   provider=search.provider)
-    held = sum(len(next(iter(b.values())))
-               for b in split(calibration, None, search.fit_samples)[1])
+    held = samples_in(split(calibration, None, search.fit_samples)[1])
     factored, first = compress(model, calibration, _first(search, held), labels=labels,
                                table=table)
     base, note = _base(model, factored, calibration, search, table)

@@ -31,6 +31,7 @@ from onnx import numpy_helper, version_converter
 from fuser import ir as graph_io
 from fuser.errors import FuserError
 from fuser.runtime import sessions as runtime
+from fuser.search.build import kept
 from fuser.search.calibrate import Feeds
 from fuser.search.config import CALIBRATIONS
 from fuser.search.equalize import equalized
@@ -152,13 +153,7 @@ def _named(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    return copy
-
-
-def _first(batches: Sequence[Feeds], count: int) -> list[Feeds]:
+def first_batches(batches: Sequence[Feeds], count: int) -> list[Feeds]:
     """The first batches holding ``count`` samples (one batch at least)."""
     out, taken = [], 0
     for feeds in batches:
@@ -216,7 +211,7 @@ class Quantizer:
             raise FuserError(f"calibration method must be one of {', '.join(CALIBRATIONS)}, "
                              f"not {method!r}")
         converted = upgraded(model)
-        self.model = _named(converted if converted is not model else _copy(model))
+        self.model = _named(converted if converted is not model else kept(model))
         self.equalized = 0  # Conv pairs equalized (``equalize.equalized``)
         if equalize:
             self.model, self.equalized = equalized(self.model)
@@ -230,27 +225,27 @@ class Quantizer:
         self.layers = list(self.regions)
         self._orphans = {n.name for n in self.model.graph.node} - {
             name for region in self.regions.values() for name in region}
-        calibration = batches if method == "minmax" else _first(batches, HISTOGRAM_SAMPLES)
+        calibration = batches if method == "minmax" else first_batches(batches, HISTOGRAM_SAMPLES)
         # (histograms keep whole tensors: their memory grows with the samples)
         self._quantize(set(self._orphans), _Reader(calibration))  # fills the range cache
         self.shifts: dict[str, tuple[str, np.ndarray]] = {}  # layer -> (bias, corrected)
         if correct_bias:
-            self._correct(_first(batches, BIAS_SAMPLES))
+            self._correct(first_batches(batches, BIAS_SAMPLES))
 
     def quantized(self, keep_float: set[str] = frozenset()) -> onnx.ModelProto:
         """The model with every layer quantized but those named in ``keep_float`` (each
         with its region); the quantized layers' biases corrected (``_correct``)."""
-        kept = set(self._orphans)
+        floats = set(self._orphans)
         for layer in keep_float:
-            kept.update(self.regions[layer])
+            floats.update(self.regions[layer])
         if self.shifts:
-            model = _copy(self.model)
+            model = kept(self.model)
             weights = {t.name: t for t in model.graph.initializer}
             for layer, (bias, corrected) in self.shifts.items():
                 if layer not in keep_float:
                     weights[bias].CopyFrom(numpy_helper.from_array(corrected, bias))
             onnx.save(model, self._path, save_as_external_data=model.ByteSize() > 1 << 30)
-        return self._quantize(kept, None)
+        return self._quantize(floats, None)
 
     def _correct(self, batches: Sequence[Feeds]) -> None:
         """Empirical bias correction (Nagel et al. 2019; NNCF's fast bias correction): a
