@@ -418,3 +418,16 @@ def test_auto_keeps_the_calibrator_that_loses_least_on_the_fitting_samples(rng, 
     assert set(read) == {"minmax", "entropy", "percentile"}
     chosen = note.removeprefix("int8 ranges from the ").split(" ", 1)[0]
     assert read[chosen] == min(read.values())  # drop first, output error on ties
+
+
+def test_the_low_rank_probe_runs_under_the_default_auto_calibrator(rng, monkeypatch, tmp_path):
+    """``auto`` is not a calibrator the quantizer takes: the probe must not fail on it (it
+    did, silently keeping the low-rank result)."""
+    monkeypatch.setenv("FUSER_CACHE", str(tmp_path))
+    monkeypatch.setattr(LatencyTable, "compare", lambda self, a, b, feeds: (1.0, 1.0))
+    model = _net(rng)
+    factored = onnx.ModelProto()
+    factored.CopyFrom(model)
+    base, note = lossy._base(model, factored, _batches(64),
+                             _search(calibration_method="auto"), LatencyTable())
+    assert base is model and note.startswith("low-rank result not kept")
