@@ -431,3 +431,41 @@ def test_the_low_rank_probe_runs_under_the_default_auto_calibrator(rng, monkeypa
     base, note = lossy._base(model, factored, _batches(64),
                              _search(calibration_method="auto"), LatencyTable())
     assert base is model and note.startswith("low-rank result not kept")
+
+
+def test_a_weight_and_bias_shared_by_two_layers_are_copied_for_the_quantizer(rng):
+    # basic-pitch's tf2onnx export runs one CQT kernel and one zero bias through 18 Convs.
+    # onnxruntime's quantizer copies a shared bias as "B" + a number, here "B0": the name of
+    # the first Conv's output, which Neg then read in its place (a wrong, loadable model).
+    model = make_model("""
+        g (float[N,3,8,8] x) => (float[N,4,8,8] y, float[N,8,8,4] z) {
+            B0 = Conv<kernel_shape=[1,1]>(x, W, B)
+            y = Neg(B0)
+            s = Sigmoid(x)
+            B1 = Conv<kernel_shape=[1,1]>(s, W, B)
+            t = Transpose<perm=[0,2,3,1]>(B1)
+            z = Neg(t)
+        }""", rng, W=(4, 3, 1, 1), B=(4,))
+    draw = np.random.default_rng(1)
+    batches = [{"x": draw.standard_normal((8, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
+    quantizer = qdq.Quantizer(model, batches[:2], "minmax")
+    assert len(quantizer.layers) == 2
+    convs = [n for n in quantizer.model.graph.node if n.op_type == "Conv"]
+    assert len({n.input[1] for n in convs}) == 2 and len({n.input[2] for n in convs}) == 2
+    assert {n.input[2] for n in model.graph.node if n.op_type == "Conv"} == {"B"}  # input kept
+    whole = quantizer.quantized()
+    check(whole)
+    ops = _ops(whole)
+    assert ops["Conv"] == 2 and ops["DequantizeLinear"] >= 6
+    sess = runtime.session(whole, level="all")
+    ref = runtime.session(model, level="disable")
+    for feeds in batches[2:]:
+        for a, b in zip(ref.run(None, feeds), sess.run(None, feeds), strict=True):
+            assert a.shape == b.shape
+            assert np.linalg.norm(b - a) / np.linalg.norm(a) < 0.05
+
+
+def test_a_weight_read_by_one_layer_alone_is_not_copied(rng):
+    model = _net(rng)
+    quantizer = qdq.Quantizer(model, _batches(32)[:2], "minmax")
+    assert len(quantizer.model.graph.initializer) == len(model.graph.initializer)

@@ -184,8 +184,7 @@ def calibrated(model: onnx.ModelProto, fit: tuple[list[Feeds], np.ndarray | None
 
 def _whole(quantizer: Quantizer) -> tuple[onnx.ModelProto | None, str]:
     """The model with every layer in int8, or None and why int8 is not offered: onnxruntime's
-    quantizer failed, or made a model onnxruntime cannot load (a Transpose with a wrong
-    input on basic-pitch's tf2onnx export)."""
+    quantizer failed, or made a model onnxruntime cannot load."""
     try:
         whole = quantizer.quantized()
         runtime.session(whole, level="all", label="the int8 model")

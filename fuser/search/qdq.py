@@ -28,9 +28,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, version_converter
 
-from fuser import ir as graph_io
 from fuser.errors import FuserError
-from fuser.runtime import sessions as runtime
+from fuser.search.bias_shifts import own_shifts
 from fuser.search.build import kept
 from fuser.search.calibrate import Feeds
 from fuser.search.config import CALIBRATIONS
@@ -96,51 +95,6 @@ def regions(model: onnx.ModelProto) -> dict[str, list[str]]:
     return out
 
 
-def own_shifts(model: onnx.ModelProto, quantized: onnx.ModelProto, layers: list[str],
-               batches: Sequence[Feeds]) -> dict[str, np.ndarray]:
-    """Per Conv or Gemm layer, the mean shift of its output in ``quantized`` that its own
-    rounding makes, per output channel: ``E[y_int8 - y]`` (over every axis but the channels)
-    less the part its input's mean shift ``dx`` carries through it, ``sum W dx`` (a Conv
-    sums its kernel; padding ignored). The same node in both models (the quantizer may
-    rename the tensor a dropped Relu wrote); the shift upstream layers make is theirs to
-    correct, so correcting every layer at once does not count it twice."""
-    nodes = [{n.name: n for n in m.graph.node} for m in (model, quantized)]
-    layers = [la for la in layers if la in nodes[1] and nodes[0][la].op_type in ("Conv", "Gemm")]
-    watched = [[t for la in layers for t in (n[la].input[0], n[la].output[0])] for n in nodes]
-    runs = [runtime.session(graph_io.with_outputs(m, w), level="all")
-            for m, w in zip((model, quantized), watched, strict=True)]
-    sums: dict[int, np.ndarray] = {}
-    for feeds in batches:
-        ref, new = (s.run(w, dict(feeds)) for s, w in zip(runs, watched, strict=True))
-        for k, (a, b) in enumerate(zip(ref, new, strict=True)):
-            if a.ndim >= 2 and a.shape == b.shape:
-                axes = tuple(d for d in range(a.ndim) if d != 1)
-                total = (b.astype(np.float64) - a).sum(axis=axes) / (a.size // a.shape[1])
-                sums[k] = sums.get(k, 0.0) + total / len(batches)
-    weights = {t.name: t for t in model.graph.initializer}
-    out = {}
-    for k, layer in enumerate(layers):
-        node = nodes[0][layer]
-        if 2 * k in sums and 2 * k + 1 in sums and node.input[1] in weights:
-            w = numpy_helper.to_array(weights[node.input[1]]).astype(np.float64)
-            out[layer] = sums[2 * k + 1] - _carried(node, w, sums[2 * k])
-    return out
-
-
-def _carried(node: onnx.NodeProto, w: np.ndarray, dx: np.ndarray) -> np.ndarray:
-    """``sum W dx`` per output channel: what an input shift ``dx`` per channel moves the
-    output of ``node`` by."""
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    if node.op_type == "Gemm":
-        w = w if attrs.get("transB", 0) else w.T
-        return attrs.get("alpha", 1.0) * (w @ dx)
-    groups = attrs.get("group", 1)
-    per = w.shape[1]
-    summed = w.reshape(w.shape[0], per, -1).sum(axis=2)  # (M, C / g)
-    group_of = np.arange(w.shape[0]) // (w.shape[0] // groups)
-    return np.array([summed[n] @ dx[g * per:(g + 1) * per] for n, g in enumerate(group_of)])
-
-
 def _named(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` with a unique name on every node (the quantizer excludes nodes by name)."""
     seen: set[str] = set()
@@ -150,6 +104,35 @@ def _named(model: onnx.ModelProto) -> onnx.ModelProto:
             while node.name in seen:
                 node.name += "_"
         seen.add(node.name)
+    return model
+
+
+def _unshared(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with its own copy of every weight or bias a layer shares with another node
+    (basic-pitch's tf2onnx export runs one CQT kernel and one zero bias through 18 Convs).
+    onnxruntime's quantizer refuses a shared weight ("shared mode is not supported for
+    weight"), and a shared bias cannot be: its int32 scale is each layer's ``s_x s_w``."""
+    weights = {t.name: t for t in model.graph.initializer}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    taken = set(weights) | {t for n in model.graph.node for t in n.output}
+    for k, node in enumerate(model.graph.node):
+        if node.op_type not in WEIGHTED or len(node.input) < 2 or node.input[1] not in weights:
+            continue
+        for slot in range(1, len(node.input)):
+            name = node.input[slot]
+            if name not in weights or readers[name] < 2:
+                continue
+            copy = f"{name}_{k}"
+            while copy in taken:
+                copy += "_"
+            taken.add(copy)
+            model.graph.initializer.append(weights[name])
+            model.graph.initializer[-1].name = copy
+            node.input[slot] = copy
+            readers[name] -= 1
     return model
 
 
@@ -211,7 +194,7 @@ class Quantizer:
             raise FuserError(f"calibration method must be one of {', '.join(CALIBRATIONS)}, "
                              f"not {method!r}")
         converted = upgraded(model)
-        self.model = _named(converted if converted is not model else kept(model))
+        self.model = _unshared(_named(converted if converted is not model else kept(model)))
         self.equalized = 0  # Conv pairs equalized (``equalize.equalized``)
         if equalize:
             self.model, self.equalized = equalized(self.model)
