@@ -751,6 +751,28 @@ def test_the_guard_is_left_fewer_builds_rather_than_no_sensitivity(reference_sec
         assert sensitivity - build < SENSITIVITY_SHARE * left
 
 
+def test_builds_that_run_faster_leave_more_time_to_the_sensitivity_runs(monkeypatch):
+    """int8's builds run the all-int8 model: at a quarter of the reference's time per
+    sample, the time is shared again and more builds fit (tempocnn-cnn's metric ranking
+    was cut to 4 of 8 layers by a build estimate three times too long)."""
+    from fuser.search import budget as budget_module
+    from fuser.search.budget import BUILD_MARGIN, GUARD_BUILDS, Budget
+
+    start, held, fit = 1000.0, 1920, 128
+    budget = Budget(150.0, start)
+    budget.referenced(20.0, 480, held, fit, start + 20.0)
+    assert budget.builds == 1  # 1.25 x 85 s a build: one fits
+    before = budget.sensitivity
+    monkeypatch.setattr(budget_module.time, "perf_counter", lambda: start + 40.0)
+    budget.builds_run_faster(0.26)
+    assert 1 < budget.builds <= GUARD_BUILDS  # 1.25 x 28 s a build: two fit
+    build = BUILD_MARGIN * 20.0 * 0.26 / 480 * (held + fit)
+    assert budget.estimates == pytest.approx(budget.guard - budget.builds * build)
+    assert budget.sensitivity > before
+    budget.builds_run_faster(1.0)  # shared again from the same basis: one build again
+    assert budget.builds == 1
+
+
 def test_the_tail_after_a_layer_reads_its_output_and_the_skip_connection(rng):
     model = make_model(RESIDUAL, rng, W1=(8, 8, 3, 3), W2=(8, 8, 3, 3))
     after = cut.tail(model, "b", {"b": np.float32, "x": np.float32})

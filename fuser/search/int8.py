@@ -48,7 +48,7 @@ from fuser.search.forms import Option
 from fuser.search.guard import Delivered, guard, largest_accepted
 from fuser.search.int8_ranking import ranked
 from fuser.search.latency import LatencyTable
-from fuser.search.looks import Looks
+from fuser.search.looks import Looks, Originals
 from fuser.search.metric import Metric, point_drop
 from fuser.search.plan import split
 from fuser.search.qdq import Quantizer
@@ -90,11 +90,13 @@ class _Builder:
 
 def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Search, *,
              labels: np.ndarray | None = None, table: LatencyTable | None = None,
-             reference: onnx.ModelProto | None = None) -> tuple[onnx.ModelProto, Compression]:
+             reference: onnx.ModelProto | None = None, originals: Originals | None = None
+             ) -> tuple[onnx.ModelProto, Compression]:
     """``model`` with the layers the guard accepts in int8 (module docstring), and the record.
 
     ``reference``: the model the guard judges against (the user's original, when ``model``
-    is the low-rank search's output); ``model`` itself by default. The settings are the
+    is the low-rank search's output); ``model`` itself by default. ``originals``: its
+    held-out outputs, where the low-rank stage ran them. The settings are the
     low-rank search's (``config.Search``); a budget other than ``accuracy=D`` only bounds
     the drop. Without a layer in int8 the record says why, and ``model`` is returned.
     """
@@ -102,7 +104,7 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     run = Run(search, *search.budget_parts(), budget, Progress(search.progress))
     fit, held, fit_labels, labels = split(calibration, labels, search.fit_samples)
     looks, _ = judging_looks(model if reference is None else reference, calibration, fit,
-                             held, labels, run)
+                             held, labels, run, originals)
     table = latency_table(table, run)
     notes: list[str] = []
     run.line.show("int8: calibrating the activation ranges")
@@ -117,6 +119,7 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
         return model, _unchanged(model, search, [*notes, refused], budget, looks)
     before, after = table.compare(model, whole, fit[0])
     budget.lap("latency")
+    budget.builds_run_faster(min(after / before, 1.0))
     if after >= (1 - search.speed_margin) * before:
         notes.append(f"int8 not offered: every layer in int8 ran {after:.3f} ms against "
                      f"{before:.3f} ms for the float model ({_provider(table)}, "

@@ -61,12 +61,45 @@ def levels(shares: list[float], confidence: float = CONFIDENCE) -> list[float]:
     return out
 
 
+class Originals:
+    """The original's outputs on runs of the held-out batches, each computed once, from one
+    session, and shared by every ``Looks`` that judges against the same original on the
+    same batches (``lossy``'s two stages: the int8 stage does not run the original again)."""
+
+    def __init__(self, model: onnx.ModelProto, batches: list[Feeds]) -> None:
+        self.model, self.batches = model, batches
+        self._session: object | None = None
+        self.session_seconds = 0.0
+        self._parts: dict[tuple[int, int], tuple[dict[str, np.ndarray], float]] = {}
+
+    def serves(self, model: onnx.ModelProto, batches: list[Feeds]) -> bool:
+        """Whether these are ``model``'s outputs on ``batches`` (the same split of the same
+        calibration data: the same arrays, batch by batch)."""
+        return model is self.model and len(batches) == len(self.batches) and all(
+            a.keys() == b.keys() and all(a[k] is b[k] or np.array_equal(a[k], b[k]) for k in a)
+            for a, b in zip(batches, self.batches, strict=True))
+
+    def part(self, start: int, end: int) -> tuple[dict[str, np.ndarray], float]:
+        """The outputs on batches ``start:end`` (samples first), and the seconds they took."""
+        if self._session is None:
+            started = time.perf_counter()
+            self._session = runtime.session(self.model, level="all")
+            self.session_seconds = time.perf_counter() - started
+        if (start, end) not in self._parts:
+            started = time.perf_counter()
+            got = outputs(self.model, self.batches[start:end], level="all",
+                          session=self._session)
+            self._parts[start, end] = got, time.perf_counter() - started
+        return self._parts[start, end]
+
+
 class Looks:
     """The held-out batches, their labels and the original's outputs on them (computed as the
     looks need them), the metric and the allowed drop (None: no bound, one look at all)."""
 
     def __init__(self, model: onnx.ModelProto, batches: list[Feeds],
-                 labels: np.ndarray | None, allowed: float | None) -> None:
+                 labels: np.ndarray | None, allowed: float | None,
+                 originals: Originals | None = None) -> None:
         self.model, self.batches, self.labels, self.allowed = model, batches, labels, allowed
         self.metric: Metric | None = None  # set once resolved on the first look's outputs
         self.sizes = [len(next(iter(b.values()))) for b in batches]
@@ -81,8 +114,14 @@ class Looks:
         self._reference: list[dict[str, np.ndarray]] = []  # per look's part of the batches
         self._upto: dict[int, dict[str, np.ndarray]] = {}  # the parts joined up to each look
         self.judge_seconds = 0.0  # one judgement on the first look (``timed_judgement``)
-        self._session = None  # the original's
-        self.session_seconds = self.run_seconds = 0.0
+        self.originals = originals if originals is not None and originals.serves(
+            model, batches) else Originals(model, batches)
+        self.run_seconds = 0.0
+
+    @property
+    def session_seconds(self) -> float:
+        """Seconds the original's session took to make."""
+        return self.originals.session_seconds
 
     def _end(self, share: float) -> int:
         """The batches a look at ``share`` of the samples sees (one at least)."""
@@ -92,25 +131,21 @@ class Looks:
 
     def reference(self, look: int = 0) -> dict[str, np.ndarray]:
         """The original's outputs on the samples of look ``look`` (samples first), from one
-        session (``session_seconds`` to make; ``run_seconds`` to run, so far)."""
-        if self._session is None:
-            started = time.perf_counter()
-            self._session = runtime.session(self.model, level="all")
-            self.session_seconds = time.perf_counter() - started
+        session (``session_seconds`` to make; ``run_seconds`` to run, so far: the seconds
+        they took where ``originals`` had them already)."""
         while len(self._reference) <= look:
-            started = time.perf_counter()
-            self._reference.append(self._part(self.model, len(self._reference), self._session))
-            self.run_seconds += time.perf_counter() - started
+            k = len(self._reference)
+            part, seconds = self.originals.part(self.ends[k - 1] if k else 0, self.ends[k])
+            self._reference.append(part)
+            self.run_seconds += seconds
         if look not in self._upto:
             self._upto[look] = _joined(self._reference[:look + 1])
         return self._upto[look]
 
-    def _part(self, model: onnx.ModelProto, look: int, session: object | None = None
-              ) -> dict[str, np.ndarray]:
+    def _part(self, model: onnx.ModelProto, look: int) -> dict[str, np.ndarray]:
         """``model``'s outputs on the batches look ``look`` adds to the one before."""
         start = self.ends[look - 1] if look else 0
-        return outputs(model, self.batches[start:self.ends[look]], level="all",
-                       session=session)
+        return outputs(model, self.batches[start:self.ends[look]], level="all")
 
     def seen(self, look: int) -> tuple[np.ndarray | None, Metric]:
         """The labels and the metric (near-copy groups renumbered) of look ``look``."""

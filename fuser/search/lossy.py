@@ -10,7 +10,7 @@ allowed drop: the delivered model's drop is bounded at the same level, whatever 
 stage spent. When int8 keeps every layer float, the low-rank result is judged against the
 original at the whole drop too: the verdict is always the delivered model's. The speed-up
 is the delivered model against the input, timed again (not a product of the stages'
-ratios).
+ratios). The original runs on the held-out samples once (``looks.Originals``).
 
 Factors that pay in float need not pay in int8 (a k x k conv in int8 is cheap; its two
 factors add a layer and its Q/DQ). So before int8 is searched, the low-rank result and the
@@ -34,6 +34,7 @@ from fuser.search.calibrate import Feeds
 from fuser.search.config import Search, parse_budget
 from fuser.search.int8 import INT8, quantize
 from fuser.search.latency import LatencyTable
+from fuser.search.looks import Originals
 from fuser.search.metric import needed_samples
 from fuser.search.plan import split
 from fuser.search.qdq import Quantizer
@@ -56,13 +57,15 @@ def run(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Search, *,
     started = time.perf_counter()
     table = table or LatencyTable(batch=search.batch, threads=search.threads,
                                   provider=search.provider)
-    held = samples_in(split(calibration, None, search.fit_samples)[1])
-    factored, first = compress(model, calibration, _first(search, held), labels=labels,
-                               table=table)
+    held = split(calibration, None, search.fit_samples)[1]
+    originals = Originals(model, held)  # both stages judge against the original on them
+    factored, first = compress(model, calibration, _first(search, samples_in(held)),
+                               labels=labels, table=table, originals=originals)
     base, note = _base(model, factored, calibration, search, table)
     left = max(search.search_time - (time.perf_counter() - started), 0.25 * search.search_time)
     delivered, second = quantize(base, calibration, dataclasses.replace(search, search_time=left),
-                                 labels=labels, table=table, reference=model)
+                                 labels=labels, table=table, reference=model,
+                                 originals=originals)
     if base is not factored:  # the low-rank layers are not in the delivered model
         first = _undone(first, note)
     record = _joined(first, second, time.perf_counter() - started)

@@ -64,7 +64,7 @@ from fuser.search.config import Search
 from fuser.search.forms import Candidates, Option
 from fuser.search.guard import REACH, Delivered, guard, largest_accepted
 from fuser.search.latency import LatencyTable
-from fuser.search.looks import Looks
+from fuser.search.looks import Looks, Originals
 from fuser.search.metric import Metric, resolve
 from fuser.search.plan import Plan, in_context, make_plan, offer, split
 from fuser.search.record import compression
@@ -74,14 +74,15 @@ SEARCH = Search()
 
 
 def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Search = SEARCH,
-             *, labels: np.ndarray | None = None, table: LatencyTable | None = None
-             ) -> tuple[onnx.ModelProto, Compression]:
+             *, labels: np.ndarray | None = None, table: LatencyTable | None = None,
+             originals: Originals | None = None) -> tuple[onnx.ModelProto, Compression]:
     """Compress ``model`` with low-rank rewrites chosen from calibration data.
 
     ``calibration``: feed dicts; the first batches, up to ``search.fit_samples`` samples,
     fit the factors, every other sample is held out for the guard. ``labels``: one per
     calibration sample, in order. ``search``: the settings (``config.Search``: budget,
     allowed drop, metric, time...). ``table``: a latency table to reuse (tests plant one).
+    ``originals``: the original's held-out outputs, where another stage ran them.
     ``search.search_time`` bounds everything (``budget.Budget`` owns every deadline).
     """
     budget = Budget(search.search_time)
@@ -89,7 +90,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
         raise FuserError("low-rank compression needs calibration data")
     run = Run(search, *search.budget_parts(), budget, Progress(search.progress))
     fit, held, fit_labels, labels = split(calibration, labels, search.fit_samples)
-    looks, check = judging_looks(model, calibration, fit, held, labels, run)
+    looks, check = judging_looks(model, calibration, fit, held, labels, run, originals)
     table = latency_table(table, run)
     plan, found, cost = _explore(model, run, table, fit, fit_labels, looks.metric)
     states = trajectory(found.options, found.effects, *cost, run.allowed, reach=REACH)
@@ -137,7 +138,8 @@ def latency_table(table: LatencyTable | None, run: Run) -> LatencyTable:
 
 
 def judging_looks(model: onnx.ModelProto, calibration: Sequence[Feeds], fit: list[Feeds],
-           held: list[Feeds], labels: np.ndarray | None, run: Run
+           held: list[Feeds], labels: np.ndarray | None, run: Run,
+           originals: Originals | None = None
            ) -> tuple[Looks, calibration_check.CalibrationCheck]:
     """The guard's looks at the held-out samples, with the metric resolved on the first
     look's reference outputs (near-copies counted once), and what the calibration check
@@ -145,7 +147,7 @@ def judging_looks(model: onnx.ModelProto, calibration: Sequence[Feeds], fit: lis
     shares out the search time (``Budget.referenced``)."""
     allow = run.search.allow_degenerate_calibration
     check = calibration_check.check_inputs(calibration, run.search.seed, allow)
-    looks = Looks(model, held, labels, run.allowed)
+    looks = Looks(model, held, labels, run.allowed, originals)
     reference = looks.reference(0)
     first = len(next(iter(reference.values())))
     metric = resolve(run.search.metric, reference, None if labels is None else labels[:first])
