@@ -1,7 +1,8 @@
 """Numeric validation: does the candidate model compute what the reference computes?
 
 Both models run on onnxruntime's CPU provider with ``ORT_DISABLE_ALL`` (at higher levels
-onnxruntime folds BatchNormalization itself and would hide a wrong fold), on several seeded
+onnxruntime folds BatchNormalization itself and would hide a wrong fold; a model of many
+thousand nodes in consecutive pieces, ``fuser.runtime.pieces``), on several seeded
 random batches or on real inputs. Per output it reports max abs, max rel, mean abs, relative
 L2 error, cosine similarity and NaN/inf counts, and, for class scores (last axis > 1), top-1
 and top-5 agreement.
@@ -28,6 +29,7 @@ from fuser import ir as graph_io
 from fuser.errors import FuserError
 from fuser.report.validation import ValidationResult
 from fuser.runtime import inputs as inputs_io
+from fuser.runtime import pieces
 from fuser.runtime import sessions as runtime
 from fuser.runtime.comparison import OutputComparison, compare
 
@@ -100,12 +102,9 @@ def reference_outputs(reference: graph_io.ModelLike, batches: Sequence[Mapping[s
     a candidate is run. onnxruntime refusing the model raises ``RuntimeRefusedError``
     naming ``label`` (default: the path, or "the reference model")."""
     model = graph_io.load(reference)
-    sess = runtime.session(model, label=label or _label(reference) or "the reference model")
-    names = [o.name for o in sess.get_outputs()]
-    values: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for feeds in batches:
-        for name, value in zip(names, sess.run(names, dict(feeds)), strict=True):
-            values[name].append(value)
+    names = [o.name for o in model.graph.output]
+    values = pieces.run(model, names, batches,
+                        label=label or _label(reference) or "the reference model")
     return ReferenceOutputs(names, values, rtol_floor(model))
 
 
@@ -187,15 +186,12 @@ def _run_candidate(model: onnx.ModelProto, label: str | None, names: list[str],
                    batches: Sequence[Mapping[str, np.ndarray]]
                    ) -> tuple[set[str], dict[str, list[np.ndarray]]]:
     """The candidate's output names and its values of ``names`` on ``batches``."""
-    sess = runtime.session(model, label=label)
-    declared = {o.name for o in sess.get_outputs()}
+    declared = {o.name for o in model.graph.output}
     present = [n for n in names if n in declared]
-    got: dict[str, list[np.ndarray]] = {n: [] for n in present}
-    for feeds in batches:
-        values = sess.run(present, dict(feeds)) if present else []  # run([]) runs all
-        for name, value in zip(present, values, strict=True):
-            got[name].append(value)
-    return declared, got
+    if not present:  # still loaded: a model onnxruntime refuses fails validation
+        runtime.session(model, label=label)
+        return declared, {}
+    return declared, pieces.run(model, present, batches, label=label)
 
 
 #: The relative tolerance is never below this many ulps of the least precise float type the
