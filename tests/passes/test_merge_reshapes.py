@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import onnx
 import pytest
 
 from tests import helpers
@@ -146,4 +147,75 @@ def test_reshape_after_another_op_is_not_a_candidate(rng):
     out, result = apply(model, NAME)
     assert result.rewrites == 0 and not result.skipped
     assert ops(out) == ops(model)
+    assert_same_outputs(model, out, rng)
+
+
+# --- Squeeze and Unsqueeze in the chain (tf2onnx's 1-D convolutions) -------------------------
+
+def test_reshape_unsqueeze_reshape_becomes_one_reshape(rng):
+    model = make_model("""
+        g (float[N,3,4] x) => (float[N,2,6] y) {
+            a = Relu(x)
+            r = Reshape(a, s1)
+            u = Unsqueeze(r, ax)
+            b = Reshape(u, s2)
+            y = Neg(b)
+        }""", rng, s1=i64(-1, 12), ax=i64(1), s2=i64(-1, 2, 6))
+    out, _ = assert_merged(model, rng, {"Relu": 1, "Reshape": 1, "Neg": 1}, rewrites=2)
+    assert list(reshape_node(out).input) == ["a", "s2"]
+
+
+@pytest.mark.parametrize("axes, target", [((1,), (-1, 1, 12)), ((-1,), (-1, 12, 1)),
+                                          ((0, 3), (1, -1, 12, 1))])
+def test_unsqueeze_after_a_reshape_becomes_a_reshape_with_its_1s(rng, axes, target):
+    model = make_model(f"""
+        g (float[N,3,4] x) => (float[{','.join('?' * len(target))}] y) {{
+            a = Relu(x)
+            r = Reshape(a, s1)
+            u = Unsqueeze(r, ax)
+            y = Concat<axis=-1>(u, u)
+        }}""", rng, s1=i64(-1, 12), ax=np.array(axes, np.int64))
+    out, _ = assert_merged(model, rng, {"Relu": 1, "Reshape": 1, "Concat": 1})
+    node = reshape_node(out)
+    assert node.input[0] == "a"
+    shape = next(t for t in out.graph.initializer if t.name == node.input[1])
+    assert onnx.numpy_helper.to_array(shape).tolist() == list(target)
+
+
+def test_squeeze_of_1s_after_a_reshape_becomes_a_reshape(rng):
+    model = pair(rng, "r = Reshape(a, s1)", outer="b = Squeeze(r, ax)", ytype="float[N,12]",
+                 s1=i64(-1, 1, 12, 1), ax=i64(1, -1))
+    out, _ = assert_merged(model, rng, {"Relu": 1, "Reshape": 1, "Neg": 1})
+    shape = next(t for t in out.graph.initializer if t.name == reshape_node(out).input[1])
+    assert onnx.numpy_helper.to_array(shape).tolist() == [-1, 12]
+
+
+def test_squeeze_of_a_dim_the_target_does_not_fix_at_1_is_not_merged(rng):
+    # the -1 is 1 for this input only: the Squeeze fails on others, a Reshape would not
+    model = pair(rng, "r = Reshape(a, s1)", outer="b = Squeeze(r, ax)", xtype="float[1,3,4]",
+                 ytype="float[1,12]", s1=i64(1, -1, 12), ax=i64(1))
+    helpers.assert_skipped(NAME, model, "Squeeze axes [1] do not name 1s of the target "
+                                        "[1, -1, 12]")
+
+
+def test_unsqueeze_after_a_reshape_copying_a_dim_is_not_merged(rng):
+    model = pair(rng, "r = Reshape(a, s1)", outer="b = Unsqueeze(r, ax)",
+                 ytype="float[N,1,12]", s1=i64(0, 12), ax=i64(1))
+    _, result = apply(model, NAME)
+    assert result.rewrites == 0 and len(result.skipped) == 1
+    assert "copies a dim of its input (0 in its target shape)" in next(iter(result.skipped))
+
+
+def test_allowzero_is_kept_when_an_unsqueeze_becomes_a_reshape(rng):
+    model = make_model("""
+        g (float[N,3,4] x) => (float[2,0,1,5] y) {
+            a = Relu(x)
+            e = Slice(a, st, en, ax0)
+            r = Reshape<allowzero=1>(e, s1)
+            y = Unsqueeze(r, ax)
+        }""", rng, st=i64(0), en=i64(0), ax0=i64(1), s1=i64(2, 0, 5), ax=i64(2))
+    out, result = apply(model, NAME)
+    assert result.rewrites == 1 and ops(out)["Unsqueeze"] == 0
+    check(out)
+    assert reshape_node(out).attribute[0].name == "allowzero"
     assert_same_outputs(model, out, rng)
