@@ -32,7 +32,6 @@ import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
-from scipy.optimize import isotonic_regression
 
 from fuser.search.forms import Option
 from fuser.search.sensitivity import Effect
@@ -60,7 +59,10 @@ def usable(option: Option, effects: Mapping[tuple, Effect], allowed: float | Non
 
 def error_bound(effects: Mapping[tuple, Effect], allowed: float | None) -> float:
     """``E`` of the module docstring (infinite without an allowed drop; 0 when even the
-    smallest error measured is past it)."""
+    smallest error measured is past it). scipy.optimize is imported here: it costs a third
+    of a second, and every command (``onnx-fuser --version`` too) imports this module."""
+    from scipy.optimize import isotonic_regression
+
     if allowed is None or not effects:
         return math.inf
     pairs = sorted((e.error, e.drop) for e in effects.values() if e.measured)
