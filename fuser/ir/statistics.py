@@ -87,10 +87,6 @@ def count_macs(model: onnx.ModelProto, shapes: Shapes | None = None
     return (total if counted or not coverage else None), dict(sorted(coverage.items())), unknown
 
 
-def _has_counted_ops(model: onnx.ModelProto) -> bool:
-    return any(n.op_type in _MAC_OPS for n in model.graph.node)
-
-
 _MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN"}
 
 

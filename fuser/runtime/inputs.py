@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -241,10 +240,6 @@ def _load_images(folder: Path, specs: list[InputSpec],
 
 def describe_shapes(shapes: Mapping[str, tuple[int, ...]]) -> str:
     return ", ".join(f"{k}:{'x'.join(map(str, v))}" for k, v in shapes.items())
-
-
-def batch_size(shapes: Mapping[str, tuple[int, ...]]) -> int:
-    return math.prod(next(iter(shapes.values()))[:1]) if shapes else 1
 
 
 def _described(spec: InputSpec) -> str:
