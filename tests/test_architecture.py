@@ -121,3 +121,22 @@ def test_modules_and_functions_stay_small():
                     node.end_lineno - node.lineno + 1 > 60:
                 too_long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
     assert not too_long
+
+
+def test_the_stage_list_of_architecture_md_is_the_code():
+    """docs/architecture.md lists every top-level module and package of fuser/, in the order
+    of ``ORDER``, and nothing else."""
+    text = (ROOT.parent / "docs" / "architecture.md").read_text()
+    block = text.split("```", 2)[1]
+    listed = []
+    for line in block.splitlines():
+        if line and not line[0].isspace():
+            head = line.split("  ")[0]
+            listed += [name.strip().removesuffix(".py").removesuffix("/")
+                       for name in head.split(",")]
+    present = sorted(p.stem if p.is_file() else p.name for p in ROOT.iterdir()
+                     if (p.suffix == ".py" and p.stem != "__init__") or
+                     (p.is_dir() and (p / "__init__.py").exists()))
+    assert sorted(listed) == present
+    ranks = [RANK[name] for name in listed]
+    assert ranks == sorted(ranks), "architecture.md lists the stages out of ORDER"
