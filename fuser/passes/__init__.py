@@ -24,6 +24,7 @@ from fuser.passes.exact import (  # noqa: F401  (importing registers the passes)
     merge_reshapes,
     merge_slices,
     merge_unsqueezes,
+    transpose_to_reshape,
 )
 
 #: The exact (output-preserving) pipeline, in order. Folding into a producer comes before
@@ -35,6 +36,7 @@ DEFAULT_PIPELINE: tuple[str, ...] = (
     "dedupe-constants",
     "eliminate-identity",
     "eliminate-noops",
+    "transpose-to-reshape",
     "merge-reshapes",
     "cancel-squeeze-unsqueeze",
     "merge-unsqueezes",
