@@ -16,7 +16,8 @@ from fuser.passes.base import Context, Rule, register
 from fuser.passes.match import NotCandidate, Skip, bypass, describe, producer
 
 
-def _perm(node: gs.Node) -> list[int]:
+def permutation(node: gs.Node) -> list[int]:
+    """A Transpose's ``perm`` (the default reverses the axes: needs the input's rank)."""
     if "perm" in node.attrs:
         return [int(p) for p in node.attrs["perm"]]
     shape = getattr(node.inputs[0], "shape", None)
@@ -36,7 +37,7 @@ class CancelTransposes(Rule):
         first = producer(second.inputs[0]) if second.inputs else None
         if first is None or first.op != "Transpose":
             raise NotCandidate(describe(second))
-        p1, p2 = _perm(first), _perm(second)
+        p1, p2 = permutation(first), permutation(second)
         return first, second, [p1[i] for i in p2]
 
     def rewrite(self, found: tuple, context: Context) -> str:
