@@ -31,7 +31,8 @@ __all__ = ["ON_FAILURE", "Lossy", "LowRank", "Timing", "Validation", "benchmark"
 ON_FAILURE = ("bisect", "rollback", "none")
 
 
-def optimize(model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = None, *,
+def optimize(  # noqa: PLR0913  (the public API: keyword settings)
+        model: graph_io.ModelLike, passes: Sequence[str | Pass] | None = None, *,
              skip: Sequence[str] = (), options: Mapping[str, Mapping[str, object]] | None = None,
              max_steps: int = 4, check: bool = True, check_each: bool = False,
              dump_dir: str | Path | None = None, validate: bool | Validation = True,

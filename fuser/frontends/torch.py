@@ -40,7 +40,8 @@ def _torch():
     return torch
 
 
-def export(module: Any, example_inputs: Any, path: str | Path | None = None, *,
+def export(  # noqa: PLR0913  (the public API: keyword settings)
+        module: Any, example_inputs: Any, path: str | Path | None = None, *,
            opset: int | None = None, dynamic_batch: bool = True, keep_batchnorm: bool = True,
            check: bool = True, input_names: Sequence[str] | None = None,
            output_names: Sequence[str] | None = None) -> ExportResult:

@@ -170,7 +170,8 @@ def _resolved(times: Mapping[str, list[float]], reference: str | None, width: fl
     return True
 
 
-def benchmark(models: Mapping[str, graph_io.ModelLike],
+def benchmark(  # noqa: PLR0913  (the public API: keyword settings)
+        models: Mapping[str, graph_io.ModelLike],
               feeds_by_batch: Mapping[int, Mapping[str, np.ndarray]], *,
               reference: str | None = None, levels: Sequence[str] = ("disable", "all"),
               provider: str | ProviderChoice = "auto", threads: int | None = None,

@@ -50,7 +50,8 @@ def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
     return specs
 
 
-def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None,
+def resolve_shapes(  # noqa: PLR0912  (one check per way a shape can be wrong)
+        model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None,
                    batch: int = 1, *, partial: bool = False) -> dict[str, tuple[int, ...]]:
     """Concrete shapes for every input, or FuserError naming what is missing or wrong.
 

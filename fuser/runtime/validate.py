@@ -108,7 +108,8 @@ def reference_outputs(reference: graph_io.ModelLike, batches: Sequence[Mapping[s
     return ReferenceOutputs(names, values, rtol_floor(model))
 
 
-def validate(reference: graph_io.ModelLike | ReferenceOutputs,
+def validate(  # noqa: PLR0913  (the public API: keyword settings)
+        reference: graph_io.ModelLike | ReferenceOutputs,
              candidate: graph_io.ModelLike, *,
              batches: Sequence[Mapping[str, np.ndarray]] | None = None,
              inputs: str | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
