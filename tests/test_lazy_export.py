@@ -12,8 +12,8 @@ from fuser import ir as graph_io
 from fuser.errors import BadModelError
 from fuser.ir.statistics import constant_view
 from fuser.passes import get_pass
+from fuser.passes.denormals import is_flushed
 from fuser.passes.exact._scaled import ScaledWeight
-from fuser.passes.match import is_flushed
 from tests.helpers import assert_same_outputs, check, make_model, ops
 
 CONV_BN = """

@@ -1,4 +1,6 @@
-"""Matching helpers and the safety checks that every rewrite needs, in one place.
+"""Matching helpers and the safety checks that every rewrite needs, in one place (the
+weights' values and dtypes, BN in inference mode, sole consumers); denormals and graph
+surgery have modules of their own.
 
 A matcher raises ``Skip(reason)`` to reject a candidate; the pass counts the reason. Reasons
 name the node (``BatchNormalization 'bn3'``) so that a report can say exactly what was left
@@ -13,6 +15,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from fuser.ir.statistics import constant_view
+from fuser.passes.denormals import flush_denormals_in_place, mark_flushed
 
 #: numpy dtypes whose weights passes may rewrite (bfloat16 and float8 have no numpy dtype).
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -180,112 +183,6 @@ def unrounded(tensor: gs.Tensor, what: str, node: gs.Node) -> np.ndarray:
     if kept is not None and kept[0]() is values:
         return kept[1]
     return constant(tensor, what, node)
-
-
-#: Elements per chunk of the denormal scan (1 MB of float32: the temporaries stay in cache).
-_CHUNK = 1 << 18
-
-
-#: The dtypes whose denormals are flushed. float16 is not: onnxruntime's CPU kernels compute
-#: float16 in float32, where its denormals are normal numbers, and GPUs take float16
-#: denormals at full speed, so flushing them only costs accuracy (1-1.5 % of a BN-folded
-#: layer's weights zeroed, the error against an fp32 reference 2x; issue 25).
-FLUSHED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def denormal_mask(values: np.ndarray) -> np.ndarray:
-    """Where ``values`` (a float array) holds denormals of a dtype that is flushed."""
-    if values.dtype not in FLUSHED_DTYPES:
-        return np.zeros(values.shape, bool)
-    tiny = np.finfo(values.dtype).tiny
-    return (np.abs(values) < tiny) & (values != 0)
-
-
-def count_denormals(values: np.ndarray) -> int:
-    """Denormals in ``values``, counted in chunks: no full-size temporaries, and a chunk whose
-    smallest magnitude is a normal number is cleared with one ``min``."""
-    if values.dtype not in FLUSHED_DTYPES:
-        return 0
-    flat = values.reshape(-1)
-    tiny = np.finfo(values.dtype).tiny
-    count = 0
-    for i in range(0, flat.size, _CHUNK):
-        magnitude = np.abs(flat[i:i + _CHUNK])
-        if magnitude.min() < tiny:  # a zero or a denormal: count exactly
-            count += int(np.count_nonzero((magnitude < tiny) & (magnitude != 0)))
-    return count
-
-
-def flush_denormals_in_place(values: np.ndarray) -> int:
-    """Set the denormals of a writable float array to zero; return how many there were."""
-    flushed = count_denormals(values) if values.size else 0
-    if flushed:
-        values[denormal_mask(values)] = 0
-    return flushed
-
-
-#: ``id -> weak reference`` of the arrays that folds computed with their denormals flushed.
-_FLUSHED: dict[int, weakref.ref] = {}
-
-
-def mark_flushed(values: np.ndarray) -> np.ndarray:
-    """Record that ``values`` holds no denormals (``flush-denormals`` need not scan it again)
-    and make it read-only, so that it stays so; return it."""
-    values.flags.writeable = False
-    key = id(values)
-    _FLUSHED[key] = weakref.ref(values, lambda _, key=key: _FLUSHED.pop(key, None))
-    return values
-
-
-def is_flushed(values: object) -> bool:
-    """Whether ``values`` is an array that ``mark_flushed`` recorded (and is still alive)."""
-    ref = _FLUSHED.get(id(values))
-    return ref is not None and ref() is values
-
-
-def detach(node: gs.Node) -> None:
-    """Disconnect a node so that cleanup removes it and it confuses no consumer count."""
-    node.inputs.clear()
-    node.outputs.clear()
-
-
-def take_outputs(new_producer: gs.Node, old: gs.Node) -> None:
-    """Make ``new_producer`` compute what ``old`` computed (its output tensors keep their
-    names, so graph outputs stay intact), then detach ``old``."""
-    new_producer.outputs = [old.outputs[0]]
-    detach(old)
-
-
-def bypass(node: gs.Node, graph: gs.Graph) -> None:
-    """Remove a node whose first output equals its first input (Identity, Dropout, ...).
-
-    Consumers of the output read the input instead. When the output is a graph output, the
-    input's producer is made to compute the output tensor directly (keeping the graph's
-    output name); that needs an input that is computed, not a graph input/output.
-    """
-    x, y = node.inputs[0], node.outputs[0]
-    if y in graph.outputs:
-        source = producer(x)
-        if source is None or x in graph.outputs or x in graph.inputs:
-            raise Skip(f"{describe(node)} joins a graph input/constant or output to a graph "
-                       "output")
-        consumers = [c for c in x.outputs if c is not node]
-        detach(node)
-        for consumer in consumers:
-            _replace(consumer.inputs, x, y)
-        _replace(source.outputs, x, y)
-        return
-    for consumer in list(y.outputs):
-        _replace(consumer.inputs, y, x)
-    detach(node)
-
-
-def _replace(tensors: list[gs.Tensor], old: gs.Tensor, new: gs.Tensor) -> None:
-    """Swap ``old`` for ``new`` in a node's inputs or outputs, one item at a time: gs keeps
-    tensor <-> node links in sync on ``tensors[i] = ...`` but not on slice assignment."""
-    for i, tensor in enumerate(tensors):
-        if tensor is old:
-            tensors[i] = new
 
 
 def tensor_bytes(tensor: gs.Tensor) -> int | None:

@@ -43,10 +43,10 @@ from fuser.passes.match import (
     float_constant,
     producer,
     require_sole_consumer,
-    take_outputs,
     unrounded,
     weight_dtype,
 )
+from fuser.passes.surgery import take_outputs
 
 LINEAR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 

@@ -30,7 +30,7 @@ import onnx
 from onnx_graphsurgeon.ir.tensor import LazyValues
 
 from fuser.ir.statistics import values_view
-from fuser.passes.match import flush_denormals_in_place, mark_flushed
+from fuser.passes.denormals import flush_denormals_in_place, mark_flushed
 
 #: Elements per block when a weight is scaled (256 KB of float32, cache-sized).
 BLOCK = 1 << 16

@@ -18,14 +18,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Context, Rule, register
-from fuser.passes.match import (
-    FLOAT_DTYPES,
-    Skip,
-    batchnorm_affine,
-    cast_back,
-    describe,
-    detach,
-)
+from fuser.passes.match import FLOAT_DTYPES, Skip, batchnorm_affine, cast_back, describe
+from fuser.passes.surgery import detach
 
 
 @register

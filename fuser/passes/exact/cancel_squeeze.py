@@ -18,7 +18,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Context, Rule, register
-from fuser.passes.match import NotCandidate, Skip, bypass, describe, producer
+from fuser.passes.match import NotCandidate, Skip, describe, producer
+from fuser.passes.surgery import bypass
 
 _INVERSE = {"Squeeze": "Unsqueeze", "Unsqueeze": "Squeeze"}
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Context, Rule, register
-from fuser.passes.match import NotCandidate, Skip, bypass, describe, producer
+from fuser.passes.match import NotCandidate, Skip, describe, producer
+from fuser.passes.surgery import bypass
 
 
 def permutation(node: gs.Node) -> list[int]:

@@ -26,7 +26,8 @@ import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Context, Rule, register
 from fuser.passes.exact.cancel_transposes import permutation
-from fuser.passes.match import NotCandidate, Skip, bypass, describe, producer
+from fuser.passes.match import NotCandidate, Skip, describe, producer
+from fuser.passes.surgery import bypass
 
 UNARY = ("Relu", "Sigmoid", "Tanh", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Erf",
          "Softplus", "Softsign", "LeakyRelu", "Elu", "Selu", "HardSigmoid", "HardSwish", "Celu",

@@ -15,7 +15,8 @@ from __future__ import annotations
 import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Context, Rule, register
-from fuser.passes.match import NotCandidate, Skip, bypass, describe
+from fuser.passes.match import NotCandidate, Skip, describe
+from fuser.passes.surgery import bypass
 
 
 def _check_dropout(node: gs.Node, graph: gs.Graph) -> None:

@@ -24,7 +24,8 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Context, Rule, register
-from fuser.passes.match import NotCandidate, bypass, describe
+from fuser.passes.match import NotCandidate, describe
+from fuser.passes.surgery import bypass
 
 
 def _same_shape(x: gs.Tensor, y: gs.Tensor) -> bool:

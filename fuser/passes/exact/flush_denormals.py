@@ -5,7 +5,7 @@ output, but CPUs process it through a slow microcode path: onnxruntime users saw
 (microsoft/onnxruntime#6865) and 30x (#7448) slowdowns from trained or folded weights holding
 them. Replacing them by 0 changes no output by more than that bound and is counted. Weights
 inside subgraphs (If/Loop/Scan bodies) are flushed too. float16 weights are left alone
-(``match.FLUSHED_DTYPES``): onnxruntime's CPU computes float16 in float32, where they are
+(``denormals.FLUSHED_DTYPES``): onnxruntime's CPU computes float16 in float32, where they are
 normal numbers, and GPUs take them at full speed; zeroing them would cost accuracy only.
 """
 
@@ -16,8 +16,8 @@ import onnx_graphsurgeon as gs
 
 from fuser.ir.statistics import constant_view, float_weights
 from fuser.passes.base import Pass, PassResult, register
+from fuser.passes.denormals import count_denormals, denormal_mask, is_flushed
 from fuser.passes.exact._scaled import ScaledWeight
-from fuser.passes.match import count_denormals, denormal_mask, is_flushed
 
 
 @register

@@ -47,13 +47,13 @@ from fuser.passes.match import (
     batchnorm_affine,
     cast_back,
     describe,
-    detach,
     float_constant,
     producer,
     require_sole_consumer,
     unrounded,
     weight_dtype,
 )
+from fuser.passes.surgery import detach
 
 
 def _input_affine(node: gs.Node, conv: gs.Node, rank: int,

@@ -49,14 +49,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Context, Rule, register
-from fuser.passes.match import (
-    NotCandidate,
-    Skip,
-    describe,
-    detach,
-    producer,
-    require_sole_consumer,
-)
+from fuser.passes.match import NotCandidate, Skip, describe, producer, require_sole_consumer
+from fuser.passes.surgery import detach
 
 
 def _pad_amounts(pad: gs.Node) -> np.ndarray:

@@ -21,8 +21,8 @@ from fuser.passes.match import (
     float_constant,
     producer,
     require_sole_consumer,
-    take_outputs,
 )
+from fuser.passes.surgery import take_outputs
 
 
 def _match(add: gs.Node, graph: gs.Graph) -> tuple[gs.Node, gs.Constant]:

@@ -26,9 +26,9 @@ from fuser.passes.match import (
     describe,
     producer,
     require_sole_consumer,
-    take_outputs,
     weight_dtype,
 )
+from fuser.passes.surgery import take_outputs
 
 
 def _made_by(tensor: gs.Tensor, op: str) -> gs.Node | None:

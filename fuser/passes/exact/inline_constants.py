@@ -13,7 +13,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Context, Rule, register
-from fuser.passes.match import NotCandidate, Skip, describe, detach
+from fuser.passes.match import NotCandidate, Skip, describe
+from fuser.passes.surgery import detach
 
 _SCALAR_ATTRS = {
     "value_float": np.float32, "value_floats": np.float32,
