@@ -120,9 +120,9 @@ def onnx_path(model: RealModel) -> Path:
         result = export(source, None, input_shape=tuple(shape[1:]))
     else:
         raise FetchError(f"{model.name}: unknown kind {model.kind!r}")
-    from fuser import ir as graph
+    from fuser import ir as graph_io
 
-    graph.save(result.model, target)
+    graph_io.save(result.model, target)
     info = {"framework": result.framework, "exporter": result.exporter,
             "batchnorm_layers": result.batchnorm_layers,
             "batchnorm_nodes": result.batchnorm_nodes, "max_abs_diff": result.max_abs_diff,

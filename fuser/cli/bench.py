@@ -9,7 +9,7 @@ from typing import Any
 
 import onnx
 
-from fuser import ir as graph
+from fuser import ir as graph_io
 from fuser.cli import options
 from fuser.errors import FuserError
 from fuser.report import timings_text
@@ -56,7 +56,7 @@ def _load(paths: list[str]) -> dict[str, onnx.ModelProto]:
     models = {}
     for path in paths:
         name = Path(path).name
-        models[name if name not in models else f"{name} (2)"] = graph.load(path)
+        models[name if name not in models else f"{name} (2)"] = graph_io.load(path)
     return models
 
 
@@ -80,8 +80,8 @@ def _feeds(args: argparse.Namespace, reference: onnx.ModelProto) -> dict[int, di
 
 
 def _model_size(model: onnx.ModelProto) -> dict[str, Any]:
-    return {"nodes": len(model.graph.node), "params": graph.param_count(model),
-            "macs": graph.mac_count(model)}
+    return {"nodes": len(model.graph.node), "params": graph_io.param_count(model),
+            "macs": graph_io.mac_count(model)}
 
 
 def _macs(value: int | None) -> str:

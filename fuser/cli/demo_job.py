@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from fuser import api
-from fuser import ir as graph
+from fuser import ir as graph_io
 from fuser.errors import MissingDependencyError
 from fuser.frontends.keras import _frameworks as keras_frameworks
 from fuser.frontends.keras import export as export_keras
@@ -127,12 +127,12 @@ def _one(spec: DemoModel, framework: str, folder: Path, time_budget: float
     shape = (1, spec.in_channels, spec.image_size, spec.image_size)
     exported = export_torch(net, shape) if framework == "torch" else export_keras(net)
     source = folder / f"{spec.name}-{framework}.onnx"
-    graph.save(exported.model, source)
+    graph_io.save(exported.model, source)
     optimized, report = api.optimize(exported.model, validate=api.Validation(batch=2),
                                      timing=api.Timing(provider="cpu", warmup=3,
                                                        time_budget=time_budget))
     report = dataclasses.replace(report, model=str(source))
-    graph.save(optimized, folder / f"{spec.name}-{framework}.opt.onnx")
+    graph_io.save(optimized, folder / f"{spec.name}-{framework}.opt.onnx")
     shapes = inputs.resolve_shapes(exported.model)
     medians = {(t.model, t.level): t.stats.median_ms for t in report.timings.timings}
     outputs = report.validation.outputs

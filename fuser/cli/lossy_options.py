@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fuser import api
-from fuser import ir as graph
+from fuser import ir as graph_io
 from fuser.cli.options import positive, resolve_shapes
 from fuser.errors import FuserError
 from fuser.runtime import inputs
@@ -96,7 +96,7 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
     if args.budget is not None:
         parse_budget(args.budget)
     metric = parse_metric(args.metric)
-    model = graph.load(source)
+    model = graph_io.load(source)
     shapes = resolve_shapes(args, model, args.calibration_batch)
     count = max(2, -(-args.calibration_samples // args.calibration_batch))
     batches = inputs.load_batches(args.calibration, model, shapes, max_batches=count,

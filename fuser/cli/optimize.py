@@ -12,7 +12,7 @@ from pathlib import Path
 import onnx
 
 from fuser import api
-from fuser import ir as graph
+from fuser import ir as graph_io
 from fuser.cli import lossy_options, options
 from fuser.errors import FuserError
 from fuser.report import Report
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         report.to_text()
         options.report_text(args, report.to_dict(), report.to_markdown())
         save_start = time.perf_counter()
-        graph.save(model, target, external_data=True if args.external_data else None)
+        graph_io.save(model, target, external_data=True if args.external_data else None)
         report = dataclasses.replace(
             report, seconds={**report.seconds, "save": time.perf_counter() - save_start})
     print(report.to_text(), file=out)
@@ -187,11 +187,11 @@ def _refuse_overwriting_the_input(source: Path, target: Path) -> None:
     """The output and the data files a save replaces (OUTPUT.data, the old output's data)
     must not be a file the input reads: its external data, say (only looked up when one of
     them already exists)."""
-    written = graph.replaced_by_save(target)
+    written = graph_io.replaced_by_save(target)
     if not written or not source.is_file():
         return
     try:
-        read = graph.referenced_files(source)
+        read = graph_io.referenced_files(source)
     except Exception:  # noqa: BLE001  (an unreadable input is refused by load, with its message)
         return
     for path in written:

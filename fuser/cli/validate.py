@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from fuser import ir as graph
+from fuser import ir as graph_io
 from fuser.cli import options
 from fuser.runtime import validate as validation
 
@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    reference, candidate = graph.load(args.reference), graph.load(args.candidate)
+    reference, candidate = graph_io.load(args.reference), graph_io.load(args.candidate)
     started = time.perf_counter()
     shapes = options.resolve_shapes(args, reference, args.batch)
     settings = options.validation_settings(args)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from fuser import ir as graph
+from fuser import ir as graph_io
 from fuser.errors import FuserError, MissingDependencyError
 from fuser.frontends import ExportResult, count_batchnorm
 from fuser.frontends.tensorflow_import import import_tensorflow
@@ -119,7 +119,7 @@ def export(model: Any, path: str | Path | None = None, *, opset: int | None = No
     if check:
         diff, scale = _difference(model, onnx_model, specs, check_shapes, nchw, seed)
     if path is not None:
-        graph.save(onnx_model, path)
+        graph_io.save(onnx_model, path)
     return ExportResult(onnx_model, "keras", exporter + (" (exporter folding off)"
                                                          if keep_batchnorm else ""),
                         bn_layers, count_batchnorm(onnx_model), diff, scale, notes)

@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 
 from fuser import api
-from fuser import ir as graph
+from fuser import ir as graph_io
 from fuser.errors import FuserError, MissingDependencyError
 from fuser.frontends import ExportResult, count_batchnorm
 from fuser.runtime import sessions as runtime
@@ -91,7 +91,7 @@ def export(  # noqa: PLR0913  (the public API: keyword settings)
         diff, scale = _difference(model, feeds, [t.detach().cpu().numpy()
                                                  for t in eager_outputs], names_out)
     if path is not None:
-        graph.save(model, path)
+        graph_io.save(model, path)
     return ExportResult(model, "torch", "torch.onnx TorchScript, TrainingMode."
                         f"{'PRESERVE' if keep_batchnorm else 'EVAL'}", bn_layers,
                         count_batchnorm(model), diff, scale, notes)
