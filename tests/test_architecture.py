@@ -135,3 +135,28 @@ def test_the_stage_list_of_architecture_md_is_the_code():
     assert sorted(listed) == present
     ranks = [RANK[name] for name in listed]
     assert ranks == sorted(ranks), "architecture.md lists the stages out of ORDER"
+
+
+def test_no_import_cycle_among_the_modules():
+    """No module reaches itself through imports (those under ``TYPE_CHECKING`` count: they are
+    a cycle that typing hides), packages' ``__init__`` re-exports aside (a package imports its
+    own modules to export them)."""
+    graph = {module: {imported for imported, _ in _imports(path) if imported in MODULES and
+                      imported != module and not module.startswith(imported + ".")}
+             for module, path in MODULES.items()}
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        state[module] = 1
+        for imported in sorted(graph[module]):
+            if state.get(imported) == 1:
+                return [*path, module, imported]
+            if imported not in state and (found := visit(imported, [*path, module])):
+                return found
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state:
+            cycle = visit(module, [])
+            assert cycle is None, " -> ".join(cycle)

@@ -15,12 +15,12 @@ from fuser.runtime import sessions as runtime
 from fuser.search import search as search_module
 from fuser.search.build import Builder
 from fuser.search.config import Search
+from fuser.search.forms import Effect
 from fuser.search.guard import guard
 from fuser.search.latency import LatencyTable
 from fuser.search.looks import levels
 from fuser.search.metric import clopper_pearson, judge, needed_samples, resolve
 from fuser.search.search import compress
-from fuser.search.sensitivity import Effect
 from tests.helpers import make_model
 from tests.test_lowrank_search import PlantedTable
 

@@ -17,10 +17,9 @@ from fuser.runtime import sessions as runtime
 from fuser.runtime.runners import Progress
 from fuser.search import choose, cut, sensitivity
 from fuser.search.build import Builder, layer_errors, outputs
-from fuser.search.forms import LayerData, Option
+from fuser.search.forms import Effect, LayerData, Option
 from fuser.search.metric import Judgement, clopper_pearson, resolve
 from fuser.search.plan import candidate_layers, make_plan
-from fuser.search.sensitivity import Effect
 from tests.helpers import check, make_model
 from tests.test_lowrank_search import PlantedTable
 
@@ -91,7 +90,7 @@ def test_each_form_is_offered_where_it_can_pay_and_at_most_its_macs_share(rng):
     for shape in searched(wide):
         for fraction in (0.15, 0.3, 0.5):
             rank = shape.rank_at(wide, fraction)
-            assert wide.macs(shape.name, rank) <= fraction * wide.macs()
+            assert form(shape.name).macs(wide, rank) <= fraction * wide.macs()
             for r in (rank if isinstance(rank, tuple) else (rank,)):
                 assert r % 8 == 0
     assert form("channel").rank_at(pointwise, 0.001) is None  # not even rank 1 fits
@@ -157,8 +156,8 @@ def _ordered(plan, order: list[int], weights: list[float] | None = None):
 def test_a_full_rank_option_has_no_effect_and_a_rank_one_option_has(rng):
     model, batches, plan = _planned(rng)
     layer = plan.layers[1]
-    options = [[], [Option(1, "input", 16, layer.macs("input", 16), 0.1),
-                    Option(1, "channel", 1, layer.macs("channel", 1), 0.1)]]
+    options = [[], [Option(1, "input", 16, form("input").macs(layer, 16), 0.1),
+                    Option(1, "channel", 1, form("channel").macs(layer, 1), 0.1)]]
     probe = sensitivity.Probe(batches[:2], None, outputs(model, batches[:2], level="all"))
     metric = resolve("rel-error:0.05", probe.reference, None)
     effects = sensitivity.measure(model, _ordered(plan, [1, 0]), options, probe, metric,
@@ -181,7 +180,7 @@ def test_layers_not_reached_before_the_deadline_are_not_measured(rng):
 def test_the_input_form_finds_a_layer_whose_inputs_span_few_channels(rng):
     model, batches, plan = _planned(rng, subspace=4)
     layer = plan.layers[1]
-    options = [[], [Option(1, m, 4, layer.macs(m, 4), 0.1) for m in ("input", "channel")]]
+    options = [[], [Option(1, m, 4, form(m).macs(layer, 4), 0.1) for m in ("input", "channel")]]
     probe = sensitivity.Probe(batches[:2], None, outputs(model, batches[:2], level="all"))
     metric = resolve("rel-error:0.05", probe.reference, None)
     effects = sensitivity.measure(model, _ordered(plan, [1]), options, probe, metric,
@@ -619,7 +618,7 @@ def test_past_the_deadline_latencies_are_estimated_from_macs(rng, tmp_path, monk
     # the reference convolution, then the dense layer: always measured
     assert table.ms(layer) == 2.0 and len(timed) == 2
     estimate = table.ms(layer, "channel", 4)
-    assert estimate == pytest.approx(2.0 * layer.macs("channel", 4) / layer.macs())
+    assert estimate == pytest.approx(2.0 * form("channel").macs(layer, 4) / layer.macs())
     assert table.estimated == 1 and len(timed) == 2
     table.deadline = None
     assert table.ms(layer, "channel", 4) == 2.0 and len(timed) == 3
@@ -819,9 +818,9 @@ def test_options_not_run_are_estimated_from_their_fits_scaled_by_the_measured_ga
     _, _, plan = _planned(rng)
     layer = plan.layers[1]
     options = [[Option(0, "channel", 4, 1, 0.1)],
-               [Option(1, "channel", 4, layer.macs("channel", 4), 0.1),
-                Option(1, "input", 8, layer.macs("input", 8), 0.1)]]
-    measured = {options[1][0].key: sensitivity.Effect(0.02, 0.3, 0.91)}
+               [Option(1, "channel", 4, form("channel").macs(layer, 4), 0.1),
+                Option(1, "input", 8, form("input").macs(layer, 8), 0.1)]]
+    measured = {options[1][0].key: Effect(0.02, 0.3, 0.91)}
     got = sensitivity.estimate(plan, options, measured, "asymmetric", None)
     assert got[options[1][0].key] == measured[options[1][0].key]
     assert options[1][1].key not in got  # its layer was reached: measured options only

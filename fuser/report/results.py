@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from fuser.report.compression import Compression
-from fuser.report.markdown import report_markdown, summary_row
 from fuser.report.records import Record, doc, field_types, typed
 from fuser.report.speed import SpeedCheck
-from fuser.report.tables import fmt
-from fuser.report.text import report_text
+from fuser.report.tables import fmt, md_table
+from fuser.report.text import latency_pairs, lowrank_text, speed_lines, timings_text
 from fuser.report.timing import BenchResult
 from fuser.report.validation import ValidationResult
 
@@ -193,13 +193,132 @@ class Report(Record):
 
     def to_text(self) -> str:
         """A terminal summary: one line per pass, then before/after figures."""
-        return report_text(self)
+        return _report_text(self)
 
     def to_markdown(self) -> str:
         """A markdown report: summary row, passes, validation, low-rank, timings."""
-        return report_markdown(self)
+        return _report_markdown(self)
 
     def summary_row(self) -> dict[str, Any]:
         """The one-line-per-model figures (kito-style): layers, params, MACs, latency per
         level, optimization time, output differences."""
-        return summary_row(self)
+        return _summary_row(self)
+
+
+# --- the report's text and markdown forms ---------------------------------------------------
+
+def _report_text(report: Report) -> str:
+    """A terminal summary: one line per pass, then before/after figures."""
+    lines = [f"model: {report.model}", *speed_lines(report.speed)]
+    width = max((len(n) for n in report.pipeline), default=10)
+    for name in report.pipeline:
+        skipped = report.skipped(name)
+        line = f"  {name:<{width}}  {report.rewrites(name):4d} rewrites"
+        if skipped:
+            line += f", {sum(skipped.values())} skipped"
+        lines.append(line)
+        for reason, count in sorted(skipped.items()):
+            lines.append(f"  {'':<{width}}    skipped {count}x: {reason}")
+    lines += _model_lines(report)
+    secs = ", ".join(f"{k} {v:.3f}s" for k, v in report.seconds.items())
+    lines.append(f"  time: {secs}")
+    if report.validation is not None:
+        lines.append(report.validation.to_text())
+    for culprit in report.culprits:
+        lines.append(f"  culprit: pass '{culprit.name}' (sweep {culprit.sweep}, "
+                     f"application {culprit.application}) breaks the outputs")
+    if report.rolled_back:
+        lines.append(f"  rolled back: {', '.join(report.rolled_back)}")
+    if report.lowrank:
+        lines.append(lowrank_text(report.lowrank.to_dict(), timings=report.timings and
+                                  report.timings.to_dict()))
+    if report.timings:
+        timings = report.timings.to_dict()
+        lines.append(timings_text(timings))
+        lines.append(_speed_versus_macs(report, timings))
+    lines.extend(f"  note: {n}" for n in report.notes)
+    return "\n".join(lines)
+
+
+def _model_lines(report: Report) -> list[str]:
+    """Nodes, params, MACs before and after, shape coverage, changed ops, stats."""
+    b, a = report.before, report.after
+    lines = [f"  nodes {b.nodes} -> {a.nodes}   params {b.params:,} -> {a.params:,}"
+             f"   MACs {b.macs_text()} -> {a.macs_text()}",
+             f"  layers with known shapes: {a.coverage_text()}"
+             + ("" if b.macs_complete or not b.layer_shapes
+                else f"; before: {b.coverage_text()}")]
+    for op in sorted(set(b.ops) | set(a.ops)):
+        if b.ops.get(op, 0) != a.ops.get(op, 0):
+            lines.append(f"    {op}: {b.ops.get(op, 0)} -> {a.ops.get(op, 0)}")
+    denormals = report.stat("denormals flushed")
+    if denormals:
+        lines.append(f"  denormals flushed to zero: {denormals}")
+    cloned = report.stat("shared weight cloned")
+    if cloned:
+        lines.append(f"  shared weights cloned: {cloned}")
+    return lines
+
+
+def _speed_versus_macs(report: Report, timings: Mapping[str, Any]) -> str:
+    """Realized speed-up per level next to the MAC ratio, at the first batch size."""
+    b, a = report.before.macs, report.after.macs
+    complete = report.before.macs_complete and report.after.macs_complete
+    ratio = f"{b / a:.2f}x" if b and a and complete else "? (some layers' shapes unknown)"
+    measured = ", ".join(f"{level} {pair[0] / pair[1]:.2f}x"
+                         for level, pair in latency_pairs(timings).items())
+    return f"  MAC ratio {ratio}; measured speed-up {measured or '?'}"
+
+
+def _summary_row(report: Report) -> dict[str, Any]:
+    """The one-line-per-model figures (kito-style): layers, params, MACs, latency per level,
+    optimization time, output differences."""
+    before, after = report.before, report.after
+    row: dict[str, Any] = {
+        "model": report.model, "layers": f"{before.nodes} -> {after.nodes}",
+        "params": f"{before.params:,} -> {after.params:,}",
+        "MACs": f"{before.macs_text()} -> {after.macs_text()}",
+    }
+    if report.speed is not None:
+        level = report.speed.level
+        row[f"speed vs original ({level})"] = ", ".join(
+            f"{r.speedup:.2f}x [{r.speedup_ci[0]:.2f}, {r.speedup_ci[1]:.2f}] b{r.batch}"
+            for r in report.speed.ratios)
+    timings = report.timings.to_dict() if report.timings else None
+    for level, pair in latency_pairs(timings).items():
+        row[f"latency ms ({level})"] = f"{pair[0]:.2f} -> {pair[1]:.2f}"
+    row["optimize s"] = f"{report.seconds.get('passes', 0.0):.3f}"
+    if report.validation is not None and report.validation.outputs:
+        row["max diff"] = f"{max(o.max_abs for o in report.validation.outputs):.1e}"
+        row["mean diff"] = f"{max(o.mean_abs for o in report.validation.outputs):.1e}"
+    return row
+
+
+def _report_markdown(report: Report) -> str:
+    """A markdown report: summary row, passes, validation, low-rank, timings."""
+    lines = ["# fuser report", "", md_table([_summary_row(report)]), ""]
+    lines += [line.strip() + "  " for line in speed_lines(report.speed)]
+    lines += ["", "## Passes", ""]
+    lines.append(md_table([{"pass": n, "rewrites": report.rewrites(n),
+                            "skipped": "; ".join(f"{c}x {r}" for r, c in
+                                                 sorted(report.skipped(n).items()))}
+                           for n in report.pipeline]))
+    validation = report.validation
+    if validation is not None:
+        lines += ["", "## Validation", "", f"{validation.inputs}: "
+                  f"**{'PASSED' if validation.passed else 'FAILED'}**", ""]
+        lines.append(md_table([{
+            "output": o.name, "max abs": f"{o.max_abs:.2e}", "max rel": f"{o.max_rel:.2e}",
+            "mean abs": f"{o.mean_abs:.2e}", "rel L2": f"{o.rel_l2:.2e}",
+            "cosine": f"{o.cosine:.6f}",
+            "top-1": "" if o.top1 is None else f"{o.top1:.2%}",
+            "verdict": "ok" if o.passed else o.message} for o in validation.outputs]))
+    if report.lowrank:
+        lines += ["", "## Lossy stage", "", lowrank_text(
+            report.lowrank.to_dict(), markdown=True,
+            timings=report.timings and report.timings.to_dict())]
+    if report.timings:
+        lines += ["", "## Timing", "", timings_text(report.timings.to_dict(), markdown=True)]
+    lines += ["", f"fuser {report.fuser_version}; "
+              + ", ".join(f"{k} {v}" for k, v in sorted(report.libraries.items())), ""]
+    return "\n".join(lines)

@@ -1,55 +1,18 @@
-"""Terminal text of the results: the report, a validation, timings, a low-rank search.
+"""Terminal text shared by the results' own text forms: the speed lead, timings and a
+low-rank search (from their JSON forms, as ``onnx-fuser bench`` prints them), placements.
 
-Renderers read their results through attributes (records) or keys (the JSON forms of timings
-and low-rank summaries, as ``onnx-fuser bench`` prints them); they import no result class, so
-that every result module can use them.
+Each result renders itself (``Report.to_text``, ``BenchResult.to_text``...) with these
+helpers; they import no result class but ``SpeedCheck`` (which renders nothing), so the
+result modules import them and not the other way round: no import cycle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fuser.report.speed import SpeedCheck
 from fuser.report.tables import columns, fmt, md_table
-
-if TYPE_CHECKING:
-    from fuser.report.results import Report
-    from fuser.report.speed import SpeedCheck
-    from fuser.report.timing import BenchResult
-    from fuser.report.validation import ValidationResult
-
-
-def report_text(report: Report) -> str:
-    """A terminal summary: one line per pass, then before/after figures."""
-    lines = [f"model: {report.model}", *speed_lines(report.speed)]
-    width = max((len(n) for n in report.pipeline), default=10)
-    for name in report.pipeline:
-        skipped = report.skipped(name)
-        line = f"  {name:<{width}}  {report.rewrites(name):4d} rewrites"
-        if skipped:
-            line += f", {sum(skipped.values())} skipped"
-        lines.append(line)
-        for reason, count in sorted(skipped.items()):
-            lines.append(f"  {'':<{width}}    skipped {count}x: {reason}")
-    lines += _model_lines(report)
-    secs = ", ".join(f"{k} {v:.3f}s" for k, v in report.seconds.items())
-    lines.append(f"  time: {secs}")
-    if report.validation is not None:
-        lines.append(validation_text(report.validation))
-    for culprit in report.culprits:
-        lines.append(f"  culprit: pass '{culprit.name}' (sweep {culprit.sweep}, "
-                     f"application {culprit.application}) breaks the outputs")
-    if report.rolled_back:
-        lines.append(f"  rolled back: {', '.join(report.rolled_back)}")
-    if report.lowrank:
-        lines.append(lowrank_text(report.lowrank.to_dict(), timings=report.timings and
-                                  report.timings.to_dict()))
-    if report.timings:
-        timings = report.timings.to_dict()
-        lines.append(timings_text(timings))
-        lines.append(speed_versus_macs(report, timings))
-    lines.extend(f"  note: {n}" for n in report.notes)
-    return "\n".join(lines)
 
 
 def speed_lines(check: SpeedCheck | None) -> list[str]:
@@ -70,36 +33,6 @@ def speed_lines(check: SpeedCheck | None) -> list[str]:
     return lines
 
 
-def _model_lines(report: Report) -> list[str]:
-    """Nodes, params, MACs before and after, shape coverage, changed ops, stats."""
-    b, a = report.before, report.after
-    lines = [f"  nodes {b.nodes} -> {a.nodes}   params {b.params:,} -> {a.params:,}"
-             f"   MACs {b.macs_text()} -> {a.macs_text()}",
-             f"  layers with known shapes: {a.coverage_text()}"
-             + ("" if b.macs_complete or not b.layer_shapes
-                else f"; before: {b.coverage_text()}")]
-    for op in sorted(set(b.ops) | set(a.ops)):
-        if b.ops.get(op, 0) != a.ops.get(op, 0):
-            lines.append(f"    {op}: {b.ops.get(op, 0)} -> {a.ops.get(op, 0)}")
-    denormals = report.stat("denormals flushed")
-    if denormals:
-        lines.append(f"  denormals flushed to zero: {denormals}")
-    cloned = report.stat("shared weight cloned")
-    if cloned:
-        lines.append(f"  shared weights cloned: {cloned}")
-    return lines
-
-
-def speed_versus_macs(report: Report, timings: Mapping[str, Any]) -> str:
-    """Realized speed-up per level next to the MAC ratio, at the first batch size."""
-    b, a = report.before.macs, report.after.macs
-    complete = report.before.macs_complete and report.after.macs_complete
-    ratio = f"{b / a:.2f}x" if b and a and complete else "? (some layers' shapes unknown)"
-    measured = ", ".join(f"{level} {pair[0] / pair[1]:.2f}x"
-                         for level, pair in latency_pairs(timings).items())
-    return f"  MAC ratio {ratio}; measured speed-up {measured or '?'}"
-
-
 def latency_pairs(timings: Mapping[str, Any] | None) -> dict[str, tuple[float, float]]:
     """``{level: (original median ms, optimized median ms)}`` at the first batch size."""
     if not timings:
@@ -113,47 +46,6 @@ def latency_pairs(timings: Mapping[str, Any] | None) -> dict[str, tuple[float, f
         if row["batch"] == batch:
             pairs.setdefault(row["level"], []).append(row["stats"]["median_ms"])
     return {level: (v[0], v[-1]) for level, v in pairs.items() if len(v) >= 2}
-
-
-def validation_text(result: ValidationResult) -> str:
-    """The verdict, then one line of figures per output."""
-    lines = [f"validation on {result.inputs} ({result.batches} batch(es), {result.samples} "
-             f"sample(s)): {'PASSED' if result.passed else 'FAILED'}"]
-    for o in result.outputs:
-        agreement = "" if o.top1 is None else f"  top-1 {o.top1:.2%}  top-5 {o.top5:.2%}"
-        lines.append(f"  {o.name}: max abs {o.max_abs:.2e}  max rel {o.max_rel:.2e}  "
-                     f"mean abs {o.mean_abs:.2e}  rel L2 {o.rel_l2:.2e}  "
-                     f"cos {o.cosine:.6f}{agreement}  {'ok' if o.passed else o.message}")
-    if result.error:
-        lines.append(f"  {result.error}")
-    return "\n".join(lines)
-
-
-def bench_text(result: BenchResult) -> str:
-    """A table: model, level, batch, median ms, p90 ms, speed-up [95 % CI]."""
-    lines = [f"onnxruntime {result.onnxruntime} on {result.provider.used} "
-             f"({result.provider.reason}); {result.threads} threads; CPU {result.cpu}"]
-    rows = [("model", "level", "batch", "median ms", "p90 ms", "speed-up [95% CI]")]
-    for t in result.timings:
-        if t.speedup is None:
-            speed = "-"
-        elif t.model == t.reference:
-            speed = "1.00 (reference)"
-        else:
-            ci = t.speedup_ci or (t.speedup, t.speedup)
-            speed = f"{t.speedup:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" + (
-                " unresolved" if t.resolved is False else "")
-        rows.append((t.model, t.level, str(t.batch), f"{t.stats.median_ms:.3f}",
-                     f"{t.stats.p90_ms:.3f}", speed))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = [cell.ljust(w) if i < 2 else cell.rjust(w)
-                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
-    lines += [line for line in (s.describe() for s in result.sessions) if line]
-    if result.busy:
-        lines.append(f"warning: {result.busy}")
-    return "\n".join(lines)
 
 
 def placement_text(placement: Mapping[str, int]) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fuser.report.records import Record, doc
-from fuser.report.text import bench_text, session_line
+from fuser.report.text import session_line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,4 +113,26 @@ class BenchResult(Record):
 
     def to_text(self) -> str:
         """A table: model, level, batch, median ms, p90 ms, speed-up [95 % CI]."""
-        return bench_text(self)
+        lines = [f"onnxruntime {self.onnxruntime} on {self.provider.used} "
+                 f"({self.provider.reason}); {self.threads} threads; CPU {self.cpu}"]
+        rows = [("model", "level", "batch", "median ms", "p90 ms", "speed-up [95% CI]")]
+        for t in self.timings:
+            if t.speedup is None:
+                speed = "-"
+            elif t.model == t.reference:
+                speed = "1.00 (reference)"
+            else:
+                ci = t.speedup_ci or (t.speedup, t.speedup)
+                speed = f"{t.speedup:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" + (
+                    " unresolved" if t.resolved is False else "")
+            rows.append((t.model, t.level, str(t.batch), f"{t.stats.median_ms:.3f}",
+                         f"{t.stats.p90_ms:.3f}", speed))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            cells = [cell.ljust(w) if i < 2 else cell.rjust(w)
+                     for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+            lines.append("  ".join(cells).rstrip())
+        lines += [line for line in (s.describe() for s in self.sessions) if line]
+        if self.busy:
+            lines.append(f"warning: {self.busy}")
+        return "\n".join(lines)

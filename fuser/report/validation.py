@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 from fuser.report.records import Record, doc
-from fuser.report.text import validation_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,4 +56,13 @@ class ValidationResult(Record):
 
     def to_text(self) -> str:
         """The verdict, then one line of figures per output."""
-        return validation_text(self)
+        lines = [f"validation on {self.inputs} ({self.batches} batch(es), {self.samples} "
+                 f"sample(s)): {'PASSED' if self.passed else 'FAILED'}"]
+        for o in self.outputs:
+            agreement = "" if o.top1 is None else f"  top-1 {o.top1:.2%}  top-5 {o.top5:.2%}"
+            lines.append(f"  {o.name}: max abs {o.max_abs:.2e}  max rel {o.max_rel:.2e}  "
+                         f"mean abs {o.mean_abs:.2e}  rel L2 {o.rel_l2:.2e}  "
+                         f"cos {o.cosine:.6f}{agreement}  {'ok' if o.passed else o.message}")
+        if self.error:
+            lines.append(f"  {self.error}")
+        return "\n".join(lines)

@@ -33,8 +33,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from fuser.search.forms import Option
-from fuser.search.sensitivity import Effect
+from fuser.search.forms import Effect, Option
 
 SAFETY = 0.5
 

@@ -7,14 +7,10 @@ one module each; the search reads them through the registry (``form(option.metho
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 from fuser.passes.lowrank.forms import LayerData, Rank
 
-if TYPE_CHECKING:
-    from fuser.search.sensitivity import Effect
-
-__all__ = ["Candidates", "LayerData", "Option", "Rank"]
+__all__ = ["Candidates", "Effect", "LayerData", "Option", "Rank"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +26,16 @@ class Option:
     @property
     def key(self) -> tuple:
         return self.layer, self.method, self.rank
+
+
+@dataclasses.dataclass(frozen=True)
+class Effect:
+    """What rewriting one layer alone does on the probe samples (``sensitivity.measure``)."""
+
+    drop: float  # the metric's drop (point estimate; 0 when estimated)
+    error: float  # the worst output's relative L2 error
+    energy: float  # what the factorization kept of its spectrum
+    measured: bool = True  # False: estimated from the fit alone (``estimate``)
 
 
 @dataclasses.dataclass

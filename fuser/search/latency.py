@@ -97,7 +97,7 @@ class LatencyTable:
             if method != "dense" and self.deadline is not None and \
                     time.perf_counter() > self.deadline:
                 self.estimated += 1
-                return self.ms(layer) * layer.macs(method, rank) / max(layer.macs(), 1)
+                return self.ms(layer) * form(method).macs(layer, rank) / max(layer.macs(), 1)
             if self.progress is not None:
                 self.progress.show(f"low-rank: timing {layer.name} {method}"
                                    + (f" rank {rank}" if rank else "")

@@ -30,7 +30,7 @@ from fuser.runtime.runners import Progress
 from fuser.search import cut
 from fuser.search.build import factor_model, outputs, relative_error, samples_first
 from fuser.search.calibrate import Feeds, tensors
-from fuser.search.forms import Option
+from fuser.search.forms import Effect, Option
 from fuser.search.metric import Metric, point_drop
 
 if TYPE_CHECKING:
@@ -40,16 +40,6 @@ if TYPE_CHECKING:
 #: most this many, fewer when the options' runs would not fit in the search time.
 PROBE_SAMPLES = 64
 MIN_PROBE_SAMPLES = 16
-
-
-@dataclasses.dataclass(frozen=True)
-class Effect:
-    """What rewriting one layer alone does on the probe samples."""
-
-    drop: float  # the metric's drop (point estimate; 0 when estimated)
-    error: float  # the worst output's relative L2 error
-    energy: float  # what the factorization kept of its spectrum
-    measured: bool = True  # False: estimated from the fit alone (``estimate``)
 
 
 @dataclasses.dataclass

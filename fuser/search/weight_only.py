@@ -79,7 +79,7 @@ class WeightOnlyLowRank(Pass):
                 result.skip(str(reason))
                 continue
             method = self.method_for(layer)
-            dense, low = layer.macs(), layer.macs(method, factors.rank)
+            dense, low = layer.macs(), form(method).macs(layer, factors.rank)
             if low > (1 - self.min_saving) * dense:
                 result.skip(f"{describe(layer.node)}: rank {factors.rank} saves "
                             f"{1 - low / dense:.0%} of MACs, less than {self.min_saving:.0%}")

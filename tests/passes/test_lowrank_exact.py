@@ -27,7 +27,7 @@ def rewrite_first(model, build_factors, method=None):
     factors = build_factors(layer)
     shape = form(method if layer.is_conv else "svd")
     shape.replace(graph, layer, factors, Names(graph))
-    predicted = layer.macs(shape.name, factors.rank)
+    predicted = shape.macs(layer, factors.rank)
     graph.cleanup().toposort()
     return graph_io.to_model(graph, model), predicted
 

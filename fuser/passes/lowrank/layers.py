@@ -13,7 +13,6 @@ import dataclasses
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from fuser.passes.lowrank.forms import form
 from fuser.passes.lowrank.geometry import ConvGeometry, conv_geometry
 from fuser.passes.match import Skip, constant, describe
 
@@ -50,10 +49,8 @@ class Layer:
     def in_features(self) -> int:
         return int(np.prod(self.weight.shape[1:]))
 
-    def macs(self, method: str = "dense", rank: int | tuple[int, int] = 0) -> int:
-        """MACs per sample of the dense layer, or of form ``method`` at ``rank``."""
-        if method != "dense":
-            return form(method).macs(self, rank)
+    def macs(self) -> int:
+        """MACs per sample of the dense layer (a form's: ``forms.form(name).macs``)."""
         if self.is_conv:
             n, c, kh, kw = self.weight.shape
             return int(np.prod(self.geometry.out_hw)) * n * c * kh * kw
