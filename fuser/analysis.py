@@ -34,7 +34,7 @@ def model_stats(model: onnx.ModelProto, shapes: graph_io.Shapes,
 
 
 def input_notes(model: onnx.ModelProto, static: Mapping[str, Sequence[int]] | None) -> list[str]:
-    """The notes on the input: subgraphs left alone, repeated node names, and with
+    """The notes on the input: its subgraphs, repeated node names, and with
     ``static`` (the fixed shapes of ``--static-shapes``) the interface the output gets."""
     notes = [*subgraph_notes(model), *repeated_names_note(model)]
     if static is not None:
@@ -73,8 +73,8 @@ def repeated_names_note(model: onnx.ModelProto) -> list[str]:
 
 
 def subgraph_notes(model: onnx.ModelProto) -> list[str]:
-    """Say which subgraphs (If/Loop/Scan bodies) the passes left alone: they run on the main
-    graph only (a subgraph's own ops are not in the op histograms either)."""
+    """Name the subgraphs (If/Loop/Scan bodies): the rewrite rules run in them too, but the
+    node counts and op histograms are the main graph's."""
     holders = []
     for node in model.graph.node:
         inner = sum(graph_io.subgraph_node_count(a) for a in node.attribute)
@@ -82,4 +82,5 @@ def subgraph_notes(model: onnx.ModelProto) -> list[str]:
             holders.append(f"{node.op_type} '{node.name or node.output[0]}' ({inner} nodes)")
     if not holders:
         return []
-    return [f"subgraphs left alone (passes run on the main graph only): {', '.join(holders)}"]
+    return [f"subgraphs (the rules rewrite them too; node and op counts are the main "
+            f"graph's): {', '.join(holders)}"]

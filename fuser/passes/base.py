@@ -123,6 +123,17 @@ class Rule(Pass):
 
     def run(self, graph: gs.Graph) -> PassResult:
         context = Context(graph, PassResult())
+        self._visit(context)
+        self.finish(context)
+        return context.result
+
+    def _visit(self, context: Context) -> None:
+        """The candidates of ``context.graph``, then of its subgraphs (If branches, Loop and
+        Scan bodies), each with that subgraph's outputs as the graph outputs and fresh names
+        unique across every scope. A subgraph reads outer tensors by name; onnx-graphsurgeon
+        links them to the same tensor objects, so an outer tensor's consumers include the
+        subgraph's nodes and every sole-consumer check counts them."""
+        graph = context.graph
         nodes = reversed(graph.nodes) if self.reverse else graph.nodes
         for node in [n for n in nodes if n.op in self.ops]:
             if node.domain not in STANDARD_DOMAINS or not (node.inputs or node.outputs):
@@ -136,8 +147,8 @@ class Rule(Pass):
                 continue
             if note is not None:
                 context.result.rewrote(note)
-        self.finish(context)
-        return context.result
+        for subgraph in list(graph.subgraphs()):
+            self._visit(Context(subgraph, context.result, context.names))
 
     def match(self, node: gs.Node, context: Context) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

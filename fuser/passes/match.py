@@ -133,6 +133,9 @@ class Names:
     def __init__(self, graph: gs.Graph) -> None:
         self.taken = set(graph.tensors().keys())
         self.taken.update(n.name for n in graph.nodes)
+        for subgraph in graph.subgraphs(recursive=True):  # no name may shadow another scope's
+            self.taken.update(subgraph.tensors().keys())
+            self.taken.update(n.name for n in subgraph.nodes)
 
     def fresh(self, base: str) -> str:
         name, i = base, 1

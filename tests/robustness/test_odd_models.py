@@ -126,20 +126,21 @@ def _with_initializers(model: onnx.ModelProto, rng, **shapes) -> onnx.ModelProto
     return model
 
 
-def test_if_branches_are_left_alone_and_the_report_says_so(rng):
-    """Passes run on the main graph only: the BN inside the branch stays, the note names the
-    If; the main graph's BN folds. The outer BN whose output a branch reads stays too."""
+def test_if_branches_are_rewritten_too_and_the_report_says_so(rng):
+    """The rules run in subgraphs: the BN inside the then-branch folds into its Conv (with
+    the outer BN parameters it reads), the main graph's two BNs fold (the else-branch reads
+    one's output by name, which the Conv then writes); the note names the If."""
     model = _with_initializers(onnx.parser.parse_model(IF_MODEL), rng, W3=(4, 3, 3, 3),
                                W2=(4, 3, 3, 3), s2=(4,), b2=(4,), mean2=(4,), var2=(4,),
                                **PARAMS)
     out, report = fuser.optimize(model)
     assert report.passed and ops(out) == {"Conv": 2, "If": 1}
-    assert report.rewrites("fold-batchnorm") == 2
+    assert report.rewrites("fold-batchnorm") == 3
     branch = next(n for n in out.graph.node if n.op_type == "If").attribute[0].g
-    assert [n.op_type for n in branch.node] == ["Conv", "BatchNormalization"]
-    assert report.notes == [("subgraphs left alone (passes run on the main graph only): "
-                             "If 'z' (3 nodes)")]
-    assert "note: subgraphs left alone" in report.to_text()
+    assert [n.op_type for n in branch.node] == ["Conv"]
+    assert report.notes == [("subgraphs (the rules rewrite them too; node and op counts are "
+                             "the main graph's): If 'z' (3 nodes)")]
+    assert "note: subgraphs (the rules rewrite them too" in report.to_text()
     check(out)
     for cond in (True, False):
         feeds = {"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32),
@@ -191,7 +192,7 @@ SCAN_BODY = """
 
 
 @pytest.mark.parametrize("text, op", [(LOOP_BODY, "Loop"), (SCAN_BODY, "Scan")])
-def test_loop_and_scan_bodies_are_left_alone_and_reported(text, op, rng):
+def test_loop_and_scan_bodies_with_nothing_to_rewrite_stay_as_they_are(text, op, rng):
     extra = {"trips": np.array(3, np.int64)} if op == "Loop" else {}
     model = make_model(text, rng, **extra, **PARAMS)
     for node in model.graph.node:  # the text parser leaves "int64[] i" without a shape
@@ -207,8 +208,8 @@ def test_loop_and_scan_bodies_are_left_alone_and_reported(text, op, rng):
                         if k not in ("BatchNormalization", "Constant")}
     holder = next(n for n in out.graph.node if n.op_type == op)
     inner = {"Loop": 2, "Scan": 1}[op]
-    assert report.notes == [("subgraphs left alone (passes run on the main graph only): "
-                             f"{op} '{holder.output[0]}' ({inner} nodes)")]
+    assert report.notes == [("subgraphs (the rules rewrite them too; node and op counts are "
+                             f"the main graph's): {op} '{holder.output[0]}' ({inner} nodes)")]
     assert holder.SerializeToString() == next(
         n for n in model.graph.node if n.op_type == op).SerializeToString()
     check(out)
@@ -358,3 +359,41 @@ def test_qdq_quantized_model_is_left_alone(rng):
     assert skips(report) == {"weight 'w' of Conv -> 'c' is not a constant": 1}
     assert {t.name: t.SerializeToString() for t in out.graph.initializer} == {
         t.name: t.SerializeToString() for t in model.graph.initializer}
+
+
+NESTED_IF = HEADER + """
+    g (float[1,3,8,8] x, bool cond) => (float[1,4,8,8] z) {
+        z = If(cond) <
+            then_branch = t () => (float[1,4,8,8] zt) {
+                zt = If(cond) <
+                    then_branch = tt () => (float[1,4,8,8] u) {
+                        uc = Conv<pads=[1,1,1,1]>(x, W)
+                        u = BatchNormalization(uc, s, b, mean, var)
+                    },
+                    else_branch = te () => (float[1,4,8,8] v) {
+                        v = Conv<pads=[1,1,1,1]>(x, W)
+                    }
+                >
+            },
+            else_branch = e () => (float[1,4,8,8] ze) { ze = Conv<pads=[1,1,1,1]>(x, W) }
+        >
+    }"""
+
+
+def test_a_conv_and_bn_in_a_nested_branch_fold_with_names_unique_across_scopes(rng):
+    from fuser import ir as graph_io
+    from fuser.passes.match import Names
+
+    model = _with_initializers(onnx.parser.parse_model(NESTED_IF), rng, **PARAMS)
+    graph = graph_io.to_graph(model)
+    assert {"uc", "u", "v", "ze"} <= Names(graph).taken  # every scope's names are taken
+    out, report = fuser.optimize(model)
+    assert report.passed and report.rewrites("fold-batchnorm") == 1
+    inner = out.graph.node[0].attribute[0].g.node[0].attribute[0].g
+    assert [n.op_type for n in inner.node] == ["Conv"]
+    check(out)
+    for cond in (True, False):
+        feeds = {"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32),
+                 "cond": np.array(cond)}
+        np.testing.assert_allclose(runtime.run(out, feeds)["z"], runtime.run(model, feeds)["z"],
+                                   rtol=1e-4, atol=1e-5)
