@@ -6,7 +6,7 @@ test data as ``python -m benchmarks.realzoo.lowrank`` (``CALIBRATION``, ``TEST_S
 each model's exact output (fuser's exact pipeline) is compressed by
 
 - ``lowrank``, ``int8``, ``lowrank,int8``: fuser's lossy stage (``LowRank(methods=...)``,
-  defaults otherwise: percentile ranges, ``accuracy=0.01``, 180 s);
+  defaults otherwise: ``auto`` ranges, ``accuracy=0.01``, 180 s);
 - ``ort``: onnxruntime's ``quantize_static`` as its documentation advises for CPU (QDQ,
   per-channel int8 weights, uint8 activations, MinMax ranges) on the fitting samples, no
   guard;
