@@ -73,3 +73,22 @@ def test_check_without_update_does_not_create_a_folder(model_path, tmp_path, cap
     assert main(["check", str(model_path), "--baseline", str(baseline)]) == 2
     assert "no baseline (write one with --update)" in capsys.readouterr().err
     assert not baseline.parent.exists()
+
+
+def test_a_model_without_external_data_is_not_parsed_to_find_the_files_it_reads(
+        rng, tmp_path, monkeypatch):
+    model = make_model("""
+        g (float[N,512] x) => (float[N,512] y) { y = Add(x, W) }""", rng, W=(512,))
+    plain, split = tmp_path / "plain.onnx", tmp_path / "split.onnx"
+    graph_io.save(model, plain)
+    graph_io.save(model, split, external_data=True)
+    assert graph_io.referenced_files(split) == [split, tmp_path / "split.onnx.data"]
+    import onnx
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr(onnx, "load", refuse)
+    assert graph_io.referenced_files(plain) == [plain]
+    with pytest.raises(AssertionError, match="parsed"):
+        graph_io.referenced_files(split)  # holds "location": parsed

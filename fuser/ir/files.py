@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import mmap
 import os
 import re
 import secrets
@@ -36,8 +37,14 @@ _EXTERNAL_MIN_BYTES = 1024
 
 
 def referenced_files(path: str | os.PathLike) -> list[Path]:
-    """The model file and the external data files it reads (parsed without the weights)."""
+    """The model file and the external data files it reads (parsed without the weights).
+
+    A file in which the bytes ``location`` (the key of every external data entry) do not
+    occur reads no other file: it is not parsed at all (a 240 MB ResNet-152 took 0.25 s to
+    parse, and a run looked at its input and output three times)."""
     path = Path(path)
+    if not _may_read_other_files(path):
+        return [path]
     model = onnx.load(str(path), load_external_data=False)
     files = [path]
     for tensor in all_initializers(model.graph):
@@ -86,6 +93,16 @@ def save(model: onnx.ModelProto, path: str | os.PathLike, *,
         os.replace(tmp_model, path)
     for stale in previous - written:
         stale.unlink(missing_ok=True)
+
+
+def _may_read_other_files(path: Path) -> bool:
+    """Whether ``path``'s bytes hold ``location`` (an unreadable or empty file: True, so
+    that parsing it gives the error)."""
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return data.find(b"location") >= 0
+    except (OSError, ValueError):
+        return True
 
 
 def replaced_by_save(path: str | os.PathLike) -> list[Path]:
