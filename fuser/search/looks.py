@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 
 from fuser.runtime import sessions as runtime
-from fuser.search.build import outputs, samples_first
+from fuser.search.build import outputs
 from fuser.search.calibrate import Feeds
 from fuser.search.metric import (
     CONFIDENCE,
@@ -62,17 +62,15 @@ def levels(shares: list[float], confidence: float = CONFIDENCE) -> list[float]:
 
 
 class Originals:
-    """The original's outputs on the held-out batches, each batch run once, from one session,
-    and shared by every ``Looks`` that judges against the same original on the same batches
-    (``lossy``'s two stages: the int8 stage does not run the original again, whatever looks
-    its allowed drop gives it)."""
+    """The original's outputs on runs of the held-out batches, each computed once, from one
+    session, and shared by every ``Looks`` that judges against the same original on the
+    same batches (``lossy``'s two stages: the int8 stage does not run the original again)."""
 
     def __init__(self, model: onnx.ModelProto, batches: list[Feeds]) -> None:
         self.model, self.batches = model, batches
         self._session: object | None = None
-        self._names: list[str] = []
         self.session_seconds = 0.0
-        self._runs: dict[int, tuple[list[np.ndarray], float]] = {}  # batch -> outputs, s
+        self._parts: dict[tuple[int, int], tuple[dict[str, np.ndarray], float]] = {}
 
     def serves(self, model: onnx.ModelProto, batches: list[Feeds]) -> bool:
         """Whether these are ``model``'s outputs on ``batches`` (the same split of the same
@@ -82,22 +80,17 @@ class Originals:
             for a, b in zip(batches, self.batches, strict=True))
 
     def part(self, start: int, end: int) -> tuple[dict[str, np.ndarray], float]:
-        """The outputs on batches ``start:end`` (samples first, as ``build.outputs`` joins
-        them), and the seconds their runs took."""
+        """The outputs on batches ``start:end`` (samples first), and the seconds they took."""
         if self._session is None:
             started = time.perf_counter()
             self._session = runtime.session(self.model, level="all")
-            self._names = [o.name for o in self._session.get_outputs()]
             self.session_seconds = time.perf_counter() - started
-        for k in range(start, end):
-            if k not in self._runs:
-                started = time.perf_counter()
-                values = self._session.run(self._names, dict(self.batches[k]))
-                self._runs[k] = values, time.perf_counter() - started
-        sizes = [len(next(iter(b.values()))) for b in self.batches[start:end]]
-        joined = {name: samples_first([self._runs[k][0][i] for k in range(start, end)], sizes)
-                  for i, name in enumerate(self._names)}
-        return joined, sum(self._runs[k][1] for k in range(start, end))
+        if (start, end) not in self._parts:
+            started = time.perf_counter()
+            got = outputs(self.model, self.batches[start:end], level="all",
+                          session=self._session)
+            self._parts[start, end] = got, time.perf_counter() - started
+        return self._parts[start, end]
 
 
 class Looks:
