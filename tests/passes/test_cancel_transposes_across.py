@@ -101,3 +101,67 @@ def test_the_pair_around_a_keras_prelu_then_fuses(rng):
     helpers.check(out)
     assert ops(out) == {"PRelu": 1}
     helpers.assert_same_outputs(model, out, rng, rtol=0, atol=0)
+
+
+SE_GATE = """
+    g (float[2,3,4,5] x, float[2,3] s) => (float[2,3,4,5] y) {{
+        a = Relu(x)
+        t = Transpose<perm=[0,2,3,1]>(a)
+        {gate}
+        m = Mul(t, r)
+        y = Transpose<perm=[0,3,1,2]>(m)
+    }}"""
+
+
+def test_an_se_gate_reshaped_by_its_own_reshape_lets_the_pair_cancel(rng):
+    model = make_model(SE_GATE.format(gate="q = Sigmoid(s)\n        r = Reshape(q, shape)"),
+                       rng, shape=np.array([2, 1, 1, 3], np.int64))
+    out, _ = helpers.assert_rewrites_cleanly(NAME, model, rng, {"Relu": 1, "Sigmoid": 1,
+                                                                 "Reshape": 1, "Mul": 1})
+    reshape = next(n for n in out.graph.node if n.op_type == "Reshape")
+    assert _initializer(out, reshape, 1).tolist() == [2, 3, 1, 1]
+    helpers.assert_same_outputs(model, out, rng, rtol=0, atol=0)
+
+
+def test_a_computed_gate_without_a_reshape_gets_one(rng):
+    model = make_model("""
+        g (float[2,3,4,5] x, float[2,1,1,3] s) => (float[2,3,4,5] y) {
+            a = Relu(x)
+            t = Transpose<perm=[0,2,3,1]>(a)
+            r = Sigmoid(s)
+            m = Mul(r, t)
+            y = Transpose<perm=[0,3,1,2]>(m)
+        }""", rng)
+    out, _ = helpers.assert_rewrites_cleanly(NAME, model, rng, {"Relu": 1, "Sigmoid": 1,
+                                                                 "Reshape": 1, "Mul": 1})
+    helpers.assert_same_outputs(model, out, rng, rtol=0, atol=0)
+
+
+def test_a_computed_operand_whose_transpose_moves_data_keeps_the_pair(rng):
+    model = make_model("""
+        g (float[2,3,4,5] x, float[2,4,5,3] s) => (float[2,3,4,5] y) {
+            a = Relu(x)
+            t = Transpose<perm=[0,2,3,1]>(a)
+            r = Sigmoid(s)
+            m = Mul(t, r)
+            y = Transpose<perm=[0,3,1,2]>(m)
+        }""", rng)
+    out, result = apply(model, NAME)
+    assert result.rewrites == 0 and ops(out) == ops(model)
+
+
+def test_an_se_gate_with_a_symbolic_batch_gets_minus_1_for_it(rng):
+    model = make_model("""
+        g (float[N,3,4,5] x, float[N,3] s) => (float[N,3,4,5] y) {
+            a = Relu(x)
+            t = Transpose<perm=[0,2,3,1]>(a)
+            q = Sigmoid(s)
+            r = Reshape(q, shape)
+            m = Mul(t, r)
+            y = Transpose<perm=[0,3,1,2]>(m)
+        }""", rng, shape=np.array([-1, 1, 1, 3], np.int64))
+    out, _ = helpers.assert_rewrites_cleanly(NAME, model, rng, {"Relu": 1, "Sigmoid": 1,
+                                                                 "Reshape": 1, "Mul": 1})
+    reshape = next(n for n in out.graph.node if n.op_type == "Reshape")
+    assert _initializer(out, reshape, 1).tolist() == [-1, 3, 1, 1]
+    helpers.assert_same_outputs(model, out, rng, rtol=0, atol=0, batch=3)
