@@ -79,7 +79,7 @@ def _leads_back(tensor: gs.Tensor) -> bool:
 
 @register
 class CancelTransposesAcross(Rule):
-    """Cancel inverse Transposes separated by elementwise ops with constant operands."""
+    """Cancel inverse Transposes across elementwise ops (constants transposed, gates reshaped)."""
 
     name = "cancel-transposes-across"
     ops = ("Transpose",)

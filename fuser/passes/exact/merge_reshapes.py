@@ -56,8 +56,9 @@ def relabelled(op: str, target: np.ndarray, axes: list[int]) -> np.ndarray:
 
 @register
 class MergeReshapes(Rule):
-    """Merge a chain of Reshape/Flatten/Squeeze/Unsqueeze ending in a Reshape, or a Reshape
-    followed by an Unsqueeze or Squeeze, into one Reshape."""
+    """Merge chains of Reshape/Flatten/Squeeze/Unsqueeze into one Reshape.
+
+    A chain ending in a Reshape, or a Reshape followed by an Unsqueeze or Squeeze."""
 
     name = "merge-reshapes"
     ops = ("Reshape", "Squeeze", "Unsqueeze")
