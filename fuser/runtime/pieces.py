@@ -47,7 +47,7 @@ def run(model: onnx.ModelProto, names: Sequence[str], batches: Sequence[Mapping[
     one session per piece (``cut``: ``size`` nodes, ``PIECE_NODES`` by default) at
     ORT_DISABLE_ALL; ``label`` as for ``sessions.session``."""
     ranges = cut(model, size)
-    if len(ranges) == 1:
+    if len(ranges) == 1 or not batches:
         sess = runtime.session(model, label=label)
         values: dict[str, list[np.ndarray]] = {n: [] for n in names}
         for feeds in batches:
