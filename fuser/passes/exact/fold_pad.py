@@ -53,7 +53,7 @@ from fuser.passes.match import NotCandidate, Skip, describe, producer, require_s
 from fuser.passes.surgery import detach
 
 
-def _pad_amounts(pad: gs.Node) -> np.ndarray:
+def pad_amounts(pad: gs.Node) -> np.ndarray:
     """The Pad's pads as ``[begin..., end...]`` over all axes; Skip when not foldable."""
     if pad.attrs.get("mode", "constant") != "constant":
         raise Skip(f"{describe(pad)} has mode {pad.attrs.get('mode')}")
@@ -97,7 +97,7 @@ class FoldPadIntoConv(Rule):
         require_sole_consumer(conv.inputs[0], context.graph)
         if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
             raise Skip(f"{describe(conv)} has auto_pad={conv.attrs['auto_pad']}")
-        pads = _pad_amounts(pad)
+        pads = pad_amounts(pad)
         if self.keep_fast_path and flattens(conv) and np.any(pads) and \
                 taps_on_input(conv, pads) >= FOLD_BELOW:
             raise Skip(f"{describe(conv)} keeps {describe(pad)}: with pads it would leave "
