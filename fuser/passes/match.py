@@ -42,6 +42,13 @@ def producer(tensor: gs.Tensor) -> gs.Node | None:
     return tensor.inputs[0] if len(tensor.inputs) == 1 else None
 
 
+def made_by(tensor: gs.Tensor, op: str) -> gs.Node | None:
+    """The node of the standard domain and op ``op`` that computes ``tensor``, or None."""
+    node = producer(tensor)
+    return node if node is not None and node.op == op and node.domain in ("", "ai.onnx", None) \
+        else None
+
+
 def require_sole_consumer(tensor: gs.Tensor, graph: gs.Graph) -> None:
     """The tensor feeds exactly one node and is not a graph output (else the rewrite would
     change a value that someone else still reads)."""

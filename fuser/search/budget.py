@@ -65,8 +65,19 @@ class Budget:
         """The reference run took ``seconds`` over ``judged`` samples, and the metric takes
         ``judging`` seconds to judge a build (every look): share the time left between the
         sensitivity runs and the guard's builds (module docstring)."""
-        now = time.perf_counter() if now is None else now
         self._basis = (seconds, judged, held, fit, judging)
+        self._share(seconds, now)
+
+    def builds_run_faster(self, ratio: float) -> None:
+        """The guard's builds run the held-out samples in ``ratio`` of the reference's time
+        (int8's: the latency gate measured the all-int8 model; tempocnn-cnn's at 0.26 took
+        a third of the estimate): share the time left again, from now."""
+        self._share(self._basis[0] * ratio, None)
+
+    def _share(self, seconds: float, now: float | None) -> None:
+        """Share the time left from ``now`` as if the reference run took ``seconds``."""
+        now = time.perf_counter() if now is None else now
+        _, judged, held, fit, judging = self._basis
         self.per_sample = seconds / max(judged, 1)
         self.finish = self.per_sample * fit + COMPARE_SECONDS
         build = BUILD_MARGIN * (self.per_sample * (held + fit) + judging)
@@ -78,15 +89,6 @@ class Budget:
         self.estimates = self.guard - self.builds * build
         kept = min(ESTIMATE_SHARE * max(self.estimates - now, 0.0), ESTIMATE_SECONDS)
         self.sensitivity = self.estimates - kept
-
-    def builds_run_faster(self, ratio: float) -> None:
-        """The guard's builds run the held-out samples in ``ratio`` of the reference's time
-        (int8's: the latency gate measured the all-int8 model; tempocnn-cnn's at 0.26 took
-        a third of the estimate): share the time left again, from now."""
-        basis = self._basis
-        seconds, judged, held, fit, judging = basis
-        self.referenced(seconds * ratio, judged, held, fit, judging=judging)
-        self._basis = basis  # a later ratio is of the reference's time too
 
     def left(self, until: float) -> float:
         """Seconds from now until ``until``."""

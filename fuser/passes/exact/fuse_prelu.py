@@ -24,26 +24,21 @@ from fuser.passes.match import (
     Skip,
     constant,
     describe,
-    producer,
+    made_by,
     require_sole_consumer,
     weight_dtype,
 )
-from fuser.passes.surgery import take_outputs
-
-
-def _made_by(tensor: gs.Tensor, op: str) -> gs.Node | None:
-    node = producer(tensor)
-    return node if node is not None and node.op == op and node.domain in ("", None) else None
+from fuser.passes.surgery import detach, take_outputs
 
 
 def _negative_part(tensor: gs.Tensor) -> tuple[gs.Node, gs.Node, gs.Node, gs.Tensor] | None:
     """``Mul(Relu(Neg(x)), c)``: the Mul, the inner Relu, the Neg and ``c``; None else."""
-    mul = _made_by(tensor, "Mul")
+    mul = made_by(tensor, "Mul")
     if mul is None or len(mul.inputs) != 2:
         return None
     for side in (0, 1):
-        relu = _made_by(mul.inputs[side], "Relu")
-        neg = _made_by(relu.inputs[0], "Neg") if relu is not None else None
+        relu = made_by(mul.inputs[side], "Relu")
+        neg = made_by(relu.inputs[0], "Neg") if relu is not None else None
         if neg is not None:
             return mul, relu, neg, mul.inputs[1 - side]
     return None
@@ -68,7 +63,7 @@ class FusePRelu(Rule):
             raise NotCandidate(describe(node))
         sides = (0, 1) if node.op == "Add" else (0,)
         for side in sides:
-            positive = _made_by(node.inputs[side], "Relu")
+            positive = made_by(node.inputs[side], "Relu")
             negative = _negative_part(node.inputs[1 - side])
             if positive is not None and negative is not None and \
                     negative[2].inputs[0] is positive.inputs[0]:
@@ -94,6 +89,5 @@ class FusePRelu(Rule):
         context.graph.nodes.append(prelu)
         take_outputs(prelu, node)
         for part in parts:
-            part.inputs.clear()
-            part.outputs.clear()
+            detach(part)
         return note

@@ -16,7 +16,7 @@ from __future__ import annotations
 import onnx_graphsurgeon as gs
 
 from fuser.passes.base import Context, Rule, register
-from fuser.passes.match import NotCandidate, Skip, describe, producer
+from fuser.passes.match import NotCandidate, Skip, describe, made_by
 
 
 def _axis(node: gs.Node) -> int:
@@ -34,8 +34,7 @@ class MergeConcats(Rule):
     ops = ("Concat",)
 
     def match(self, outer: gs.Node, context: Context) -> tuple[gs.Node, list[gs.Node]]:
-        inners = [node for node in (producer(t) for t in outer.inputs)
-                  if node is not None and node.op == "Concat" and node.domain in ("", None)]
+        inners = [node for node in (made_by(t, "Concat") for t in outer.inputs) if node]
         if not inners:
             raise NotCandidate(describe(outer))
         mergeable, reasons = [], []
