@@ -6,37 +6,49 @@ Public API::
     fuser.save(model, "model.opt.onnx")
     print(report.to_text())
 
-``import fuser`` never imports torch or TensorFlow; the frontends import them on use.
+The names below are imported on first use (PEP 562), so that ``import fuser`` and the
+command's ``--version`` or ``-h`` cost no numpy, onnx or onnxruntime import. ``import fuser``
+never imports torch or TensorFlow; the frontends import them on use.
 """
 
 from __future__ import annotations
 
-from fuser import search  # noqa: F401  (registers the weight-only low-rank passes)
-from fuser.about import __version__
-from fuser.api import Timing, Validation, benchmark, optimize, validate
-from fuser.errors import BadModelError, FuserError, PassError
-from fuser.ir import load, save
-from fuser.passes import DEFAULT_PIPELINE, REGISTRY, Pass, PassResult
-from fuser.passes.manager import PassManager
-from fuser.report import Report, ValidationResult
+import importlib
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "DEFAULT_PIPELINE",
-    "REGISTRY",
-    "BadModelError",
-    "FuserError",
-    "Pass",
-    "PassError",
-    "PassManager",
-    "PassResult",
-    "Report",
-    "Timing",
-    "Validation",
-    "ValidationResult",
-    "__version__",
-    "benchmark",
-    "load",
-    "optimize",
-    "save",
-    "validate",
-]
+from fuser.about import __version__
+
+if TYPE_CHECKING:
+    from fuser.api import Timing, Validation, benchmark, optimize, validate
+    from fuser.errors import BadModelError, FuserError, PassError
+    from fuser.ir import load, save
+    from fuser.passes import DEFAULT_PIPELINE, REGISTRY, Pass, PassResult
+    from fuser.passes.manager import PassManager
+    from fuser.report import Report, ValidationResult
+
+#: Each public name and the module it comes from.
+_FROM = {
+    **dict.fromkeys(("Timing", "Validation", "benchmark", "optimize", "validate"), "fuser.api"),
+    **dict.fromkeys(("BadModelError", "FuserError", "PassError"), "fuser.errors"),
+    **dict.fromkeys(("load", "save"), "fuser.ir"),
+    **dict.fromkeys(("DEFAULT_PIPELINE", "REGISTRY", "Pass", "PassResult"), "fuser.passes"),
+    "PassManager": "fuser.passes.manager",
+    **dict.fromkeys(("Report", "ValidationResult"), "fuser.report"),
+}
+
+__all__ = ["__version__", *_FROM]
+
+
+def __getattr__(name: str) -> object:
+    """A public name, imported from its module on first use."""
+    if name not in _FROM:
+        raise AttributeError(f"module 'fuser' has no attribute {name!r}")
+    if name == "REGISTRY":  # importing fuser.search registers the weight-only low-rank passes
+        importlib.import_module("fuser.search")
+    value = getattr(importlib.import_module(_FROM[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -138,3 +138,33 @@ def test_a_result_onnxruntime_cannot_run_fails_validation_naming_the_pass(
     assert "onnxruntime cannot run the result" in captured.out
     last = captured.out.splitlines()[-1]
     assert last.startswith("FAILED") and f"culprit pass: {channel_rewire}" in last
+
+
+@pytest.mark.parametrize("command", ["optimize", "validate", "bench"])
+def test_a_report_extension_that_names_no_format_exits_2_before_the_work(
+        files, tmp_path, capsys, command):
+    """``--report r.txt`` once wrote JSON without saying so: the extension names the format
+    (.json, .md), anything else is refused before any model is run, and nothing is
+    written."""
+    a = str(files["a"])
+    args = {"optimize": ["optimize", a, "-o", str(tmp_path / "o.onnx"), "--no-bench"],
+            "validate": ["validate", a, a], "bench": ["bench", a, *FAST]}[command]
+    assert main([*args, "--report", str(tmp_path / "r.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"onnx-fuser: error: --report {tmp_path / 'r.txt'}: the extension names "
+                   "the format: .json, .md, .markdown")
+    assert not (tmp_path / "r.txt").exists() and not (tmp_path / "o.onnx").exists()
+    assert main([*args, "--report", str(tmp_path / "r.md")]) == 0
+    assert "|---|" in (tmp_path / "r.md").read_text()  # a markdown table, not JSON
+
+
+def test_an_input_shape_given_twice_exits_2(files, tmp_path, capsys):
+    """Two ``--input-shape`` for one input once used the last one silently; the same shape
+    twice is harmless."""
+    a, out = str(files["a"]), str(tmp_path / "o.onnx")
+    assert main(["optimize", a, "-o", out, "--no-bench", "--input-shape", "x:1x3x8x8",
+                 "--input-shape", "x:2x3x8x8"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "onnx-fuser: error: --input-shape 'x' given twice (1x3x8x8 and 2x3x8x8): give it once")
+    assert main(["optimize", a, "-o", out, "--no-bench", "--input-shape", "x:2x3x8x8",
+                 "--input-shape", "x:2x3x8x8"]) == 0

@@ -17,19 +17,18 @@ from fuser.report import timings_text
 RUNS_MODELS = True
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    bench = subparsers.add_parser("bench", help="time one model, or two interleaved, on "
-                                                "onnxruntime")
+def add_arguments(bench: argparse.ArgumentParser) -> None:
+    """The arguments of ``onnx-fuser bench``."""
     bench.add_argument("models", nargs="+", metavar="MODEL",
                        help="one or two .onnx files (the first is the reference)")
     options.add_inputs(bench, batch=False)
     options.add_timing(bench, batch=True)
     options.add_output(bench)
     bench.set_defaults(handler=run)
-    return bench
 
 
 def run(args: argparse.Namespace) -> int:
+    options.report_kind(args)  # a bad --report fails before the work
     models = _load(args.models)
     feeds = _feeds(args, next(iter(models.values())))
     started = time.perf_counter()

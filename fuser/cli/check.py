@@ -16,9 +16,8 @@ from fuser.ir.io import write_text_atomic
 RUNS_MODELS = True
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    chk = subparsers.add_parser("check", help="regression check against a stored baseline "
-                                              "(for CI)")
+def add_arguments(chk: argparse.ArgumentParser) -> None:
+    """The arguments of ``onnx-fuser check``."""
     chk.add_argument("model", nargs="?", help="an .onnx file, or a folder of them")
     chk.add_argument("--baseline", help="baseline JSON (golden outputs in the .npz beside it)")
     chk.add_argument("--baseline-dir", help="folder mode: one BASELINE_DIR/<model>.json each")
@@ -33,7 +32,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     chk.add_argument("-j", "--jobs", type=int, default=1, help="models checked in parallel")
     options.add_output(chk, what="the results", report=False)
     chk.set_defaults(handler=run)
-    return chk
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,9 +14,8 @@ from fuser.errors import FuserError
 RUNS_MODELS = True
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    demo = subparsers.add_parser("demo", help="the zoo in PyTorch and Keras: export, fold, "
-                                              "validate, time, and a table")
+def add_arguments(demo: argparse.ArgumentParser) -> None:
+    """The arguments of ``onnx-fuser demo``."""
     demo.add_argument("-o", "--output-dir", default="fuser-demo",
                       help="folder for the models and the report (default: fuser-demo)")
     size = demo.add_mutually_exclusive_group()
@@ -27,7 +26,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                       help="seconds of timing per model and level (default 1)")
     options.add_output(demo, what="the table's rows", report=False)
     demo.set_defaults(handler=run)
-    return demo
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,9 +18,8 @@ from fuser.zoo.spec import load_spec
 RUNS_MODELS = True
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    export = subparsers.add_parser("export", help="export a PyTorch or Keras model to ONNX "
-                                                  "with BatchNorm left for fuser")
+def add_arguments(export: argparse.ArgumentParser) -> None:
+    """The arguments of ``onnx-fuser export``."""
     export.add_argument("framework", choices=("torch", "keras"))
     export.add_argument("spec", help="module:factory (a function returning the model, or "
                                      "(model, example input) for torch), zoo:NAME (see "
@@ -39,7 +38,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="torch: keep the example's batch size fixed")
     options.add_output(export, what="the export's summary", report=False)
     export.set_defaults(handler=run)
-    return export
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,32 +3,45 @@
 Exit codes: 0 success, 1 failure (validation failed, a pass broke the model), 2 bad input or
 usage. A user error prints one line without a traceback (``-v`` shows it); a bug keeps its
 traceback. Human text goes to stdout, logs to stderr; the last line is PASSED or FAILED.
-Each subcommand is a module of ``fuser.cli`` with ``add_parser(subparsers)`` (its arguments;
-the option groups they share are in ``fuser.cli.options``) and ``run(args)`` (its handler).
+Each subcommand is a module of ``fuser.cli`` with ``add_arguments(parser)`` (its arguments;
+the option groups they share are in ``fuser.cli.options``), ``run(args)`` (its handler) and
+``RUNS_MODELS``. Only the module of the subcommand that runs is imported (``importlib``), so
+that ``--version``, ``-h`` and a subcommand's ``-h`` import none of numpy, onnx or
+onnxruntime that the others need.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from fuser.about import __version__
-from fuser.cli import bench, check, demo, export, optimize, passes, validate
 from fuser.errors import FuserError, PassError
 from fuser.ortlog import set_log_severity
 
 logger = logging.getLogger("fuser")
 
-#: The subcommands, in the order ``onnx-fuser -h`` lists them.
-COMMANDS = (optimize, validate, bench, check, passes, export, demo)
+#: The subcommands and their one-line help, in the order ``onnx-fuser -h`` lists them; each
+#: is the module ``fuser.cli.<name>``.
+COMMANDS = {
+    "optimize": "run the exact pipeline (or chosen passes), validate and time the result",
+    "validate": "compare two models' outputs on onnxruntime",
+    "bench": "time one model, or two interleaved, on onnxruntime",
+    "check": "regression check against a stored baseline (for CI)",
+    "passes": "list the passes",
+    "export": "export a PyTorch or Keras model to ONNX with BatchNorm left for fuser",
+    "demo": "the zoo in PyTorch and Keras: export, fold, validate, time, and a table",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
@@ -62,17 +75,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} ({self.prog} -h for more)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser: the global flags, then each command module's subparser."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser: the global flags and a subparser per command, with its arguments for
+    ``command`` (every command's when None) and its help line for the others."""
     parser = _Parser(
         prog="onnx-fuser", description="Make trained CNNs faster by rewriting their ONNX graphs.")
     parser.add_argument("--version", action="version", version=f"onnx-fuser {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for command in COMMANDS:
-        command.add_parser(subparsers).set_defaults(runs_models=command.RUNS_MODELS)
+    for name, help_line in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_line)
+        if command in (None, name):
+            module = importlib.import_module(f"fuser.cli.{name}")
+            module.add_arguments(sub)
+            sub.set_defaults(runs_models=module.RUNS_MODELS)
     return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names (its first word that is not a global flag), or
+    ``""`` when there is none (the global flags only: no module is imported)."""
+    return next((word for word in argv if not word.startswith("-")), "")
 
 
 def quiet_onnxruntime(verbose: int) -> None:

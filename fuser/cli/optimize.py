@@ -21,9 +21,8 @@ from fuser.report.text import lowrank_summary, stage_name
 RUNS_MODELS = True
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    opt = subparsers.add_parser("optimize", help="run the exact pipeline (or chosen passes), "
-                                                 "validate and time the result")
+def add_arguments(opt: argparse.ArgumentParser) -> None:
+    """The arguments of ``onnx-fuser optimize``."""
     opt.add_argument("model", help="input .onnx file (never modified)")
     opt.add_argument("-o", "--output", required=True, help="where to write the optimized model")
     opt.add_argument("--passes", help="comma-separated pass names, in order (default: the "
@@ -65,12 +64,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     options.add_timing(opt, batch=False)
     options.add_output(opt)
     opt.set_defaults(handler=run)
-    return opt
 
 
 def run(args: argparse.Namespace) -> int:
     source, target = Path(args.model), Path(args.output)
     _check_paths(source, target)
+    options.report_kind(args)
     if args.dump_dir and Path(args.dump_dir).exists() and not Path(args.dump_dir).is_dir():
         raise FuserError(f"--dump-dir {args.dump_dir}: is a file, not a folder")
     started = time.perf_counter()
@@ -78,15 +77,16 @@ def run(args: argparse.Namespace) -> int:
     out = options.human(args)
     written = report.passed or args.force
     if written:
-        # Everything that can fail runs before the model is written: the report's forms too.
-        report.to_text()
-        options.report_text(args, report.to_dict(), report.to_markdown())
-        save_start = time.perf_counter()
-        graph_io.save(model, target, external_data=True if args.external_data else None)
-        report = dataclasses.replace(
-            report, seconds={**report.seconds, "save": time.perf_counter() - save_start})
-    print(report.to_text(), file=out)
-    options.emit(args, report.to_dict(), report.to_markdown(), out)
+        # Written beside the target, then renamed into place once everything that can fail
+        # has run: the report's forms, rendered once, with the write's seconds.
+        with graph_io.writing(model, target,
+                              external_data=True if args.external_data else None) as seconds:
+            report = dataclasses.replace(report, seconds={**report.seconds, "save": seconds})
+            text, data, markdown = _render(report, args)
+    else:
+        text, data, markdown = _render(report, args)
+    print(text, file=out)
+    options.emit(args, data, markdown, out)
     elapsed = time.perf_counter() - started
     if not report.passed:
         print(f"{'wrote' if written else 'did not write'} {target}", file=out)
@@ -100,6 +100,14 @@ def run(args: argparse.Namespace) -> int:
     verdict = "PASSED" if checked else "NOT VALIDATED"
     print(f"{verdict} | {elapsed:.2f}s | {_summary(args, report)}", file=out)
     return 0
+
+
+def _render(report: Report, args: argparse.Namespace) -> tuple[str, dict, str]:
+    """The report's forms, each rendered once: the text, the JSON data and the markdown
+    (checking that ``--report FILE`` can be written)."""
+    data, markdown = report.to_dict(), report.to_markdown()
+    options.report_text(args, data, markdown)
+    return report.to_text(), data, markdown
 
 
 def _optimize(args: argparse.Namespace, source: Path) -> tuple[onnx.ModelProto, Report]:

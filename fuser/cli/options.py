@@ -98,6 +98,9 @@ def parse_input_shapes(values: Sequence[str]) -> dict[str, tuple[int, ...]]:
         if not sep or not name or not shape or any(d < 0 for d in shape):
             raise FuserError(f"--input-shape {value!r}: expected NAME:DxDxD, e.g. "
                              "input:1x3x224x224")
+        if name in shapes and shapes[name] != shape:
+            raise FuserError(f"--input-shape {name!r} given twice "
+                             f"({'x'.join(map(str, shapes[name]))} and {dims}): give it once")
         shapes[name] = shape
     return shapes
 
@@ -173,7 +176,8 @@ def add_output(parser: argparse.ArgumentParser, what: str = "the report",
     group = parser.add_argument_group("output")
     if report:
         group.add_argument("--report", metavar="FILE",
-                           help="write the report: .json, or .md for markdown")
+                           help="write the report; its extension names the format: .json or "
+                                "(markdown) .md")
     group.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
 
 
@@ -200,11 +204,28 @@ def emit(args: argparse.Namespace, data: dict, markdown: str, out: TextIO) -> No
 def report_text(args: argparse.Namespace, data: dict, markdown: str) -> str | None:
     """What ``--report FILE`` writes (None without it); raises, before anything is written,
     when the report cannot be made or its folder does not exist."""
-    if not args.report:
+    kind = report_kind(args)
+    if kind is None:
         return None
-    path = Path(args.report)
-    if not path.parent.is_dir():
-        raise FuserError(f"{path}: folder {path.parent} does not exist")
-    if path.suffix.lower() in (".md", ".markdown"):
+    if kind == "markdown":
         return markdown
     return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def report_kind(args: argparse.Namespace) -> str | None:
+    """The format ``--report FILE`` names by its extension (None without it); FuserError for
+    another extension or a folder that does not exist (checked before the work starts)."""
+    if not getattr(args, "report", None):
+        return None
+    path = Path(args.report)
+    kind = REPORT_KINDS.get(path.suffix.lower())
+    if kind is None:
+        raise FuserError(f"--report {path}: the extension names the format: "
+                         f"{', '.join(REPORT_KINDS)}")
+    if not path.parent.is_dir():
+        raise FuserError(f"{path}: folder {path.parent} does not exist")
+    return kind
+
+
+#: ``--report FILE``: the format each extension names.
+REPORT_KINDS = {".json": "json", ".md": "markdown", ".markdown": "markdown"}

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from fuser import search  # noqa: F401  (importing it registers the weight-only low-rank passes)
 from fuser.cli import options
 from fuser.passes import DEFAULT_PIPELINE, REGISTRY
 
 RUNS_MODELS = False
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    lst = subparsers.add_parser("passes", help="list the passes")
+def add_arguments(lst: argparse.ArgumentParser) -> None:
+    """The arguments of ``onnx-fuser passes``."""
     options.add_output(lst, what="the list", report=False)
     lst.set_defaults(handler=run)
-    return lst
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,18 +12,18 @@ from fuser.runtime import validate as validation
 RUNS_MODELS = True
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    val = subparsers.add_parser("validate", help="compare two models' outputs on onnxruntime")
+def add_arguments(val: argparse.ArgumentParser) -> None:
+    """The arguments of ``onnx-fuser validate``."""
     val.add_argument("reference", help="the original model")
     val.add_argument("candidate", help="the model to check against it")
     options.add_inputs(val)
     options.add_tolerances(val)
     options.add_output(val)
     val.set_defaults(handler=run)
-    return val
 
 
 def run(args: argparse.Namespace) -> int:
+    options.report_kind(args)  # a bad --report fails before the work
     reference, candidate = graph_io.load(args.reference), graph_io.load(args.candidate)
     started = time.perf_counter()
     shapes = options.resolve_shapes(args, reference, args.batch)
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
                                  rtol=settings.rtol, labels=(args.reference, args.candidate))
     out = options.human(args)
     print(result.to_text(), file=out)
-    options.emit(args, result.to_dict(), result.to_text(), out)
+    options.emit(args, result.to_dict(), result.to_markdown(), out)
     elapsed = time.perf_counter() - started
     if result.passed:
         worst = max((o.max_abs for o in result.outputs), default=0.0)

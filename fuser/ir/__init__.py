@@ -40,6 +40,7 @@ from fuser.ir.io import (
     subgraph_node_count,
     to_model,
     weights_nbytes,
+    writing,
 )
 
 __all__ = [
@@ -73,4 +74,5 @@ __all__ = [
     "to_model",
     "weights_nbytes",
     "with_outputs",
+    "writing",
 ]

@@ -35,6 +35,7 @@ from fuser.ir.files import (
     referenced_files,
     replaced_by_save,
     save,
+    writing,
     write_text_atomic,
 )
 from fuser.ir.proto import first_line, require_stored_data, subgraph_node_count, weights_nbytes
@@ -135,4 +136,5 @@ __all__ = [
     "to_model",
     "weights_nbytes",
     "write_text_atomic",
+    "writing",
 ]

@@ -303,16 +303,8 @@ def _report_markdown(report: Report) -> str:
                             "skipped": "; ".join(f"{c}x {r}" for r, c in
                                                  sorted(report.skipped(n).items()))}
                            for n in report.pipeline]))
-    validation = report.validation
-    if validation is not None:
-        lines += ["", "## Validation", "", f"{validation.inputs}: "
-                  f"**{'PASSED' if validation.passed else 'FAILED'}**", ""]
-        lines.append(md_table([{
-            "output": o.name, "max abs": f"{o.max_abs:.2e}", "max rel": f"{o.max_rel:.2e}",
-            "mean abs": f"{o.mean_abs:.2e}", "rel L2": f"{o.rel_l2:.2e}",
-            "cosine": f"{o.cosine:.6f}",
-            "top-1": "" if o.top1 is None else f"{o.top1:.2%}",
-            "verdict": "ok" if o.passed else o.message} for o in validation.outputs]))
+    if report.validation is not None:
+        lines += ["", "## Validation", "", report.validation.to_markdown()]
     if report.lowrank:
         lines += ["", "## Lossy stage", "", lowrank_text(
             report.lowrank.to_dict(), markdown=True,

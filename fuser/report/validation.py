@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from fuser.report.records import Record, doc
+from fuser.report.tables import md_table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,4 +66,18 @@ class ValidationResult(Record):
                          f"cos {o.cosine:.6f}{agreement}  {'ok' if o.passed else o.message}")
         if self.error:
             lines.append(f"  {self.error}")
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        """The verdict, then a table of the figures per output."""
+        lines = [f"{self.inputs} ({self.batches} batch(es), {self.samples} sample(s)): "
+                 f"**{'PASSED' if self.passed else 'FAILED'}**", ""]
+        lines.append(md_table([{
+            "output": o.name, "max abs": f"{o.max_abs:.2e}", "max rel": f"{o.max_rel:.2e}",
+            "mean abs": f"{o.mean_abs:.2e}", "rel L2": f"{o.rel_l2:.2e}",
+            "cosine": f"{o.cosine:.6f}",
+            "top-1": "" if o.top1 is None else f"{o.top1:.2%}",
+            "verdict": "ok" if o.passed else o.message} for o in self.outputs]))
+        if self.error:
+            lines += ["", self.error]
         return "\n".join(lines)
