@@ -66,15 +66,18 @@ class ScaledWeight(LazyValues):
         factor = self.factor
         rows = source.shape[0]
         step = max(1, BLOCK // max(1, source[:1].size))
-        scratch = np.empty((min(step, rows),) + source.shape[1:], dtype=self.dtype)
         out = _bytes_writer(self.nbytes)
         flushed = 0
-        for i in range(0, rows, step):
-            block = scratch[:min(step, rows - i)]
-            np.multiply(source[i:i + step], factor[i:i + step] if factor.shape[0] > 1 else factor,
-                        out=block, dtype=np.float64, casting="same_kind")
-            flushed += flush_denormals_in_place(block)
-            out.write(block)
+        with out.getbuffer() as buffer:  # the result computed in place, block by block
+            target = np.frombuffer(buffer, dtype=self.dtype).reshape(source.shape)
+            block = target[:0]
+            for i in range(0, rows, step):
+                block = target[i:i + step]
+                np.multiply(source[i:i + step],
+                            factor[i:i + step] if factor.shape[0] > 1 else factor,
+                            out=block, dtype=np.float64, casting="same_kind")
+                flushed += flush_denormals_in_place(block)
+            del target, block  # no view of the buffer stays: getvalue() need not copy
         if not self._counted:
             self._counted = True
             if flushed:
