@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from fuser import ir as graph_io
-from fuser.cli import main
+from fuser.cli import lossy_options, main
+from fuser.cli.main import build_parser
 from fuser.runtime import inputs
 from tests.helpers import make_model
 
@@ -65,3 +66,22 @@ def test_max_batches_still_limits_calibration(tmp_path, rng, data, caplog):
         batches = inputs.load_batches(data, model, shapes, max_batches=3, remainder=False)
     assert [len(b["x"]) for b in batches] == [16, 16, 16]
     assert "48 of 360 samples used, in batches of 16 (at most 3 batch(es))" in caplog.text
+
+
+def test_a_model_fixed_at_batch_1_gets_every_calibration_sample_asked_for(tmp_path, rng):
+    """Regression: on a model whose batch is fixed at 1, ``--calibration-samples 1024`` (at
+    ``--calibration-batch 16``) read 64 batches of 1, and the guard then had 1 held-out
+    sample. The count of batches comes from the batch the model really takes."""
+    model = make_model("""
+        g (float[1,3,4,4] x) => (float[1,4,4,4] y) {
+            y = Conv<pads=[1,1,1,1]>(x, W)
+        }""", rng, W=(4, 3, 3, 3))
+    path, data = tmp_path / "m.onnx", tmp_path / "c.npz"
+    graph_io.save(model, path)
+    np.savez(data, x=rng.standard_normal((300, 3, 4, 4)).astype(np.float32))
+    args = build_parser("optimize").parse_args(
+        ["optimize", str(path), "-o", str(tmp_path / "o.onnx"), "--lossy", "lowrank",
+         "--calibration", str(data), "--calibration-samples", "200"])
+    lossy = lossy_options.lowrank(args, path)
+    assert len(lossy.calibration) == 200
+    assert {len(batch["x"]) for batch in lossy.calibration} == {1}

@@ -98,7 +98,10 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
     metric = parse_metric(args.metric)
     model = graph_io.load(source)
     shapes = resolve_shapes(args, model, args.calibration_batch)
-    count = max(2, -(-args.calibration_samples // args.calibration_batch))
+    # The batches the model really takes (1 where it fixes its batch at 1), as many as the
+    # samples asked for fill: a fixed batch of 1 once cut 1024 samples to 64.
+    size = max(1, next((shape[0] for shape in shapes.values() if shape), 1))
+    count = max(2, -(-args.calibration_samples // size))
     batches = inputs.load_batches(args.calibration, model, shapes, max_batches=count,
                                   remainder=False)
     drop = 0.01 if args.max_accuracy_drop is None else args.max_accuracy_drop
