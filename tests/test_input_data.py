@@ -11,6 +11,7 @@ import pytest
 from fuser import ir as graph_io
 from fuser.cli import lossy_options, main
 from fuser.cli.main import build_parser
+from fuser.errors import FuserError
 from fuser.runtime import inputs
 from tests.helpers import make_model
 
@@ -85,3 +86,15 @@ def test_a_model_fixed_at_batch_1_gets_every_calibration_sample_asked_for(tmp_pa
     lossy = lossy_options.lowrank(args, path)
     assert len(lossy.calibration) == 200
     assert {len(batch["x"]) for batch in lossy.calibration} == {1}
+
+
+def test_calibration_labels_of_any_shape_with_one_row_per_sample(tmp_path, rng):
+    """Issue 29: 2-D labels (one row per sample) were refused with "must hold one label per
+    sample"; a scalar or too few rows still are, naming the shape."""
+    data = tmp_path / "c.npz"
+    np.savez(data, x=np.zeros((8, 3)), labels=rng.integers(0, 2, (8, 5)))
+    assert lossy_options._calibration_labels(str(data), 6).shape == (6, 5)
+    np.savez(data, x=np.zeros((8, 3)), labels=rng.integers(0, 2, (4, 5)))
+    with pytest.raises(FuserError, match=r"'labels' \[4, 5\] must hold one row per sample "
+                                         r"\(6 used\)"):
+        lossy_options._calibration_labels(str(data), 6)

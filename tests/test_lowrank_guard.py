@@ -421,3 +421,24 @@ def test_the_default_metric_reads_class_scores_not_independent_probabilities(rng
     assert resolve(None, {"y": sigmoid}, None).name == "rel-error:0.05"
     assert resolve(None, {"y": logits[:, :1]}, None).name == "rel-error:0.05"
     assert resolve("agreement", {"y": sigmoid}, None).name == "agreement"  # asked: as asked
+
+
+def test_labels_of_any_shape_one_row_per_sample(rng):
+    """Issue 29: 2-D labels were refused. Labels per position of [N, T, C] scores make
+    ``top1`` per position; rows of another shape (multi-label) make the default
+    ``agreement`` and an explicit ``top1`` a one-line error; a user's function gets them
+    as they are."""
+    scores = rng.standard_normal((6, 4, 5)).astype(np.float32)
+    truth = scores.argmax(-1)
+    truth[0, 0] = (truth[0, 0] + 1) % 5  # one position of 24 wrong
+    metric = resolve(None, {"y": scores}, truth)
+    assert metric.name == "top1"
+    ref, new = metric.per_sample({"y": scores}, {"y": scores}, truth)
+    np.testing.assert_allclose(ref, [0.75, 1, 1, 1, 1, 1])
+    per_sample = resolve(None, {"y": scores}, truth[:, 0])  # [N]: against every position
+    assert per_sample.name == "top1"
+    rows = rng.integers(0, 2, (6, 7))  # multi-label rows: not classes of these scores
+    assert resolve(None, {"y": scores}, rows).name == "agreement"
+    with pytest.raises(fuser.FuserError, match=r"labels of shape \[6, 7\] are not one class"):
+        resolve("top1", {"y": scores}, rows)
+    assert resolve(None, {"y": scores}, rows.astype(np.float32)[:, :4]).name == "agreement"

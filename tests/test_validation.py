@@ -111,6 +111,20 @@ def test_class_scores_report_top1_and_top5_agreement(rng):
     assert same.top1 == same.top5 == 1.0
 
 
+def test_multi_label_maps_get_no_top1_figures(rng):
+    """Regression: validation printed top-1/top-5 for [N, T, 88] note maps (independent
+    sigmoids, which ``class_scores`` tells from class scores); logits keep them."""
+    maps = make_model("""
+        g (float[N,6,88] x) => (float[N,6,88] y) {
+            y = Sigmoid(x)
+        }""", rng)
+    (out,) = validation.validate(maps, maps, batch=4).outputs
+    assert out.top1 is None and out.top5 is None
+    assert "top-1" not in validation.validate(maps, maps, batch=4).to_text()
+    logits = make_model("g (float[N,6,88] x) => (float[N,6,88] y) { y = Relu(x) }", rng)
+    assert validation.validate(logits, logits, batch=4).outputs[0].top1 == 1.0
+
+
 def test_dynamic_dims_are_refused_with_the_input_and_dimension_named(rng):
     model = make_model("g (float[N,3,H,W] x) => (float[N,3,H,W] y) { y = Relu(x) }", rng)
     with pytest.raises(FuserError, match=r"input 'x' dimension 2 \(H\) is dynamic: give "

@@ -120,15 +120,18 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
 
 
 def _calibration_labels(path: str, count: int) -> np.ndarray | None:
-    """A ``labels`` array stored in a calibration ``.npz`` (one per sample), if any."""
+    """A ``labels`` array stored in a calibration ``.npz``, if any: one row per sample, of
+    any shape (a class index per sample or per position for ``top1``; anything else for the
+    user's own metric function)."""
     if not str(path).endswith(".npz"):
         return None
     with np.load(path) as data:
         if "labels" not in data.files:
             return None
         labels = data["labels"]
-    if labels.ndim != 1 or len(labels) < count:
-        raise FuserError(f"{path}: 'labels' must hold one label per sample ({count} used)")
+    if labels.ndim == 0 or len(labels) < count:
+        raise FuserError(f"{path}: 'labels' {list(labels.shape)} must hold one row per sample "
+                         f"({count} used)")
     return labels[:count]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from fuser.report.validation import OutputComparison
 
-__all__ = ["OutputComparison", "compare"]
+__all__ = ["OutputComparison", "class_scores", "compare"]
 
 
 def compare(name: str, reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray],
@@ -49,12 +49,26 @@ def compare(name: str, reference: Sequence[np.ndarray], candidate: Sequence[np.n
     else:
         passed, message = True, "ok"
     top1 = top5 = None
-    if len(shape) >= 2 and shape[-1] > 1:
+    if class_scores(np.concatenate([r.reshape(-1, shape[-1]) for r in reference])
+                    if len(shape) >= 2 else reference[0]):
         top1, top5 = _agreement(reference, candidate)
     return OutputComparison(
         name, shape, max_abs, max_rel, float(diff.mean()) if diff.size else 0.0, rel_l2, cosine,
         int(nan_r.sum()), int(nan_c.sum()), int(inf_r.sum()), int(inf_c.sum()), atol, rtol,
         passed, message, top1, top5)
+
+
+def class_scores(values: np.ndarray) -> bool:
+    """Whether an output holds class scores along its last axis: logits, or probabilities
+    that sum to 1. Independent probabilities in [0, 1] (sigmoids: multi-label notes, tags,
+    a mask) are not: their top-1 is noise wherever nothing is on (a silent audio frame), so
+    the default metric for them is ``rel-error``."""
+    if values.ndim < 2 or values.shape[-1] < 2:
+        return False
+    if values.size and values.min() >= 0 and values.max() <= 1:
+        sums = values.reshape(-1, values.shape[-1]).sum(axis=1, dtype=np.float64)
+        return bool(np.abs(sums - 1).mean() <= 0.01)
+    return True
 
 
 def _agreement(reference: Sequence[np.ndarray],

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from fuser.errors import FuserError
+from fuser.runtime.comparison import class_scores
 from fuser.search.config import CONFIDENCE
 from fuser.search.user_metric import group_means, judge_user, tails
 from fuser.usercode import load_callable
@@ -126,8 +127,8 @@ def resolve(spec: str | UserMetric | None, reference: Outputs,
         return Metric(getattr(spec, "__name__", "metric"), None, guarded(spec))
     first = next(iter(reference.values()))
     if spec is None:
-        spec = ("top1" if labels is not None else "agreement") if class_scores(first) else \
-            f"rel-error:{DEFAULT_REL_ERROR:g}"
+        spec = ("top1" if _class_labels(labels, first) else "agreement") \
+            if class_scores(first) else f"rel-error:{DEFAULT_REL_ERROR:g}"
     if spec in ("agreement", "top1"):
         if first.ndim < 2 or first.shape[-1] < 2:
             raise FuserError(f"metric {spec}: the first output {list(first.shape)} has no "
@@ -135,6 +136,10 @@ def resolve(spec: str | UserMetric | None, reference: Outputs,
         if spec == "top1" and labels is None:
             raise FuserError("metric top1 needs labels (a 'labels' array in the calibration "
                              ".npz)")
+        if spec == "top1" and not _class_labels(labels, first):
+            raise FuserError(f"metric top1: labels of shape {list(np.shape(labels))} are not "
+                             f"one class per sample (or per position) of the first output "
+                             f"{list(first.shape)} (use your own function for other labels)")
         return Metric(spec, _top1 if spec == "top1" else _agreement)
     kind, _, value = spec.partition(":")
     bound = float(value)
@@ -171,19 +176,6 @@ def guarded(fn: UserMetric) -> UserMetric:
     return call
 
 
-def class_scores(values: np.ndarray) -> bool:
-    """Whether an output holds class scores along its last axis: logits, or probabilities
-    that sum to 1. Independent probabilities in [0, 1] (sigmoids: multi-label notes, tags,
-    a mask) are not: their top-1 is noise wherever nothing is on (a silent audio frame), so
-    the default metric for them is ``rel-error``."""
-    if values.ndim < 2 or values.shape[-1] < 2:
-        return False
-    if values.size and values.min() >= 0 and values.max() <= 1:
-        sums = values.reshape(-1, values.shape[-1]).sum(axis=1, dtype=np.float64)
-        return bool(np.abs(sums - 1).mean() <= 0.01)
-    return True
-
-
 def _per_sample(values: np.ndarray) -> np.ndarray:
     return values.reshape(values.shape[0], -1).mean(axis=1)
 
@@ -195,10 +187,23 @@ def _agreement(ref: Outputs, new: Outputs, labels: np.ndarray | None
     return np.ones(len(r)), _per_sample(same)
 
 
+def _class_labels(labels: np.ndarray | None, scores: np.ndarray) -> bool:
+    """Whether ``labels`` hold a class index per sample (``[N]``) or per position of the
+    scores (``[N, ...]``, the scores' shape without its class axis): what ``top1`` reads.
+    Labels of another shape (multi-label rows, boxes) are for the user's own function."""
+    if labels is None:
+        return False
+    labels = np.asarray(labels)
+    return labels.dtype.kind in "iu" and labels.shape[:1] == scores.shape[:1] and \
+        labels.shape in (scores.shape[:1], scores.shape[:-1])
+
+
 def _top1(ref: Outputs, new: Outputs, labels: np.ndarray | None
           ) -> tuple[np.ndarray, np.ndarray]:
     r, n = next(iter(ref.values())), next(iter(new.values()))
-    truth = np.asarray(labels).reshape(len(r), *([1] * (r.ndim - 2)))
+    truth = np.asarray(labels)
+    if truth.ndim == 1:  # one class per sample, against every position
+        truth = truth.reshape(len(r), *([1] * (r.ndim - 2)))
     return (_per_sample((r.argmax(-1) == truth).astype(np.float64)),
             _per_sample((n.argmax(-1) == truth).astype(np.float64)))
 
