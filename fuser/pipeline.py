@@ -121,7 +121,8 @@ class Job:
             self._analyze(self._original)
 
     def _analyze(self, proto: onnx.ModelProto) -> None:
-        """Check the input, fix the shapes, make the validation batches, count the input."""
+        """Check the input, fix the shapes, make the validation batches, read the calibration
+        data, count the input."""
         config = self.config
         # An invalid input is refused here, named, rather than blamed on the result later.
         self.shapes = graph_io.check_and_infer(proto, name=self.name) if config.check else \
@@ -133,6 +134,8 @@ class Job:
         self.settings = settings
         # Bad shapes or data fail here, before any pass runs.
         self.batches = validation_batches(proto, settings) if config.validation else []
+        self.calibration, self.labels = config.lossy.calibration_data(
+            proto, config.input_shapes) if config.lossy else ([], None)
         self.analysis = graph_io.infer_shapes(proto, self.fixed) if self.fixed else self.shapes
         self.before = model_stats(proto, self.analysis, self.fixed)
         self.notes = input_notes(proto, self.fixed if config.static_shapes else None)
@@ -265,5 +268,5 @@ def compress_result(job: Job, result: onnx.ModelProto,
     """The lossy stage: low-rank rewrites chosen from calibration data, judged by the task
     metric against ``max_accuracy_drop`` when it is given (``Compression.passed``)."""
     with timed(job.seconds, "lowrank"):
-        return lossy_stage.run(result, list(lossy.calibration), lossy.search(job.fixed or None),
-                               labels=lossy.labels)
+        return lossy_stage.run(result, job.calibration, lossy.search(job.fixed or None),
+                               labels=job.labels)

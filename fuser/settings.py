@@ -40,8 +40,12 @@ class LowRank:
     (``methods=("lowrank", "int8")``), judged by one guard. ``Lossy`` is the same class.
 
     ``calibration``: feed dicts (unlabeled inputs; the first ``fit_samples`` fit the
-    factors, every other sample is held out for the guard).
-    ``labels``: one label per calibration sample (any dtype), for ``top1`` or the user's metric.
+    factors, every other sample is held out for the guard), or the data as a file or folder
+    (a path, or ``CalibrationData`` for its batch and sample count), read against the model
+    before any pass runs.
+    ``labels``: one row per calibration sample (any dtype and shape), for ``top1`` (a class
+    per sample or per position) or the user's metric; a ``.npz`` source's ``labels`` array
+    when not given.
     ``metric``: ``agreement``, ``top1``, ``rel-error:X``, ``snr:DB`` or
     ``fn(outputs: dict[str, np.ndarray], labels) -> float`` (higher is better) on the held-out
     samples; ``max_accuracy_drop`` bounds the upper end of the 95 % interval of its drop
@@ -54,7 +58,7 @@ class LowRank:
     repairs (``fuser.search.config.Search``).
     """
 
-    calibration: Sequence[Mapping]
+    calibration: Sequence[Mapping] | inputs_io.CalibrationData | str | Path
     budget: str | None = None
     max_accuracy_drop: float | None = 0.01
     labels: object = None
@@ -78,6 +82,19 @@ class LowRank:
     int8_bias_correction: bool = False
     #: int8: cross-layer equalization first (``fuser.search.config.Search.int8_equalize``)
     int8_equalize: bool = False
+
+    def calibration_data(self, model: onnx.ModelProto,
+                         input_shapes: Mapping[str, Sequence[int]] | None = None
+                         ) -> tuple[list[Mapping], object]:
+        """The calibration batches and labels, read against ``model`` when ``calibration``
+        names a file or folder."""
+        data = self.calibration
+        if isinstance(data, str | Path):
+            data = inputs_io.CalibrationData(data)
+        if not isinstance(data, inputs_io.CalibrationData):
+            return list(data), self.labels
+        batches, labels = data.load(model, input_shapes)
+        return batches, labels if self.labels is None else self.labels
 
     def search(self, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Search:
         """The search's settings: ``budget``, by default ``accuracy=D`` with D the allowed

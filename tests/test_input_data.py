@@ -83,9 +83,9 @@ def test_a_model_fixed_at_batch_1_gets_every_calibration_sample_asked_for(tmp_pa
     args = build_parser("optimize").parse_args(
         ["optimize", str(path), "-o", str(tmp_path / "o.onnx"), "--lossy", "lowrank",
          "--calibration", str(data), "--calibration-samples", "200"])
-    lossy = lossy_options.lowrank(args, path)
-    assert len(lossy.calibration) == 200
-    assert {len(batch["x"]) for batch in lossy.calibration} == {1}
+    batches, labels = lossy_options.lowrank(args).calibration_data(model)
+    assert len(batches) == 200 and labels is None
+    assert {len(batch["x"]) for batch in batches} == {1}
 
 
 def test_calibration_labels_of_any_shape_with_one_row_per_sample(tmp_path, rng):
@@ -93,8 +93,8 @@ def test_calibration_labels_of_any_shape_with_one_row_per_sample(tmp_path, rng):
     sample"; a scalar or too few rows still are, naming the shape."""
     data = tmp_path / "c.npz"
     np.savez(data, x=np.zeros((8, 3)), labels=rng.integers(0, 2, (8, 5)))
-    assert lossy_options._calibration_labels(str(data), 6).shape == (6, 5)
+    assert inputs.CalibrationData(data).labels(6).shape == (6, 5)
     np.savez(data, x=np.zeros((8, 3)), labels=rng.integers(0, 2, (4, 5)))
     with pytest.raises(FuserError, match=r"'labels' \[4, 5\] must hold one row per sample "
                                          r"\(6 used\)"):
-        lossy_options._calibration_labels(str(data), 6)
+        inputs.CalibrationData(data).labels(6)

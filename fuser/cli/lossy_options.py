@@ -1,16 +1,13 @@
 """The options of the lossy stage (``--lossy lowrank``): the search's settings, and the
-calibration data (inputs, and labels from the ``.npz``) loaded as ``fuser.api.LowRank``."""
+calibration data (``runtime.inputs.CalibrationData``: inputs, and labels from the ``.npz``),
+as ``fuser.api.LowRank``."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-import numpy as np
 
 from fuser import api
-from fuser import ir as graph_io
-from fuser.cli.options import positive, resolve_shapes
+from fuser.cli.options import positive
 from fuser.errors import FuserError
 from fuser.runtime import inputs
 from fuser.runtime.providers import physical_cores
@@ -82,9 +79,9 @@ def add_lossy(parser: argparse.ArgumentParser) -> None:
                             "Gemm/MatMul)")
 
 
-def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
-    """The low-rank group as ``fuser.api.LowRank`` (None without ``--lossy``), with the
-    calibration batches loaded from ``--calibration``."""
+def lowrank(args: argparse.Namespace) -> api.LowRank | None:
+    """The low-rank group as ``fuser.api.LowRank`` (None without ``--lossy``); its
+    calibration data is ``--calibration``, read when the run has parsed the model."""
     if args.lossy is None:
         for flag in ("calibration", "max_accuracy_drop", "metric",
                      "allow_degenerate_calibration"):
@@ -96,18 +93,11 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
     if args.budget is not None:
         parse_budget(args.budget)
     metric = parse_metric(args.metric)
-    model = graph_io.load(source)
-    shapes = resolve_shapes(args, model, args.calibration_batch)
-    # The batches the model really takes (1 where it fixes its batch at 1), as many as the
-    # samples asked for fill: a fixed batch of 1 once cut 1024 samples to 64.
-    size = max(1, next((shape[0] for shape in shapes.values() if shape), 1))
-    count = max(2, -(-args.calibration_samples // size))
-    batches = inputs.load_batches(args.calibration, model, shapes, max_batches=count,
-                                  remainder=False)
     drop = 0.01 if args.max_accuracy_drop is None else args.max_accuracy_drop
-    labels = _calibration_labels(args.calibration, sum(len(next(iter(b.values())))
-                                                      for b in batches))
-    return api.LowRank(batches, budget=args.budget, max_accuracy_drop=drop, labels=labels,
+    # read against the model when the run has parsed it (once), before any pass runs
+    data = inputs.CalibrationData(args.calibration, args.calibration_batch,
+                                  args.calibration_samples)
+    return api.LowRank(data, budget=args.budget, max_accuracy_drop=drop,
                        metric=metric, reconstruction=args.reconstruction,
                        search_time=args.search_time, provider=getattr(args, "provider", "auto"),
                        threads=args.threads or physical_cores(),
@@ -117,22 +107,6 @@ def lowrank(args: argparse.Namespace, source: Path) -> api.LowRank | None:
                        calibration_method=args.int8_calibration,
                        int8_bias_correction=args.int8_bias_correction,
                        int8_equalize=args.int8_equalize)
-
-
-def _calibration_labels(path: str, count: int) -> np.ndarray | None:
-    """A ``labels`` array stored in a calibration ``.npz``, if any: one row per sample, of
-    any shape (a class index per sample or per position for ``top1``; anything else for the
-    user's own metric function)."""
-    if not str(path).endswith(".npz"):
-        return None
-    with np.load(path) as data:
-        if "labels" not in data.files:
-            return None
-        labels = data["labels"]
-    if labels.ndim == 0 or len(labels) < count:
-        raise FuserError(f"{path}: 'labels' {list(labels.shape)} must hold one row per sample "
-                         f"({count} used)")
-    return labels[:count]
 
 
 # ---------------------------------------------------------------------------- output

@@ -119,7 +119,7 @@ def _optimize(args: argparse.Namespace, source: Path) -> tuple[onnx.ModelProto, 
         max_steps=args.max_steps, check_each=args.check_each, dump_dir=args.dump_dir,
         validate=False if args.no_validate else options.validation_settings(args),
         on_failure="rollback" if args.rollback else "bisect",
-        lossy=lossy_options.lowrank(args, source), input_shapes=options.input_shapes(args) or None,
+        lossy=lossy_options.lowrank(args), input_shapes=options.input_shapes(args) or None,
         static_shapes=args.static_shapes, timing=_timing(args))
 
 

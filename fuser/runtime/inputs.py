@@ -166,6 +166,46 @@ def load_batches(source: str | Path, model: onnx.ModelProto,
     return batches
 
 
+@dataclasses.dataclass(frozen=True)
+class CalibrationData:
+    """Calibration data as the user has it, read against the model when the run has it in
+    hand (``fuser.pipeline``: the model is parsed once): ``source`` as ``load_batches``
+    reads it (a ``.npz``, ``.npy`` files or an image folder), ``batch`` samples a batch where
+    the model's batch is symbolic, at most ``samples`` samples, and a ``labels`` array the
+    ``.npz`` may hold (one row per sample, of any shape)."""
+
+    source: str | Path
+    batch: int = 16
+    samples: int = 1024
+
+    def load(self, model: onnx.ModelProto,
+             input_shapes: Mapping[str, Sequence[int]] | None = None
+             ) -> tuple[list[Feeds], np.ndarray | None]:
+        """The batches (whole ones only) and the labels of the samples they hold."""
+        shapes = resolve_shapes(model, input_shapes, self.batch)
+        # counted at the batch the model really takes: a model fixed at batch 1 once read
+        # 64 of 1024 samples (1024 // 16 batches of 1)
+        size = max(1, next((shape[0] for shape in shapes.values() if shape), 1))
+        batches = load_batches(self.source, model, shapes,
+                               max_batches=max(2, -(-self.samples // size)), remainder=False)
+        used = sum(len(next(iter(b.values()), ())) for b in batches)
+        return batches, self.labels(used)
+
+    def labels(self, count: int) -> np.ndarray | None:
+        """The ``labels`` array of a ``.npz`` source, its first ``count`` rows (None for
+        another source or without one); FuserError when it has fewer rows."""
+        if not str(self.source).endswith(".npz"):
+            return None
+        with np.load(self.source) as data:
+            if "labels" not in data.files:
+                return None
+            labels = data["labels"]
+        if labels.ndim == 0 or len(labels) < count:
+            raise FuserError(f"{self.source}: 'labels' {list(labels.shape)} must hold one row "
+                             f"per sample ({count} used)")
+        return labels[:count]
+
+
 def _load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     try:
         with np.load(path) as data:
