@@ -40,9 +40,14 @@ __all__ = ["__version__", *_FROM]
 
 
 def __getattr__(name: str) -> object:
-    """A public name, imported from its module on first use."""
-    if name not in _FROM:
-        raise AttributeError(f"module 'fuser' has no attribute {name!r}")
+    """A public name or a submodule, imported on first use."""
+    if name not in _FROM:  # a submodule (``fuser.api``), as a package's eager imports gave
+        try:
+            return importlib.import_module(f"fuser.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"fuser.{name}":
+                raise
+            raise AttributeError(f"module 'fuser' has no attribute {name!r}") from None
     if name == "REGISTRY":  # importing fuser.search registers the weight-only low-rank passes
         importlib.import_module("fuser.search")
     value = getattr(importlib.import_module(_FROM[name]), name)

@@ -157,8 +157,10 @@ def trained_vgg():
 def test_a_modest_budget_keeps_the_trained_models_predictions(trained_vgg, reconstruction,
                                                                tmp_path, mac_latency):
     model, data = trained_vgg
-    calibration = [{"input": data.train_x[i:i + 32]} for i in range(0, 192, 32)]
-    lossy = fuser.api.LowRank(calibration, budget="macs=0.6", reconstruction=reconstruction)
+    # 128 fit, 128 held out: enough to resolve a drop of 5 points (72), not 1 (368)
+    calibration = [{"input": data.train_x[i:i + 32]} for i in range(0, 256, 32)]
+    lossy = fuser.api.LowRank(calibration, budget="macs=0.6", reconstruction=reconstruction,
+                              max_accuracy_drop=0.05)
     out, report = fuser.optimize(model, lossy=lossy)
     lowrank = report.lowrank
     assert lowrank["macs_after"] <= 0.6 * lowrank["macs_before"]

@@ -60,12 +60,12 @@ from fuser.search.budget import GUARD_BUILDS, Budget
 from fuser.search.build import Builder, layer_errors
 from fuser.search.calibrate import Feeds
 from fuser.search.choose import SAFETY, error_bound, predicted_error, tolerance, trajectory
-from fuser.search.config import Search
+from fuser.search.config import CONFIDENCE, Search
 from fuser.search.forms import Candidates, Option
 from fuser.search.guard import REACH, Delivered, guard, largest_accepted
 from fuser.search.latency import LatencyTable
 from fuser.search.looks import Looks, Originals
-from fuser.search.metric import Metric, resolve
+from fuser.search.metric import Metric, needed_samples, resolve
 from fuser.search.plan import Plan, in_context, make_plan, offer, split
 from fuser.search.record import compression
 
@@ -145,6 +145,7 @@ def judging_looks(model: onnx.ModelProto, calibration: Sequence[Feeds], fit: lis
     look's reference outputs (near-copies counted once), and what the calibration check
     found; FuserError for degenerate data not allowed. The first look's reference run
     shares out the search time (``Budget.referenced``)."""
+    require_resolvable(samples_in(held), samples_in(fit), run.allowed, run.search.metric)
     allow = run.search.allow_degenerate_calibration
     check = calibration_check.check_inputs(calibration, run.search.seed, allow)
     looks = Looks(model, held, labels, run.allowed, originals)
@@ -220,6 +221,23 @@ def _cost(kind: str, fraction: float, plan: Plan, model: onnx.ModelProto, fit: l
     whole = table.model_ms(model, fit[0])  # at the batch the layers were timed at
     return ((lambda o: o.ms), plan.dense_ms, max(whole - sum(plan.dense_ms), 0.0),
             fraction * whole)
+
+
+def require_resolvable(held: int, fit: int, allowed: float | None,
+                       metric: object) -> None:
+    """Refuse, before any search, held-out samples too few to resolve the allowed drop of a
+    built-in metric even if no sample were made worse (``metric.needed_samples``): the guard
+    could only say "not resolved" at the end. A user's function is judged on its own scale,
+    known once the original is scored: the guard says it then."""
+    if allowed is None or callable(metric):
+        return
+    need = needed_samples(allowed, CONFIDENCE)
+    if held < need:
+        raise FuserError(
+            f"{held} held-out calibration samples cannot resolve a drop of {allowed:.2%} at "
+            f"{CONFIDENCE:.0%} confidence even with none made worse: that needs {need} (the "
+            f"first {fit} samples fit the factors; give at least {fit + need} samples, "
+            "--calibration-samples too, or a looser --max-accuracy-drop)")
 
 
 def samples_in(batches: list[Feeds]) -> int:
