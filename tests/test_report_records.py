@@ -149,3 +149,21 @@ def test_report_is_a_leaf_package():
                 if name == "fuser" or name.startswith("fuser."):
                     assert name == "fuser.errors" or name.startswith("fuser.report"), \
                         f"{path.name} imports {name}"
+
+
+def test_long_names_are_shortened_in_tables_and_repeated_reasons_grouped():
+    """Issue 29: tf2onnx layer names of ~360 characters filled the table, and 26 lines of
+    "not considered: weight ... is shared" the report; the JSON keeps every name whole."""
+    from fuser.report.tables import NAME_WIDTH, grouped, short_name
+
+    long = "model/" + "stage_3/" * 40 + "conv2d_7/Conv2D;model/stage_3/bn/FusedBatchNormV3"
+    short = short_name(long)
+    assert len(short) == NAME_WIDTH and short.startswith("…") and short.endswith("conv2d_7/Conv2D")
+    assert short_name("conv1") == "conv1"
+    reasons = [f"weight 'w{i}' of Conv '{long}{i}' is shared" for i in range(26)]
+    reasons.append("Conv 'c': input size unknown (give --input-shape)")
+    lines = grouped(reasons)
+    assert len(lines) == 2
+    assert lines[0].startswith("26x weight '…' of Conv '…' is shared (the first: weight 'w0'")
+    assert len(lines[0]) < 160
+    assert lines[1] == reasons[-1]

@@ -1,10 +1,40 @@
 """Small formatting helpers the renderers share: counts with units, text columns, markdown
-tables."""
+tables, long names shortened, repeated reasons grouped."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+#: The widest a name is in a table (the JSON keeps it whole).
+NAME_WIDTH = 40
+
+
+def short_name(name: str, width: int = NAME_WIDTH) -> str:
+    """``name`` shortened to ``width`` characters for a table: exporters' names of several
+    hundred characters (tf2onnx: the scope path, ``model/block/conv/Conv2D;...``) keep
+    their end, the part that tells layers apart, after an ellipsis."""
+    name = name.split(";")[0]  # tf2onnx joins the fused ops' names with ';'
+    if len(name) <= width:
+        return name
+    return "…" + name[-(width - 1):]
+
+
+def grouped(reasons: Sequence[str]) -> list[str]:
+    """Reasons that differ only in the names they quote (``weight 'a' of Conv 'b' is
+    shared``) as one line with their count and the first one; others as they are."""
+    groups: dict[str, list[str]] = {}
+    for reason in reasons:
+        groups.setdefault(re.sub(r"'[^']*'", "'…'", reason), []).append(reason)
+    return [items[0] if len(items) == 1 else
+            f"{len(items)}x {key} (the first: {shortened_quotes(items[0])})"
+            for key, items in groups.items()]
+
+
+def shortened_quotes(text: str) -> str:
+    """``text`` with the names it quotes shortened (``short_name``)."""
+    return re.sub(r"'([^']*)'", lambda m: f"'{short_name(m.group(1))}'", text)
 
 
 def fmt(value: int | None, spec: str = ".2f") -> str:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fuser.report.speed import SpeedCheck
-from fuser.report.tables import columns, fmt, md_table
+from fuser.report.tables import shortened_quotes, columns, fmt, grouped, md_table, short_name
 
 
 def speed_lines(check: SpeedCheck | None) -> list[str]:
@@ -91,7 +91,7 @@ def lowrank_text(lowrank: Mapping[str, Any], markdown: bool = False,
                  timings: Mapping[str, Any] | None = None) -> str:
     """The per-layer table of a low-rank search (its JSON form, ``Compression.to_dict()``)
     and its end-to-end figures."""
-    rows = [{"layer": c["layer"], "op": c["op"], "method": c["method"],
+    rows = [{"layer": short_name(c["layer"]), "op": c["op"], "method": c["method"],
              "rank": c["rank"] or "-",
              "MACs": f"{fmt(c['macs_before'])} -> {fmt(c['macs_after'])}",
              "layer ms": f"{c['ms_before']:.3f} -> {c['ms_after']:.3f}" if c["ms_before"]
@@ -99,7 +99,11 @@ def lowrank_text(lowrank: Mapping[str, Any], markdown: bool = False,
              "speed-up": f"{c['ms_before'] / c['ms_after']:.2f}x" if c["ms_after"] else "",
              "energy": f"{c['energy']:.3f}",
              "response err": "" if c["response_error"] is None else
-             f"{c['response_error']:.3f}", "note": c["note"]} for c in lowrank["layers"]]
+             f"{c['response_error']:.3f}",
+             "drop alone": "" if c.get("drop_alone") is None else f"{c['drop_alone']:.3g}",
+             "options measured": c.get("options_measured") or "",
+             "note": shortened_quotes(c["note"])} for c in lowrank["layers"]]
+    not_considered = grouped(lowrank.get("not_considered", []))
     stage = stage_name(lowrank)
     head, nl = f"{stage} ({lowrank['budget']}): {lowrank_summary(lowrank, timings)}", \
         "\n\n" if markdown else "\n  "
@@ -109,10 +113,10 @@ def lowrank_text(lowrank: Mapping[str, Any], markdown: bool = False,
         head += f"{nl}search time: " + ", ".join(
             f"{phase} {seconds:.1f}s" for phase, seconds in lowrank["phases"].items())
     if markdown:
-        skipped = "".join(f"\n- not considered: {n}" for n in lowrank.get("not_considered", []))
+        skipped = "".join(f"\n- not considered: {n}" for n in not_considered)
         return head + "\n\n" + md_table(rows) + ("\n" + skipped if skipped else "")
     notes = [f"  note: {n}" for n in lowrank.get("notes", [])]
-    notes += [f"  not considered: {n}" for n in lowrank.get("not_considered", [])]
+    notes += [f"  not considered: {n}" for n in not_considered]
     return "\n".join([f"  {head}", *columns(rows), *notes])
 
 
