@@ -9,14 +9,14 @@ results (``fuser.runtime``, ``fuser.passes``, ``fuser.api``) import their classe
 - ``validation``: ``ValidationResult``, ``OutputComparison``
 - ``timing``: ``BenchResult``, ``TimingResult``, ``SessionInfo``, ``Stats``, ``ProviderChoice``
 - ``speed``: ``SpeedCheck``, ``SpeedRatio`` (the delivered model against the original)
-- ``compression``: ``Compression``, ``LayerChoice``
+- ``compression``: ``Compression``, ``LayerChoice``, ``Rung``
 - ``text``, ``markdown``, ``tables``: the renderers
 - ``schema``: writes docs/report-schema.md from the classes (``schema`` = 2)
 """
 
 from __future__ import annotations
 
-from fuser.report.compression import Compression, LayerChoice
+from fuser.report.compression import Compression, LayerChoice, Rung
 from fuser.report.records import Record
 from fuser.report.results import SCHEMA_VERSION, Culprit, ModelStats, PassRecord, Report
 from fuser.report.speed import SpeedCheck, SpeedRatio
@@ -30,6 +30,7 @@ __all__ = [
     "Compression",
     "Culprit",
     "LayerChoice",
+    "Rung",
     "ModelStats",
     "OutputComparison",
     "PassRecord",

@@ -36,6 +36,27 @@ class LayerChoice(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class Rung(Record):
+    """One rung of the guard's ladder: a model with some of the search's moves, judged on
+    the held-out samples (the first refusal ends the ladder; the last rung accepted is
+    delivered)."""
+
+    moves: int = doc("layers rewritten in this rung's model")
+    of: int = doc("layers the search's last choice rewrites")
+    drop: float = doc("the metric's drop on the held-out samples the looks saw")
+    interval: list[float] = doc("the drop's interval [low, high] at `confidence`")
+    confidence: float = doc("the interval's level (the looks spend 95 % over their looks)")
+    samples: int = doc("held-out samples judged (distinct ones when near-copies are grouped)")
+    accepted: bool = doc("whether the guard accepted this rung")
+    layers_ms: float | None = doc("the candidate layers' latency in this rung's model, each "
+                                  "layer timed alone at ORT_ENABLE_ALL (ms); null for int8, "
+                                  "whose layers are timed in the whole model only",
+                                  default=None)
+    layers_ms_dense: float | None = doc("the same layers' latency, all dense (ms)",
+                                        default=None)
+
+
+@dataclasses.dataclass(frozen=True)
 class Compression(Record):
     """The result of a search: per-layer choices and end-to-end figures (the report's
     `lowrank`, with `--lossy lowrank`, else null)."""
@@ -127,3 +148,5 @@ class Compression(Record):
         "the compressed model's speed-up over the original, timed interleaved at "
         "ORT_ENABLE_ALL at the search's batch size (null: not faster, the original is "
         "delivered)", default=None)
+    ladder: list[Rung] = doc("the guard's ladder: each rung judged, in order",
+                             default_factory=list)

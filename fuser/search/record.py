@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fuser import ir as graph_io
-from fuser.report.compression import Compression, LayerChoice
+from fuser.report.compression import Compression, LayerChoice, Rung
 from fuser.search.build import agreement, relative_error
 from fuser.search.config import Search
 from fuser.search.forms import Candidates, Option
@@ -15,9 +15,11 @@ from fuser.search.plan import Plan
 
 
 def compression(search: Search, plan: Plan, found: Candidates, got: Delivered,
-                errors: list[float], notes: list[str], fit_samples: int) -> Compression:
+                errors: list[float], notes: list[str], fit_samples: int,
+                states: list[list[Option | None]] | None = None) -> Compression:
     """The record of the delivered model (times and the guard's verdict are added by the
-    caller): ``errors`` are its layers' response errors."""
+    caller): ``errors`` are its layers' response errors, ``states`` the trajectory's
+    choices (the ladder's rungs are some of them)."""
     top1, verdict = got.metric == "top1", got.verdict
     result, new, reference = got.model, got.outputs, got.reference
     return Compression(
@@ -31,7 +33,23 @@ def compression(search: Search, plan: Plan, found: Candidates, got: Delivered,
         drop_confidence=verdict.confidence, interval_method=verdict.method,
         held_out_samples=verdict.rows or verdict.samples, distinct_held_out=verdict.samples,
         held_out_total=verdict.held_rows or verdict.rows or verdict.samples,
-        fit_samples=fit_samples)
+        fit_samples=fit_samples, ladder=ladder(got, plan.dense_ms, states))
+
+
+def ladder(got: Delivered, dense_ms: list[float] | None = None,
+           states: list[list[Option | None]] | None = None) -> list[Rung]:
+    """The guard's rungs as records; with the trajectory's ``states`` and the layers'
+    dense times, each rung's layers timed alone as chosen."""
+    rungs = []
+    last = len(states) - 1 if states else max((k for k, _, _ in got.rungs), default=0)
+    for k, verdict, accepted in got.rungs:
+        ms = dense = None
+        if states is not None and dense_ms is not None:
+            ms = sum(d if o is None else o.ms for d, o in zip(dense_ms, states[k], strict=True))
+            dense = sum(dense_ms)
+        rungs.append(Rung(k, last, verdict.drop, list(verdict.interval), verdict.confidence,
+                          verdict.samples, accepted, ms, dense))
+    return rungs
 
 
 def layer_choices(plan: Plan, chosen: list[Option | None], errors: list[float],
@@ -74,4 +92,4 @@ def quantization(search: Search, got: Delivered, layers: list[LayerChoice],
         held_out_samples=verdict.rows or verdict.samples, distinct_held_out=verdict.samples,
         held_out_total=verdict.held_rows or verdict.rows or verdict.samples,
         fit_samples=fit_samples, methods=["int8"],
-        calibration_method=search.calibration_method)
+        calibration_method=search.calibration_method, ladder=ladder(got))

@@ -107,7 +107,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     passed, reason = guard(got.verdict, run.allowed, any(got.chosen))
     budget.lap("build and guard")
     errors = layer_errors(got.model, plan.layers, plan.data, fit, search.samples, search.seed)
-    record = compression(search, plan, found, got, errors, notes, samples_in(fit))
+    record = compression(search, plan, found, got, errors, notes, samples_in(fit), states)
     return got.model, dataclasses.replace(
         record, seconds=time.perf_counter() - budget.start, guard=reason, passed=passed,
         phases=budget.phases, search_time=search.search_time, speedup=speedup,
