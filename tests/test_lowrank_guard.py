@@ -100,7 +100,7 @@ def test_a_rewrite_that_costs_two_points_on_368_samples_is_refused(monkeypatch, 
     assert result.backed_off and "agreement drop 0.073" in result.notes[0]  # 7 of 96
     (rung,) = result.ladder  # the guard's ladder, as the report's records
     assert (rung.moves, rung.of, rung.accepted, rung.samples) == (1, 1, False, 96)
-    assert rung.interval[0] <= rung.drop == pytest.approx(7 / 96) <= rung.interval[1]
+    assert rung.drop == pytest.approx(7 / 96) and rung.interval[0] <= rung.drop <= rung.interval[1]
     assert rung.layers_ms is not None and rung.layers_ms_dense is not None
     assert all(c.method == "dense" for c in result.layers)
     assert graph_io.op_histogram(out) == {"Gemm": 1}  # the planted rewrite is not delivered
