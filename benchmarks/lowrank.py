@@ -162,7 +162,12 @@ def main() -> None:
                                  "digits_vgg_wide", "digits_resnet_wide"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1, help="batch the latency budget targets")
+    parser.add_argument("--replot", action="store_true",
+                        help="only draw lowrank_pareto.png again from LOWRANK.md's table")
     args = parser.parse_args()
+    if args.replot:
+        plot(points_from_table(Path("benchmarks/LOWRANK.md")))
+        return
     configs = QUICK if args.quick else CONFIGS
     rows, points = [], []
     for name in args.models:
@@ -206,29 +211,56 @@ def main() -> None:
     write(rows, points, args)
 
 
-def write(rows, points, args) -> None:
+def plot(points) -> None:
+    """benchmarks/lowrank_pareto.png: per batch size, each run's speed against the exported
+    file and its accuracy change; a colour per model, a marker per method, the legend
+    beside the panels (it covered a point inside them)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True, layout="constrained")
     markers = {"asymmetric": "o", "pca": "s", "spatial": "^", "channel": "v"}
+    models = list(dict.fromkeys(p[0] for p in points))
     for ax, batch in zip(axes, (1, 64), strict=True):
-        for name in dict.fromkeys(p[0] for p in points):
+        for m, name in enumerate(models):
             for method, marker in markers.items():
                 xs = [p[2 if batch == 1 else 3] for p in points if p[0] == name and p[1] == method]
                 ys = [100 * p[4] for p in points if p[0] == name and p[1] == method]
                 if xs:
-                    ax.scatter(xs, ys, marker=marker, label=f"{name} {method}")
+                    ax.scatter(xs, ys, marker=marker, color=f"C{m}", s=45, alpha=0.85,
+                               label=f"{name} {method}" if batch == 1 else None)
         ax.axhline(-1, color="grey", linestyle="--", linewidth=0.8)
         ax.axvline(2, color="grey", linestyle=":", linewidth=0.8)
         ax.set_xlabel(f"speed against the exported file, ORT_ENABLE_ALL, batch {batch}")
         ax.set_title(f"batch {batch}")
+        ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy change (points), held-out digits")
-    axes[1].legend(fontsize=6, loc="lower left")
-    fig.tight_layout()
+    fig.legend(loc="outside right upper", fontsize=8, frameon=False)
     fig.savefig("benchmarks/lowrank_pareto.png", dpi=110)
+    plt.close(fig)
+
+
+def points_from_table(path: Path) -> list[tuple]:
+    """The plot's points read back from LOWRANK.md's table (``--replot``): each run's speed
+    against the original at batch 1 and 64, and its held-out accuracy less the exact row's."""
+    points, base = [], {}
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 14 or not cells[8].endswith("%"):
+            continue
+        name, method, accuracy = cells[0], cells[1], float(cells[8].rstrip("%")) / 100
+        if method.startswith("exact"):
+            base[name] = accuracy
+        elif cells[4] != "-" and name in base:
+            points.append((name, method, float(cells[4].split()[0]),
+                           float(cells[5].split()[0]), accuracy - base[name]))
+    return points
+
+
+def write(rows, points, args) -> None:
+    plot(points)
     from benchmarks.realzoo.lowrank import existing_block
 
     command = "python -m benchmarks.lowrank" + (" --quick" if args.quick else "")

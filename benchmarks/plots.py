@@ -35,7 +35,9 @@ def plots(data: dict, out: Path) -> list[Path]:
     fig.savefig(paths[0], dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 2, figsize=(max(9, 2 * len(labels)), 4.5), sharey=True)
+    # one panel per level, stacked: the models side by side at a readable size
+    fig, axes = plt.subplots(2, 1, figsize=(min(14, max(8, 0.55 * len(labels) + 3)), 8.5),
+                             sharex=True, layout="constrained")
     for ax, level in zip(axes, ("disable", "all"), strict=True):
         for i, name in enumerate(names):
             lats = [r["entries"].get(name, {}).get("latency", {}).get(level)
@@ -44,16 +46,19 @@ def plots(data: dict, out: Path) -> list[Path]:
             ys = [lat["speedup"] if lat else math.nan for lat in lats]
             err = [[lat["speedup"] - lat["low"] if lat else 0 for lat in lats],
                    [lat["high"] - lat["speedup"] if lat else 0 for lat in lats]]
-            ax.errorbar(xs, ys, yerr=err, fmt="o", ms=4, capsize=2, label=name)
+            ax.errorbar(xs, ys, yerr=err, fmt="o", ms=5, capsize=2,
+                        label=name if level == "disable" else None)
         ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_title(f"ORT_{'DISABLE_ALL' if level == 'disable' else 'ENABLE_ALL'}", fontsize=9)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, rotation=30,
-                      ha="right", fontsize=8)
-    axes[0].set_ylabel("speed-up vs original (95 % interval)")
-    axes[1].legend(fontsize=8)
-    fig.suptitle(data["command"], fontsize=9)
-    fig.tight_layout()
+        ax.set_title(f"ORT_{'DISABLE_ALL' if level == 'disable' else 'ENABLE_ALL'}",
+                     fontsize=11)
+        ax.set_ylabel("speed-up vs original\n(95 % interval)", fontsize=10)
+        ax.tick_params(labelsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[1].set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, rotation=35,
+                       ha="right", fontsize=10)
+    fig.legend(loc="outside upper center", ncol=min(len(names), 6), fontsize=10,
+               frameon=False, title=data["command"], title_fontsize=8)
     paths.append(out / "results_latency.png")
-    fig.savefig(paths[1], dpi=110)
+    fig.savefig(paths[1], dpi=110, bbox_inches="tight")
     plt.close(fig)
     return paths

@@ -155,20 +155,20 @@ def test_the_bootstrap_resamples_groups(rng, spec):
 
 def test_the_search_refuses_near_copies_before_any_work(monkeypatch, rng):
     original, _ = _plant(monkeypatch, rng)
-    calibration = _batches(np.tile(_scores(1, [])[0]["x"], (488, 1)), 8)
+    calibration = _batches(np.tile(_scores(1, [])[0]["x"], (496, 1)), 8)
     from fuser.search import looks
 
     monkeypatch.setattr(looks, "outputs", lambda *a, **k: pytest.fail("ran the model"))
-    with pytest.raises(FuserError, match="488 samples hold 1 distinct one"):
+    with pytest.raises(FuserError, match="496 samples hold 1 distinct one"):
         compress(original, calibration, Search(budget="macs=0.5", max_accuracy_drop=0.01),
                  table=PlantedTable("-"))
 
 
 def test_the_search_refuses_one_class_for_all_after_the_reference_run(monkeypatch, rng):
     original, _ = _plant(monkeypatch, rng)
-    x = np.concatenate([b["x"] for b in _scores(488, [])])
+    x = np.concatenate([b["x"] for b in _scores(496, [])])
     x[:, 3] = 0.0  # class 0 wins every sample; the rows still differ
-    with pytest.raises(FuserError, match="the original gives class 0 to all 360 held-out"):
+    with pytest.raises(FuserError, match="the original gives class 0 to all 368 held-out"):
         compress(original, _batches(x, 8), Search(budget="macs=0.5", max_accuracy_drop=0.01),
                  table=PlantedTable("-"))
 
@@ -177,12 +177,12 @@ def test_a_first_look_of_one_class_in_sorted_data_is_not_refused(monkeypatch, rn
     """The guard's first look sees the first quarter of the held-out samples: data sorted by
     class can give it one class alone. The check then reads every held-out sample."""
     original, _ = _plant(monkeypatch, rng)
-    x = np.concatenate([b["x"] for b in _scores(488, [])])
+    x = np.concatenate([b["x"] for b in _scores(496, [])])
     x[:128 + 96, 3] = 0.0  # class 0 wins the fitting samples and the first look's 96
     _, result = compress(original, _batches(x, 8),
                          Search(budget="macs=0.5", max_accuracy_drop=0.01),
                          table=PlantedTable("-"))
-    assert result.degenerate_calibration == [] and result.held_out_total == 360
+    assert result.degenerate_calibration == [] and result.held_out_total == 368
 
 
 def _cli(tmp_path, x: np.ndarray, *extra: str) -> int:
@@ -200,23 +200,23 @@ def test_cli_refuses_in_one_line_or_goes_on_when_allowed_and_says_so(monkeypatch
     original, _ = _plant(monkeypatch, rng)
     graph_io.save(original, tmp_path / "m.onnx")
     monkeypatch.setattr(search_module, "LatencyTable", lambda **kw: PlantedTable("-"))
-    x = np.tile(_scores(1, [])[0]["x"], (488, 1))  # the planted rewrite changes no top-1
+    x = np.tile(_scores(1, [])[0]["x"], (496, 1))  # the planted rewrite changes no top-1
     x += 1e-4 * rng.standard_normal(x.shape).astype(np.float32)
     assert _cli(tmp_path, x) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Traceback" not in err, err
-    assert "degenerate calibration data: 488 samples hold 1 distinct one" in err
+    assert "degenerate calibration data: 496 samples hold 1 distinct one" in err
     assert not (tmp_path / "o.onnx").exists()
     assert _cli(tmp_path, x, "--allow-degenerate-calibration", "--json") == 1
     captured = capsys.readouterr()
     lowrank = json.loads(captured.out)["lowrank"]
     assert lowrank["degenerate_calibration"][:2] == [
-        "488 samples hold 1 distinct one (the rest are within 1% RMS of another)",
-        "the original gives class 0 to all 360 held-out samples"]
-    assert (lowrank["held_out_samples"], lowrank["distinct_held_out"]) == (360, 1)
-    assert lowrank["guard"].startswith("not resolved: 1 distinct of 360 held-out samples")
+        "496 samples hold 1 distinct one (the rest are within 1% RMS of another)",
+        "the original gives class 0 to all 368 held-out samples"]
+    assert (lowrank["held_out_samples"], lowrank["distinct_held_out"]) == (368, 1)
+    assert lowrank["guard"].startswith("not resolved: 1 distinct of 368 held-out samples")
     last = captured.err.strip().splitlines()[-1]
-    assert last.startswith("FAILED") and "DEGENERATE CALIBRATION ALLOWED (488 samples" in last
+    assert last.startswith("FAILED") and "DEGENERATE CALIBRATION ALLOWED (496 samples" in last
     assert not (tmp_path / "o.onnx").exists()
 
 

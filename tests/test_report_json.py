@@ -116,7 +116,7 @@ def test_a_report_that_cannot_be_made_leaves_no_model(tiny_weights, tmp_path, mo
     def broken(self):
         raise RuntimeError("report broken")
 
-    monkeypatch.setattr(fuser.Report, "to_markdown", broken)
+    monkeypatch.setattr(fuser.Report, "to_dict", broken)
     out = tmp_path / "o.onnx"
     with pytest.raises(RuntimeError, match="report broken"):
         main(["optimize", str(tiny_weights), "-o", str(out), "--report",

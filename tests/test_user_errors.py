@@ -151,8 +151,9 @@ def test_a_report_extension_that_names_no_format_exits_2_before_the_work(
             "validate": ["validate", a, a], "bench": ["bench", a, *FAST]}[command]
     assert main([*args, "--report", str(tmp_path / "r.txt")]) == 2
     err = capsys.readouterr().err.strip()
+    kinds = ".json, .md, .markdown" + (", .html, .htm" if command == "optimize" else "")
     assert err == (f"onnx-fuser: error: --report {tmp_path / 'r.txt'}: the extension names "
-                   "the format: .json, .md, .markdown")
+                   f"the format: {kinds}")
     assert not (tmp_path / "r.txt").exists() and not (tmp_path / "o.onnx").exists()
     assert main([*args, "--report", str(tmp_path / "r.md")]) == 0
     assert "|---|" in (tmp_path / "r.md").read_text()  # a markdown table, not JSON

@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     for name, size in timings["models"].items():
         print(f"  {name}: {size['nodes']} nodes, {size['params']:,} params, "
               f"{_macs(size['macs'])} MACs per sample", file=out)
-    options.emit(args, timings, timings_text(timings, markdown=True), out)
+    options.emit(args, timings, out,
+                 options.report_file(args, timings, timings_text(timings, markdown=True)))
     ratios = [t for t in timings["timings"] if t.get("speedup") is not None
               and t["model"] != timings["timings"][0]["model"]]
     figure = ", ".join(f"{t['level']} b{t['batch']}: {t['speedup']:.3f}x" for t in ratios) \

@@ -16,6 +16,7 @@ from fuser import ir as graph_io
 from fuser.cli import lossy_options, options
 from fuser.errors import FuserError
 from fuser.report import Report
+from fuser.report.html import report_html
 from fuser.report.text import lowrank_summary, stage_name
 
 RUNS_MODELS = True
@@ -69,7 +70,7 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     source, target = Path(args.model), Path(args.output)
     _check_paths(source, target)
-    options.report_kind(args)
+    options.report_kind(args, html=True)
     if args.dump_dir and Path(args.dump_dir).exists() and not Path(args.dump_dir).is_dir():
         raise FuserError(f"--dump-dir {args.dump_dir}: is a file, not a folder")
     started = time.perf_counter()
@@ -82,32 +83,42 @@ def run(args: argparse.Namespace) -> int:
         with graph_io.writing(model, target,
                               external_data=True if args.external_data else None) as seconds:
             report = dataclasses.replace(report, seconds={**report.seconds, "save": seconds})
-            text, data, markdown = _render(report, args)
+            text, data, report_file, (status, figures) = _render(report, args)
     else:
-        text, data, markdown = _render(report, args)
+        text, data, report_file, (status, figures) = _render(report, args)
     print(text, file=out)
-    options.emit(args, data, markdown, out)
+    options.emit(args, data, out, report_file)
     elapsed = time.perf_counter() - started
     if not report.passed:
         print(f"{'wrote' if written else 'did not write'} {target}", file=out)
-        print(f"FAILED | {elapsed:.2f}s | {_failure(report)}", file=out)
-        return 1
-    print(f"wrote {target}", file=out)
-    # PASSED only when something was validated: the exact stage's outputs, or the low-rank
-    # guard within its bound; --no-validate (or a model onnxruntime cannot run) is not.
+    else:
+        print(f"wrote {target}", file=out)
+    print(f"{status} | {elapsed:.2f}s | {figures}", file=out)
+    return 0 if report.passed else 1
+
+
+def _render(report: Report, args: argparse.Namespace
+            ) -> tuple[str, dict, str | None, tuple[str, str]]:
+    """The report's forms, each rendered once from the one record: the text, the JSON data,
+    what ``--report FILE`` writes (markdown, JSON or the HTML page), and the last line's
+    verdict and figures."""
+    last = _last_line(args, report)
+    data = report.to_dict()
+    report_file = options.report_file(
+        args, data, report.to_markdown,
+        lambda: report_html(report, f"{last[0]} | {last[1]}"))
+    return report.to_text(), data, report_file, last
+
+
+def _last_line(args: argparse.Namespace, report: Report) -> tuple[str, str]:
+    """The last line's verdict and figures: FAILED and why; PASSED only when something was
+    validated (the exact stage's outputs, or the lossy guard within its bound), else NOT
+    VALIDATED (--no-validate, or a model onnxruntime cannot run)."""
+    if not report.passed:
+        return "FAILED", _failure(report)
     checked = report.validation is not None or (report.lowrank is not None
                                                 and report.lowrank.passed is True)
-    verdict = "PASSED" if checked else "NOT VALIDATED"
-    print(f"{verdict} | {elapsed:.2f}s | {_summary(args, report)}", file=out)
-    return 0
-
-
-def _render(report: Report, args: argparse.Namespace) -> tuple[str, dict, str]:
-    """The report's forms, each rendered once: the text, the JSON data and the markdown
-    (checking that ``--report FILE`` can be written)."""
-    data, markdown = report.to_dict(), report.to_markdown()
-    options.report_text(args, data, markdown)
-    return report.to_text(), data, markdown
+    return "PASSED" if checked else "NOT VALIDATED", _summary(args, report)
 
 
 def _optimize(args: argparse.Namespace, source: Path) -> tuple[onnx.ModelProto, Report]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -191,37 +191,43 @@ def print_json(data: Any, sort_keys: bool = True) -> None:
     print(json.dumps(data, indent=2, sort_keys=sort_keys, default=str))
 
 
-def emit(args: argparse.Namespace, data: dict, markdown: str, out: TextIO) -> None:
-    """``--json`` prints ``data``; ``--report FILE`` writes JSON, or markdown for ``.md``."""
+def emit(args: argparse.Namespace, data: dict, out: TextIO,
+         report_file: str | None) -> None:
+    """``--json`` prints ``data``; ``--report FILE`` writes ``report_file``
+    (``report_file(...)``: its content, rendered before anything is written)."""
     if args.json:
         print_json(data)
-    text = report_text(args, data, markdown)
-    if text is not None:
-        write_text_atomic(Path(args.report), text)
+    if report_file is not None:
+        write_text_atomic(Path(args.report), report_file)
         print(f"report: {args.report}", file=out)
 
 
-def report_text(args: argparse.Namespace, data: dict, markdown: str) -> str | None:
-    """What ``--report FILE`` writes (None without it); raises, before anything is written,
-    when the report cannot be made or its folder does not exist."""
-    kind = report_kind(args)
+def report_file(args: argparse.Namespace, data: dict, markdown: Callable[[], str] | str,
+                page: Callable[[], str] | None = None) -> str | None:
+    """What ``--report FILE`` writes (None without it), in the format its extension names:
+    ``data`` as JSON, the ``markdown``, or the HTML ``page`` (commands that make one)."""
+    kind = report_kind(args, html=page is not None)
     if kind is None:
         return None
     if kind == "markdown":
-        return markdown
+        return markdown() if callable(markdown) else markdown
+    if kind == "html":
+        return page()
     return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
 
 
-def report_kind(args: argparse.Namespace) -> str | None:
+def report_kind(args: argparse.Namespace, html: bool = False) -> str | None:
     """The format ``--report FILE`` names by its extension (None without it); FuserError for
-    another extension or a folder that does not exist (checked before the work starts)."""
+    another extension (``html``: the command writes an HTML page too) or a folder that does
+    not exist (checked before the work starts)."""
     if not getattr(args, "report", None):
         return None
     path = Path(args.report)
-    kind = REPORT_KINDS.get(path.suffix.lower())
+    kinds = {**REPORT_KINDS, **(HTML_KINDS if html else {})}
+    kind = kinds.get(path.suffix.lower())
     if kind is None:
         raise FuserError(f"--report {path}: the extension names the format: "
-                         f"{', '.join(REPORT_KINDS)}")
+                         f"{', '.join(kinds)}")
     if not path.parent.is_dir():
         raise FuserError(f"{path}: folder {path.parent} does not exist")
     return kind
@@ -229,3 +235,5 @@ def report_kind(args: argparse.Namespace) -> str | None:
 
 #: ``--report FILE``: the format each extension names.
 REPORT_KINDS = {".json": "json", ".md": "markdown", ".markdown": "markdown"}
+#: ``--report FILE`` of ``optimize``: the self-contained page (``fuser.report.html``) too.
+HTML_KINDS = {".html": "html", ".htm": "html"}

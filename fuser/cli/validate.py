@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
                                  rtol=settings.rtol, labels=(args.reference, args.candidate))
     out = options.human(args)
     print(result.to_text(), file=out)
-    options.emit(args, result.to_dict(), result.to_markdown(), out)
+    options.emit(args, result.to_dict(), out,
+                 options.report_file(args, result.to_dict(), result.to_markdown()))
     elapsed = time.perf_counter() - started
     if result.passed:
         worst = max((o.max_abs for o in result.outputs), default=0.0)

@@ -41,8 +41,9 @@ class Rung(Record):
     the held-out samples (the first refusal ends the ladder; the last rung accepted is
     delivered)."""
 
-    moves: int = doc("layers rewritten in this rung's model")
-    of: int = doc("layers the search's last choice rewrites")
+    moves: int = doc("moves of the search's trajectory in this rung's model (a move rewrites "
+                     "a layer, or takes it to a smaller rank or another form)")
+    of: int = doc("moves of the trajectory's last choice")
     drop: float = doc("the metric's drop on the held-out samples the looks saw")
     interval: list[float] = doc("the drop's interval [low, high] at `confidence`")
     confidence: float = doc("the interval's level (the looks spend 95 % over their looks)")
@@ -150,3 +151,5 @@ class Compression(Record):
         "delivered)", default=None)
     ladder: list[Rung] = doc("the guard's ladder: each rung judged, in order",
                              default_factory=list)
+    allowed_drop: float | None = doc("the drop the guard allowed (null: no bound)",
+                                     default=None)

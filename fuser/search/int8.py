@@ -144,7 +144,7 @@ def quantize(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     total = graph_io.mac_count(quantizer.model, shapes) or 0
     return got.model, dataclasses.replace(
         record, macs_before=total, macs_after=total, guard=reason, passed=passed,
-        seconds=time.perf_counter() - budget.start,
+        allowed_drop=run.allowed, seconds=time.perf_counter() - budget.start,
         phases=budget.phases, search_time=search.search_time, speedup=speedup,
         back_off_steps=max(got.builds - 1, 0))
 
@@ -281,6 +281,6 @@ def _unchanged(model: onnx.ModelProto, search: Search, notes: list[str], budget:
     record = quantization(search, got, [], notes, 0)
     macs = graph_io.mac_count(model, graph_io.infer_shapes(model, search.input_shapes)) or 0
     return dataclasses.replace(record, guard=reason, macs_before=macs, macs_after=macs,
-                               passed=passed, seconds=time.perf_counter() - budget.start,
+                               passed=passed, allowed_drop=looks.allowed, seconds=time.perf_counter() - budget.start,
                                phases=budget.phases, search_time=search.search_time,
                                speedup=1.0)

@@ -110,7 +110,7 @@ def compress(model: onnx.ModelProto, calibration: Sequence[Feeds], search: Searc
     record = compression(search, plan, found, got, errors, notes, samples_in(fit), states)
     return got.model, dataclasses.replace(
         record, seconds=time.perf_counter() - budget.start, guard=reason, passed=passed,
-        phases=budget.phases, search_time=search.search_time, speedup=speedup,
+        allowed_drop=run.allowed, phases=budget.phases, search_time=search.search_time, speedup=speedup,
         estimated_latencies=table.estimated, back_off_steps=max(got.builds - 1, 0),
         degenerate_calibration=list(check.findings), context_factor=round(run.context, 3))
 
