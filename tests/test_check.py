@@ -4,6 +4,7 @@ message and exit 1; JUnit parses; --update is idempotent; folder mode with -j 2.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -219,3 +220,16 @@ def test_pytest_helpers(checked, tmp_path, rng):
     with pytest.raises(AssertionError, match="max abs diff"):
         assert_equivalent(path, broken)
     assert onnx is not None
+
+
+def test_progress_goes_to_stderr_a_line_per_model_and_q_silences_it(checked, capsys):
+    """Issue 29: long work was silent in a log. ``check`` says each model as it finishes,
+    on stderr (a pipe or a terminal alike); ``-q`` says nothing there."""
+    path, baseline = checked
+    capsys.readouterr()
+    assert main(["check", str(path), "--baseline", str(baseline)]) == 0
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"check: \S*m\.onnx passed \(1 of 1, \d+\.\ds\)\n", err), err
+    assert main(["-q", "check", str(path), "--baseline", str(baseline)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.splitlines()[-1].startswith("PASSED")

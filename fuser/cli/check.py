@@ -4,6 +4,7 @@ process pool for folder mode, text / JSON / JUnit out, exit code."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -37,11 +38,14 @@ def add_arguments(chk: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     jobs = _check_jobs(args)
-    if args.jobs > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(_check_one, jobs))
-    else:
-        results = [_check_one(job) for job in jobs]
+    say, results = options.progress(args), []
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(ProcessPoolExecutor(args.jobs)) \
+            if args.jobs > 1 and len(jobs) > 1 else None
+        for result in pool.map(_check_one, jobs) if pool else map(_check_one, jobs):
+            results.append(result)
+            say(f"check: {result.model} {'passed' if result.passed else 'REGRESSED'} "
+                f"({len(results)} of {len(jobs)}, {time.perf_counter() - started:.1f}s)")
     out = options.human(args)
     for result in results:
         print(result.to_text(), file=out)

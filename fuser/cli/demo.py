@@ -4,7 +4,6 @@ table (the job itself is ``fuser.cli.demo_job``)."""
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -32,10 +31,11 @@ def run(args: argparse.Namespace) -> int:
     setting = "quick" if args.quick else "full" if args.full else "default"
     started = time.perf_counter()
     folder = Path(args.output_dir)
-    print(f"onnx-fuser demo ({setting}): export, fold, validate and time the zoo; "
-          f"writing to {folder}/", file=sys.stderr)
+    say = options.progress(args)
+    say(f"onnx-fuser demo ({setting}): export, fold, validate and time the zoo; "
+        f"writing to {folder}/")
     rows = demo_job.run(folder, setting, tuple(options.split([args.frameworks])),
-                        args.time_budget)
+                        args.time_budget, say)
     if not rows:
         raise FuserError("no model could be built: install 'onnx-fuser[torch]' or '[keras]'")
     out = options.human(args)

@@ -181,6 +181,14 @@ def add_output(parser: argparse.ArgumentParser, what: str = "the report",
     group.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
 
 
+def progress(args: argparse.Namespace) -> Callable[[str], None]:
+    """Progress lines on stderr, a log's or a terminal's alike (each a finished step, so
+    they come at the steps' pace); ``-q`` silences them."""
+    if getattr(args, "quiet", 0):
+        return lambda text: None
+    return lambda text: print(text, file=sys.stderr, flush=True)
+
+
 def human(args: argparse.Namespace) -> TextIO:
     """Where the human text goes: stdout, or stderr with ``--json`` (stdout is the JSON)."""
     return sys.stderr if args.json else sys.stdout
