@@ -146,9 +146,10 @@ class Compression(Record):
     calibration_method: str = doc("int8's activation calibrator (`minmax`, `entropy`, "
                                   "`percentile`; empty without int8)", default="")
     speedup: float | None = doc(
-        "the compressed model's speed-up over the original, timed interleaved at "
-        "ORT_ENABLE_ALL at the search's batch size (null: not faster, the original is "
-        "delivered)", default=None)
+        "the compressed model's speed-up over the search's input (the exact stage's output, "
+        "not the file the user gave: that one is the report's `speed`), timed interleaved "
+        "at ORT_ENABLE_ALL at the search's batch size, 1.0 when every layer is kept (null: "
+        "not faster, the search's input is delivered)", default=None)
     ladder: list[Rung] = doc("the guard's ladder: each rung judged, in order",
                              default_factory=list)
     allowed_drop: float | None = doc("the drop the guard allowed (null: no bound)",
