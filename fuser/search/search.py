@@ -253,10 +253,13 @@ def _notes(calibration: Sequence[Feeds], table: LatencyTable, found: Candidates,
                      f"guard's ladder, not {GUARD_BUILDS} (--search-time)")
     coarsest = tolerance(effects, allowed)
     if allowed is not None and coarsest > SAFETY * allowed:
-        notes.append(f"the sensitivity probe resolves a drop of {coarsest:.3g} at best, "
-                     f"more than half the allowed {allowed:.3g}: a layer that read no drop "
-                     "alone may cost some, and the bound the ladder is scaled by rests "
-                     "on output errors")
+        notes.append(f"each layer's drop alone (the table's 'drop alone') was measured on "
+                     f"the sensitivity probe's few samples, where the smallest drop that "
+                     f"reads as more than none is {coarsest:.3g} (one sample changed): more "
+                     f"than half the allowed {allowed:.3g}, so a layer that read no drop "
+                     "alone may still cost some; the guard's ladder is therefore scaled by "
+                     "the layers' output errors, and the guard judges every rung on the "
+                     "held-out samples (more calibration samples make the probe finer)")
     if run.context < 1:
         notes.append(f"in context the rewrites saved {run.context:.0%} of what they saved "
                      "timed alone (the whole model against a twin with them, ORT_ENABLE_ALL)"
