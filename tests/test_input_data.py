@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import onnx
 import pytest
 
 from fuser import ir as graph_io
@@ -98,3 +99,48 @@ def test_calibration_labels_of_any_shape_with_one_row_per_sample(tmp_path, rng):
     with pytest.raises(FuserError, match=r"'labels' \[4, 5\] must hold one row per sample "
                                          r"\(6 used\)"):
         inputs.CalibrationData(data).labels(6)
+
+
+def _stateful() -> onnx.ModelProto:
+    """x [N, 4], an RNN-like state h [2, N, 3] and a rank-0 rate."""
+    helper, f = onnx.helper, onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "rate"], ["y"]), helper.make_node("Relu", ["h"], ["h2"])],
+        "stateful",
+        [helper.make_tensor_value_info("x", f, ["N", 4]),
+         helper.make_tensor_value_info("h", f, [2, "N", 3]),
+         helper.make_tensor_value_info("rate", f, [])],
+        [helper.make_tensor_value_info("y", f, ["N", 4]),
+         helper.make_tensor_value_info("h2", f, [2, "N", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_an_input_with_its_batch_on_another_axis_and_a_constant_one_feed_from_npz(
+        tmp_path, rng, capsys):
+    """Issue 29: an RNN state [2, N, 3] (the batch on axis 1, found by the first input's
+    symbol N) and a rank-0 input (a sample rate) could not be fed from a .npz; a user had to
+    wrap the model. The state is cut along axis 1, the constant fed whole with every batch."""
+    model = _stateful()
+    assert inputs.batch_axes(inputs.input_specs(model)) == {"x": 0, "h": 1, "rate": None}
+    assert inputs.resolve_shapes(model, None, 2) == {"x": (2, 4), "h": (2, 2, 3), "rate": ()}
+    data = tmp_path / "d.npz"
+    x, h = rng.standard_normal((6, 4)), rng.standard_normal((2, 6, 3))
+    np.savez(data, x=x, h=h, rate=np.array(16000.0))
+    batches = inputs.load_batches(data, model, inputs.resolve_shapes(model, None, 2))
+    assert len(batches) == 3 and list(batches[0]) == ["x", "h", "rate"]
+    np.testing.assert_array_equal(batches[1]["h"], h[:, 2:4].astype(np.float32))
+    assert all(b["rate"].shape == () and b["rate"] == 16000 for b in batches)
+    graph_io.save(model, tmp_path / "m.onnx")
+    path = str(tmp_path / "m.onnx")
+    assert main(["validate", path, path, "--inputs", str(data), "--batch", "2"]) == 0
+    assert "(3 batch(es), 6 sample(s))" in capsys.readouterr().out
+    np.savez(data, x=x, h=h, rate=np.array([16000.0]))
+    assert main(["validate", path, path, "--inputs", str(data), "--batch", "2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"onnx-fuser: error: {data}: 'rate' has shape [1]; the model takes it whole with "
+        "every batch, as []")
+    np.savez(data, x=x, h=h[:, :, :2], rate=np.array(16000.0))
+    assert main(["validate", path, path, "--inputs", str(data)]) == 2
+    assert "'h' has shape [2, 6, 2], the model takes [2, N, 3]" in capsys.readouterr().err

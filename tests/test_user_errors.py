@@ -4,6 +4,8 @@ that onnxruntime cannot run, blamed on the pass that made it."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ import fuser
 from fuser import ir as graph_io
 from fuser.cli import main
 from fuser.errors import FuserError
+from fuser.usercode import load_callable
 from tests.helpers import make_model
 
 FAST = ["--rounds", "3", "--warmup", "1", "--time-budget", "0.2", "--threads", "1"]
@@ -169,3 +172,20 @@ def test_an_input_shape_given_twice_exits_2(files, tmp_path, capsys):
         "onnx-fuser: error: --input-shape 'x' given twice (1x3x8x8 and 2x3x8x8): give it once")
     assert main(["optimize", a, "-o", out, "--no-bench", "--input-shape", "x:2x3x8x8",
                  "--input-shape", "x:2x3x8x8"]) == 0
+
+
+def test_module_function_resolves_from_the_current_folder(tmp_path, monkeypatch):
+    """Issue 29: ``check --torch my_models:resnet`` needed PYTHONPATH=. while
+    ``my_models.py:resnet`` worked. A module name is looked up in the current folder too
+    (as ``python -m`` does), and the folder is not left on sys.path."""
+    import sys
+
+    from fuser.usercode import load_callable
+
+    (tmp_path / "my_models_29.py").write_text("def resnet():\n    return 'built'\n")
+    monkeypatch.chdir(tmp_path)
+    before = list(sys.path)
+    assert load_callable("my_models_29", "resnet", "--torch my_models_29:resnet")() == "built"
+    assert sys.path == before
+    with pytest.raises(FuserError, match="no function 'nope'"):
+        load_callable("my_models_29", "nope", "--torch my_models_29:nope")

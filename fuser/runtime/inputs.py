@@ -50,6 +50,28 @@ def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
     return specs
 
 
+def batch_axes(specs: Sequence[InputSpec]) -> dict[str, int | None]:
+    """The axis of each input that holds the samples, from the declared dims: a symbolic
+    first dim; else the axis that carries the first input's batch symbol (an RNN state
+    ``[2, N, 128]`` beside ``x [N, T, 40]``: axis 1); else None, a constant input fed whole
+    with every batch (a scalar sample rate, a fixed-shape table) when the model's batch is
+    symbolic. In a model whose every dim is fixed, axis 0."""
+    first = specs[0].dims[0] if specs and specs[0].dims else 1
+    symbolic_batch = not (isinstance(first, int) and first > 0)
+    axes: dict[str, int | None] = {}
+    for spec in specs:
+        dims = spec.dims
+        if not dims:
+            axes[spec.name] = None
+        elif not (isinstance(dims[0], int) and dims[0] > 0):
+            axes[spec.name] = 0
+        elif isinstance(first, str) and first in dims[1:]:
+            axes[spec.name] = dims.index(first)
+        else:
+            axes[spec.name] = None if symbolic_batch else 0
+    return axes
+
+
 def resolve_shapes(  # noqa: PLR0912  (one check per way a shape can be wrong)
         model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None,
                    batch: int = 1, *, partial: bool = False) -> dict[str, tuple[int, ...]]:
@@ -68,7 +90,7 @@ def resolve_shapes(  # noqa: PLR0912  (one check per way a shape can be wrong)
         if name not in names:
             raise FuserError(f"--input-shape names '{name}', but the model's inputs are: "
                              f"{', '.join(sorted(names)) or '(none)'}")
-    resolved = {}
+    resolved, axes = {}, batch_axes(specs)
     for spec in specs:
         if 0 in spec.dims:  # onnxruntime takes a declared 0 as fixed: an empty tensor
             raise FuserError(f"input '{spec.name}' declares dimension {spec.dims.index(0)} as 0: "
@@ -90,7 +112,7 @@ def resolve_shapes(  # noqa: PLR0912  (one check per way a shape can be wrong)
         for axis, dim in enumerate(spec.dims):
             if isinstance(dim, int) and dim > 0:
                 shape.append(dim)
-            elif axis == 0:
+            elif axis == axes[spec.name]:
                 shape.append(batch)
             else:
                 example = "x".join(str(d) if isinstance(d, int) and d > 0 else "?"
@@ -137,33 +159,60 @@ def load_batches(source: str | Path, model: onnx.ModelProto,
         if not path.exists():
             raise FuserError(f"{path}: no such file or folder")
         arrays = _load_images(path, specs, shapes) if path.is_dir() else _load_npz(path, specs)
+    axes = batch_axes(specs)
     for spec in specs:
-        array = arrays[spec.name]
-        want = shapes[spec.name]
-        if array.ndim != len(want) or tuple(array.shape[1:]) != tuple(want[1:]):
-            raise FuserError(f"{source}: '{spec.name}' has shape {list(array.shape)}, the model "
-                             f"takes [{', '.join(['N', *map(str, want[1:])])}]")
-        if array.dtype != spec.dtype:
-            if array.dtype.kind != spec.dtype.kind:
-                raise FuserError(f"{source}: '{spec.name}' is {array.dtype}, the model takes "
-                                 f"{spec.dtype}")
-            arrays[spec.name] = array.astype(spec.dtype)
-    total = min(arrays[s.name].shape[0] for s in specs)
-    size = shapes[specs[0].name][0] if specs else 1
-    fixed = bool(specs) and isinstance(specs[0].dims[0], int) and specs[0].dims[0] > 0
+        arrays[spec.name] = _checked(source, spec, arrays[spec.name], shapes[spec.name],
+                                     axes[spec.name])
+    # inputs with samples on axis 0 first: a batch's size is its first value's length
+    batched = sorted((s for s in specs if axes[s.name] is not None),
+                     key=lambda s: axes[s.name] != 0)
+    order = [s.name for s in batched] + [s.name for s in specs if axes[s.name] is None]
+    total = min((arrays[s.name].shape[axes[s.name]] for s in batched), default=1)
+    lead = batched[0] if batched else None
+    size = shapes[lead.name][axes[lead.name]] if lead else 1
+    declared = lead.dims[axes[lead.name]] if lead else 1
+    fixed = isinstance(declared, int) and declared > 0
     step = max(size, 1)
     last = total if remainder and not fixed else total - size + 1
-    batches = [{s.name: arrays[s.name][start:start + size] for s in specs}
+    batches = [{n: _samples(arrays[n], axes[n], start, size) for n in order}
                for start in range(0, max(last, 0), step)][:max_batches]
     if not batches:
         raise FuserError(f"{source}: {total} sample(s), fewer than one batch of {size}")
-    used = sum(len(next(iter(b.values()))) for b in batches) if specs else 0
+    used = sum(b[lead.name].shape[axes[lead.name]] for b in batches) if lead else 0
     if used < total:
         why = f"at most {max_batches} batch(es)" if len(batches) == max_batches else \
             "the model fixes the batch size" if fixed else "whole batches only"
         logger.warning("%s: %d of %d samples used, in batches of %d (%s)", source, used, total,
                        size, why)
     return batches
+
+
+def _checked(source: str | Path, spec: InputSpec, array: np.ndarray,
+             want: tuple[int, ...], axis: int | None) -> np.ndarray:
+    """``array`` checked against the input's resolved shape (every dim but the batch axis;
+    a constant input: all of them), cast to its dtype when only the width differs."""
+    if axis is None:
+        if tuple(array.shape) != tuple(want):
+            raise FuserError(f"{source}: '{spec.name}' has shape {list(array.shape)}; the model "
+                             f"takes it whole with every batch, as {list(want)}")
+    elif array.ndim != len(want) or any(a != w for i, (a, w) in enumerate(
+            zip(array.shape, want, strict=True)) if i != axis):
+        takes = ["N" if i == axis else str(w) for i, w in enumerate(want)]
+        raise FuserError(f"{source}: '{spec.name}' has shape {list(array.shape)}, the model "
+                         f"takes [{', '.join(takes)}]")
+    if array.dtype != spec.dtype:
+        if array.dtype.kind != spec.dtype.kind:
+            raise FuserError(f"{source}: '{spec.name}' is {array.dtype}, the model takes "
+                             f"{spec.dtype}")
+        array = array.astype(spec.dtype)
+    return array
+
+
+def _samples(array: np.ndarray, axis: int | None, start: int, size: int) -> np.ndarray:
+    """Samples ``start:start + size`` along ``axis`` (the whole array for a constant)."""
+    if axis is None:
+        return array
+    return array[(slice(None),) * axis + (slice(start, start + size),)]
 
 
 @dataclasses.dataclass(frozen=True)
