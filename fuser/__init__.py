@@ -36,7 +36,15 @@ _FROM = {
     **dict.fromkeys(("Report", "ValidationResult"), "fuser.report"),
 }
 
-__all__ = ["__version__", *_FROM]
+__all__ = [  # noqa: RUF022  (grouped as _FROM is)
+    "__version__",
+    "Timing", "Validation", "benchmark", "optimize", "validate",
+    "BadModelError", "FuserError", "PassError",
+    "load", "save",
+    "DEFAULT_PIPELINE", "REGISTRY", "Pass", "PassResult",
+    "PassManager",
+    "Report", "ValidationResult",
+]
 
 
 def __getattr__(name: str) -> object:

@@ -49,3 +49,9 @@ def test_public_names_load_on_first_use():
         assert "no attribute 'no_such_name'" in str(exc)
     else:
         raise AssertionError("an unknown name resolved")
+
+
+def test_every_public_name_has_its_module():
+    from fuser import _FROM
+
+    assert sorted(fuser.__all__) == sorted(["__version__", *_FROM])
