@@ -124,6 +124,12 @@ def test_an_input_with_its_batch_on_another_axis_and_a_constant_one_feed_from_np
     wrap the model. The state is cut along axis 1, the constant fed whole with every batch."""
     model = _stateful()
     assert inputs.batch_axes(inputs.input_specs(model)) == {"x": 0, "h": 1, "rate": None}
+    spec = inputs.InputSpec  # tf2onnx names each input's dims apart: the one symbolic axis
+    assert inputs.batch_axes([spec("x", np.float32, ("unk__1", 4)),
+                              spec("h", np.float32, (2, "unk__2", 3)),
+                              spec("t", np.float32, (2, 5))]) == {"x": 0, "h": 1, "t": None}
+    assert inputs.batch_axes([spec("x", np.float32, (1, 4)),
+                              spec("h", np.float32, (2, 1, 3))]) == {"x": 0, "h": 0}
     assert inputs.resolve_shapes(model, None, 2) == {"x": (2, 4), "h": (2, 2, 3), "rate": ()}
     data = tmp_path / "d.npz"
     x, h = rng.standard_normal((6, 4)), rng.standard_normal((2, 6, 3))

@@ -53,7 +53,8 @@ def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
 def batch_axes(specs: Sequence[InputSpec]) -> dict[str, int | None]:
     """The axis of each input that holds the samples, from the declared dims: a symbolic
     first dim; else the axis that carries the first input's batch symbol (an RNN state
-    ``[2, N, 128]`` beside ``x [N, T, 40]``: axis 1); else None, a constant input fed whole
+    ``[2, N, 128]`` beside ``x [N, T, 40]``: axis 1), or the input's only symbolic dim
+    (exporters that name each input's dims apart); else None, a constant input fed whole
     with every batch (a scalar sample rate, a fixed-shape table) when the model's batch is
     symbolic. In a model whose every dim is fixed, axis 0."""
     first = specs[0].dims[0] if specs and specs[0].dims else 1
@@ -67,6 +68,9 @@ def batch_axes(specs: Sequence[InputSpec]) -> dict[str, int | None]:
             axes[spec.name] = 0
         elif isinstance(first, str) and first in dims[1:]:
             axes[spec.name] = dims.index(first)
+        elif symbolic_batch and len(dynamic := [i for i, d in enumerate(dims)
+                                                if not (isinstance(d, int) and d > 0)]) == 1:
+            axes[spec.name] = dynamic[0]  # its one symbolic dim, named apart (tf2onnx: unk__7)
         else:
             axes[spec.name] = None if symbolic_batch else 0
     return axes
