@@ -171,6 +171,9 @@ class Job:
             batch_feeds = inputs_io.random_batches(original, shapes, 1, timing.seed)[0]
             first = next(iter(batch_feeds.values()), None)
             real = int(first.shape[0]) if first is not None and first.ndim else batch
+            if real != batch:
+                self.notes.append(f"batch {batch} not timed: the model fixes its batch at "
+                                  f"{real}, timed at {real}")
             feeds.setdefault(real, batch_feeds)
         return feeds
 

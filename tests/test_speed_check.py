@@ -19,6 +19,7 @@ import fuser
 from fuser import ir as graph_io
 from fuser.cli.main import main
 from fuser.report import SpeedCheck, SpeedRatio
+from tests.helpers import make_model
 from fuser.report.timing import BenchResult, ProviderChoice
 from fuser.runtime import bench
 from fuser.settings import Timing
@@ -179,3 +180,17 @@ def test_cli_last_line_leads_with_the_speed_against_the_original(tmp_path, model
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert code == 0 and last.startswith("PASSED | ")
     assert "against the original (ORT_ENABLE_ALL, cpu) | " in last
+
+
+def test_a_batch_size_the_model_cannot_take_is_said_not_timed(rng):
+    """A model that fixes its batch at 1 timed with batch sizes 1 and 8: batch 8 cannot be
+    timed, and the report says so instead of dropping it silently."""
+    fixed = make_model("""
+        g (float[1,3,8,8] x) => (float[1,4,8,8] y) {
+            c = Conv<pads=[1,1,1,1]>(x, W)
+            y = BatchNormalization(c, s, b, mean, var)
+        }""", rng, W=(4, 3, 3, 3), s=(4,), b=(4,), mean=(4,), var=(4,))
+    _, report = fuser.optimize(fixed, timing=fuser.Timing(
+        levels=("all",), batches=(1, 8), rounds=5, warmup=1, time_budget=0.2, threads=1))
+    assert [r.batch for r in report.speed.ratios] == [1]
+    assert "batch 8 not timed: the model fixes its batch at 1, timed at 1" in report.notes
