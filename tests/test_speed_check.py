@@ -19,7 +19,6 @@ import fuser
 from fuser import ir as graph_io
 from fuser.cli.main import main
 from fuser.report import SpeedCheck, SpeedRatio
-from tests.helpers import make_model
 from fuser.report.timing import BenchResult, ProviderChoice
 from fuser.runtime import bench
 from fuser.settings import Timing
