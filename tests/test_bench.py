@@ -174,7 +174,8 @@ def test_progress_only_when_asked_or_on_a_tty(pair, capsys):
     assert captured.err == "" and captured.out == ""
     bench.benchmark(pair, feeds, progress=True, **kwargs)
     err = capsys.readouterr().err
-    assert "round 5/5" in err and err.endswith("\r\x1b[K") and "\n" not in err
+    # rich's status line, rewritten in place, erased at the end (cursor up, clear line)
+    assert "round 5/5" in err and err.endswith("\x1b[1A\x1b[2K")
 
 
 def test_to_dict_is_json_and_to_text_is_a_table(pair):
@@ -284,3 +285,38 @@ def test_progress_in_a_log_is_a_plain_line_every_few_seconds(capsys, monkeypatch
         logger.setLevel(level)
     assert capsys.readouterr().err == ""
     assert runners.Progress(False)._log is False
+
+
+def test_on_a_terminal_the_progress_is_rich_status_line_rewritten_in_place(monkeypatch):
+    """On a terminal (a pseudo-terminal here) the progress is rich's status line: the text
+    with a spinner, rewritten in place (carriage returns, no new lines), gone on clear."""
+    import os
+    import select
+    import time
+
+    from fuser.runtime import runners
+
+    master, slave = os.openpty()
+    terminal = os.fdopen(slave, "w")
+    monkeypatch.setattr(runners.sys, "stderr", terminal)
+    try:
+        bar = runners.Progress(None)
+        assert bar.enabled and not bar._log
+        bar.show("low-rank: timing layer 1")
+        time.sleep(0.25)
+        bar.show("low-rank: timing layer 2")
+        time.sleep(0.25)
+        bar.clear()
+        terminal.flush()
+        written = b""
+        while True:  # what the terminal received
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                break
+            written += os.read(master, 65536)
+    finally:
+        terminal.close()
+        os.close(master)
+    text = written.decode(errors="replace")
+    assert "timing layer 1" in text and "timing layer 2" in text and "\r" in text
+    assert bar._status is None

@@ -92,11 +92,11 @@ def make_runner(sess, feeds: Mapping[str, np.ndarray], kind: str, device: str = 
 
 
 class Progress:
-    """Progress on stderr: on a terminal one self-overwriting line; elsewhere (a log, a CI
-    job, a pipe) a plain line at most every ``LOG_EVERY`` seconds, the first once the work
-    has taken that long, so that short work prints nothing. ``enabled``: True (always the
-    terminal's line), False (nothing), None (by what stderr is; nothing when logging is
-    quieter than warnings: the CLI's ``-q``)."""
+    """Progress on stderr: on a terminal one status line (rich's, with a spinner), rewritten
+    in place; elsewhere (a log, a CI job, a pipe) a plain line at most every ``LOG_EVERY``
+    seconds, the first once the work has taken that long, so that short work prints
+    nothing. ``enabled``: True (always the terminal's line), False (nothing), None (by what
+    stderr is; nothing when logging is quieter than warnings: the CLI's ``-q``)."""
 
     #: Seconds between two lines in a log.
     LOG_EVERY = 5.0
@@ -108,7 +108,7 @@ class Progress:
         quiet = not logging.getLogger("fuser").isEnabledFor(logging.WARNING)
         self.enabled = (terminal and not quiet) if enabled is None else enabled
         self._log = enabled is None and not terminal and not quiet  # plain lines, now and then
-        self._shown = False
+        self._status = None  # rich's status line, while shown
         self._last = time.monotonic()
 
     def show(self, text: str) -> None:
@@ -119,12 +119,16 @@ class Progress:
                 self._stream.flush()
                 self._last = now
         elif self.enabled:
-            self._stream.write(f"\r\x1b[K{text}")
-            self._stream.flush()
-            self._shown = True
+            if self._status is None:
+                from rich.console import Console  # imported when a terminal shows it
+
+                # asked for (True) whatever stderr is; by default, stderr is a terminal
+                self._status = Console(file=self._stream, force_terminal=True).status(text)
+                self._status.start()
+            else:
+                self._status.update(text)
 
     def clear(self) -> None:
-        if self.enabled and self._shown:
-            self._stream.write("\r\x1b[K")
-            self._stream.flush()
-            self._shown = False
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
