@@ -247,3 +247,20 @@ def test_an_empty_graph_written_in_pieces(tmp_path):
     with open(path, "wb") as f:
         files.write_serialized(model, f)
     assert onnx.load(str(path)) == model
+
+
+def test_a_failure_inside_writing_leaves_the_old_model_and_no_temporary(tmp_path):
+    """``ir.writing`` writes beside the target and renames only when the block ends well:
+    the CLI renders the report inside it, so a report that cannot be made leaves the old
+    model (and its data) in place, and no temporary behind."""
+    path = tmp_path / "m.onnx"
+    graph_io.save(_conv(1.0), path, external_data=True)
+    with pytest.raises(RuntimeError, match="report broken"), \
+            graph_io.writing(_conv(2.0), path, external_data=True) as seconds:
+        assert seconds >= 0
+        raise RuntimeError("report broken")
+    assert _weight(path) == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+    with graph_io.writing(_conv(3.0), path, external_data=True):
+        assert _weight(path) == 1.0  # not in place before the block ends
+    assert _weight(path) == 3.0
