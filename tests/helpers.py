@@ -15,6 +15,20 @@ from fuser.runtime import sessions as runtime
 
 HEADER = '< ir_version: 8, opset_import: ["" : 17] >'
 
+#: Timing flags that keep a CLI run short (the timing is not what such a test checks).
+FAST_TIMING = ["--rounds", "5", "--warmup", "1", "--time-budget", "0.3", "--threads", "1"]
+
+CONV_BN = """
+    g (float[N,3,8,8] x) => (float[N,4,8,8] y) {
+        c = Conv<pads=[1,1,1,1]>(x, W)
+        y = BatchNormalization(c, s, b, mean, var)
+    }"""
+
+
+def conv_bn_model(rng: np.random.Generator) -> onnx.ModelProto:
+    """A Conv with its BatchNormalization (``CONV_BN``), seeded weights."""
+    return make_model(CONV_BN, rng, W=(4, 3, 3, 3), s=(4,), b=(4,), mean=(4,), var=(4,))
+
 
 def make_model(text: str, rng: np.random.Generator, dtype=np.float32, header: str = HEADER,
                **initializers: tuple[int, ...] | np.ndarray) -> onnx.ModelProto:

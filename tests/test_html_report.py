@@ -30,16 +30,9 @@ from fuser.report import Report
 from fuser.report.html import report_html
 from fuser.search.config import Search
 from fuser.search.search import compress
-from tests.helpers import make_model
+from tests.helpers import FAST_TIMING, conv_bn_model
 from tests.test_lowrank_guard import _plant, _scores
 from tests.test_lowrank_search import PlantedTable
-
-FAST = ["--rounds", "5", "--warmup", "1", "--time-budget", "0.3", "--threads", "1"]
-CONV_BN = """
-    g (float[N,3,8,8] x) => (float[N,4,8,8] y) {
-        c = Conv<pads=[1,1,1,1]>(x, W)
-        y = BatchNormalization(c, s, b, mean, var)
-    }"""
 
 
 def _chromium() -> str | None:
@@ -64,9 +57,9 @@ def exact_run(tmp_path_factory):
     """``onnx-fuser optimize m.onnx -o o.onnx --report r.html``: the page and its report."""
     folder = tmp_path_factory.mktemp("html")
     rng = np.random.default_rng(0)
-    model = make_model(CONV_BN, rng, W=(4, 3, 3, 3), s=(4,), b=(4,), mean=(4,), var=(4,))
+    model = conv_bn_model(rng)
     graph_io.save(model, folder / "m.onnx")
-    args = ["optimize", str(folder / "m.onnx"), "-o", str(folder / "o.onnx"), *FAST]
+    args = ["optimize", str(folder / "m.onnx"), "-o", str(folder / "o.onnx"), *FAST_TIMING]
     with contextlib.redirect_stdout(io.StringIO()) as out:  # --json: the same run's record
         assert main([*args, "--report", str(folder / "r.html"), "--json"]) == 0
     report = Report.from_dict(json.loads(out.getvalue()))

@@ -16,14 +16,7 @@ from fuser import ir as graph_io
 from fuser.cli import main
 from fuser.frontends import torch as torch_frontend
 from fuser.zoo import digits
-from tests.helpers import make_model
-
-FAST = ["--rounds", "5", "--warmup", "1", "--time-budget", "0.3", "--threads", "1"]
-CONV_BN = """
-    g (float[N,3,8,8] x) => (float[N,4,8,8] y) {
-        c = Conv<pads=[1,1,1,1]>(x, W)
-        y = BatchNormalization(c, s, b, mean, var)
-    }"""
+from tests.helpers import FAST_TIMING, conv_bn_model
 
 
 def _run(args: list[str], report) -> tuple[dict, str, str, str]:
@@ -44,10 +37,10 @@ def _speed(data: dict) -> str:
 
 
 def test_an_exact_run_says_the_same_figures_everywhere(tmp_path, rng):
-    model = make_model(CONV_BN, rng, W=(4, 3, 3, 3), s=(4,), b=(4,), mean=(4,), var=(4,))
+    model = conv_bn_model(rng)
     graph_io.save(model, tmp_path / "m.onnx")
     data, text, last, markdown = _run(
-        ["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"), *FAST],
+        ["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"), *FAST_TIMING],
         tmp_path / "r.md")
     speed = _speed(data)
     nodes = f"{data['before']['nodes']} -> {data['after']['nodes']}"
@@ -74,7 +67,7 @@ def digits_vgg(tmp_path_factory):
 
 def test_a_lossy_run_says_the_same_figures_everywhere(digits_vgg, tmp_path):
     data, text, last, markdown = _run(
-        ["optimize", str(digits_vgg / "vgg.onnx"), "-o", str(tmp_path / "o.onnx"), *FAST,
+        ["optimize", str(digits_vgg / "vgg.onnx"), "-o", str(tmp_path / "o.onnx"), *FAST_TIMING,
          "--lossy", "lowrank", "--calibration", str(digits_vgg / "calib.npz"),
          "--search-time", "20"], tmp_path / "r.md")
     lossy = data["lowrank"]

@@ -89,10 +89,7 @@ def run(args: argparse.Namespace) -> int:
     print(text, file=out)
     options.emit(args, data, out, report_file)
     elapsed = time.perf_counter() - started
-    if not report.passed:
-        print(f"{'wrote' if written else 'did not write'} {target}", file=out)
-    else:
-        print(f"wrote {target}", file=out)
+    print(f"{'wrote' if written else 'did not write'} {target}", file=out)
     print(f"{status} | {elapsed:.2f}s | {figures}", file=out)
     return 0 if report.passed else 1
 
@@ -111,14 +108,10 @@ def _render(report: Report, args: argparse.Namespace
 
 
 def _last_line(args: argparse.Namespace, report: Report) -> tuple[str, str]:
-    """The last line's verdict and figures: FAILED and why; PASSED only when something was
-    validated (the exact stage's outputs, or the lossy guard within its bound), else NOT
-    VALIDATED (--no-validate, or a model onnxruntime cannot run)."""
-    if not report.passed:
-        return "FAILED", _failure(report)
-    checked = report.validation is not None or (report.lowrank is not None
-                                                and report.lowrank.passed is True)
-    return "PASSED" if checked else "NOT VALIDATED", _summary(args, report)
+    """The last line's verdict (``Report.verdict``) and figures: why it failed, or the
+    summary."""
+    verdict = report.verdict
+    return verdict, _failure(report) if verdict == "FAILED" else _summary(args, report)
 
 
 def _optimize(args: argparse.Namespace, source: Path) -> tuple[onnx.ModelProto, Report]:

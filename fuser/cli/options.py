@@ -176,8 +176,8 @@ def add_output(parser: argparse.ArgumentParser, what: str = "the report",
     group = parser.add_argument_group("output")
     if report:
         group.add_argument("--report", metavar="FILE",
-                           help="write the report; its extension names the format: .json or "
-                                "(markdown) .md")
+                           help="write the report; its extension names the format: .json, "
+                                ".md (markdown), or .html for optimize")
     group.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
 
 

@@ -75,11 +75,8 @@ def report_html(report: Report, verdict: str = "") -> str:
 
 
 def _verdict(report: Report, line: str) -> str:
-    kind = "passed" if report.passed else "failed"
-    if report.passed and report.validation is None and (
-            report.lowrank is None or report.lowrank.passed is not True):
-        kind = "plain"  # not validated
-    return f"<p class='verdict {kind}' id='verdict'>{_e(line or kind.upper())}</p>"
+    kind = {"PASSED": "passed", "FAILED": "failed"}.get(report.verdict, "plain")
+    return f"<p class='verdict {kind}' id='verdict'>{_e(line or report.verdict)}</p>"
 
 
 def _summary(report: Report) -> str:

@@ -160,6 +160,17 @@ class Report(Record):
         exact = self.validation is None or self.validation.passed
         return exact and (self.lowrank is None or self.lowrank.passed is not False)
 
+    @property
+    def verdict(self) -> str:
+        """``FAILED`` (not ``passed``); ``PASSED`` only when something was validated (the
+        exact stage's outputs, or the lossy guard within its bound); else ``NOT VALIDATED``
+        (validation off, or a model onnxruntime cannot run)."""
+        if not self.passed:
+            return "FAILED"
+        checked = self.validation is not None or (self.lowrank is not None
+                                                  and self.lowrank.passed is True)
+        return "PASSED" if checked else "NOT VALIDATED"
+
     def rewrites(self, name: str | None = None) -> int:
         """Total rewrites of one pass (or of all passes)."""
         return sum(r.rewrites for r in self.passes if name is None or r.name == name)

@@ -168,12 +168,11 @@ def load_batches(source: str | Path, model: onnx.ModelProto,
         arrays[spec.name] = _checked(source, spec, arrays[spec.name], shapes[spec.name],
                                      axes[spec.name])
     # inputs with samples on axis 0 first: a batch's size is its first value's length
-    batched = sorted((s for s in specs if axes[s.name] is not None),
-                     key=lambda s: axes[s.name] != 0)
+    batched = _batched(specs, axes)
     order = [s.name for s in batched] + [s.name for s in specs if axes[s.name] is None]
     total = min((arrays[s.name].shape[axes[s.name]] for s in batched), default=1)
     lead = batched[0] if batched else None
-    size = shapes[lead.name][axes[lead.name]] if lead else 1
+    size = batch_size(model, shapes)
     declared = lead.dims[axes[lead.name]] if lead else 1
     fixed = isinstance(declared, int) and declared > 0
     step = max(size, 1)
@@ -189,6 +188,21 @@ def load_batches(source: str | Path, model: onnx.ModelProto,
         logger.warning("%s: %d of %d samples used, in batches of %d (%s)", source, used, total,
                        size, why)
     return batches
+
+
+def _batched(specs: Sequence[InputSpec], axes: Mapping[str, int | None]) -> list[InputSpec]:
+    """The inputs that hold samples, those on axis 0 first."""
+    return sorted((s for s in specs if axes[s.name] is not None),
+                  key=lambda s: axes[s.name] != 0)
+
+
+def batch_size(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]) -> int:
+    """Samples in a batch at these resolved shapes: the first sample-holding input's size on
+    its batch axis (``batch_axes``); 1 without one."""
+    specs = input_specs(model)
+    axes = batch_axes(specs)
+    lead = next(iter(_batched(specs, axes)), None)
+    return shapes[lead.name][axes[lead.name]] if lead else 1
 
 
 def _checked(source: str | Path, spec: InputSpec, array: np.ndarray,
@@ -238,11 +252,10 @@ class CalibrationData:
         shapes = resolve_shapes(model, input_shapes, self.batch)
         # counted at the batch the model really takes: a model fixed at batch 1 once read
         # 64 of 1024 samples (1024 // 16 batches of 1)
-        size = max(1, next((shape[0] for shape in shapes.values() if shape), 1))
+        size = max(1, batch_size(model, shapes))
         batches = load_batches(self.source, model, shapes,
                                max_batches=max(2, -(-self.samples // size)), remainder=False)
-        used = sum(len(next(iter(b.values()), ())) for b in batches)
-        return batches, self.labels(used)
+        return batches, self.labels(len(batches) * size)  # whole batches only
 
     def labels(self, count: int) -> np.ndarray | None:
         """The ``labels`` array of a ``.npz`` source, its first ``count`` rows (None for

@@ -101,7 +101,7 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
     allowed, last = looks.allowed, len(states) - 1
     rungs = getattr(builder, "rungs", RUNGS)  # int8's builder climbs fewer, wider rungs
     order = ladder(errors, bound, rungs) if allowed is not None else [last] if last else []
-    best, kept, builds, position, rungs = None, 0, 0, 0, []
+    best, kept, builds, position, judged = None, 0, 0, 0, []
     while position < len(order):
         k, began = order[position], time.perf_counter()
         label = getattr(builder, "label", "low-rank")  # int8's builder names itself
@@ -110,8 +110,8 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
         result = builder.build(states[k])
         verdict, new, reference = looks.judged(result)
         builds += 1
-        rungs.append((k, verdict, allowed is None or accepted(verdict, allowed)))
-        if not rungs[-1][2]:
+        judged.append((k, verdict, allowed is None or accepted(verdict, allowed)))
+        if not judged[-1][2]:
             notes.append(f"refused {k} of {last} moves: {looks.metric.name} drop "
                          f"{verdict.drop:.3f}, {percent(verdict.confidence)} interval "
                          f"{verdict.interval[0]:.3f} to {verdict.interval[1]:.3f} on "
@@ -134,7 +134,7 @@ def largest_accepted(builder: Builder, states: list[list[Option | None]],
                          "bound allows)")
     line.clear()
     return dataclasses.replace(_delivered(builder, states, kept, best, builds, looks, notes),
-                               rungs=rungs)
+                               rungs=judged)
 
 
 def _delivered(builder: Builder, states: list[list[Option | None]], kept: int, best: tuple | None,
